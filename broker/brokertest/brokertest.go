@@ -1,0 +1,102 @@
+// Package brokertest starts real, throwaway NATS JetStream servers for tests:
+// one per test, on a random port, with its store in the test's temp folder,
+// and the Tollgate streams provisioned. It is to broker what httptest is to
+// net/http.
+package brokertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tollgate/tollgate/broker"
+)
+
+// Bus is an embedded server with the Tollgate streams and a privileged
+// connection to it.
+type Bus struct {
+	Server   *broker.Embedded
+	Subjects broker.Subjects
+	// Conn and JS are the privileged (gateway) connection.
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+	// GatewayKey is the gateway's nkey; the server knows it as unrestricted.
+	GatewayKey string
+
+	t       testing.TB
+	dataDir string
+	opts    Options
+}
+
+// Options shape the server of a test.
+type Options struct {
+	// Users are added to the gateway's own user; with none and
+	// Open false, only the gateway can connect.
+	Users []*server.NkeyUser
+	// Open starts the server without authentication.
+	Open bool
+	// Streams tunes the provisioned streams.
+	Streams broker.StreamOptions
+}
+
+// Start starts a server for t, provisions the streams and connects as the
+// gateway. Everything is torn down when the test ends.
+func Start(t testing.TB, opts Options) *Bus {
+	t.Helper()
+	b := &Bus{Subjects: broker.DefaultSubjects(), t: t, dataDir: t.TempDir(), opts: opts}
+	b.start()
+	return b
+}
+
+func (b *Bus) start() {
+	t := b.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var users []*server.NkeyUser
+	var gw nkeysPair
+	if !b.opts.Open {
+		gw = mustKey(t)
+		b.GatewayKey = gw.pub
+		users = append([]*server.NkeyUser{{Nkey: gw.pub}}, b.opts.Users...)
+	}
+	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: b.dataDir, Port: -1, Users: users})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	b.Server = srv
+	cc := broker.ConnectConfig{URL: srv.ClientURL(), Name: "gateway-test"}
+	if gw.kp != nil {
+		cc.Key = gw.kp
+	}
+	nc, err := broker.Connect(cc)
+	if err != nil {
+		srv.Shutdown()
+		t.Fatalf("connect: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Provision(ctx, js, b.Subjects, b.opts.Streams); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	b.Conn, b.JS = nc, js
+	t.Cleanup(func() {
+		nc.Close()
+		srv.Shutdown()
+	})
+}
+
+// Restart stops the server and starts a new one on the same store, as after
+// a crash of the broker process. Existing connections are closed.
+func (b *Bus) Restart() {
+	b.t.Helper()
+	b.Conn.Close()
+	b.Server.Shutdown()
+	b.start()
+}

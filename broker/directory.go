@@ -1,0 +1,117 @@
+package broker
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Identity is one registered principal: a user, agent, tool or model. Its
+// id is its subject token, so one identity can never pose as another.
+type Identity struct {
+	ID   string
+	Type schemas.PrincipalType
+	Team string
+	Tags []string
+	// PublicKey is the identity's nkey public key ("U..."). It is both its
+	// NATS credential and the Ed25519 key its envelopes are signed with.
+	PublicKey string
+	// RequireSignature makes the enforcer refuse unsigned envelopes.
+	RequireSignature bool
+	// Timeout is how long a hop to this identity may stay open.
+	Timeout time.Duration
+	// Disabled identities cannot connect and every submission of theirs is
+	// denied.
+	Disabled bool
+	// Workflow is the workflow a run entered at this agent belongs to.
+	Workflow string
+
+	pub ed25519.PublicKey
+}
+
+// SigningKey returns the Ed25519 public key, nil when none is registered.
+func (i *Identity) SigningKey() ed25519.PublicKey { return i.pub }
+
+// IsCaller reports whether the identity may submit (users and agents may;
+// tools and models only reply).
+func (i *Identity) IsCaller() bool { return i.Type == schemas.TypeUser || i.Type == schemas.TypeAgent }
+
+// Directory is an immutable set of identities, safe for concurrent use.
+type Directory struct {
+	byID  map[string]*Identity
+	order []string
+}
+
+// NewDirectory checks and indexes identities. It reports every problem at
+// once: bad or duplicate ids, unknown types, unparsable keys, a required
+// signature without a key.
+func NewDirectory(ids []Identity) (*Directory, error) {
+	d := &Directory{byID: make(map[string]*Identity, len(ids))}
+	var errs []error
+	for i := range ids {
+		id := ids[i]
+		where := fmt.Sprintf("identity %q", id.ID)
+		if err := schemas.CheckPrincipalID(id.ID); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		if _, dup := d.byID[id.ID]; dup {
+			errs = append(errs, fmt.Errorf("%s: registered twice (ids are unique across users, agents, tools and models)", where))
+			continue
+		}
+		switch id.Type {
+		case schemas.TypeUser, schemas.TypeAgent, schemas.TypeTool, schemas.TypeModel:
+		default:
+			errs = append(errs, fmt.Errorf("%s: type %q is not User, Agent, Tool or Model", where, id.Type))
+		}
+		if id.PublicKey != "" {
+			pub, err := ParsePublicKey(id.PublicKey)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			}
+			id.pub = pub
+		} else if id.RequireSignature {
+			errs = append(errs, fmt.Errorf("%s: require_signature needs a public_key", where))
+		}
+		if id.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("%s: timeout must not be negative", where))
+		}
+		id.Tags = slices.Clone(id.Tags)
+		d.byID[id.ID] = &id
+		d.order = append(d.order, id.ID)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Get returns the identity registered under id.
+func (d *Directory) Get(id string) (*Identity, bool) {
+	i, ok := d.byID[id]
+	return i, ok
+}
+
+// All returns every identity in registration order.
+func (d *Directory) All() []*Identity {
+	out := make([]*Identity, 0, len(d.order))
+	for _, id := range d.order {
+		out = append(out, d.byID[id])
+	}
+	return out
+}
+
+// ParsePublicKey decodes an nkey user public key ("U...") to Ed25519.
+func ParsePublicKey(pk string) (ed25519.PublicKey, error) {
+	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(pk))
+	if err != nil {
+		return nil, fmt.Errorf("public_key %q is not an nkey user public key: %w", pk, err)
+	}
+	return ed25519.PublicKey(raw), nil
+}

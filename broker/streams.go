@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamOptions tunes the streams Provision creates.
+type StreamOptions struct {
+	// Replicas is the replica count of every stream (1 on a single server,
+	// 3 on a cluster).
+	Replicas int
+	// DeliverMaxAge bounds how long deliveries are kept. A delivery subject
+	// is written once; a re-forward of the same hop within this age is
+	// refused by the server, so it is also how long a crashed enforcer may
+	// stay down without risking a second delivery.
+	DeliverMaxAge time.Duration
+	// AlertMaxAge bounds how long alerts are kept.
+	AlertMaxAge time.Duration
+	// DuplicateWindow is the Nats-Msg-Id dedupe window of every stream.
+	DuplicateWindow time.Duration
+	// MaxMsgSize caps a submission at the stream; larger ones are refused by
+	// the server at publish time. Zero leaves it to the server's max_payload.
+	MaxMsgSize int32
+}
+
+func (o *StreamOptions) setDefaults() {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DeliverMaxAge == 0 {
+		o.DeliverMaxAge = 72 * time.Hour
+	}
+	if o.AlertMaxAge == 0 {
+		o.AlertMaxAge = 30 * 24 * time.Hour
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+}
+
+// Validate reports every problem with the options.
+func (o StreamOptions) Validate() error {
+	var errs []error
+	if o.Replicas < 0 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas is %d, want 1 to 5", o.Replicas))
+	}
+	if o.DeliverMaxAge < 0 || o.AlertMaxAge < 0 || o.DuplicateWindow < 0 {
+		errs = append(errs, errors.New("ages and windows must not be negative"))
+	}
+	if o.DeliverMaxAge > 0 && o.DuplicateWindow > o.DeliverMaxAge {
+		errs = append(errs, errors.New("duplicate window is longer than the delivery max age"))
+	}
+	return errors.Join(errs...)
+}
+
+// StreamConfigs returns the configuration of every Tollgate stream.
+func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	o.setDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        s.Stream(StreamSubmit),
+			Description: "Tollgate submissions: work queue read by the enforcers",
+			Subjects:    []string{s.SubmitAll()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			MaxMsgSize:  o.MaxMsgSize,
+		},
+		{
+			Name:        s.Stream(StreamDeliver),
+			Description: "Tollgate deliveries: one subject per hop and kind, each written once",
+			Subjects:    []string{s.DeliverAll()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			MaxAge:      o.DeliverMaxAge,
+		},
+		{
+			Name:        s.Stream(StreamLedger),
+			Description: "Tollgate run ledger: append-only, hash-chained, one subject per run",
+			Subjects:    []string{s.LedgerAll()},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			AllowRollup: false,
+			AllowDirect: true,
+		},
+		{
+			Name:        s.Stream(StreamAlerts),
+			Description: "Tollgate alerts: limit breaches and halts",
+			Subjects:    []string{s.AlertAll()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      o.AlertMaxAge,
+		},
+	}
+}
+
+// Provision creates or updates every Tollgate stream. It is idempotent.
+// On a cluster that is still electing its meta leader it retries until ctx
+// ends.
+func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o StreamOptions) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("stream options: %w", err)
+	}
+	for _, cfg := range s.StreamConfigs(o) {
+		for {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			if err == nil {
+				break
+			}
+			if !retryableProvisionError(err) || ctx.Err() != nil {
+				return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func retryableProvisionError(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 10008: JetStream not ready / no meta leader yet; 10074:
+		// insufficient resources while peers are still joining.
+		return apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10074 || apiErr.Code == 503
+	}
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}

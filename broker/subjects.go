@@ -1,0 +1,174 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// DefaultPrefix is the subject prefix when none is configured.
+const DefaultPrefix = "tg"
+
+// Stream names (before the configured stream prefix).
+const (
+	StreamSubmit  = "SUBMIT"
+	StreamDeliver = "DELIVER"
+	StreamLedger  = "LEDGER"
+	StreamAlerts  = "ALERTS"
+)
+
+// EnforcerConsumer is the durable consumer of SUBMIT that enforcers share.
+const EnforcerConsumer = "enforcer"
+
+// Subjects builds every subject, stream and consumer name Tollgate uses.
+// Nothing else in Tollgate concatenates subjects. The zero value is not
+// usable; create one with NewSubjects.
+type Subjects struct {
+	prefix       string
+	streamPrefix string
+}
+
+// NewSubjects returns the names for a subject prefix (default "tg") and a
+// stream-name prefix (default none), so that several gateways can share one
+// NATS account.
+func NewSubjects(prefix, streamPrefix string) (Subjects, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		if !validToken(tok) {
+			return Subjects{}, fmt.Errorf("subject prefix %q: token %q is not a plain subject token", prefix, tok)
+		}
+	}
+	if streamPrefix != "" && !validName(streamPrefix) {
+		return Subjects{}, fmt.Errorf("stream prefix %q must be letters, digits, '_' or '-'", streamPrefix)
+	}
+	return Subjects{prefix: prefix, streamPrefix: streamPrefix}, nil
+}
+
+// DefaultSubjects returns the names for the default prefix.
+func DefaultSubjects() Subjects { return Subjects{prefix: DefaultPrefix} }
+
+// Prefix returns the subject prefix.
+func (s Subjects) Prefix() string { return s.prefix }
+
+// Stream returns the full name of one of the Stream* streams.
+func (s Subjects) Stream(name string) string { return s.streamPrefix + name }
+
+// Submit is where caller publishes the submissions of a run.
+func (s Subjects) Submit(caller, run string) string {
+	return s.prefix + ".submit." + caller + "." + run
+}
+
+// SubmitFor is the wildcard of every submission by caller.
+func (s Subjects) SubmitFor(caller string) string { return s.prefix + ".submit." + caller + ".>" }
+
+// SubmitAll is the wildcard of every submission.
+func (s Subjects) SubmitAll() string { return s.prefix + ".submit.>" }
+
+// ParseSubmit splits a submit subject into its caller and run tokens.
+func (s Subjects) ParseSubmit(subject string) (caller, run string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.prefix+".submit.")
+	if !found {
+		return "", "", false
+	}
+	caller, run, found = strings.Cut(rest, ".")
+	if !found || caller == "" || run == "" || strings.Contains(run, ".") {
+		return "", "", false
+	}
+	return caller, run, true
+}
+
+// Deliver is the subject of one delivery: kind for hop, to agent. Each is
+// written once (expected last subject sequence 0), which is what makes a
+// forward after a crash idempotent.
+func (s Subjects) Deliver(agent, hop string, kind schemas.DeliveryKind) string {
+	return s.prefix + ".deliver." + agent + "." + hop + "." + string(kind)
+}
+
+// DeliverFor is the wildcard of every delivery to agent.
+func (s Subjects) DeliverFor(agent string) string { return s.prefix + ".deliver." + agent + ".>" }
+
+// DeliverAll is the wildcard of every delivery.
+func (s Subjects) DeliverAll() string { return s.prefix + ".deliver.>" }
+
+// ParseDeliver splits a delivery subject into agent, hop and kind.
+func (s Subjects) ParseDeliver(subject string) (agent, hop string, kind schemas.DeliveryKind, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.prefix+".deliver.")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], schemas.DeliveryKind(parts[2]), true
+}
+
+// Ledger is the subject of a run's ledger.
+func (s Subjects) Ledger(run string) string { return s.prefix + ".ledger." + run }
+
+// LedgerAll is the wildcard of every run's ledger.
+func (s Subjects) LedgerAll() string { return s.prefix + ".ledger.*" }
+
+// LedgerRun returns the run of a ledger subject.
+func (s Subjects) LedgerRun(subject string) (string, bool) {
+	run, found := strings.CutPrefix(subject, s.prefix+".ledger.")
+	if !found || run == "" || strings.Contains(run, ".") {
+		return "", false
+	}
+	return run, true
+}
+
+// Alert is the subject alerts of a run are published on.
+func (s Subjects) Alert(run string) string { return s.prefix + ".alert." + run }
+
+// AlertAll is the wildcard of every alert.
+func (s Subjects) AlertAll() string { return s.prefix + ".alert.*" }
+
+// CtlHalt is the operator subject that halts a run.
+func (s Subjects) CtlHalt(run string) string { return s.prefix + ".ctl.halt." + run }
+
+// CtlAll is the wildcard of every operator control subject.
+func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }
+
+// ParseCtlHalt returns the run of a halt subject.
+func (s Subjects) ParseCtlHalt(subject string) (string, bool) {
+	run, found := strings.CutPrefix(subject, s.prefix+".ctl.halt.")
+	if !found || run == "" || strings.Contains(run, ".") {
+		return "", false
+	}
+	return run, true
+}
+
+// AgentConsumer is the durable DELIVER consumer of an agent or user.
+func AgentConsumer(id string) string { return "agent_" + id }
+
+// InboxPrefix is the only inbox prefix an identity may subscribe under.
+func InboxPrefix(id string) string { return "_INBOX_" + id }
+
+// JetStream API subjects an identity's permissions refer to.
+
+func jsConsumerNext(stream, consumer string) string {
+	return "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer
+}
+func jsConsumerInfo(stream, consumer string) string {
+	return "$JS.API.CONSUMER.INFO." + stream + "." + consumer
+}
+func jsAck(stream, consumer string) string { return "$JS.ACK." + stream + "." + consumer + ".>" }
+
+const jsAPIInfo = "$JS.API.INFO"
+
+func validToken(tok string) bool {
+	return tok != "" && !strings.ContainsAny(tok, ".*> \t\r\n")
+}
+
+func validName(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,166 @@
+package policy_test
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+func directory(t *testing.T) *broker.Directory {
+	t.Helper()
+	dir, err := broker.NewDirectory([]broker.Identity{
+		{ID: "tomas", Type: schemas.TypeUser, Team: "research"},
+		{ID: "orchestrator", Type: schemas.TypeAgent, Team: "platform", Tags: []string{"entry", "orchestrator"}},
+		{ID: "research", Type: schemas.TypeAgent, Team: "research"},
+		{ID: "writer", Type: schemas.TypeAgent, Team: "content"},
+		{ID: "search", Type: schemas.TypeTool, Team: "research"},
+		{ID: "gpt", Type: schemas.TypeModel, Team: "platform"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func examplePolicies(t *testing.T) []policy.File {
+	t.Helper()
+	var files []policy.File
+	err := fs.WalkDir(deploy.Policies(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		src, err := fs.ReadFile(deploy.Policies(), path)
+		files = append(files, policy.File{Name: path, Src: src})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func engine(t *testing.T, files []policy.File) (*policy.Engine, *broker.Directory) {
+	t.Helper()
+	set, err := policy.Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := directory(t)
+	e, err := policy.NewEngine(set, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, dir
+}
+
+func TestExamplePolicies(t *testing.T) {
+	e, dir := engine(t, examplePolicies(t))
+	get := func(id string) *broker.Identity {
+		i, ok := dir.Get(id)
+		if !ok {
+			t.Fatalf("no identity %s", id)
+		}
+		return i
+	}
+	cases := []struct {
+		name         string
+		from, to     string
+		action       schemas.Action
+		depth        int
+		allow        bool
+		wantPolicies []string
+	}{
+		{"user starts a run at the entry agent", "tomas", "orchestrator", schemas.ActionInvoke, 0, true, []string{"users-start-runs-at-entry-agents"}},
+		{"user may not start at a non-entry agent", "tomas", "research", schemas.ActionInvoke, 0, false, nil},
+		{"orchestrator delegates", "orchestrator", "research", schemas.ActionInvoke, 1, true, []string{"agents-delegate-to-agents"}},
+		{"sub-agent re-invokes the orchestrator", "research", "orchestrator", schemas.ActionInvoke, 2, false, []string{"no-agent-invokes-an-orchestrator"}},
+		{"own team's tool", "research", "search", schemas.ActionCallTool, 2, true, []string{"agents-call-own-team-tools"}},
+		{"other team's tool", "writer", "search", schemas.ActionCallTool, 2, false, nil},
+		{"model", "writer", "gpt", schemas.ActionCallModel, 2, true, []string{"agents-call-models"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.Decide(policy.Request{Principal: get(tc.from), Action: tc.action, Resource: get(tc.to),
+				Context: policy.Context{RunID: "r", Workflow: "default", Depth: tc.depth, Ancestry: []string{"tomas"}, OnBehalfOf: "tomas"}})
+			if d.Allow != tc.allow || !slices.Equal(d.PolicyIDs, tc.wantPolicies) || len(d.Errors) > 0 {
+				t.Fatalf("got allow=%v policies=%v errors=%v; want allow=%v policies=%v", d.Allow, d.PolicyIDs, d.Errors, tc.allow, tc.wantPolicies)
+			}
+		})
+	}
+}
+
+// TestEvaluationErrorDenies guards the fail-open trap: Cedar skips a policy
+// whose evaluation errors, so a broken forbid would let the hop through.
+func TestEvaluationErrorDenies(t *testing.T) {
+	files := []policy.File{
+		{Name: "allow.cedar", Src: []byte(`@id("allow-all") permit (principal, action, resource);`)},
+		// Overflows at runtime: an evaluation error, not a type error.
+		{Name: "forbid.cedar", Src: []byte(`@id("overflowing-forbid") forbid (principal, action, resource) when { context.depth * 9223372036854775807 > 1 };`)},
+	}
+	e, dir := engine(t, files)
+	a, _ := dir.Get("orchestrator")
+	b, _ := dir.Get("research")
+	ok := e.Decide(policy.Request{Principal: a, Action: schemas.ActionInvoke, Resource: b, Context: policy.Context{Depth: 0}})
+	if !ok.Allow {
+		t.Fatalf("depth 0 (no overflow) should be allowed: %+v", ok)
+	}
+	d := e.Decide(policy.Request{Principal: a, Action: schemas.ActionInvoke, Resource: b, Context: policy.Context{Depth: 2}})
+	if d.Allow || len(d.Errors) == 0 || !slices.Contains(d.PolicyIDs, "overflowing-forbid") {
+		t.Fatalf("an erroring forbid must deny and be named: %+v", d)
+	}
+}
+
+func TestCompileRejects(t *testing.T) {
+	cases := []struct {
+		name, src, want string
+	}{
+		{"syntax", `permit (principal, action, resource`, "broken.cedar"},
+		{"unknown entity type", `permit (principal is Robot, action, resource);`, "does not match the schema"},
+		{"unknown attribute", `permit (principal is Agent, action == Action::"invoke", resource is Agent) when { principal.salary > 3 };`, "does not match the schema"},
+		{"unknown context field", `forbid (principal, action, resource) when { context.weather == "rain" };`, "does not match the schema"},
+		{"wrong type", `forbid (principal, action, resource) when { context.depth == "deep" };`, "does not match the schema"},
+		{"duplicate id", `@id("x") permit (principal, action, resource); @id("x") forbid (principal, action, resource);`, `"x" is also used`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := policy.Compile([]policy.File{{Name: "broken.cedar", Src: []byte(tc.src)}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPoliciesWithoutIDAreNamedByFileAndLine(t *testing.T) {
+	set, err := policy.Compile([]policy.File{{Name: "dir/team.cedar", Src: []byte("\n\npermit (principal, action, resource);")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.IDs(); !slices.Equal(got, []string{"team.cedar:3"}) {
+		t.Fatalf("ids %v", got)
+	}
+}
+
+func TestReadFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.cedar", "b.cedar"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(`permit (principal, action, resource);`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := policy.ReadFiles([]string{filepath.Join(dir, "*.cedar")})
+	if err != nil || len(files) != 2 {
+		t.Fatalf("got %d files, %v", len(files), err)
+	}
+	if _, err := policy.ReadFiles([]string{filepath.Join(dir, "missing.cedar")}); err == nil {
+		t.Fatal("a path matching nothing must be an error")
+	}
+}

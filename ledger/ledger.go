@@ -1,0 +1,219 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Subjects names the ledger's subjects; broker.Subjects implements it.
+type Subjects interface {
+	// Ledger returns the subject of a run's ledger.
+	Ledger(run string) string
+	// LedgerAll returns the wildcard of every run's ledger.
+	LedgerAll() string
+	// LedgerRun returns the run of a ledger subject.
+	LedgerRun(subject string) (string, bool)
+}
+
+// Ledger appends to and reads run ledgers in one JetStream stream.
+type Ledger struct {
+	js       jetstream.JetStream
+	stream   string
+	subjects Subjects
+
+	mu     sync.Mutex
+	handle jetstream.Stream // looked up once: every lookup is an API call
+}
+
+// New returns a ledger over the named stream (see broker.Provision).
+func New(js jetstream.JetStream, stream string, subjects Subjects) *Ledger {
+	return &Ledger{js: js, stream: stream, subjects: subjects}
+}
+
+// Record is an event as stored: decoded, with its wire form and position.
+type Record struct {
+	Event     schemas.Event
+	Raw       []byte
+	StreamSeq uint64
+}
+
+// Append seals ev onto the run's chain at head and stores it, expecting the
+// run's last stream sequence to be head.StreamSeq (0 for a new run). It
+// returns the new head and the stored record.
+//
+// The message id is the event's hash, so retrying the very same append is
+// harmless, while a different event at the same position is refused: that
+// is ErrConflict, and the caller must reload the run.
+func (l *Ledger) Append(ctx context.Context, head Head, ev schemas.Event) (Head, Record, error) {
+	if ev.RunID == "" {
+		return head, Record{}, errors.New("ledger: append: event has no run id")
+	}
+	wire, err := Seal(&ev, head)
+	if err != nil {
+		return head, Record{}, err
+	}
+	msg := nats.NewMsg(l.subjects.Ledger(ev.RunID))
+	msg.Data = wire
+	ack, err := l.js.PublishMsg(ctx, msg,
+		jetstream.WithExpectLastSequencePerSubject(head.StreamSeq),
+		jetstream.WithMsgID(ev.Hash),
+		jetstream.WithExpectStream(l.stream))
+	if err != nil {
+		seq, ours := l.lastIsOurs(ctx, ev.RunID, ev.Hash, err)
+		if !ours {
+			if isWrongLastSequence(err) {
+				return head, Record{}, fmt.Errorf("append %s to run %s at seq %d: %w", ev.Type, ev.RunID, ev.Seq, ErrConflict)
+			}
+			return head, Record{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
+		}
+		ack = &jetstream.PubAck{Sequence: seq}
+	}
+	rec := Record{Event: ev, Raw: wire, StreamSeq: ack.Sequence}
+	return Head{Seq: ev.Seq, Hash: ev.Hash, StreamSeq: ack.Sequence}, rec, nil
+}
+
+// lastIsOurs resolves the retry trap: a repeated append may be refused with
+// "wrong last sequence" (one server) when its first attempt was in fact
+// stored. It is ours when the run's last message carries our message id.
+func (l *Ledger) lastIsOurs(ctx context.Context, run, msgID string, pubErr error) (uint64, bool) {
+	if !isWrongLastSequence(pubErr) {
+		return 0, false
+	}
+	s, err := l.streamHandle(ctx)
+	if err != nil {
+		return 0, false
+	}
+	m, err := s.GetLastMsgForSubject(ctx, l.subjects.Ledger(run))
+	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != msgID {
+		return 0, false
+	}
+	return m.Sequence, true
+}
+
+func (l *Ledger) streamHandle(ctx context.Context) (jetstream.Stream, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.handle != nil {
+		return l.handle, nil
+	}
+	s, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return nil, fmt.Errorf("ledger stream %s: %w", l.stream, err)
+	}
+	l.handle = s
+	return s, nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// IsWrongLastSequence reports whether err is the server refusing a publish
+// whose expected last subject sequence did not match (10071, or 10164 on a
+// replicated stream).
+func IsWrongLastSequence(err error) bool { return isWrongLastSequence(err) }
+
+// Head returns the run's chain head; an empty Head when the run does not
+// exist.
+func (l *Ledger) Head(ctx context.Context, run string) (Head, error) {
+	s, err := l.streamHandle(ctx)
+	if err != nil {
+		return Head{}, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, l.subjects.Ledger(run))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Head{}, nil
+	}
+	if err != nil {
+		return Head{}, fmt.Errorf("ledger head of run %s: %w", run, err)
+	}
+	ev, err := schemas.DecodeEvent(m.Data)
+	if err != nil {
+		return Head{}, fmt.Errorf("ledger head of run %s (stream seq %d): %w", run, m.Sequence, err)
+	}
+	return Head{Seq: ev.Seq, Hash: ev.Hash, StreamSeq: m.Sequence}, nil
+}
+
+// Read returns every event of the run in order, as far as the run's last
+// event at the time of the call. A run without events returns ErrNoRun.
+// Events are decoded but not verified; call Verify for that.
+func (l *Ledger) Read(ctx context.Context, run string) ([]Record, error) {
+	var out []Record
+	err := l.Scan(ctx, run, func(r Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// Scan calls fn with every event of the run in order, as Read returns them,
+// without holding them all in memory. It stops at the first error fn returns.
+func (l *Ledger) Scan(ctx context.Context, run string, fn func(Record) error) error {
+	head, err := l.Head(ctx, run)
+	if err != nil {
+		return err
+	}
+	if head.Empty() {
+		return fmt.Errorf("run %s: %w", run, ErrNoRun)
+	}
+	cons, err := l.js.OrderedConsumer(ctx, l.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.subjects.Ledger(run)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("read run %s: %w", run, err)
+	}
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchContext(ctx))
+		if err != nil {
+			return fmt.Errorf("read run %s: %w", run, err)
+		}
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read run %s: %w", run, err)
+			}
+			rec := Record{Raw: m.Data(), StreamSeq: meta.Sequence.Stream}
+			ev, err := schemas.DecodeEvent(rec.Raw)
+			if err != nil {
+				return fmt.Errorf("read run %s at stream seq %d: %w", run, rec.StreamSeq, err)
+			}
+			rec.Event = *ev
+			if err := fn(rec); err != nil {
+				return err
+			}
+			if rec.StreamSeq >= head.StreamSeq {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("read run %s: %w", run, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("read run %s: %w", run, ctx.Err())
+		}
+	}
+}
+
+// Load reads and folds a run into its State. A run without events yields an
+// empty State and no error.
+func (l *Ledger) Load(ctx context.Context, run string) (*State, error) {
+	st := NewState(run)
+	err := l.Scan(ctx, run, st.Apply)
+	if errors.Is(err, ErrNoRun) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,195 @@
+package schemas
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// SigningContext prefixes every signed envelope, so that a signature made for
+// Tollgate can never be mistaken for one made for another protocol that uses
+// the same key (an agent's NATS nkey signs server nonces too).
+const SigningContext = "tollgate.envelope.v1\n"
+
+// Encode writes v as compact JSON with HTML characters left unescaped. It is
+// the encoding every signature and ledger hash in Tollgate is computed over.
+func Encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// AppendMember returns obj (a compact JSON object) with "key":"value" added as
+// its last member. value must not need escaping (hex or base64url).
+func AppendMember(obj []byte, key, value string) []byte {
+	out := make([]byte, 0, len(obj)+len(key)+len(value)+6)
+	out = append(out, obj[:len(obj)-1]...)
+	if len(obj) > 2 { // not "{}"
+		out = append(out, ',')
+	}
+	out = append(out, '"')
+	out = append(out, key...)
+	out = append(out, `":"`...)
+	out = append(out, value...)
+	out = append(out, `"}`...)
+	return out
+}
+
+// SplitLastMember splits a compact JSON object whose last member is
+// "key":"<value>" into the object without that member and the value. ok is
+// false when the object does not end with such a member or when the value has
+// characters outside [A-Za-z0-9_-] (hex and base64url values fit).
+func SplitLastMember(obj []byte, key string) (rest []byte, value string, ok bool) {
+	if len(obj) < 2 || obj[len(obj)-1] != '}' || obj[len(obj)-2] != '"' {
+		return nil, "", false
+	}
+	body := obj[:len(obj)-2] // drop `"}`
+	q := bytes.LastIndexByte(body, '"')
+	if q < 0 {
+		return nil, "", false
+	}
+	value = string(body[q+1:])
+	head := body[:q+1] // ends with the opening quote of value
+	marker := `"` + key + `":"`
+	if !bytes.HasSuffix(head, []byte(marker)) || !tokenValue(value) {
+		return nil, "", false
+	}
+	head = head[:len(head)-len(marker)]
+	switch {
+	case bytes.HasSuffix(head, []byte{','}):
+		head = head[:len(head)-1]
+	case bytes.Equal(head, []byte{'{'}):
+	default:
+		return nil, "", false
+	}
+	rest = make([]byte, 0, len(head)+1)
+	rest = append(rest, head...)
+	rest = append(rest, '}')
+	return rest, value, true
+}
+
+func tokenValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Marshal encodes the envelope in its wire form: compact JSON, fields in
+// schema order, signature (when set) last.
+func (e *Envelope) Marshal() ([]byte, error) {
+	unsigned := *e
+	unsigned.Signature = ""
+	b, err := Encode(&unsigned)
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope: %w", err)
+	}
+	if e.Signature != "" {
+		b = AppendMember(b, "signature", e.Signature)
+	}
+	return b, nil
+}
+
+// Sign sets e.Signature with sign, which must return an Ed25519 signature of
+// its input (an nkeys.KeyPair's Sign does), and returns the signed wire form.
+func (e *Envelope) Sign(sign func([]byte) ([]byte, error)) ([]byte, error) {
+	e.Signature = ""
+	unsigned, err := e.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	sig, err := sign(signingInput(unsigned))
+	if err != nil {
+		return nil, fmt.Errorf("sign envelope: %w", err)
+	}
+	e.Signature = base64.RawURLEncoding.EncodeToString(sig)
+	return AppendMember(unsigned, "signature", e.Signature), nil
+}
+
+func signingInput(unsigned []byte) []byte {
+	in := make([]byte, 0, len(SigningContext)+len(unsigned))
+	in = append(in, SigningContext...)
+	return append(in, unsigned...)
+}
+
+// VerifySignature checks the signature of an envelope in wire form (compact
+// JSON, as DecodeEnvelope returns it): the "signature" member must be the
+// object's last member and an Ed25519 signature by pub over SigningContext
+// followed by the object without that member. The errors wrap ErrSignature.
+func VerifySignature(compact []byte, pub ed25519.PublicKey) error {
+	unsigned, sig, ok := SplitLastMember(compact, "signature")
+	if !ok {
+		return fmt.Errorf("%w: no signature as the envelope's last member", ErrSignature)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: signature is not %d bytes of base64url", ErrSignature, ed25519.SignatureSize)
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: public key has %d bytes", ErrSignature, len(pub))
+	}
+	if !ed25519.Verify(pub, signingInput(unsigned), raw) {
+		return fmt.Errorf("%w: signature does not match the sender's key", ErrSignature)
+	}
+	return nil
+}
+
+// DecodeEnvelope decodes a submission. It refuses input over limit bytes
+// (ErrTooLarge), input that is not JSON or not a valid envelope
+// (ErrMalformed, with every problem listed) and other schema versions
+// (ErrVersion). Unknown members are ignored: they carry no authority.
+//
+// It also returns the envelope in compact wire form, which is what the
+// signature is checked over and what the ledger records.
+func DecodeEnvelope(data []byte, limit int) (*Envelope, []byte, error) {
+	if limit > 0 && len(data) > limit {
+		return nil, nil, fmt.Errorf("%w: envelope is %d bytes, the limit is %d", ErrTooLarge, len(data), limit)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data))
+	if err := json.Compact(&buf, data); err != nil {
+		return nil, nil, malformed("envelope", err)
+	}
+	compact := buf.Bytes()
+	if len(compact) == 0 || compact[0] != '{' {
+		return nil, nil, malformed("envelope", errString("not a JSON object"))
+	}
+	var e Envelope
+	if err := json.Unmarshal(compact, &e); err != nil {
+		return nil, nil, malformed("envelope", err)
+	}
+	if err := e.Validate(); err != nil {
+		return &e, compact, err
+	}
+	return &e, compact, nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func malformed(what string, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("%w: %s is not valid JSON at byte %d: %v", ErrMalformed, what, se.Offset, se)
+	case errors.As(err, &te):
+		return fmt.Errorf("%w: %s field %q has the wrong type (%s, want %s)", ErrMalformed, what, te.Field, te.Value, te.Type)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+}
+
+func versionErr(v int) error {
+	return fmt.Errorf("%w: v=%d, this gateway speaks v=%d", ErrVersion, v, Version)
+}

@@ -1,0 +1,187 @@
+package schemas
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func testKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv
+}
+
+func signer(priv ed25519.PrivateKey) func([]byte) ([]byte, error) {
+	return func(b []byte) ([]byte, error) { return ed25519.Sign(priv, b), nil }
+}
+
+func TestSignAndVerify(t *testing.T) {
+	pub, priv := testKey(t)
+	otherPub, _ := testKey(t)
+	env := sampleEnvelope()
+	wire, err := env.Sign(signer(priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, compact, err := DecodeEnvelope(wire, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifySignature(compact, pub); err != nil {
+		t.Fatalf("valid signature rejected: %v", err)
+	}
+
+	// Whitespace does not matter: the signature is over the compact form.
+	var pretty strings.Builder
+	for i, c := range string(wire) {
+		pretty.WriteRune(c)
+		if c == ',' && i%3 == 0 {
+			pretty.WriteString("\n   ")
+		}
+	}
+	if _, compact2, err := DecodeEnvelope([]byte(pretty.String()), 0); err != nil || VerifySignature(compact2, pub) != nil {
+		t.Fatalf("re-spaced envelope: decode %v, verify %v", err, VerifySignature(compact2, pub))
+	}
+
+	tampered := strings.Replace(string(wire), `"to":"research"`, `"to":"writer"`, 1)
+	cases := []struct {
+		name string
+		wire string
+		key  ed25519.PublicKey
+	}{
+		{"wrong key", string(wire), otherPub},
+		{"tampered field", tampered, pub},
+		{"no signature", strings.Replace(string(wire), `,"signature":"`+env.Signature+`"`, "", 1), pub},
+		{"signature not last", `{"signature":"` + env.Signature + `",` + strings.TrimPrefix(strings.Replace(string(wire), `,"signature":"`+env.Signature+`"`, "", 1), "{"), pub},
+		{"garbage signature", strings.Replace(string(wire), env.Signature, "AAAA", 1), pub},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, compact, err := DecodeEnvelope([]byte(tc.wire), 0)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			err = VerifySignature(compact, tc.key)
+			if !errors.Is(err, ErrSignature) {
+				t.Fatalf("got %v, want ErrSignature", err)
+			}
+		})
+	}
+}
+
+func TestDecodeEnvelopeLimits(t *testing.T) {
+	wire, err := sampleEnvelope().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := DecodeEnvelope(wire, len(wire)-1); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over limit: got %v, want ErrTooLarge", err)
+	}
+	for _, in := range []string{"", "null", "[]", "{", `"x"`, "\x00\xff"} {
+		if _, _, err := DecodeEnvelope([]byte(in), 0); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: got %v, want ErrMalformed", in, err)
+		}
+	}
+	v2 := strings.Replace(string(wire), `"v":1`, `"v":2`, 1)
+	if _, _, err := DecodeEnvelope([]byte(v2), 0); !errors.Is(err, ErrVersion) {
+		t.Errorf("v2: got %v, want ErrVersion", err)
+	}
+}
+
+func TestSplitLastMember(t *testing.T) {
+	cases := []struct {
+		in, key, rest, value string
+		ok                   bool
+	}{
+		{`{"a":1,"hash":"ff"}`, "hash", `{"a":1}`, "ff", true},
+		{`{"hash":"ff"}`, "hash", `{}`, "ff", true},
+		{`{"a":"x","hash":"ff","b":1}`, "hash", "", "", false},
+		{`{"a":{"hash":"ff"}}`, "hash", "", "", false},
+		{`{"a":"\",\"hash\":\"ff"}`, "hash", "", "", false},
+		{`{"xhash":"ff"}`, "hash", "", "", false},
+		{`{}`, "hash", "", "", false},
+	}
+	for _, tc := range cases {
+		rest, value, ok := SplitLastMember([]byte(tc.in), tc.key)
+		if ok != tc.ok || string(rest) != tc.rest || value != tc.value {
+			t.Errorf("SplitLastMember(%s) = %s, %q, %v; want %s, %q, %v", tc.in, rest, value, ok, tc.rest, tc.value, tc.ok)
+		}
+	}
+	if got := string(AppendMember([]byte(`{}`), "k", "v")); got != `{"k":"v"}` {
+		t.Errorf("AppendMember to empty object = %s", got)
+	}
+}
+
+func FuzzSplitLastMember(f *testing.F) {
+	for _, s := range []string{`{"a":1,"hash":"ff"}`, `{"hash":"ff"}`, `{"a":"\",\"hash\":\"ff"}`, `{"a":{"hash":"x"}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var whole map[string]json.RawMessage
+		if json.Unmarshal(in, &whole) != nil {
+			return
+		}
+		rest, value, ok := SplitLastMember(in, "hash")
+		if !ok {
+			return
+		}
+		var got string
+		if err := json.Unmarshal(whole["hash"], &got); err != nil || got != value {
+			t.Fatalf("split value %q, but the object's hash member is %s", value, whole["hash"])
+		}
+		var restMap map[string]json.RawMessage
+		if err := json.Unmarshal(rest, &restMap); err != nil {
+			t.Fatalf("rest %s is not an object: %v", rest, err)
+		}
+		if _, has := restMap["hash"]; has {
+			t.Fatalf("rest %s still has a hash member", rest)
+		}
+	})
+}
+
+// FuzzDecodeEnvelope feeds the decoder arbitrary bytes: it must never panic,
+// and what it accepts must survive a round trip through its wire form.
+func FuzzDecodeEnvelope(f *testing.F) {
+	_, priv := testKey(f)
+	env := sampleEnvelope()
+	signed, err := env.Sign(signer(priv))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(signed)
+	reply, _ := (&Envelope{Version: 1, Kind: KindReply, HopID: "h1", From: "a", To: "b", Result: &Result{Status: StateFailed, Error: "x"}, SentAt: env.SentAt}).Marshal()
+	f.Add(reply)
+	f.Add([]byte(`{"v":1,"kind":"cancel","hop_id":"h","from":"a","to":"b","sent_at":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"v":1,"kind":"invoke","depth":0,"on_behalf_of":"root"}`))
+	f.Add([]byte(`{"v":"1"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		e, compact, err := DecodeEnvelope(in, 64<<10)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if !json.Valid(compact) {
+			t.Fatalf("compact form %q is not JSON", compact)
+		}
+		wire, err := e.Marshal()
+		if err != nil {
+			t.Fatalf("accepted envelope does not marshal: %v", err)
+		}
+		again, _, err := DecodeEnvelope(wire, 0)
+		if err != nil {
+			t.Fatalf("wire form %s of an accepted envelope is rejected: %v", wire, err)
+		}
+		if again.HopID != e.HopID || again.Kind != e.Kind || again.From != e.From || !again.SentAt.Equal(e.SentAt) {
+			t.Fatalf("round trip changed the envelope: %+v vs %+v", e, again)
+		}
+	})
+}

@@ -1,0 +1,232 @@
+package schemas
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Version is the schema version this package writes and the only one it reads.
+const Version = 1
+
+// Kind says what a submission asks of the gateway.
+type Kind string
+
+// Submission kinds.
+const (
+	// KindInvoke opens a hop: the caller asks the target to do a task.
+	KindInvoke Kind = "invoke"
+	// KindReply closes a hop: the target answers its caller.
+	KindReply Kind = "reply"
+	// KindCancel closes a hop from the caller's side.
+	KindCancel Kind = "cancel"
+)
+
+// Valid reports whether k is a known submission kind.
+func (k Kind) Valid() bool { return k == KindInvoke || k == KindReply || k == KindCancel }
+
+// TaskState is the A2A task state a reply reports. Only the terminal states
+// close a hop.
+type TaskState string
+
+// Terminal A2A task states (A2A v0.3 TaskState values).
+const (
+	StateCompleted TaskState = "completed"
+	StateFailed    TaskState = "failed"
+	StateCanceled  TaskState = "canceled"
+	StateRejected  TaskState = "rejected"
+)
+
+// Valid reports whether s is a terminal task state a reply may carry.
+func (s TaskState) Valid() bool {
+	switch s {
+	case StateCompleted, StateFailed, StateCanceled, StateRejected:
+		return true
+	}
+	return false
+}
+
+// Envelope is what an agent publishes on its submit subject. It names only
+// what the agent may assert: who it is, whom it calls, the hop it is working
+// on and the content. Run state, depth, ancestry and the human principal are
+// derived by the gateway from the ledger and never read from here.
+type Envelope struct {
+	// Version is the schema version, always 1.
+	Version int `json:"v"`
+	// Kind is invoke, reply or cancel.
+	Kind Kind `json:"kind"`
+	// HopID names the hop: a fresh id for an invoke, the hop being answered
+	// or cancelled for a reply or cancel.
+	HopID string `json:"hop_id"`
+	// RunID names the run for a root invoke (no parent). For every other
+	// submission it is advisory: the run is the one the parent hop belongs to.
+	RunID string `json:"run_id,omitempty"`
+	// ParentHopID is the hop the caller is working on when it delegates. It
+	// must have been delivered to the caller. Empty for a root invoke.
+	ParentHopID string `json:"parent_hop_id,omitempty"`
+	// From is the sender's id; it must equal the caller token of the subject.
+	From string `json:"from"`
+	// To is the target's id: an agent, tool or model for an invoke.
+	To string `json:"to"`
+	// Message is the A2A message of an invoke (A2A v0.3 Message object).
+	Message json.RawMessage `json:"message,omitempty"`
+	// Result is the outcome a reply reports.
+	Result *Result `json:"result,omitempty"`
+	// Usage is what the callee spent on the hop, reported with its reply.
+	Usage *Usage `json:"usage,omitempty"`
+	// Estimate is what the caller expects the hop to spend; the gateway
+	// reserves it against the run budget at admission.
+	Estimate *Usage `json:"estimate,omitempty"`
+	// SentAt is when the sender created the envelope.
+	SentAt time.Time `json:"sent_at"`
+	// Signature is the sender's Ed25519 signature over SigningBytes, in
+	// unpadded base64url. Required when the sender is registered with a key.
+	Signature string `json:"signature,omitempty"`
+}
+
+// Result is the outcome of a hop as reported by the callee.
+type Result struct {
+	// Status is the terminal A2A task state.
+	Status TaskState `json:"status"`
+	// Output is the A2A Task or Message the callee produced.
+	Output json.RawMessage `json:"output,omitempty"`
+	// Error explains a failed or rejected task.
+	Error string `json:"error,omitempty"`
+}
+
+// Usage is token and money spend.
+type Usage struct {
+	InputTokens  int64   `json:"input_tokens,omitempty"`
+	OutputTokens int64   `json:"output_tokens,omitempty"`
+	CostUSD      float64 `json:"cost_usd,omitempty"`
+}
+
+// Tokens is the sum of input and output tokens.
+func (u *Usage) Tokens() int64 {
+	if u == nil {
+		return 0
+	}
+	return u.InputTokens + u.OutputTokens
+}
+
+// Cost is the cost in USD, zero for a nil usage.
+func (u *Usage) Cost() float64 {
+	if u == nil {
+		return 0
+	}
+	return u.CostUSD
+}
+
+func (u *Usage) validate(field string) error {
+	if u == nil {
+		return nil
+	}
+	var errs []error
+	if u.InputTokens < 0 || u.OutputTokens < 0 {
+		errs = append(errs, fmt.Errorf("%s: token counts must not be negative", field))
+	}
+	if u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) {
+		errs = append(errs, fmt.Errorf("%s: cost_usd must be a finite, non-negative number", field))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the envelope's own consistency (ids, kind, required parts)
+// and returns every problem at once, each wrapping ErrMalformed. It does not
+// check identity or run state; the enforcer does that.
+func (e *Envelope) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
+	}
+	if e.Version != Version {
+		errs = append(errs, fmt.Errorf("%w: v=%d, this gateway speaks v=%d", ErrVersion, e.Version, Version))
+	}
+	if !e.Kind.Valid() {
+		bad("kind %q is not invoke, reply or cancel", e.Kind)
+	}
+	if !ValidID(e.HopID) {
+		bad("hop_id %q is not a valid id", e.HopID)
+	}
+	if e.RunID != "" && !ValidID(e.RunID) {
+		bad("run_id %q is not a valid id", e.RunID)
+	}
+	if e.ParentHopID != "" && !ValidID(e.ParentHopID) {
+		bad("parent_hop_id %q is not a valid id", e.ParentHopID)
+	}
+	if !ValidPrincipalID(e.From) {
+		bad("from %q is not a valid id", e.From)
+	}
+	if !ValidPrincipalID(e.To) {
+		bad("to %q is not a valid id", e.To)
+	}
+	if e.SentAt.IsZero() {
+		bad("sent_at is missing")
+	}
+	switch e.Kind {
+	case KindInvoke:
+		if len(e.Message) == 0 {
+			bad("an invoke carries a message")
+		} else if err := checkA2AMessage(e.Message); err != nil {
+			bad("message: %v", err)
+		}
+		if e.Result != nil {
+			bad("an invoke carries no result")
+		}
+		if e.ParentHopID == e.HopID && e.HopID != "" {
+			bad("a hop cannot be its own parent")
+		}
+	case KindReply:
+		if e.Result == nil {
+			bad("a reply carries a result")
+		} else if !e.Result.Status.Valid() {
+			bad("result.status %q is not a terminal A2A task state", e.Result.Status)
+		}
+		if len(e.Message) != 0 {
+			bad("a reply carries its output in result.output, not message")
+		}
+	case KindCancel:
+		if len(e.Message) != 0 || e.Result != nil {
+			bad("a cancel carries neither message nor result")
+		}
+	}
+	if err := e.Usage.validate("usage"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrMalformed, err))
+	}
+	if err := e.Estimate.validate("estimate"); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrMalformed, err))
+	}
+	return errors.Join(errs...)
+}
+
+// a2aMessage is the part of an A2A v0.3 Message the gateway checks: enough to
+// refuse something that is not a message, without re-implementing the SDKs.
+type a2aMessage struct {
+	Kind      string            `json:"kind"`
+	MessageID string            `json:"messageId"`
+	Role      string            `json:"role"`
+	Parts     []json.RawMessage `json:"parts"`
+}
+
+func checkA2AMessage(raw json.RawMessage) error {
+	var m a2aMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("not an A2A message object: %w", err)
+	}
+	var errs []error
+	if m.Kind != "message" {
+		errs = append(errs, fmt.Errorf(`kind is %q, want "message"`, m.Kind))
+	}
+	if m.MessageID == "" {
+		errs = append(errs, errors.New("messageId is missing"))
+	}
+	if m.Role != "user" && m.Role != "agent" {
+		errs = append(errs, fmt.Errorf(`role is %q, want "user" or "agent"`, m.Role))
+	}
+	if len(m.Parts) == 0 {
+		errs = append(errs, errors.New("parts is empty"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,275 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// EventType names a ledger event.
+type EventType string
+
+// Ledger event types.
+const (
+	EventRunStarted       EventType = "run.started"
+	EventHopAllowed       EventType = "hop.allowed"
+	EventHopDenied        EventType = "hop.denied"
+	EventHopCompleted     EventType = "hop.completed"
+	EventHopTimedOut      EventType = "hop.timed_out"
+	EventRunLimitBreached EventType = "run.limit_breached"
+	EventRunHalted        EventType = "run.halted"
+	EventRunCompleted     EventType = "run.completed"
+)
+
+// EventTypes lists every event type in the order a run may produce them.
+var EventTypes = []EventType{
+	EventRunStarted, EventHopAllowed, EventHopDenied, EventHopCompleted,
+	EventHopTimedOut, EventRunLimitBreached, EventRunHalted, EventRunCompleted,
+}
+
+// Valid reports whether t is a known event type.
+func (t EventType) Valid() bool {
+	for _, k := range EventTypes {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// GenesisHash is the prev_hash of a run's first event.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Event is one entry of a run's ledger. Its hash is SHA-256 over the previous
+// event's hash, a newline, and the event's compact JSON without the "hash"
+// member, which is always the object's last member (see ledger.Hash).
+type Event struct {
+	// Version is the schema version, always 1.
+	Version int `json:"v"`
+	// RunID is the run the event belongs to.
+	RunID string `json:"run_id"`
+	// Seq is the event's position in the run, from 1.
+	Seq uint64 `json:"seq"`
+	// Type says which data the event carries.
+	Type EventType `json:"type"`
+	// At is when the gateway recorded the event (UTC).
+	At time.Time `json:"at"`
+	// HopID is the hop the event is about, if any.
+	HopID string `json:"hop_id,omitempty"`
+	// Data is the type-specific payload (RunStarted, HopDecision, ...).
+	Data json.RawMessage `json:"data"`
+	// PrevHash is the hash of the previous event, or GenesisHash.
+	PrevHash string `json:"prev_hash"`
+	// Hash chains this event to PrevHash. Empty until the ledger seals it.
+	Hash string `json:"hash,omitempty"`
+}
+
+// PrincipalType is the kind of a registered identity.
+type PrincipalType string
+
+// Principal types. They are also the Cedar entity type names.
+const (
+	TypeUser  PrincipalType = "User"
+	TypeAgent PrincipalType = "Agent"
+	TypeTool  PrincipalType = "Tool"
+	TypeModel PrincipalType = "Model"
+)
+
+// RunStarted is the data of run.started.
+type RunStarted struct {
+	RootHopID  string        `json:"root_hop_id"`
+	Caller     string        `json:"caller"`
+	CallerType PrincipalType `json:"caller_type"`
+	// OnBehalfOf is the run's principal: the user that started it, or the
+	// agent when an agent started it on its own account.
+	OnBehalfOf string `json:"on_behalf_of"`
+	// Workflow is the workflow the run's entry agent belongs to.
+	Workflow string `json:"workflow,omitempty"`
+	// Limits are the run limits in force when the run started.
+	Limits *RunLimits `json:"limits,omitempty"`
+	// TraceID is the OpenTelemetry trace id of the run, when tracing is on.
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// RunLimits is the snapshot of a run's limits recorded at run.started.
+type RunLimits struct {
+	MaxDelegationDepth  int     `json:"max_delegation_depth"`
+	MaxHops             int     `json:"max_hops,omitempty"`
+	MaxTotalTokens      int64   `json:"max_total_tokens,omitempty"`
+	MaxCostUSD          float64 `json:"max_cost_usd,omitempty"`
+	MaxWallClockSeconds int     `json:"max_wall_clock_seconds,omitempty"`
+	MaxEdgeRepeats      int     `json:"max_edge_repeats,omitempty"`
+	OnBreach            string  `json:"on_breach,omitempty"`
+}
+
+// Action is the Cedar action of a hop, chosen by the target's type.
+type Action string
+
+// Cedar actions.
+const (
+	ActionInvoke    Action = "invoke"
+	ActionCallTool  Action = "call_tool"
+	ActionCallModel Action = "call_model"
+)
+
+// HopDecision is the data of hop.allowed and hop.denied: what was asked,
+// the context the gateway derived, and the verdict with its reasons.
+type HopDecision struct {
+	// Kind is the kind of the submission decided on.
+	Kind        Kind     `json:"kind,omitempty"`
+	ParentHopID string   `json:"parent_hop_id,omitempty"`
+	From        string   `json:"from,omitempty"`
+	To          string   `json:"to,omitempty"`
+	Action      Action   `json:"action,omitempty"`
+	Depth       int      `json:"depth"`
+	Ancestry    []string `json:"ancestry,omitempty"`
+	OnBehalfOf  string   `json:"on_behalf_of,omitempty"`
+	// Reason and Message explain a denial.
+	Reason  Reason `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// PolicyIDs are the Cedar policies that decided.
+	PolicyIDs []string `json:"policy_ids,omitempty"`
+	// Audit lists the denials that audit mode recorded without enforcing.
+	Audit []Finding `json:"audit,omitempty"`
+	// Cycle is set when the target already appears in the ancestry.
+	Cycle bool `json:"cycle,omitempty"`
+	// Deadline is when an allowed hop times out.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Estimate is the spend reserved against the run budget at admission.
+	Estimate *Usage `json:"estimate,omitempty"`
+	// SubmitSeq is the SUBMIT stream sequence of the submission.
+	SubmitSeq uint64 `json:"submit_seq,omitempty"`
+	// Envelope is the submission in wire form, signature included, so an
+	// auditor can verify it. Absent when the submission was not JSON.
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+	// Raw holds the first bytes of a submission that was not JSON.
+	Raw []byte `json:"raw,omitempty"`
+	// Size and Digest describe the submission as received (hex SHA-256 of
+	// its wire form, or of the raw bytes when it was not JSON).
+	Size   int    `json:"size"`
+	Digest string `json:"digest"`
+	// TraceID and SpanID locate the hop's span, when tracing is on.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
+}
+
+// Finding is one denial found while deciding a hop.
+type Finding struct {
+	Reason    Reason   `json:"reason"`
+	Message   string   `json:"message"`
+	PolicyIDs []string `json:"policy_ids,omitempty"`
+}
+
+// HopCompleted is the data of hop.completed: a reply, a cancel, or the
+// gateway closing the hop of a halted run.
+type HopCompleted struct {
+	Status TaskState `json:"status"`
+	// By is who closed the hop: the callee (reply), the caller (cancel) or
+	// "gateway".
+	By        string `json:"by"`
+	Usage     *Usage `json:"usage,omitempty"`
+	LatencyMS int64  `json:"latency_ms"`
+	Error     string `json:"error,omitempty"`
+	SubmitSeq uint64 `json:"submit_seq,omitempty"`
+	// Envelope is the reply or cancel in wire form.
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+	Digest   string          `json:"digest,omitempty"`
+}
+
+// HopTimedOut is the data of hop.timed_out.
+type HopTimedOut struct {
+	Deadline  time.Time `json:"deadline"`
+	LatencyMS int64     `json:"latency_ms"`
+}
+
+// RunLimitBreached is the data of run.limit_breached.
+type RunLimitBreached struct {
+	// Limit names the limit (max_hops, max_cost_usd, invoke_rate_limit, ...).
+	Limit  string  `json:"limit"`
+	Value  float64 `json:"value"`
+	Bound  float64 `json:"bound"`
+	Reason Reason  `json:"reason"`
+	From   string  `json:"from,omitempty"`
+	To     string  `json:"to,omitempty"`
+	// Action is what the gateway did: "halt" or "deny".
+	Action string `json:"action"`
+}
+
+// RunHalted is the data of run.halted.
+type RunHalted struct {
+	Reason string `json:"reason"`
+	// By is "gateway" for a breach, or the operator who pulled the switch.
+	By string `json:"by"`
+	// Limit is the limit that tripped, when a breach halted the run.
+	Limit string `json:"limit,omitempty"`
+	// OpenHops are the hops cancelled by the halt.
+	OpenHops []string `json:"open_hops,omitempty"`
+}
+
+// RunCompleted is the data of run.completed.
+type RunCompleted struct {
+	Status     TaskState `json:"status"`
+	Hops       int       `json:"hops"`
+	Tokens     int64     `json:"tokens"`
+	CostUSD    float64   `json:"cost_usd"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// NewEvent builds an unsealed event carrying data.
+func NewEvent(run string, typ EventType, hop string, at time.Time, data any) (Event, error) {
+	raw, err := Encode(data)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s data: %w", typ, err)
+	}
+	return Event{Version: Version, RunID: run, Type: typ, At: at.UTC(), HopID: hop, Data: raw}, nil
+}
+
+// dataFor returns a pointer to the zero data value of an event type.
+func dataFor(t EventType) any {
+	switch t {
+	case EventRunStarted:
+		return &RunStarted{}
+	case EventHopAllowed, EventHopDenied:
+		return &HopDecision{}
+	case EventHopCompleted:
+		return &HopCompleted{}
+	case EventHopTimedOut:
+		return &HopTimedOut{}
+	case EventRunLimitBreached:
+		return &RunLimitBreached{}
+	case EventRunHalted:
+		return &RunHalted{}
+	case EventRunCompleted:
+		return &RunCompleted{}
+	}
+	return nil
+}
+
+// DecodeData decodes the event's data into its type-specific struct (one of
+// *RunStarted, *HopDecision, *HopCompleted, *HopTimedOut,
+// *RunLimitBreached, *RunHalted, *RunCompleted).
+func (e *Event) DecodeData() (any, error) {
+	v := dataFor(e.Type)
+	if v == nil {
+		return nil, fmt.Errorf("%w: unknown event type %q", ErrMalformed, e.Type)
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return nil, malformed(string(e.Type)+" data", err)
+	}
+	return v, nil
+}
+
+// DecodeEvent decodes a ledger event and checks its version and type.
+func DecodeEvent(data []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, malformed("event", err)
+	}
+	if e.Version != Version {
+		return nil, versionErr(e.Version)
+	}
+	if !e.Type.Valid() {
+		return nil, fmt.Errorf("%w: unknown event type %q", ErrMalformed, e.Type)
+	}
+	return &e, nil
+}
