@@ -145,3 +145,26 @@ func retryableProvisionError(err error) bool {
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
+
+// ProvisionIdentity creates or updates the durable DELIVER consumer of an
+// identity: the only way it reads its deliveries. ackWait is how long an
+// agent may work on a delivery before acking it (it may extend that with
+// in-progress acks); zero means one minute.
+func ProvisionIdentity(ctx context.Context, js jetstream.JetStream, s Subjects, id string, ackWait time.Duration) error {
+	if ackWait == 0 {
+		ackWait = time.Minute
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, s.Stream(StreamDeliver), jetstream.ConsumerConfig{
+		Durable:       AgentConsumer(id),
+		Description:   "deliveries of " + id,
+		FilterSubject: s.DeliverFor(id),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("provision consumer of %s: %w", id, err)
+	}
+	return nil
+}

@@ -143,6 +143,23 @@ func (l *Ledger) Head(ctx context.Context, run string) (Head, error) {
 	return Head{Seq: ev.Seq, Hash: ev.Hash, StreamSeq: m.Sequence}, nil
 }
 
+// Get returns the event stored at a stream sequence.
+func (l *Ledger) Get(ctx context.Context, streamSeq uint64) (Record, error) {
+	s, err := l.streamHandle(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	m, err := s.GetMsg(ctx, streamSeq)
+	if err != nil {
+		return Record{}, fmt.Errorf("ledger event at stream seq %d: %w", streamSeq, err)
+	}
+	ev, err := schemas.DecodeEvent(m.Data)
+	if err != nil {
+		return Record{}, fmt.Errorf("ledger event at stream seq %d: %w", streamSeq, err)
+	}
+	return Record{Event: *ev, Raw: m.Data, StreamSeq: m.Sequence}, nil
+}
+
 // Read returns every event of the run in order, as far as the run's last
 // event at the time of the call. A run without events returns ErrNoRun.
 // Events are decoded but not verified; call Verify for that.

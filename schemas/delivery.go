@@ -40,9 +40,10 @@ type Delivery struct {
 	Version int `json:"v"`
 	// Kind is what this delivery brings.
 	Kind DeliveryKind `json:"kind"`
-	// Envelope is the submission being delivered (invoke, reply, cancel), or
-	// the denied one when it could be decoded.
-	Envelope *Envelope `json:"envelope,omitempty"`
+	// Envelope is the submission being delivered (invoke, reply, cancel),
+	// or the denied one when it was JSON: the sender's wire form, byte for
+	// byte, so the recipient can check the sender's signature itself.
+	Envelope json.RawMessage `json:"envelope,omitempty"`
 	// Context is the gateway-stamped governance context of the hop.
 	Context Context `json:"context"`
 	// Denial explains a denied submission.
@@ -86,6 +87,16 @@ type Denial struct {
 	// Audit is set when the denial was only recorded (audit mode) and the
 	// hop went through.
 	Audit bool `json:"audit,omitempty"`
+}
+
+// DecodeEnvelope decodes the delivered envelope. It returns nil and no
+// error when the delivery carries none.
+func (d *Delivery) DecodeEnvelope() (*Envelope, error) {
+	if len(d.Envelope) == 0 {
+		return nil, nil
+	}
+	env, _, err := DecodeEnvelope(d.Envelope, 0)
+	return env, err
 }
 
 // DecodeDelivery decodes a delivery and checks its version and kind.

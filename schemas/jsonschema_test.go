@@ -174,14 +174,14 @@ func TestSamplesValidateAgainstSchemas(t *testing.T) {
 	}
 	deadline := time.Now().UTC().Add(time.Minute)
 	delivery := &Delivery{
-		Version: Version, Kind: DeliverInvoke, Envelope: env,
+		Version: Version, Kind: DeliverInvoke, Envelope: signed,
 		Context: Context{RunID: env.RunID, HopID: env.HopID, ParentHopID: env.ParentHopID, Depth: 1,
 			Ancestry: []string{"tomas", "orchestrator"}, OnBehalfOf: "tomas", Deadline: deadline,
 			TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
 		LedgerSeq: 3,
 	}
 	denied := &Delivery{
-		Version: Version, Kind: DeliverDenied, Envelope: env,
+		Version: Version, Kind: DeliverDenied, Envelope: signed,
 		Context: Context{RunID: env.RunID, HopID: env.HopID},
 		Denial:  &Denial{Reason: ReasonPolicy, Message: "forbidden", PolicyIDs: []string{"p"}, SubmitKind: KindInvoke, SubmitSeq: 9},
 	}

@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/a2aproject/a2a-go/a2a"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Handler does the work of a task and returns its result. Returning an
+// error replies with status "failed" and the error's text.
+type Handler func(ctx context.Context, t *Task) (*Result, error)
+
+// Config says who the agent is and how it reaches the bus.
+type Config struct {
+	// ID is the agent's (or user's) registered id.
+	ID string
+	// Key is its nkey: the NATS credential and the envelope signing key.
+	Key nkeys.KeyPair
+	// URL of the NATS server, or InProcess for an embedded one.
+	URL       string
+	InProcess *broker.Embedded
+	// Subjects must match the gateway's; default broker.DefaultSubjects().
+	Subjects *broker.Subjects
+	// Handler serves the tasks delivered to the agent; nil for a caller
+	// that only starts runs.
+	Handler Handler
+	// MaxConcurrent bounds tasks handled at once. Default 64.
+	MaxConcurrent int
+	// Unsigned sends envelopes without a signature (only accepted for
+	// identities registered with require_signature: false).
+	Unsigned bool
+	// OnDelivery, when set, sees every delivery that is not a task and
+	// that no call is waiting for (e.g. a reply that arrives after a
+	// restart, or the denial of one of this agent's replies).
+	OnDelivery func(*schemas.Delivery)
+	// Logger receives the client's logs. Default: discard.
+	Logger *slog.Logger
+	// ErrorHandler receives NATS asynchronous errors, such as permission
+	// violations.
+	ErrorHandler nats.ErrHandler
+}
+
+// Client is a connected agent.
+type Client struct {
+	cfg  Config
+	subj broker.Subjects
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cc   jetstream.ConsumeContext
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	waiters map[string]chan *schemas.Delivery // hop id -> its outcome
+	running map[string]context.CancelFunc     // hop id -> its task
+	closed  bool
+}
+
+// Connect connects the agent with its key, binds its delivery consumer
+// (provisioned by the gateway) and starts receiving.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	if err := schemas.CheckPrincipalID(cfg.ID); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	subj := broker.DefaultSubjects()
+	if cfg.Subjects != nil {
+		subj = *cfg.Subjects
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 64
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nc, err := broker.Connect(broker.ConnectConfig{
+		URL: cfg.URL, InProcess: cfg.InProcess, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
+		Name: "agent " + cfg.ID, ErrorHandler: cfg.ErrorHandler,
+	})
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("agent %s: %w", cfg.ID, err)
+	}
+	c := &Client{
+		cfg: cfg, subj: subj, nc: nc, js: js, log: log,
+		sem:     make(chan struct{}, cfg.MaxConcurrent),
+		waiters: map[string]chan *schemas.Delivery{},
+		running: map[string]context.CancelFunc{},
+	}
+	cons, err := js.Consumer(ctx, subj.Stream(broker.StreamDeliver), broker.AgentConsumer(cfg.ID))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("agent %s: bind delivery consumer: %w", cfg.ID, err)
+	}
+	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("agent %s: consume: %w", cfg.ID, err)
+	}
+	return c, nil
+}
+
+// ID returns the agent's id.
+func (c *Client) ID() string { return c.cfg.ID }
+
+// Conn returns the agent's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Close stops receiving, cancels running tasks, waits for them to return,
+// and closes the connection.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	for _, cancel := range c.running {
+		cancel()
+	}
+	c.mu.Unlock()
+	c.cc.Stop()
+	<-c.cc.Closed()
+	c.wg.Wait()
+	c.nc.Close()
+}
+
+// Message is an A2A message.
+type Message = a2a.Message
+
+// Text returns an A2A message with one text part.
+func Text(role a2a.MessageRole, text string) *Message {
+	return a2a.NewMessage(role, a2a.TextPart{Text: text})
+}
+
+// UserText returns a user-role A2A text message: what a caller sends.
+func UserText(text string) *Message { return Text(a2a.MessageRoleUser, text) }
+
+// AgentText returns an agent-role A2A text message: what a task returns.
+func AgentText(text string) *Message { return Text(a2a.MessageRoleAgent, text) }
+
+// MessageText concatenates the text parts of an A2A message.
+func MessageText(m *Message) string {
+	if m == nil {
+		return ""
+	}
+	var out string
+	for _, p := range m.Parts {
+		if t, ok := p.(a2a.TextPart); ok {
+			out += t.Text
+		}
+	}
+	return out
+}
+
+// Result is what a task produced.
+type Result struct {
+	// Status defaults to completed.
+	Status schemas.TaskState
+	// Output is the A2A message (or task) to return.
+	Output *Message
+	// Usage is what the task spent; it counts against the run's budget.
+	Usage *schemas.Usage
+	// Error explains a failed task.
+	Error string
+}
+
+// Reply is the outcome of a call.
+type Reply struct {
+	RunID, HopID string
+	// Status is the task state the callee reported, or "rejected" when the
+	// gateway denied the call and "failed" when it timed out.
+	Status schemas.TaskState
+	Output *Message
+	Usage  *schemas.Usage
+	Error  string
+	// Delivery is the delivery the outcome came in.
+	Delivery *schemas.Delivery
+}
+
+// DeniedError is returned when the gateway denied a call.
+type DeniedError struct {
+	Denial schemas.Denial
+	HopID  string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("hop %s denied (%s): %s", e.HopID, e.Denial.Reason, e.Denial.Message)
+}
+
+// ErrTimedOut is returned when the gateway timed the call out.
+var ErrTimedOut = errors.New("agent: call timed out")
+
+// CallOption tunes a call.
+type CallOption func(*schemas.Envelope)
+
+// WithEstimate states what the call is expected to spend; the gateway
+// reserves it against the run's budget.
+func WithEstimate(u schemas.Usage) CallOption {
+	return func(e *schemas.Envelope) { e.Estimate = &u }
+}
+
+// WithRunID starts the run under a chosen id instead of a fresh one.
+func WithRunID(id string) CallOption {
+	return func(e *schemas.Envelope) { e.RunID = id }
+}
+
+// Start starts a new run by invoking the target, and waits for its reply.
+func (c *Client) Start(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
+	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: schemas.NewID(), To: to}
+	for _, o := range opts {
+		o(env)
+	}
+	return c.call(ctx, env, msg)
+}
+
+func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message) (*Reply, error) {
+	raw, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode message: %w", err)
+	}
+	env.Message, env.HopID = raw, schemas.NewID()
+	wait := make(chan *schemas.Delivery, 1)
+	c.mu.Lock()
+	c.waiters[env.HopID] = wait
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, env.HopID)
+		c.mu.Unlock()
+	}()
+	if err := c.submit(ctx, env.RunID, env); err != nil {
+		return nil, err
+	}
+	select {
+	case d := <-wait:
+		return outcome(env, d)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("call %s -> %s (hop %s): %w", env.From, env.To, env.HopID, ctx.Err())
+	}
+}
+
+func outcome(env *schemas.Envelope, d *schemas.Delivery) (*Reply, error) {
+	r := &Reply{RunID: d.Context.RunID, HopID: env.HopID, Delivery: d}
+	switch d.Kind {
+	case schemas.DeliverDenied:
+		r.Status = schemas.StateRejected
+		return r, &DeniedError{Denial: *d.Denial, HopID: env.HopID}
+	case schemas.DeliverTimeout:
+		r.Status = schemas.StateFailed
+		return r, fmt.Errorf("hop %s: %w", env.HopID, ErrTimedOut)
+	}
+	reply, err := d.DecodeEnvelope()
+	if err != nil || reply == nil || reply.Result == nil {
+		return r, fmt.Errorf("hop %s: reply delivery without a readable result: %v", env.HopID, err)
+	}
+	r.Status, r.Usage, r.Error = reply.Result.Status, reply.Usage, reply.Result.Error
+	if len(reply.Result.Output) > 0 {
+		var m Message
+		if err := json.Unmarshal(reply.Result.Output, &m); err == nil {
+			r.Output = &m
+		}
+	}
+	return r, nil
+}
+
+// submit signs env and publishes it on the agent's submit subject.
+func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) error {
+	env.Version, env.From, env.SentAt = schemas.Version, c.cfg.ID, time.Now().UTC()
+	var wire []byte
+	var err error
+	if c.cfg.Key != nil && !c.cfg.Unsigned {
+		wire, err = env.Sign(c.cfg.Key.Sign)
+	} else {
+		wire, err = env.Marshal()
+	}
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(c.subj.Submit(c.cfg.ID, run))
+	msg.Data = wire
+	if _, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(env.HopID+"."+string(env.Kind))); err != nil {
+		return fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
+	}
+	return nil
+}
+
+// receive handles one delivery.
+func (c *Client) receive(m jetstream.Msg) {
+	d, err := schemas.DecodeDelivery(m.Data())
+	if err != nil {
+		c.log.Warn("undecodable delivery", "subject", m.Subject(), "err", err)
+		_ = m.Term()
+		return
+	}
+	switch d.Kind {
+	case schemas.DeliverInvoke:
+		c.startTask(m, d)
+		return
+	case schemas.DeliverCancel:
+		c.mu.Lock()
+		cancel := c.running[d.Context.HopID]
+		c.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	default:
+		c.mu.Lock()
+		wait := c.waiters[d.Context.HopID]
+		c.mu.Unlock()
+		if wait != nil && (d.Kind != schemas.DeliverDenied || d.Denial == nil || d.Denial.SubmitKind == schemas.KindInvoke) {
+			select {
+			case wait <- d:
+			default:
+			}
+		} else if c.cfg.OnDelivery != nil {
+			c.cfg.OnDelivery(d)
+		} else {
+			c.log.Info("delivery nobody waits for", "kind", d.Kind, "hop", d.Context.HopID)
+		}
+	}
+	if err := m.Ack(); err != nil {
+		c.log.Warn("ack delivery", "err", err)
+	}
+}

@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Task is a task delivered to the agent.
+type Task struct {
+	c *Client
+	// Context is the governance context the gateway stamped: run, hop,
+	// parent, depth, ancestry, principal and deadline.
+	Context schemas.Context
+	// From is the caller.
+	From string
+	// Message is the A2A message of the invoke.
+	Message *Message
+	// Envelope is the caller's envelope as delivered.
+	Envelope *schemas.Envelope
+}
+
+// Delegate invokes another agent (or tool, or model) as part of this task:
+// the new hop's parent is this task's hop, so the gateway derives its run,
+// depth and ancestry. It waits for the reply.
+func (t *Task) Delegate(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
+	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: t.Context.RunID, ParentHopID: t.Context.HopID, To: to}
+	for _, o := range opts {
+		o(env)
+	}
+	return t.c.call(ctx, env, msg)
+}
+
+func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
+	env, err := d.DecodeEnvelope()
+	if err != nil || env == nil {
+		c.log.Warn("task without a readable envelope", "hop", d.Context.HopID, "err", err)
+		_ = m.Term()
+		return
+	}
+	var msg Message
+	if err := json.Unmarshal(env.Message, &msg); err != nil {
+		c.log.Warn("task message is not A2A", "hop", d.Context.HopID, "err", err)
+	}
+	t := &Task{c: c, Context: d.Context, From: env.From, Message: &msg, Envelope: env}
+	if c.cfg.Handler == nil {
+		c.finish(m, t, &Result{Status: schemas.StateRejected, Error: c.cfg.ID + " serves no tasks"})
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if !d.Context.Deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(context.Background(), d.Context.Deadline)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		cancel()
+		return // left unacked: redelivered to the next instance
+	}
+	c.running[d.Context.HopID] = cancel
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.running, d.Context.HopID)
+			c.mu.Unlock()
+			cancel()
+		}()
+		c.sem <- struct{}{}
+		defer func() { <-c.sem }()
+		stop := keepAlive(ctx, m)
+		res, err := c.cfg.Handler(ctx, t)
+		stop()
+		if err != nil {
+			res = &Result{Status: schemas.StateFailed, Error: err.Error(), Usage: usageOf(res)}
+		}
+		if res == nil {
+			res = &Result{}
+		}
+		if res.Status == "" && errors.Is(ctx.Err(), context.Canceled) {
+			res.Status = schemas.StateCanceled
+		}
+		c.finish(m, t, res)
+	}()
+}
+
+func usageOf(r *Result) *schemas.Usage {
+	if r == nil {
+		return nil
+	}
+	return r.Usage
+}
+
+// keepAlive tells the broker the task is still being worked on, so a long
+// task is not redelivered.
+func keepAlive(ctx context.Context, m jetstream.Msg) func() {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(15 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				_ = m.InProgress()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// finish replies to the caller and acks the task.
+func (c *Client) finish(m jetstream.Msg, t *Task, res *Result) {
+	if res == nil {
+		res = &Result{}
+	}
+	if res.Status == "" {
+		res.Status = schemas.StateCompleted
+	}
+	env := &schemas.Envelope{
+		Kind: schemas.KindReply, HopID: t.Context.HopID, RunID: t.Context.RunID, To: t.From,
+		Result: &schemas.Result{Status: res.Status, Error: res.Error}, Usage: res.Usage,
+	}
+	if res.Output != nil {
+		out, err := json.Marshal(res.Output)
+		if err != nil {
+			res.Output = nil
+			env.Result.Error = fmt.Sprintf("output does not encode: %v", err)
+		}
+		env.Result.Output = out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.submit(ctx, t.Context.RunID, env); err != nil {
+		c.log.Warn("reply", "hop", t.Context.HopID, "err", err)
+		_ = m.Nak() // try again: the task will be redone
+		return
+	}
+	if err := m.Ack(); err != nil {
+		c.log.Warn("ack task", "hop", t.Context.HopID, "err", err)
+	}
+}

@@ -1,0 +1,239 @@
+package enforcer_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io/fs"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+var demoIdentities = []broker.Identity{
+	{ID: "tomas", Type: schemas.TypeUser, Team: "research", RequireSignature: true},
+	{ID: "orchestrator", Type: schemas.TypeAgent, Team: "platform", Tags: []string{"entry", "orchestrator"}, RequireSignature: true},
+	{ID: "research", Type: schemas.TypeAgent, Team: "research", RequireSignature: true},
+	{ID: "writer", Type: schemas.TypeAgent, Team: "content", RequireSignature: true},
+	{ID: "critic", Type: schemas.TypeAgent, Team: "content", RequireSignature: true},
+}
+
+func examplePolicies(t testing.TB) []policy.File {
+	t.Helper()
+	var files []policy.File
+	err := fs.WalkDir(deploy.Policies(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		src, err := fs.ReadFile(deploy.Policies(), path)
+		files = append(files, policy.File{Name: path, Src: src})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func startGateway(t *testing.T, cfg enforcer.Config) *enforcertest.Gateway {
+	t.Helper()
+	return enforcertest.Start(t, enforcertest.Options{Identities: demoIdentities, Policies: examplePolicies(t), Config: cfg})
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sender publishes envelopes as one identity, over its own connection.
+type sender struct {
+	t  testing.TB
+	g  *enforcertest.Gateway
+	id string
+	nc *nats.Conn
+	js jetstream.JetStream
+	kp nkeys.KeyPair
+}
+
+func newSender(t testing.TB, g *enforcertest.Gateway, id string) *sender {
+	t.Helper()
+	nc := g.Conn(id, nil)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sender{t: t, g: g, id: id, nc: nc, js: js, kp: g.Keys[id]}
+}
+
+func textMessage(text string) json.RawMessage {
+	return json.RawMessage(`{"kind":"message","messageId":"` + schemas.NewID() + `","role":"user","parts":[{"kind":"text","text":"` + text + `"}]}`)
+}
+
+func (s *sender) invoke(run, parent, to string) *schemas.Envelope {
+	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopID: schemas.NewID(), ParentHopID: parent,
+		From: s.id, To: to, Message: textMessage("work"), SentAt: time.Now().UTC()}
+	if parent == "" {
+		env.RunID = run
+	}
+	return env
+}
+
+func (s *sender) reply(hop, to string, usage *schemas.Usage) *schemas.Envelope {
+	return &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindReply, HopID: hop, From: s.id, To: to,
+		Result: &schemas.Result{Status: schemas.StateCompleted, Output: textMessage("done")}, Usage: usage, SentAt: time.Now().UTC()}
+}
+
+// send signs env with the sender's key and publishes it on its own submit
+// subject for run, returning the SUBMIT sequence.
+func (s *sender) send(run string, env *schemas.Envelope) uint64 {
+	s.t.Helper()
+	wire, err := env.Sign(s.kp.Sign)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.sendRaw(s.g.Subjects.Submit(s.id, run), wire)
+}
+
+func (s *sender) sendRaw(subject string, data []byte) uint64 {
+	s.t.Helper()
+	ack, err := s.js.Publish(ctxT(s.t), subject, data)
+	if err != nil {
+		s.t.Fatalf("publish to %s: %v", subject, err)
+	}
+	return ack.Sequence
+}
+
+// waitDeliveries polls until id has n deliveries and returns them decoded.
+func waitDeliveries(t testing.TB, g *enforcertest.Gateway, id string, n int) []*schemas.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		msgs := g.Deliveries(id)
+		if len(msgs) >= n {
+			out := make([]*schemas.Delivery, len(msgs))
+			for i, m := range msgs {
+				d, err := schemas.DecodeDelivery(m.Data)
+				if err != nil {
+					t.Fatalf("delivery %s: %v", m.Subject, err)
+				}
+				out[i] = d
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d deliveries, want %d", id, len(msgs), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitRun polls until the run's ledger has at least n events, verifies the
+// chain and returns the records.
+func waitRun(t testing.TB, g *enforcertest.Gateway, run string, n int) []ledger.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		recs, err := g.Ledger.Read(ctxT(t), run)
+		if err == nil && len(recs) >= n {
+			if err := ledger.Verify(run, recs); err != nil {
+				t.Fatalf("verify run %s: %v", run, err)
+			}
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s has %d events (%v), want %d", run, len(recs), err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func types(recs []ledger.Record) []schemas.EventType {
+	out := make([]schemas.EventType, len(recs))
+	for i, r := range recs {
+		out[i] = r.Event.Type
+	}
+	return out
+}
+
+func decision(t testing.TB, r ledger.Record) *schemas.HopDecision {
+	t.Helper()
+	d, err := r.Event.DecodeData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd, ok := d.(*schemas.HopDecision)
+	if !ok {
+		t.Fatalf("event %d is %s, not a decision", r.Event.Seq, r.Event.Type)
+	}
+	return hd
+}
+
+func equalTypes(got []schemas.EventType, want ...schemas.EventType) bool { return slices.Equal(got, want) }
+
+// signRaw signs an arbitrary compact JSON object the way agents sign
+// envelopes: over SigningContext and the object, with the signature then
+// appended as its last member.
+func signRaw(t testing.TB, kp nkeys.KeyPair, body []byte) []byte {
+	t.Helper()
+	sig, err := kp.Sign(append([]byte(schemas.SigningContext), body...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schemas.AppendMember(body, "signature", base64.RawURLEncoding.EncodeToString(sig))
+}
+
+// mustOtherKey returns a key no identity is registered with.
+func mustOtherKey(t testing.TB) (string, nkeys.KeyPair) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub, kp
+}
+
+func jetstreamSubjectsFilter(filter string) jetstream.StreamInfoOpt {
+	return jetstream.WithSubjectFilter(filter)
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pendingSubmissions is how many submissions wait in SUBMIT (a work queue:
+// acked ones are gone).
+func pendingSubmissions(t testing.TB, g *enforcertest.Gateway) uint64 {
+	t.Helper()
+	s, err := g.JS.Stream(ctxT(t), "SUBMIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func ledgerHead() ledger.Head { return ledger.Head{} }
