@@ -133,8 +133,9 @@ func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission
 	}
 	limits := e.limitsOf(st)
 	decision := &schemas.HopDecision{
-		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, To: env.To,
+		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, FromTeam: caller.Team, To: env.To,
 		Depth: hc.depth, Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, Estimate: env.Estimate,
+		Cycle: contains(hc.ancestry, env.To),
 	}
 	v := func() *verdict {
 		target, ok := reg.dir.Get(env.To)
@@ -146,7 +147,7 @@ func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission
 		case target.Type == schemas.TypeUser:
 			return deny(schemas.ReasonTarget, "%q is a user; users start runs, they are not invoked", env.To)
 		}
-		decision.Action = actionFor(target.Type)
+		decision.Action, decision.ToTeam = actionFor(target.Type), target.Team
 		if hc.depth > limits.MaxDelegationDepth {
 			return deny(schemas.ReasonDepth, "depth %d exceeds max_delegation_depth %d", hc.depth, limits.MaxDelegationDepth)
 		}
@@ -154,7 +155,7 @@ func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission
 			Principal: caller, Action: decision.Action, Resource: target,
 			Context: policy.Context{
 				RunID: sub.runToken, Workflow: workflowOf(st, e.workflowFor(reg, env.To)), Depth: hc.depth,
-				Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, IsCycle: contains(hc.ancestry, env.To),
+				Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, IsCycle: decision.Cycle,
 				HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
 				EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: env.To}],
 			},

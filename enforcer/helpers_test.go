@@ -181,7 +181,9 @@ func decision(t testing.TB, r ledger.Record) *schemas.HopDecision {
 	return hd
 }
 
-func equalTypes(got []schemas.EventType, want ...schemas.EventType) bool { return slices.Equal(got, want) }
+func equalTypes(got []schemas.EventType, want ...schemas.EventType) bool {
+	return slices.Equal(got, want)
+}
 
 // signRaw signs an arbitrary compact JSON object the way agents sign
 // envelopes: over SigningContext and the object, with the signature then

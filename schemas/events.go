@@ -116,14 +116,18 @@ const (
 // the context the gateway derived, and the verdict with its reasons.
 type HopDecision struct {
 	// Kind is the kind of the submission decided on.
-	Kind        Kind     `json:"kind,omitempty"`
-	ParentHopID string   `json:"parent_hop_id,omitempty"`
-	From        string   `json:"from,omitempty"`
-	To          string   `json:"to,omitempty"`
-	Action      Action   `json:"action,omitempty"`
-	Depth       int      `json:"depth"`
-	Ancestry    []string `json:"ancestry,omitempty"`
-	OnBehalfOf  string   `json:"on_behalf_of,omitempty"`
+	Kind        Kind   `json:"kind,omitempty"`
+	ParentHopID string `json:"parent_hop_id,omitempty"`
+	From        string `json:"from,omitempty"`
+	To          string `json:"to,omitempty"`
+	// FromTeam and ToTeam are the teams of caller and target at decision
+	// time, so that cost per team is answerable from the ledger alone.
+	FromTeam   string   `json:"from_team,omitempty"`
+	ToTeam     string   `json:"to_team,omitempty"`
+	Action     Action   `json:"action,omitempty"`
+	Depth      int      `json:"depth"`
+	Ancestry   []string `json:"ancestry,omitempty"`
+	OnBehalfOf string   `json:"on_behalf_of,omitempty"`
 	// Reason and Message explain a denial.
 	Reason  Reason `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`

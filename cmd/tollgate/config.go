@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Config is the gateway config file (YAML). See docs/config.md.
+type Config struct {
+	NATS      NATSConfig       `yaml:"nats"`
+	Agents    []IdentityConfig `yaml:"agents"`
+	Users     []IdentityConfig `yaml:"users"`
+	Operators []OperatorConfig `yaml:"operators"`
+	// Policies are Cedar files or globs, relative to the config file.
+	Policies  []string         `yaml:"policies"`
+	RunLimits enforcer.Limits  `yaml:"run_limits"`
+	Enforcer  EnforcerConfig   `yaml:"enforcer"`
+
+	// dir is the folder of the config file; relative paths start there.
+	dir string
+}
+
+// NATSConfig says where the bus is.
+type NATSConfig struct {
+	// URL of an external NATS server; empty runs an embedded one.
+	URL string `yaml:"url"`
+	// Credentials is the gateway's nkey seed file on an external server.
+	Credentials string `yaml:"credentials"`
+	// DataDir is the embedded server's JetStream store.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the embedded server's client address; "none" serves only
+	// in-process connections.
+	Listen        string `yaml:"listen"`
+	SubjectPrefix string `yaml:"subject_prefix"`
+	StreamPrefix  string `yaml:"stream_prefix"`
+	Replicas      int    `yaml:"replicas"`
+	// DeliverMaxAge is how long deliveries are kept (and so how long a
+	// crashed enforcer may stay down without a second delivery).
+	DeliverMaxAge time.Duration `yaml:"deliver_max_age"`
+}
+
+// IdentityConfig registers an agent, tool, model or user.
+type IdentityConfig struct {
+	ID   string   `yaml:"id"`
+	Type string   `yaml:"type,omitempty"` // agent (default), tool, model; users: user
+	Team string   `yaml:"team,omitempty"`
+	Tags []string `yaml:"tags,omitempty,flow"`
+	// PublicKey is the nkey public key ("U...") from `tollgate agent add`.
+	PublicKey string `yaml:"public_key,omitempty"`
+	// RequireSignature defaults to true when a public key is set.
+	RequireSignature *bool  `yaml:"require_signature,omitempty"`
+	TimeoutSeconds   int    `yaml:"timeout_seconds,omitempty"`
+	Workflow         string `yaml:"workflow,omitempty"`
+	Disabled         bool   `yaml:"disabled,omitempty"`
+}
+
+// OperatorConfig registers an operator allowed to send control commands.
+type OperatorConfig struct {
+	ID        string `yaml:"id"`
+	PublicKey string `yaml:"public_key"`
+}
+
+// EnforcerConfig tunes the enforcer.
+type EnforcerConfig struct {
+	Shards           int           `yaml:"shards"`
+	MaxEnvelopeBytes int           `yaml:"max_envelope_bytes"`
+	ReplayWindow     time.Duration `yaml:"replay_window"`
+	DefaultTimeout   time.Duration `yaml:"default_timeout"`
+	AckWait          time.Duration `yaml:"ack_wait"`
+	MaxAckPending    int           `yaml:"max_ack_pending"`
+}
+
+// defaultListen is the embedded server's address: not NATS's 4222, which a
+// system NATS server may hold.
+const defaultListen = "127.0.0.1:4250"
+
+// LoadConfig reads a config file strictly (unknown keys are errors), fills
+// defaults and validates it, reporting every problem at once.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.dir = filepath.Dir(abs)
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return &cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.NATS.URL == "" {
+		if c.NATS.DataDir == "" {
+			c.NATS.DataDir = "data"
+		}
+		if c.NATS.Listen == "" {
+			c.NATS.Listen = defaultListen
+		}
+	}
+	if c.NATS.SubjectPrefix == "" {
+		c.NATS.SubjectPrefix = broker.DefaultPrefix
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	for i := range c.Agents {
+		if c.Agents[i].Type == "" {
+			c.Agents[i].Type = "agent"
+		}
+	}
+	for i := range c.Users {
+		if c.Users[i].Type == "" {
+			c.Users[i].Type = "user"
+		}
+	}
+}
+
+// path resolves p against the config file's folder.
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Validate reports every problem with the config.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := broker.NewSubjects(c.NATS.SubjectPrefix, c.NATS.StreamPrefix); err != nil {
+		errs = append(errs, fmt.Errorf("nats: %w", err))
+	}
+	if c.NATS.URL != "" && c.NATS.Credentials == "" {
+		errs = append(errs, errors.New("nats: an external server (url) needs the gateway's credentials (nkey seed file)"))
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
+	}
+	if _, err := c.Directory(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NATS.URL == "" {
+		for _, id := range append(append([]IdentityConfig{}, c.Agents...), c.Users...) {
+			if id.PublicKey == "" && !id.Disabled {
+				errs = append(errs, fmt.Errorf("%s %q: public_key is required with the embedded server (it is the identity's NATS credential; create one with `tollgate agent add %s`)", id.Type, id.ID, id.ID))
+			}
+		}
+	}
+	for i, op := range c.Operators {
+		if err := schemas.CheckPrincipalID(op.ID); err != nil {
+			errs = append(errs, fmt.Errorf("operators[%d]: %w", i, err))
+		}
+		if _, err := broker.ParsePublicKey(op.PublicKey); err != nil {
+			errs = append(errs, fmt.Errorf("operators[%d] %q: %w", i, op.ID, err))
+		}
+	}
+	if len(c.Policies) == 0 {
+		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
+	}
+	if err := c.enforcerConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("enforcer: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Directory builds the identity directory of the config.
+func (c *Config) Directory() (*broker.Directory, error) {
+	var ids []broker.Identity
+	var errs []error
+	add := func(list string, ic IdentityConfig, allowed ...string) {
+		typ, ok := identityTypes[ic.Type]
+		if !ok || !contains(allowed, ic.Type) {
+			errs = append(errs, fmt.Errorf("%s %q: type %q is not one of %v", list, ic.ID, ic.Type, allowed))
+		}
+		require := ic.PublicKey != ""
+		if ic.RequireSignature != nil {
+			require = *ic.RequireSignature
+		}
+		if ic.TimeoutSeconds < 0 {
+			errs = append(errs, fmt.Errorf("%s %q: timeout_seconds must not be negative", list, ic.ID))
+		}
+		ids = append(ids, broker.Identity{
+			ID: ic.ID, Type: typ, Team: ic.Team, Tags: ic.Tags, PublicKey: ic.PublicKey, RequireSignature: require,
+			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled,
+		})
+	}
+	for _, a := range c.Agents {
+		add("agents", a, "agent", "tool", "model")
+	}
+	for _, u := range c.Users {
+		add("users", u, "user")
+	}
+	dir, err := broker.NewDirectory(ids)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return dir, nil
+}
+
+var identityTypes = map[string]schemas.PrincipalType{
+	"agent": schemas.TypeAgent, "tool": schemas.TypeTool, "model": schemas.TypeModel, "user": schemas.TypeUser,
+}
+
+func (c *Config) enforcerConfig() enforcer.Config {
+	return enforcer.Config{
+		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
+		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
+		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending,
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/agent"
+	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/ledger/runtree"
+)
+
+type demoOptions struct {
+	dataDir  string
+	json     bool
+	scenario string
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the overnight-loop incident through the gateway, in one process",
+		Long: `Run the incident Tollgate exists for, governed, on the embedded default:
+user tomas starts a run at the orchestrator, which delegates to research,
+writer and critic. Research hits a transient error and re-invokes the
+orchestrator. Every agent has its own key and NATS permissions; the shipped
+policy denies the re-invocation at its first attempt.
+
+The demo prints the run tree from the ledger (who called whom, the decision,
+depth, tokens and cost) and the ledger verification.
+
+Scenarios: incident (default), loop (the deny-orchestrator policy removed, so
+the run limits must stop the cycle).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the embedded server's data in this folder (default: a temporary one, removed)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
+	cmd.Flags().StringVar(&o.scenario, "scenario", "incident", "incident or loop")
+	return cmd
+}
+
+// demoResult is what --json prints.
+type demoResult struct {
+	*runtree.Run
+	Scenario           string `json:"scenario"`
+	LedgerVerified     bool   `json:"ledger_verified"`
+	SignaturesVerified bool   `json:"signatures_verified"`
+	VerifyError        string `json:"verify_error,omitempty"`
+	DataDir            string `json:"data_dir,omitempty"`
+}
+
+func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error {
+	say := func(format string, args ...any) { fmt.Fprintf(stderr, "▸ "+format+"\n", args...) }
+	if o.scenario != "incident" && o.scenario != "loop" {
+		return fmt.Errorf("--scenario %q: want incident or loop", o.scenario)
+	}
+	dataDir, keep := o.dataDir, o.dataDir != ""
+	if !keep {
+		tmp, err := os.MkdirTemp("", "tollgate-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dataDir = tmp
+	}
+	cfg, keys, err := demoConfig(dataDir)
+	if err != nil {
+		return err
+	}
+	files, err := demoPolicies(o.scenario)
+	if err != nil {
+		return err
+	}
+	say("embedded NATS JetStream in %s", dataDir)
+	g, err := startGateway(ctx, cfg, gatewayOptions{policies: files})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		g.close(stopCtx)
+	}()
+	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.dir.All()), policyNames(files))
+
+	clients := map[string]*agent.Client{}
+	for _, a := range demoCast {
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.emb, Handler: a.handler(say)})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients[a.id] = c
+	}
+	tomas, err := agent.Connect(ctx, agent.Config{ID: "tomas", Key: keys["tomas"], InProcess: g.emb})
+	if err != nil {
+		return err
+	}
+	defer tomas.Close()
+
+	runCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	topic := "governance for agent-to-agent traffic"
+	say("tomas asks the orchestrator for a brief on %s", topic)
+	started := time.Now()
+	reply, err := tomas.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
+	var denied *agent.DeniedError
+	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+		return fmt.Errorf("run: %w", err)
+	}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+
+	recs, err := waitRunSettled(runCtx, g.ledger, reply.RunID)
+	if err != nil {
+		return err
+	}
+	res := &demoResult{Scenario: o.scenario}
+	if keep {
+		res.DataDir = dataDir
+	}
+	res.Run, err = runtree.Build(reply.RunID, recs)
+	if err != nil {
+		return err
+	}
+	verr := ledger.Verify(reply.RunID, recs)
+	res.LedgerVerified = verr == nil
+	serr := ledger.VerifySignatures(recs, func(id string) ed25519.PublicKey {
+		if i, ok := g.dir.Get(id); ok {
+			return i.SigningKey()
+		}
+		return nil
+	})
+	res.SignaturesVerified = serr == nil
+	if err := errors.Join(verr, serr); err != nil {
+		res.VerifyError = err.Error()
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintln(stdout)
+	if err := res.WriteText(stdout); err != nil {
+		return err
+	}
+	verdict := "verified: hash chain intact, every admitted envelope's signature checks"
+	if res.VerifyError != "" {
+		verdict = "FAILED: " + res.VerifyError
+	}
+	fmt.Fprintf(stdout, "\nLedger: %d events, head %.16s…, %s\n", res.Events, res.HeadHash, verdict)
+	if keep {
+		fmt.Fprintf(stdout, "Data kept in %s\n", dataDir)
+	}
+	return nil
+}
+
+// waitRunSettled reads the run once it has completed (or halted).
+func waitRunSettled(ctx context.Context, l *ledger.Ledger, run string) ([]ledger.Record, error) {
+	for {
+		recs, err := l.Read(ctx, run)
+		if err != nil {
+			return nil, err
+		}
+		st, err := ledger.Fold(run, recs)
+		if err != nil {
+			return nil, err
+		}
+		if st.Closed() {
+			return recs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return recs, nil // report what there is
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func demoPolicies(scenario string) ([]policy.File, error) {
+	var files []policy.File
+	err := fs.WalkDir(deploy.Policies(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if scenario == "loop" && strings.Contains(path, "no-reinvoke-orchestrator") {
+			return nil
+		}
+		src, err := fs.ReadFile(deploy.Policies(), path)
+		files = append(files, policy.File{Name: "deploy/" + path, Src: src})
+		return err
+	})
+	return files, err
+}
+
+func policyNames(files []policy.File) string {
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// demoConfig registers the demo's cast with fresh keys.
+func demoConfig(dataDir string) (*Config, map[string]nkeys.KeyPair, error) {
+	keys := map[string]nkeys.KeyPair{}
+	key := func(id string) (string, error) {
+		kp, err := broker.NewKey()
+		if err != nil {
+			return "", err
+		}
+		keys[id] = kp
+		return kp.PublicKey()
+	}
+	cfg := &Config{
+		NATS:      NATSConfig{DataDir: dataDir, Listen: "none"},
+		Policies:  []string{"embedded"},
+		RunLimits: enforcer.Limits{},
+	}
+	pub, err := key("tomas")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Users = []IdentityConfig{{ID: "tomas", Type: "user", Team: "research", PublicKey: pub}}
+	for _, a := range demoCast {
+		pub, err := key(a.id)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Agents = append(cfg.Agents, IdentityConfig{ID: a.id, Type: "agent", Team: a.team, Tags: a.tags, PublicKey: pub,
+			TimeoutSeconds: 30, Workflow: a.workflow})
+	}
+	cfg.setDefaults()
+	return cfg, keys, cfg.Validate()
+}

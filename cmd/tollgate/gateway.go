@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/ledger"
+)
+
+// gateway is a running Tollgate: the bus (embedded or not), its streams and
+// consumers, and the enforcer.
+type gateway struct {
+	cfg      *Config
+	subjects broker.Subjects
+	emb      *broker.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	dir      *broker.Directory
+	enf      *enforcer.Enforcer
+	ledger   *ledger.Ledger
+	log      *slog.Logger
+}
+
+// gatewayOptions override parts of the config for the demo.
+type gatewayOptions struct {
+	// policies, when set, replace the config's policy files.
+	policies []policy.File
+	log      *slog.Logger
+}
+
+func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gateway, err error) {
+	log := opts.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	subjects, err := broker.NewSubjects(cfg.NATS.SubjectPrefix, cfg.NATS.StreamPrefix)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := cfg.Directory()
+	if err != nil {
+		return nil, err
+	}
+	files := opts.policies
+	if files == nil {
+		var paths []string
+		for _, p := range cfg.Policies {
+			paths = append(paths, cfg.path(p))
+		}
+		if files, err = policy.ReadFiles(paths); err != nil {
+			return nil, err
+		}
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := policy.NewEngine(set, dir)
+	if err != nil {
+		return nil, err
+	}
+	g := &gateway{cfg: cfg, subjects: subjects, dir: dir, log: log}
+	defer func() {
+		if err != nil {
+			g.close(context.Background())
+		}
+	}()
+	if err := g.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := broker.Provision(ctx, g.js, subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge}); err != nil {
+		return nil, err
+	}
+	for _, id := range dir.All() {
+		if err := broker.ProvisionIdentity(ctx, g.js, subjects, id.ID, 0); err != nil {
+			return nil, err
+		}
+	}
+	ecfg := cfg.enforcerConfig()
+	ecfg.Logger = log
+	g.enf, err = enforcer.New(g.js, subjects, dir, engine, ecfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.enf.Start(ctx); err != nil {
+		return nil, err
+	}
+	g.ledger = g.enf.Ledger()
+	log.Info("gateway started", "agents", len(dir.All()), "policies", set.Len(), "nats", g.url())
+	return g, nil
+}
+
+// connect starts the embedded server (no URL) or connects to the
+// configured one, as the gateway's own privileged user.
+func (g *gateway) connect(ctx context.Context) error {
+	cfg := g.cfg
+	if cfg.NATS.URL != "" {
+		kp, err := broker.LoadSeed(cfg.path(cfg.NATS.Credentials))
+		if err != nil {
+			return err
+		}
+		g.nc, err = broker.Connect(broker.ConnectConfig{URL: cfg.NATS.URL, Key: kp, Name: "tollgate gateway"})
+		if err != nil {
+			return err
+		}
+		g.js, err = jetstream.New(g.nc)
+		return err
+	}
+	key, err := broker.NewKey() // the gateway's own, for in-process use only
+	if err != nil {
+		return err
+	}
+	pub, err := key.PublicKey()
+	if err != nil {
+		return err
+	}
+	operators := map[string]string{}
+	for _, op := range cfg.Operators {
+		operators[op.ID] = op.PublicKey
+	}
+	ec := broker.EmbeddedConfig{DataDir: filepath.Join(cfg.path(cfg.NATS.DataDir), "jetstream"), Users: g.subjects.NkeyUsers(g.dir, pub, operators)}
+	if cfg.NATS.Listen == "none" {
+		ec.NoListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.NATS.Listen)
+		if err != nil {
+			return fmt.Errorf("nats.listen %q: %w", cfg.NATS.Listen, err)
+		}
+		ec.Host = host
+		if ec.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("nats.listen %q: %w", cfg.NATS.Listen, err)
+		}
+	}
+	if err := os.MkdirAll(ec.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
+		return err
+	}
+	g.nc, err = broker.Connect(broker.ConnectConfig{InProcess: g.emb, Key: key, Name: "tollgate gateway"})
+	if err != nil {
+		return err
+	}
+	g.js, err = jetstream.New(g.nc)
+	return err
+}
+
+func (g *gateway) url() string {
+	switch {
+	case g.cfg.NATS.URL != "":
+		return g.cfg.NATS.URL
+	case g.emb != nil && g.emb.ClientURL() != "":
+		return g.emb.ClientURL() + " (embedded)"
+	}
+	return "in-process (embedded)"
+}
+
+// close stops the enforcer, then the bus.
+func (g *gateway) close(ctx context.Context) error {
+	var errs []error
+	if g.enf != nil {
+		errs = append(errs, g.enf.Stop(ctx))
+	}
+	if g.nc != nil {
+		g.nc.Close()
+	}
+	if g.emb != nil {
+		g.emb.Shutdown()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd() *cobra.Command {
+	var configPath, dataDir string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway (embedded NATS unless the config names a server)",
+		Long: `Run the gateway: provision the streams, give every registered identity its
+credential and permissions, and enforce every hop until interrupted.
+
+With no nats.url in the config, an embedded NATS server with JetStream keeps
+its data in --data (or nats.data_dir) and listens on nats.listen.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if dataDir != "" {
+				cfg.NATS.DataDir = dataDir
+			}
+			log := logger(cmd)
+			ctx := cmd.Context()
+			g, err := startGateway(ctx, cfg, gatewayOptions{log: log})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "tollgate serving on %s; Ctrl-C stops\n", g.url())
+			tick := time.NewTicker(30 * time.Second)
+			defer tick.Stop()
+		loop:
+			for {
+				select {
+				case <-ctx.Done():
+					break loop
+				case <-tick.C:
+					s := g.enf.Stats()
+					log.Info("enforcer", "allowed", s.Allowed, "denied", s.Denied, "completed", s.Completed, "redelivered", s.Redelivered, "errors", s.Errors)
+				}
+			}
+			stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			return g.close(stopCtx)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file")
+	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
+	return cmd
+}
