@@ -98,6 +98,19 @@ func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			AllowDirect: true,
 		},
 		{
+			Name:        s.Stream(StreamTimers),
+			Description: "Tollgate timers: server-side schedules of hop deadlines and run wall clocks",
+			Subjects:    []string{s.TimerAll()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			// Schedules need rollups allowed (the server purges a fired
+			// schedule with one); only the gateway may write here.
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+		},
+		{
 			Name:        s.Stream(StreamAlerts),
 			Description: "Tollgate alerts: limit breaches and halts",
 			Subjects:    []string{s.AlertAll()},
@@ -132,6 +145,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 			}
 		}
 	}
+	if _, err := ProvisionRateBucket(ctx, js, s, o.Replicas); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -144,6 +160,25 @@ func retryableProvisionError(err error) bool {
 	}
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// ProvisionRateBucket creates or updates the KV bucket of per-agent token
+// buckets that makes rate limits hold across enforcer instances.
+func ProvisionRateBucket(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) (jetstream.KeyValue, error) {
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.Bucket(BucketRate),
+		Description: "Tollgate per-agent invoke rate limits (token buckets)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision rate bucket: %w", err)
+	}
+	return kv, nil
 }
 
 // ProvisionIdentity creates or updates the durable DELIVER consumer of an

@@ -16,7 +16,16 @@ const (
 	StreamDeliver = "DELIVER"
 	StreamLedger  = "LEDGER"
 	StreamAlerts  = "ALERTS"
+	// StreamTimers holds the server-side schedules of hop deadlines and run
+	// wall clocks, and the messages they fire.
+	StreamTimers = "TIMERS"
+	// BucketRate is the KV bucket of per-agent rate-limit token buckets.
+	BucketRate = "tollgate_rate"
 )
+
+// TimerRunKey is the timer key of a run's wall clock (hop ids never start
+// with an underscore).
+const TimerRunKey = "_run"
 
 // EnforcerConsumer is the durable consumer of SUBMIT that enforcers share.
 const EnforcerConsumer = "enforcer"
@@ -126,6 +135,37 @@ func (s Subjects) Alert(run string) string { return s.prefix + ".alert." + run }
 
 // AlertAll is the wildcard of every alert.
 func (s Subjects) AlertAll() string { return s.prefix + ".alert.*" }
+
+// TimerSchedule is where the schedule of a timer (a hop's deadline, or
+// TimerRunKey for the run's wall clock) is kept until it fires.
+func (s Subjects) TimerSchedule(run, key string) string {
+	return s.prefix + ".timer.sched." + run + "." + key
+}
+
+// TimerFire is where a timer fires.
+func (s Subjects) TimerFire(run, key string) string { return s.prefix + ".timer.fire." + run + "." + key }
+
+// TimerFireAll is the wildcard of every fired timer.
+func (s Subjects) TimerFireAll() string { return s.prefix + ".timer.fire.>" }
+
+// TimerAll is the wildcard of every timer subject.
+func (s Subjects) TimerAll() string { return s.prefix + ".timer.>" }
+
+// ParseTimerFire splits a fired timer's subject into run and key.
+func (s Subjects) ParseTimerFire(subject string) (run, key string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.prefix+".timer.fire.")
+	if !found {
+		return "", "", false
+	}
+	run, key, found = strings.Cut(rest, ".")
+	if !found || run == "" || key == "" || strings.Contains(key, ".") {
+		return "", "", false
+	}
+	return run, key, true
+}
+
+// Bucket returns the full name of a KV bucket.
+func (s Subjects) Bucket(name string) string { return s.streamPrefix + name }
 
 // CtlHalt is the operator subject that halts a run.
 func (s Subjects) CtlHalt(run string) string { return s.prefix + ".ctl.halt." + run }

@@ -5,12 +5,23 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/tollgate/tollgate/broker"
 )
 
 // Config tunes an Enforcer. The zero value of each field means its default.
 type Config struct {
-	// Limits are the run limits.
+	// Limits are the gateway's run limits.
 	Limits Limits
+	// Workflows override run limits per workflow (the workflow of a run is
+	// the one its entry agent belongs to). Only the fields set override.
+	Workflows map[string]Limits
+	// PerAgent governs every calling agent; Agents override it per agent.
+	PerAgent AgentLimits
+	Agents   map[string]AgentLimits
+	// Operators maps the ids of operators allowed to halt runs to their
+	// nkey public keys; their halt requests must be signed.
+	Operators map[string]string
 	// MaxEnvelopeBytes is the largest submission decoded; larger ones are
 	// denied as malformed. Default 256 KiB.
 	MaxEnvelopeBytes int
@@ -41,25 +52,19 @@ type Config struct {
 	Hooks Hooks
 }
 
-// Limits are the run limits. They are recorded in run.started and a run is
-// held to the limits it started with.
-type Limits struct {
-	// MaxDelegationDepth is the deepest a hop may be; a run's first hop has
-	// depth 0. Default 5.
-	MaxDelegationDepth int `yaml:"max_delegation_depth"`
-}
-
 // Hooks let tests stop the enforcer at chosen points.
 type Hooks struct {
-	// AfterAppend runs after a submission's events are in the ledger and
-	// before anything is forwarded. An error makes the enforcer abandon the
-	// submission without acking or nacking it, as a crash would.
+	// AfterAppend runs after a submission's (or a timer's) events are in
+	// the ledger and before anything is forwarded. An error makes the
+	// enforcer abandon the message without acking or nacking it, as a crash
+	// would.
 	AfterAppend func(run, hop string) error
 }
 
 func (c *Config) setDefaults() {
-	if c.Limits.MaxDelegationDepth == 0 {
-		c.Limits.MaxDelegationDepth = 5
+	c.Limits.setDefaults()
+	if c.PerAgent.Mode == "" {
+		c.PerAgent.Mode = ModeEnforce
 	}
 	if c.MaxEnvelopeBytes == 0 {
 		c.MaxEnvelopeBytes = 256 << 10
@@ -104,7 +109,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(c.Limits.MaxDelegationDepth >= 0, "max_delegation_depth is %d, want 0 or more", c.Limits.MaxDelegationDepth)
+	errs = append(errs, validateLimits(c))
+	for id, pub := range c.Operators {
+		if _, err := broker.ParsePublicKey(pub); err != nil {
+			errs = append(errs, fmt.Errorf("operator %q: %w", id, err))
+		}
+	}
 	check(c.MaxEnvelopeBytes >= 0, "max_envelope_bytes must not be negative")
 	check(c.ReplayWindow >= 0, "replay_window must not be negative")
 	check(c.DefaultTimeout >= 0, "default timeout must not be negative")

@@ -1,11 +1,11 @@
 package enforcer
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -18,16 +18,23 @@ type plan struct {
 	reject *schemas.HopDecision
 }
 
-// verdict is a denial being built: a reason code, an explanation, and the
-// policies that decided when Cedar did.
+// verdict is a denial being built: a reason code, an explanation, the
+// policies that decided when Cedar did, and the limit when one tripped.
 type verdict struct {
 	reason    schemas.Reason
 	message   string
 	policyIDs []string
+	breach    *schemas.Breach
 }
 
 func deny(reason schemas.Reason, format string, args ...any) *verdict {
 	return &verdict{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+func breached(reason schemas.Reason, limit string, value, bound float64, format string, args ...any) *verdict {
+	v := deny(reason, format, args...)
+	v.breach = &schemas.Breach{Limit: limit, Value: value, Bound: bound}
+	return v
 }
 
 // hopContext is the governance context of an invoke, derived from the
@@ -39,29 +46,30 @@ type hopContext struct {
 	parentID   string
 }
 
-// decide turns a submission into the events that record it. It never
-// fails: whatever is wrong with the submission becomes a denial.
-func (e *Enforcer) decide(st *ledger.State, sub *submission, now time.Time) plan {
+// decide turns a submission into the events that record it. Whatever is
+// wrong with the submission becomes a denial; only infrastructure failures
+// (the rate-limit store) return an error.
+func (e *Enforcer) decide(ctx context.Context, st *ledger.State, sub *submission, now time.Time) (plan, error) {
 	reg := e.registry.Load()
 	if sub.decodeErr != nil {
-		return e.denied(st, sub, nil, deny(schemas.ReasonMalformed, "%v", sub.decodeErr))
+		return e.denied(st, sub, nil, deny(schemas.ReasonMalformed, "%v", sub.decodeErr)), nil
 	}
 	env := sub.env
 	caller, v := e.authenticate(reg.dir, sub)
 	if v != nil {
-		return e.denied(st, sub, nil, v)
+		return e.denied(st, sub, nil, v), nil
 	}
 	if skew := sub.storedAt.Sub(env.SentAt).Abs(); skew > e.cfg.ReplayWindow {
 		return e.denied(st, sub, nil, deny(schemas.ReasonReplay,
-			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), e.cfg.ReplayWindow))
+			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), e.cfg.ReplayWindow)), nil
 	}
 	switch env.Kind {
 	case schemas.KindInvoke:
-		return e.decideInvoke(reg, st, sub, caller, now)
+		return e.decideInvoke(ctx, reg, st, sub, caller, now)
 	case schemas.KindReply:
-		return e.decideClose(st, sub, now, true)
+		return e.decideClose(st, sub, now, true), nil
 	default:
-		return e.decideClose(st, sub, now, false)
+		return e.decideClose(st, sub, now, false), nil
 	}
 }
 
@@ -93,16 +101,16 @@ func (e *Enforcer) authenticate(dir *broker.Directory, sub *submission) (*broker
 	return id, nil
 }
 
-func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission, caller *broker.Identity, now time.Time) plan {
+func (e *Enforcer) decideInvoke(ctx context.Context, reg *registry, st *ledger.State, sub *submission, caller *broker.Identity, now time.Time) (plan, error) {
 	env := sub.env
 	var hc hopContext
 	newRun := false
 	if env.ParentHopID == "" {
 		if env.RunID != "" && env.RunID != sub.runToken {
-			return e.denied(st, sub, nil, deny(schemas.ReasonMalformed, "run_id %q differs from the run %q of the subject", env.RunID, sub.runToken))
+			return e.denied(st, sub, nil, deny(schemas.ReasonMalformed, "run_id %q differs from the run %q of the subject", env.RunID, sub.runToken)), nil
 		}
 		if st.Started && (st.RootHopID != env.HopID || st.Hops[env.HopID] != nil) {
-			return e.denied(st, sub, nil, deny(schemas.ReasonRun, "run %s already exists; start a run with a fresh run id", st.RunID))
+			return e.denied(st, sub, nil, deny(schemas.ReasonRun, "run %s already exists; start a run with a fresh run id", st.RunID)), nil
 		}
 		// A run that started but whose first hop was not decided yet is a
 		// crash between the two appends: decide the hop now.
@@ -110,10 +118,10 @@ func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission
 		hc = hopContext{ancestry: []string{caller.ID}, onBehalfOf: caller.ID}
 	} else {
 		if !st.Started {
-			return e.denied(st, sub, nil, deny(schemas.ReasonRun, "run %s does not exist", sub.runToken))
+			return e.denied(st, sub, nil, deny(schemas.ReasonRun, "run %s does not exist", sub.runToken)), nil
 		}
 		if v := e.checkParent(st, sub); v != nil {
-			return e.denied(st, sub, nil, v)
+			return e.denied(st, sub, nil, v), nil
 		}
 		parent := st.Hops[env.ParentHopID]
 		depth, ancestry := ledger.ChildContext(parent)
@@ -121,58 +129,63 @@ func (e *Enforcer) decideInvoke(reg *registry, st *ledger.State, sub *submission
 	}
 
 	var events []schemas.Event
+	limits := e.limitsOf(st)
 	if newRun {
+		workflow := e.workflowFor(reg, env.To)
+		limits = e.limitsForWorkflow(workflow)
 		start, err := schemas.NewEvent(sub.runToken, schemas.EventRunStarted, "", now, &schemas.RunStarted{
 			RootHopID: env.HopID, Caller: caller.ID, CallerType: caller.Type, OnBehalfOf: hc.onBehalfOf,
-			Workflow: e.workflowFor(reg, env.To), Limits: e.runLimits(),
+			Workflow: workflow, Limits: limits.record(),
 		})
 		if err != nil {
-			return e.denied(st, sub, &hc, deny(schemas.ReasonMalformed, "%v", err))
+			return plan{}, err
 		}
 		events = append(events, start)
+		// Decide against the run as it will be once started.
+		st = startedView(st, start, now, limits)
 	}
-	limits := e.limitsOf(st)
 	decision := &schemas.HopDecision{
 		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, FromTeam: caller.Team, To: env.To,
 		Depth: hc.depth, Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, Estimate: env.Estimate,
 		Cycle: contains(hc.ancestry, env.To),
 	}
-	v := func() *verdict {
-		target, ok := reg.dir.Get(env.To)
-		switch {
-		case !ok:
-			return deny(schemas.ReasonTarget, "%q is not a registered agent, tool or model", env.To)
-		case target.Disabled:
-			return deny(schemas.ReasonTarget, "%q is disabled", env.To)
-		case target.Type == schemas.TypeUser:
-			return deny(schemas.ReasonTarget, "%q is a user; users start runs, they are not invoked", env.To)
-		}
+	target, v := e.checkTarget(reg.dir, env.To)
+	if v == nil {
 		decision.Action, decision.ToTeam = actionFor(target.Type), target.Team
-		if hc.depth > limits.MaxDelegationDepth {
-			return deny(schemas.ReasonDepth, "depth %d exceeds max_delegation_depth %d", hc.depth, limits.MaxDelegationDepth)
+		var err error
+		if v, err = e.govern(ctx, reg, st, sub, caller, target, hc, limits, now, decision); err != nil {
+			return plan{}, err
 		}
-		d := reg.engine.Decide(policy.Request{
-			Principal: caller, Action: decision.Action, Resource: target,
-			Context: policy.Context{
-				RunID: sub.runToken, Workflow: workflowOf(st, e.workflowFor(reg, env.To)), Depth: hc.depth,
-				Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, IsCycle: decision.Cycle,
-				HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
-				EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: env.To}],
-			},
-		})
-		decision.PolicyIDs = d.PolicyIDs
-		switch {
-		case len(d.Errors) > 0:
-			return &verdict{reason: schemas.ReasonPolicy, message: "policy evaluation failed, which denies: " + d.Errors[0], policyIDs: d.PolicyIDs}
-		case !d.Allow && len(d.PolicyIDs) > 0:
-			return &verdict{reason: schemas.ReasonPolicy, message: fmt.Sprintf("forbidden by policy %v", d.PolicyIDs), policyIDs: d.PolicyIDs}
-		case !d.Allow:
-			return deny(schemas.ReasonPolicy, "no policy permits %s %s %s (default deny)", caller.ID, decision.Action, env.To)
-		}
+	}
+	if v == nil {
 		decision.Deadline = now.Add(e.timeoutFor(target)).UTC()
-		return nil
-	}()
-	return plan{events: append(events, e.decisionEvent(sub, decision, v, now))}
+	}
+	return plan{events: append(events, e.decisionEvent(sub, decision, v, now))}, nil
+}
+
+// startedView is the state a new run will have once start is appended,
+// for deciding its first hop before anything is written.
+func startedView(st *ledger.State, start schemas.Event, now time.Time, limits Limits) *ledger.State {
+	view := ledger.NewState(st.RunID)
+	view.Started, view.StartedAt, view.Limits = true, now, limits.record()
+	view.Workflow = st.Workflow
+	if d, err := start.DecodeData(); err == nil {
+		view.Workflow = d.(*schemas.RunStarted).Workflow
+	}
+	return view
+}
+
+func (e *Enforcer) checkTarget(dir *broker.Directory, to string) (*broker.Identity, *verdict) {
+	target, ok := dir.Get(to)
+	switch {
+	case !ok:
+		return nil, deny(schemas.ReasonTarget, "%q is not a registered agent, tool or model", to)
+	case target.Disabled:
+		return nil, deny(schemas.ReasonTarget, "%q is disabled", to)
+	case target.Type == schemas.TypeUser:
+		return nil, deny(schemas.ReasonTarget, "%q is a user; users start runs, they are not invoked", to)
+	}
+	return target, nil
 }
 
 // checkParent verifies the hop the caller says it is working on: it is in
@@ -220,6 +233,8 @@ func (e *Enforcer) decideClose(st *ledger.State, sub *submission, now time.Time,
 		v = deny(schemas.ReasonHop, "reply is addressed to %q but hop %s was called by %q", env.To, hop.ID, hop.From)
 	case !reply && hop.From != sub.caller:
 		v = deny(schemas.ReasonHop, "hop %s was called by %q; only it may cancel", hop.ID, hop.From)
+	case !hop.Open() && st.Halted:
+		v = deny(schemas.ReasonHalted, "run %s is halted; hop %s was cancelled", st.RunID, hop.ID)
 	case !hop.Open():
 		v = deny(schemas.ReasonHop, "hop %s is already closed (%s)", hop.ID, hop.Status)
 	}
@@ -279,7 +294,7 @@ func (e *Enforcer) fillDecision(sub *submission, d *schemas.HopDecision, v *verd
 	d.SubmitSeq, d.Size, d.Digest = sub.seq, len(sub.raw), sub.digest
 	d.Envelope, d.Raw = sub.recorded()
 	if v != nil {
-		d.Reason, d.Message = v.reason, v.message
+		d.Reason, d.Message, d.Breach = v.reason, v.message, v.breach
 		if v.policyIDs != nil {
 			d.PolicyIDs = v.policyIDs
 		}
@@ -287,43 +302,32 @@ func (e *Enforcer) fillDecision(sub *submission, d *schemas.HopDecision, v *verd
 	}
 }
 
-// followUps are the events a run's state calls for after a decision: today,
-// run.completed once the run's first hop is closed. They are derived from
-// state, so a crash between two appends is finished by the next touch.
-func (e *Enforcer) followUps(st *ledger.State, now time.Time) []schemas.Event {
-	if !st.Started || st.Completed {
-		return nil
-	}
-	root := st.Hops[st.RootHopID]
-	if root == nil || root.Open() {
-		return nil
-	}
-	status := schemas.TaskState(root.Status)
-	switch root.Status {
-	case ledger.HopDenied:
-		status = schemas.StateRejected
-	case ledger.HopTimedOut:
-		status = schemas.StateFailed
-	}
-	ev, err := schemas.NewEvent(st.RunID, schemas.EventRunCompleted, "", now, &schemas.RunCompleted{
-		Status: status, Hops: st.Allowed, Tokens: st.Spent.Tokens, CostUSD: st.Spent.CostUSD,
-		DurationMS: now.Sub(st.StartedAt).Milliseconds(),
-	})
-	if err != nil {
-		return nil
-	}
-	return []schemas.Event{ev}
-}
-
+// limitsOf returns the limits a run is held to: those recorded when it
+// started.
 func (e *Enforcer) limitsOf(st *ledger.State) Limits {
 	if st.Limits != nil {
-		return Limits{MaxDelegationDepth: st.Limits.MaxDelegationDepth}
+		return limitsFromRecord(st.Limits)
 	}
 	return e.cfg.Limits
 }
 
-func (e *Enforcer) runLimits() *schemas.RunLimits {
-	return &schemas.RunLimits{MaxDelegationDepth: e.cfg.Limits.MaxDelegationDepth}
+// limitsForWorkflow returns the gateway's limits with the workflow's
+// overrides.
+func (e *Enforcer) limitsForWorkflow(workflow string) Limits {
+	l := e.cfg.Limits
+	if o, ok := e.cfg.Workflows[workflow]; ok {
+		l = l.override(o)
+	}
+	return l
+}
+
+// agentLimits returns the per-agent settings of caller.
+func (e *Enforcer) agentLimits(caller string) AgentLimits {
+	a := e.cfg.PerAgent
+	if o, ok := e.cfg.Agents[caller]; ok {
+		a = a.override(o)
+	}
+	return a
 }
 
 func (e *Enforcer) timeoutFor(target *broker.Identity) time.Duration {
@@ -340,13 +344,6 @@ func (e *Enforcer) workflowFor(reg *registry, agent string) string {
 		return id.Workflow
 	}
 	return "default"
-}
-
-func workflowOf(st *ledger.State, fallback string) string {
-	if st.Workflow != "" {
-		return st.Workflow
-	}
-	return fallback
 }
 
 func actionFor(t schemas.PrincipalType) schemas.Action {

@@ -1,41 +1,56 @@
 package enforcer
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// delivery is one message to forward.
-type delivery struct {
+// outgoing is one message an event calls for: a delivery, a timer or an
+// alert. once marks subjects written at most once (expected last subject
+// sequence 0): deliveries and alerts.
+type outgoing struct {
 	subject string
 	data    []byte
+	opts    []jetstream.PublishOpt
+	once    bool
 }
 
-// effects returns the deliveries a ledger record calls for. It is the same
-// whether the record was just appended or is found again when a submission
-// is redelivered after a crash, so forwarding is repeatable; the broker
-// refuses the second write of any delivery subject.
-func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission) ([]delivery, error) {
+// effects returns what a ledger record calls for. It is the same whether
+// the record was just appended or is found again when a message is
+// redelivered after a crash, so forwarding is repeatable; the broker
+// refuses the second write of any delivery subject. sub is the submission
+// being handled, nil for timers and operator commands.
+func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission) ([]outgoing, error) {
 	ev := &rec.Event
 	data, err := ev.DecodeData()
 	if err != nil {
 		return nil, fmt.Errorf("effects of %s seq %d: %w", ev.RunID, ev.Seq, err)
 	}
+	hop := st.Hops[ev.HopID]
 	switch d := data.(type) {
 	case *schemas.HopDecision:
 		if ev.Type == schemas.EventHopAllowed {
-			hop := st.Hops[ev.HopID]
 			if hop == nil {
 				return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 			}
-			return e.deliver(hop.To, hop.ID, schemas.DeliverInvoke, d.Envelope, contextOf(st, hop), ev.Seq, nil)
+			out := []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Envelope, contextOf(st, hop), ev.Seq, nil)}
+			out = append(out, e.timer(st.RunID, hop.ID, hop.Deadline))
+			if hop.ID == st.RootHopID {
+				if wc := e.limitsOf(st).wallClock(); wc > 0 {
+					out = append(out, e.timer(st.RunID, broker.TimerRunKey, st.StartedAt.Add(wc)))
+				}
+			}
+			return out, nil
 		}
-		if !schemas.ValidPrincipalID(d.From) {
+		if !schemas.ValidPrincipalID(d.From) || sub == nil {
 			return nil, nil // nobody to tell: the subject named no valid identity
 		}
 		hc := schemas.Context{RunID: st.RunID, HopID: ev.HopID, ParentHopID: d.ParentHopID, Depth: d.Depth, Ancestry: d.Ancestry, OnBehalfOf: d.OnBehalfOf}
@@ -43,18 +58,57 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission)
 			hc.RunID = sub.runToken
 		}
 		denial := &schemas.Denial{Reason: d.Reason, Message: d.Message, PolicyIDs: d.PolicyIDs, SubmitKind: d.Kind, SubmitSeq: sub.seq}
-		return e.deliver(d.From, sub.denialToken(), schemas.DeliverDenied, d.Envelope, hc, ev.Seq, denial)
+		return []outgoing{e.delivery(d.From, sub.denialToken(), schemas.DeliverDenied, d.Envelope, hc, ev.Seq, denial)}, nil
 	case *schemas.HopCompleted:
-		hop := st.Hops[ev.HopID]
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
 		if d.By == hop.To {
-			return e.deliver(hop.From, hop.ID, schemas.DeliverReply, d.Envelope, contextOf(st, hop), ev.Seq, nil)
+			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
 		}
-		return e.deliver(hop.To, hop.ID, schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)
+		return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
+	case *schemas.HopTimedOut:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		hc := contextOf(st, hop)
+		return []outgoing{
+			e.delivery(hop.From, hop.ID, schemas.DeliverTimeout, nil, hc, ev.Seq, nil),
+			e.delivery(hop.To, hop.ID, schemas.DeliverCancel, nil, hc, ev.Seq, nil),
+		}, nil
+	case *schemas.RunHalted:
+		return e.haltEffects(st, ev, d)
 	}
 	return nil, nil
+}
+
+// haltEffects cancel the halted run's open hops at their targets, tell
+// their callers, and publish the alert.
+func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.RunHalted) ([]outgoing, error) {
+	var out []outgoing
+	for _, id := range d.OpenHops {
+		hop := st.Hops[id]
+		if hop == nil {
+			continue
+		}
+		hc := contextOf(st, hop)
+		out = append(out, e.delivery(hop.To, hop.ID, schemas.DeliverCancel, nil, hc, ev.Seq, nil))
+		denial := &schemas.Denial{Reason: schemas.ReasonHalted, Message: "run halted: " + d.Reason, SubmitKind: schemas.KindInvoke}
+		out = append(out, e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, hc, ev.Seq, denial))
+	}
+	alert := schemas.Alert{
+		Version: schemas.Version, RunID: st.RunID, At: ev.At, By: d.By, Message: d.Reason, OpenHops: d.OpenHops,
+		LedgerSeq: ev.Seq, OnBehalfOf: st.OnBehalfOf, Workflow: st.Workflow, Limit: d.Limit, Reason: schemas.ReasonOperator,
+	}
+	if n := len(st.Breaches); n > 0 && d.By == "gateway" {
+		b := st.Breaches[n-1]
+		alert.Reason, alert.Value, alert.Bound, alert.Agent, alert.From, alert.To, alert.HopID = b.Reason, b.Value, b.Bound, b.From, b.From, b.To, b.HopID
+	}
+	data, err := schemas.Encode(&alert)
+	if err != nil {
+		return nil, fmt.Errorf("encode alert: %w", err)
+	}
+	return append(out, outgoing{subject: e.subjects.Alert(st.RunID), data: data, once: true}), nil
 }
 
 func contextOf(st *ledger.State, hop *ledger.Hop) schemas.Context {
@@ -64,25 +118,80 @@ func contextOf(st *ledger.State, hop *ledger.Hop) schemas.Context {
 	}
 }
 
-func (e *Enforcer) deliver(to, token string, kind schemas.DeliveryKind, envelope []byte, hc schemas.Context, seq uint64, denial *schemas.Denial) ([]delivery, error) {
+func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelope []byte, hc schemas.Context, seq uint64, denial *schemas.Denial) outgoing {
 	d := schemas.Delivery{Version: schemas.Version, Kind: kind, Envelope: envelope, Context: hc, Denial: denial, LedgerSeq: seq}
 	data, err := schemas.Encode(&d)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s delivery: %w", kind, err)
+		// Delivery holds only strings, numbers and raw JSON that was
+		// validated on the way in; it always encodes.
+		data = []byte(`{"v":1,"kind":"` + string(kind) + `"}`)
 	}
-	return []delivery{{subject: e.subjects.Deliver(to, token, kind), data: data}}, nil
+	return outgoing{subject: e.subjects.Deliver(to, token, kind), data: data, once: true}
 }
 
-// publish forwards deliveries without waiting: each is written once
-// (expected last subject sequence 0); the futures tell when they are stored.
-func (e *Enforcer) publish(ds []delivery) ([]jetstream.PubAckFuture, error) {
-	futures := make([]jetstream.PubAckFuture, 0, len(ds))
-	for _, d := range ds {
-		msg := nats.NewMsg(d.subject)
-		msg.Data = d.data
-		f, err := e.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0))
+// timer schedules a server-side timer that fires on TimerFire(run, key) at
+// (or just after) at. A fired timer finds the run in the ledger and acts
+// only if there is still something to do, so repeating one is harmless.
+func (e *Enforcer) timer(run, key string, at time.Time) outgoing {
+	// Schedules have second resolution: round up, never fire early.
+	fire := at.Truncate(time.Second)
+	if fire.Before(at) {
+		fire = fire.Add(time.Second)
+	}
+	return outgoing{
+		subject: e.subjects.TimerSchedule(run, key),
+		data:    []byte{},
+		opts: []jetstream.PublishOpt{
+			jetstream.WithScheduleAt(fire),
+			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, key)),
+			jetstream.WithMsgID(fmt.Sprintf("timer.%s.%s.%d", run, key, fire.Unix())),
+		},
+	}
+}
+
+// effectsFrom repeats the effects of the record at streamSeq and of the
+// follow-up events appended right after it: what a crash may have cut off.
+func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq uint64, sub *submission) ([]outgoing, error) {
+	rec, err := e.ledger.Get(ctx, streamSeq)
+	if err != nil {
+		return nil, err
+	}
+	out, err := e.effects(st, rec, sub)
+	if err != nil {
+		return nil, err
+	}
+	for seq := rec.StreamSeq; seq < st.Head.StreamSeq; {
+		next, err := e.ledger.Next(ctx, st.RunID, seq)
 		if err != nil {
-			return futures, fmt.Errorf("forward to %s: %w", d.subject, err)
+			return nil, err
+		}
+		if next.StreamSeq == 0 || !isFollowUp(next.Event.Type) {
+			break
+		}
+		more, err := e.effects(st, next, sub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
+		seq = next.StreamSeq
+	}
+	return out, nil
+}
+
+// publish sends outgoing messages without waiting; the futures tell when
+// they are stored.
+func (e *Enforcer) publish(out []outgoing) ([]jetstream.PubAckFuture, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(out))
+	for _, o := range out {
+		msg := nats.NewMsg(o.subject)
+		msg.Data = o.data
+		opts := o.opts
+		if o.once {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+		}
+		f, err := e.js.PublishMsgAsync(msg, opts...)
+		if err != nil {
+			return futures, fmt.Errorf("publish to %s: %w", o.subject, err)
 		}
 		futures = append(futures, f)
 	}

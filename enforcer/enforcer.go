@@ -9,17 +9,31 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
 
-// registry is what a hop is judged against; swapped whole on reload.
+// Registry is what hops are judged against: the identities, the enforced
+// policies and, optionally, audit-only policies whose denials are recorded
+// but not enforced. Engines must be built from the same directory.
+type Registry struct {
+	Dir    *broker.Directory
+	Engine *policy.Engine
+	// Audit, when set, is evaluated on every invoke that is allowed; what
+	// it would deny is recorded in the hop's audit findings.
+	Audit *policy.Engine
+}
+
+// registry is the registry in use; swapped whole on reload.
 type registry struct {
 	dir    *broker.Directory
 	engine *policy.Engine
+	audit  *policy.Engine
 }
 
 // Enforcer is the governing consumer. Create it with New, then Start it;
@@ -29,21 +43,22 @@ type Enforcer struct {
 	js       jetstream.JetStream
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
+	limiter  *ratelimit.Limiter
 	registry atomic.Pointer[registry]
 
-	shards []*shard
-	cc     jetstream.ConsumeContext
-	wg     sync.WaitGroup
-	stats  counters
+	shards   []*shard
+	consumes []jetstream.ConsumeContext
+	haltSub  *nats.Subscription
+	wg       sync.WaitGroup
+	stats    counters
 }
 
-// New returns an enforcer that judges hops against dir and engine (which
-// must have been built from the same directory).
-func New(js jetstream.JetStream, subjects broker.Subjects, dir *broker.Directory, engine *policy.Engine, cfg Config) (*Enforcer, error) {
+// New returns an enforcer that judges hops against reg.
+func New(js jetstream.JetStream, subjects broker.Subjects, reg Registry, cfg Config) (*Enforcer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("enforcer config: %w", err)
 	}
-	if dir == nil || engine == nil {
+	if reg.Dir == nil || reg.Engine == nil {
 		return nil, errors.New("enforcer: a directory and a policy engine are required")
 	}
 	cfg.setDefaults()
@@ -53,33 +68,34 @@ func New(js jetstream.JetStream, subjects broker.Subjects, dir *broker.Directory
 		subjects: subjects,
 		ledger:   ledger.New(js, subjects.Stream(broker.StreamLedger), subjects),
 	}
-	e.registry.Store(&registry{dir: dir, engine: engine})
+	e.Reload(reg)
 	return e, nil
 }
 
-// Reload swaps the directory and policies; hops decided after it returns use
-// the new ones.
-func (e *Enforcer) Reload(dir *broker.Directory, engine *policy.Engine) {
-	e.registry.Store(&registry{dir: dir, engine: engine})
+// Reload swaps the registry; hops decided after it returns use the new one.
+func (e *Enforcer) Reload(reg Registry) {
+	e.registry.Store(&registry{dir: reg.Dir, engine: reg.Engine, audit: reg.Audit})
 }
 
 // Ledger returns the ledger the enforcer appends to.
 func (e *Enforcer) Ledger() *ledger.Ledger { return e.ledger }
 
-// Start creates (or binds to) the durable consumer of SUBMIT and starts
-// consuming. It returns once consumption has begun.
+// Start creates (or binds to) the durable consumers of SUBMIT and TIMERS,
+// subscribes to operator halts, and starts consuming. It returns once
+// consumption has begun.
 func (e *Enforcer) Start(ctx context.Context) error {
-	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(broker.StreamSubmit), jetstream.ConsumerConfig{
-		Durable:       e.cfg.Consumer,
-		Description:   "Tollgate enforcers: every submission passes here",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       e.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: e.cfg.MaxAckPending,
-		FilterSubject: e.subjects.SubmitAll(),
-	})
+	kv, err := e.js.KeyValue(ctx, e.subjects.Bucket(broker.BucketRate))
 	if err != nil {
-		return fmt.Errorf("enforcer consumer: %w", err)
+		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
+	}
+	e.limiter = ratelimit.New(kv)
+	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
+	if err != nil {
+		return err
+	}
+	timers, err := e.consumer(ctx, broker.StreamTimers, e.cfg.Consumer+"_timers", e.subjects.TimerFireAll(), "Tollgate enforcers: fired hop deadlines and run wall clocks")
+	if err != nil {
+		return err
 	}
 	// In-flight work finishes even when ctx ends; Stop waits for it.
 	work := context.WithoutCancel(ctx)
@@ -94,40 +110,76 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		go s.run(&e.wg)
 		go s.acker(&e.wg)
 	}
-	cc, err := cons.Consume(e.dispatch,
-		jetstream.PullMaxMessages(min(e.cfg.MaxAckPending, 2048)),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				e.cfg.Logger.Warn("consume", "err", err)
-			}
-		}))
-	if err != nil {
-		e.closeShards()
-		return fmt.Errorf("enforcer consume: %w", err)
+	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			e.cfg.Logger.Warn("consume", "err", err)
+		}
+	})
+	batch := jetstream.PullMaxMessages(min(e.cfg.MaxAckPending, 2048))
+	for _, c := range []struct {
+		cons jetstream.Consumer
+		fn   jetstream.MessageHandler
+	}{{submit, e.dispatch}, {timers, e.dispatchTimer}} {
+		cc, err := c.cons.Consume(c.fn, batch, onErr)
+		if err != nil {
+			e.stopConsuming(ctx)
+			e.closeShards()
+			return fmt.Errorf("enforcer consume: %w", err)
+		}
+		e.consumes = append(e.consumes, cc)
 	}
-	e.cc = cc
+	e.haltSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlHalt("*"), "tollgate-enforcers", e.onHalt)
+	if err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: subscribe to operator halts: %w", err)
+	}
 	return nil
+}
+
+func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc string) (jetstream.Consumer, error) {
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(stream), jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   desc,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       e.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: e.cfg.MaxAckPending,
+		FilterSubject: filter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enforcer consumer %s: %w", name, err)
+	}
+	return cons, nil
 }
 
 // dispatch hands a submission to the shard that owns its run, so each run
 // is handled by one goroutine, in order.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
 	_, run, _ := e.subjects.ParseSubmit(m.Subject())
-	h := fnv.New32a()
-	h.Write([]byte(run))
-	e.shards[h.Sum32()%uint32(len(e.shards))].in <- m
+	e.shardFor(run).in <- work{run: run, msg: m}
 }
 
-// Stop stops consuming, finishes the submissions in flight and waits for
-// their deliveries to be acknowledged, or until ctx ends.
-func (e *Enforcer) Stop(ctx context.Context) error {
-	if e.cc != nil {
-		e.cc.Drain()
-		select {
-		case <-e.cc.Closed():
-		case <-ctx.Done():
-		}
+// dispatchTimer hands a fired timer to its run's shard.
+func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
+	run, key, ok := e.subjects.ParseTimerFire(m.Subject())
+	if !ok {
+		_ = m.Term() // not ours to act on
+		return
 	}
+	e.shardFor(run).in <- work{run: run, msg: m, timer: true, key: key}
+}
+
+func (e *Enforcer) shardFor(run string) *shard {
+	h := fnv.New32a()
+	h.Write([]byte(run))
+	return e.shards[h.Sum32()%uint32(len(e.shards))]
+}
+
+// Stop stops consuming, finishes the work in flight and waits for its
+// publishes to be acknowledged, or until ctx ends.
+func (e *Enforcer) Stop(ctx context.Context) error {
+	e.stopConsuming(ctx)
 	e.closeShards()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -137,6 +189,22 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("enforcer stop: %w", ctx.Err())
 	}
+}
+
+func (e *Enforcer) stopConsuming(ctx context.Context) {
+	if e.haltSub != nil {
+		_ = e.haltSub.Drain()
+	}
+	for _, cc := range e.consumes {
+		cc.Drain()
+	}
+	for _, cc := range e.consumes {
+		select {
+		case <-cc.Closed():
+		case <-ctx.Done():
+		}
+	}
+	e.consumes = nil
 }
 
 func (e *Enforcer) closeShards() {
@@ -160,17 +228,18 @@ func (e *Enforcer) Run(ctx context.Context) error {
 
 // Stats are counts since the enforcer started.
 type Stats struct {
-	Allowed, Denied, Completed, Redelivered, Errors uint64
+	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Errors uint64
 }
 
 type counters struct {
-	allowed, denied, completed, redelivered, errors atomic.Uint64
+	allowed, denied, completed, timedOut, halted, redelivered, errors atomic.Uint64
 }
 
 // Stats returns counts since the enforcer started.
 func (e *Enforcer) Stats() Stats {
 	return Stats{
 		Allowed: e.stats.allowed.Load(), Denied: e.stats.denied.Load(), Completed: e.stats.completed.Load(),
+		TimedOut: e.stats.timedOut.Load(), Halted: e.stats.halted.Load(),
 		Redelivered: e.stats.redelivered.Load(), Errors: e.stats.errors.Load(),
 	}
 }

@@ -13,21 +13,33 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// shard handles the runs that hash to it, one submission at a time. It owns
+// work is one thing for a shard to do for one run.
+type work struct {
+	run string
+	// msg is a submission or, when timer is set, a fired timer.
+	msg   jetstream.Msg
+	timer bool
+	key   string // the timer's key: a hop id or broker.TimerRunKey
+	// halt is an operator's halt request.
+	halt *haltRequest
+}
+
+// shard handles the runs that hash to it, one message at a time. It owns
 // their states, so nothing here is locked.
 type shard struct {
 	e    *Enforcer
 	ctx  context.Context
-	in   chan jetstream.Msg
-	acks chan pendingAck
+	in   chan work
+	acks chan pending
 	runs *simplelru.LRU[string, *ledger.State]
 	once sync.Once
 }
 
-// pendingAck is a submission waiting for its deliveries to be stored.
-type pendingAck struct {
-	msg     jetstream.Msg
+// pending waits for a message's outgoing publishes to be stored, then
+// completes it: ack (or reply to the operator) when all were stored.
+type pending struct {
 	futures []jetstream.PubAckFuture
+	done    func(ok bool)
 }
 
 func newShard(e *Enforcer, ctx context.Context) (*shard, error) {
@@ -35,7 +47,7 @@ func newShard(e *Enforcer, ctx context.Context) (*shard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run cache: %w", err)
 	}
-	return &shard{e: e, ctx: ctx, in: make(chan jetstream.Msg, 256), acks: make(chan pendingAck, 1024), runs: runs}, nil
+	return &shard{e: e, ctx: ctx, in: make(chan work, 256), acks: make(chan pending, 1024), runs: runs}, nil
 }
 
 func (s *shard) close() { s.once.Do(func() { close(s.in) }) }
@@ -43,12 +55,12 @@ func (s *shard) close() { s.once.Do(func() { close(s.in) }) }
 func (s *shard) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer close(s.acks)
-	for m := range s.in {
-		s.handle(m)
+	for w := range s.in {
+		s.handle(w)
 	}
 }
 
-// acker acks each submission once its deliveries are stored, in order.
+// acker completes each message once its publishes are stored, in order.
 func (s *shard) acker(wg *sync.WaitGroup) {
 	defer wg.Done()
 	for p := range s.acks {
@@ -59,17 +71,26 @@ func (s *shard) acker(wg *sync.WaitGroup) {
 			case err := <-f.Err():
 				// Written before: an earlier attempt delivered it.
 				if !ledger.IsWrongLastSequence(err) {
-					s.e.cfg.Logger.Warn("forward", "subject", f.Msg().Subject, "err", err)
+					s.e.cfg.Logger.Warn("publish", "subject", f.Msg().Subject, "err", err)
 					ok = false
 				}
 			}
 		}
 		if !ok {
 			s.e.stats.errors.Add(1)
-			s.nak(p.msg)
-			continue
 		}
-		if err := p.msg.Ack(); err != nil {
+		p.done(ok)
+	}
+}
+
+// ackOrNak is the completion of a JetStream message.
+func (s *shard) ackOrNak(m jetstream.Msg) func(bool) {
+	return func(ok bool) {
+		if !ok {
+			s.nak(m)
+			return
+		}
+		if err := m.Ack(); err != nil {
 			s.e.cfg.Logger.Warn("ack", "err", err)
 		}
 	}
@@ -85,51 +106,75 @@ func (s *shard) nak(m jetstream.Msg) {
 	}
 }
 
-// handle decides one submission. Infrastructure failures nak it for a later
-// retry; nothing about its content can make it fail.
-func (s *shard) handle(m jetstream.Msg) {
-	sub := s.e.parse(m)
-	var ds []delivery
-	var err error
+// handle does one piece of work. Infrastructure failures nak it for a later
+// retry; nothing about a message's content can make it fail.
+func (s *shard) handle(w work) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
+	var sub *submission
+	if w.msg != nil && !w.timer {
+		sub = s.e.parse(w.msg)
+	}
+	var out []outgoing
+	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		ds, err = s.process(ctx, sub)
+		switch {
+		case w.halt != nil:
+			out, err = s.processHalt(ctx, w.halt)
+		case w.timer:
+			out, err = s.processTimer(ctx, w.run, w.key)
+		default:
+			out, err = s.process(ctx, sub)
+		}
 		if !errors.Is(err, ledger.ErrConflict) {
 			break
 		}
 		// Another writer appended to the run: forget what we knew.
-		s.runs.Remove(sub.runToken)
+		s.runs.Remove(w.run)
 	}
+	done := s.completion(w)
 	if errors.Is(err, errAbandon) {
 		return
 	}
 	if err != nil {
 		s.e.stats.errors.Add(1)
-		s.e.cfg.Logger.Warn("submission", "subject", m.Subject(), "seq", sub.seq, "err", err)
-		s.runs.Remove(sub.runToken)
-		s.nak(m)
+		s.e.cfg.Logger.Warn("handle", "run", w.run, "err", err)
+		s.runs.Remove(w.run)
+		if w.halt != nil {
+			w.halt.reply(schemas.HaltReply{Error: err.Error()})
+			return
+		}
+		done(false)
 		return
 	}
-	futures, err := s.e.publish(ds)
+	futures, err := s.e.publish(out)
 	if err != nil {
 		s.e.stats.errors.Add(1)
-		s.e.cfg.Logger.Warn("forward", "err", err)
-	}
-	if err != nil || len(futures) == 0 && len(ds) > 0 {
-		s.nak(m)
+		s.e.cfg.Logger.Warn("publish", "err", err)
+		done(false)
 		return
 	}
-	s.acks <- pendingAck{msg: m, futures: futures}
+	s.acks <- pending{futures: futures, done: done}
+}
+
+func (s *shard) completion(w work) func(bool) {
+	if w.halt != nil {
+		return w.halt.complete
+	}
+	return s.ackOrNak(w.msg)
 }
 
 // errAbandon is returned when a test hook simulates a crash.
 var errAbandon = errors.New("abandoned by hook")
 
-// process decides and records one submission and returns what to forward.
-func (s *shard) process(ctx context.Context, sub *submission) ([]delivery, error) {
+// process decides and records one submission and returns what to publish.
+func (s *shard) process(ctx context.Context, sub *submission) ([]outgoing, error) {
 	if !schemas.ValidID(sub.runToken) {
-		return s.reject(ctx, sub, s.e.decide(ledger.NewState(sub.runToken), sub, s.e.cfg.Clock()).reject)
+		p, err := s.e.decide(ctx, ledger.NewState(sub.runToken), sub, s.e.cfg.Clock())
+		if err != nil {
+			return nil, err
+		}
+		return s.reject(ctx, sub, p.reject)
 	}
 	st, err := s.state(ctx, sub.runToken)
 	if err != nil {
@@ -137,34 +182,53 @@ func (s *shard) process(ctx context.Context, sub *submission) ([]delivery, error
 	}
 	if seq, ok := st.Decided(sub.digest); ok {
 		s.e.stats.redelivered.Add(1)
-		return s.redo(ctx, st, seq, sub)
+		if err := s.finish(ctx, st); err != nil {
+			return nil, err
+		}
+		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
-	now := s.e.cfg.Clock()
-	p := s.e.decide(st, sub, now)
+	p, err := s.e.decide(ctx, st, sub, s.e.cfg.Clock())
+	if err != nil {
+		return nil, err
+	}
 	if p.reject != nil {
 		return s.reject(ctx, sub, p.reject)
 	}
-	var decision ledger.Record
-	for _, ev := range p.events {
+	return s.record(ctx, st, p.events, sub, sub.hopID())
+}
+
+// record appends events (and the follow-ups they call for) to a run and
+// returns the effects of all of them.
+func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.Event, sub *submission, hop string) ([]outgoing, error) {
+	var recs []ledger.Record
+	for _, ev := range events {
 		rec, err := s.append(ctx, st, ev)
 		if err != nil {
 			return nil, err
 		}
-		if ev.Type != schemas.EventRunStarted {
-			decision = rec
-		}
+		s.count(ev.Type)
+		recs = append(recs, rec)
 	}
-	s.count(decision.Event.Type)
-	if err := s.finish(ctx, st); err != nil {
+	more, err := s.followUps(ctx, st)
+	if err != nil {
 		return nil, err
 	}
+	recs = append(recs, more...)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
-		if err := hook(st.RunID, sub.hopID()); err != nil {
+		if err := hook(st.RunID, hop); err != nil {
 			s.runs.Remove(st.RunID)
 			return nil, errAbandon
 		}
 	}
-	return s.e.effects(st, decision, sub)
+	var out []outgoing
+	for _, rec := range recs {
+		o, err := s.e.effects(st, rec, sub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o...)
+	}
+	return out, nil
 }
 
 func (s *shard) count(t schemas.EventType) {
@@ -175,37 +239,40 @@ func (s *shard) count(t schemas.EventType) {
 		s.e.stats.denied.Add(1)
 	case schemas.EventHopCompleted:
 		s.e.stats.completed.Add(1)
+	case schemas.EventHopTimedOut:
+		s.e.stats.timedOut.Add(1)
+	case schemas.EventRunHalted:
+		s.e.stats.halted.Add(1)
 	}
 }
 
-// redo repeats the effects of a submission already in the ledger: the crash
-// happened after the append, so only the forward (refused by the broker if
-// it happened too) and the follow-ups remain.
-func (s *shard) redo(ctx context.Context, st *ledger.State, streamSeq uint64, sub *submission) ([]delivery, error) {
-	rec, err := s.e.ledger.Get(ctx, streamSeq)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.finish(ctx, st); err != nil {
-		return nil, err
-	}
-	return s.e.effects(st, rec, sub)
-}
-
-// finish appends the follow-up events the state calls for.
+// finish appends the follow-up events the state calls for (after a crash).
 func (s *shard) finish(ctx context.Context, st *ledger.State) error {
-	for _, ev := range s.e.followUps(st, s.e.cfg.Clock()) {
-		if _, err := s.append(ctx, st, ev); err != nil {
-			return err
+	_, err := s.followUps(ctx, st)
+	return err
+}
+
+func (s *shard) followUps(ctx context.Context, st *ledger.State) ([]ledger.Record, error) {
+	var recs []ledger.Record
+	for range 8 {
+		ev, ok := s.e.nextFollowUp(st, s.e.cfg.Clock())
+		if !ok {
+			return recs, nil
 		}
+		rec, err := s.append(ctx, st, ev)
+		if err != nil {
+			return nil, err
+		}
+		s.count(ev.Type)
+		recs = append(recs, rec)
 	}
-	return nil
+	return recs, nil
 }
 
 // reject records a denial that belongs to no run in a ledger entry of its
 // own, named after the submission. Its content depends only on the
 // submission, so recording it again after a crash is a no-op.
-func (s *shard) reject(ctx context.Context, sub *submission, d *schemas.HopDecision) ([]delivery, error) {
+func (s *shard) reject(ctx context.Context, sub *submission, d *schemas.HopDecision) ([]outgoing, error) {
 	run := sub.rejectRun()
 	ev, err := schemas.NewEvent(run, schemas.EventHopDenied, sub.hopID(), sub.storedAt, d)
 	if err != nil {

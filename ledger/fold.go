@@ -38,6 +38,9 @@ type Hop struct {
 	Estimate  *schemas.Usage
 	// Seq is the ledger seq of the hop's decision.
 	Seq uint64
+	// CloseStreamSeq is the stream sequence of the event that closed the
+	// hop (hop.completed, hop.timed_out or run.halted).
+	CloseStreamSeq uint64
 	// Digest names the invoke that opened the hop.
 	Digest          string
 	TraceID, SpanID string
@@ -88,16 +91,39 @@ type State struct {
 	// Edges counts allowed hops per caller->target edge.
 	Edges map[Edge]int
 
-	Breaches  []schemas.RunLimitBreached
-	Halted    bool
-	HaltedBy  string
-	Completed bool
-	Status    schemas.TaskState
+	Breaches []schemas.RunLimitBreached
+	// Unrecorded is a breach a denial tripped that no run.limit_breached
+	// has followed yet: the enforcer records it (and halts) next.
+	Unrecorded *BreachFact
+	Halted     bool
+	HaltedBy   string
+	// HaltedStreamSeq is the stream sequence of run.halted.
+	HaltedStreamSeq uint64
+	Completed       bool
+	Status          schemas.TaskState
 
 	// submissions maps the digest of every decided submission to the stream
 	// sequence of the event that decided it, so a redelivered submission is
 	// recognised and not decided twice.
 	submissions map[string]uint64
+}
+
+// BreachFact is a breach as a denial recorded it.
+type BreachFact struct {
+	schemas.Breach
+	Reason   schemas.Reason
+	From, To string
+	HopID    string
+}
+
+// Breached reports whether a breach of limit is recorded in the run.
+func (s *State) Breached(limit string) bool {
+	for _, b := range s.Breaches {
+		if b.Limit == limit {
+			return true
+		}
+	}
+	return false
 }
 
 // Edge is a caller->target pair.
@@ -172,7 +198,7 @@ func (s *State) Apply(r Record) error {
 		s.applyDecision(ev, d, r.StreamSeq)
 	case *schemas.HopCompleted:
 		if h := s.Hops[ev.HopID]; h != nil {
-			h.Status, h.ClosedAt, h.Usage = HopStatus(d.Status), ev.At, d.Usage
+			h.Status, h.ClosedAt, h.Usage, h.CloseStreamSeq = HopStatus(d.Status), ev.At, d.Usage, r.StreamSeq
 			s.close(h)
 			s.Spent.add(d.Usage, 1)
 		}
@@ -181,13 +207,20 @@ func (s *State) Apply(r Record) error {
 		}
 	case *schemas.HopTimedOut:
 		if h := s.Hops[ev.HopID]; h != nil {
-			h.Status, h.ClosedAt = HopTimedOut, ev.At
+			h.Status, h.ClosedAt, h.CloseStreamSeq = HopTimedOut, ev.At, r.StreamSeq
 			s.close(h)
 		}
 	case *schemas.RunLimitBreached:
 		s.Breaches = append(s.Breaches, *d)
+		s.Unrecorded = nil
 	case *schemas.RunHalted:
-		s.Halted, s.HaltedBy = true, d.By
+		s.Halted, s.HaltedBy, s.HaltedStreamSeq = true, d.By, r.StreamSeq
+		for _, id := range d.OpenHops {
+			if h := s.Hops[id]; h != nil && h.Open() {
+				h.Status, h.ClosedAt, h.CloseStreamSeq = HopStatus(schemas.StateCanceled), ev.At, r.StreamSeq
+				s.close(h)
+			}
+		}
 	case *schemas.RunCompleted:
 		s.Completed, s.Status = true, d.Status
 	}
@@ -202,6 +235,9 @@ func (s *State) applyDecision(ev *schemas.Event, d *schemas.HopDecision, streamS
 	}
 	if ev.Type == schemas.EventHopDenied {
 		s.Denied++
+		if d.Breach != nil {
+			s.Unrecorded = &BreachFact{Breach: *d.Breach, Reason: d.Reason, From: d.From, To: d.To, HopID: ev.HopID}
+		}
 		if d.Kind != schemas.KindInvoke || s.Hops[ev.HopID] != nil {
 			return // a denied reply or cancel, or a replayed hop id
 		}

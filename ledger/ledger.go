@@ -160,6 +160,27 @@ func (l *Ledger) Get(ctx context.Context, streamSeq uint64) (Record, error) {
 	return Record{Event: *ev, Raw: m.Data, StreamSeq: m.Sequence}, nil
 }
 
+// Next returns the run's first event stored after streamSeq; a zero Record
+// when there is none.
+func (l *Ledger) Next(ctx context.Context, run string, streamSeq uint64) (Record, error) {
+	s, err := l.streamHandle(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	m, err := s.GetMsg(ctx, streamSeq+1, jetstream.WithGetMsgSubject(l.subjects.Ledger(run)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Record{}, nil
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("ledger event of run %s after stream seq %d: %w", run, streamSeq, err)
+	}
+	ev, err := schemas.DecodeEvent(m.Data)
+	if err != nil {
+		return Record{}, fmt.Errorf("ledger event at stream seq %d: %w", m.Sequence, err)
+	}
+	return Record{Event: *ev, Raw: m.Data, StreamSeq: m.Sequence}, nil
+}
+
 // Read returns every event of the run in order, as far as the run's last
 // event at the time of the call. A run without events returns ErrNoRun.
 // Events are decoded but not verified; call Verify for that.

@@ -214,7 +214,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"rehash an edit without fixing the chain", func(r []ledger.Record) []ledger.Record {
 			ev := r[2].Event
 			ev.Data = []byte(strings.Replace(string(ev.Data), `"research"`, `"writer"`, 1))
-			wire, err := ledger.Seal(&ev, ledger.Head{Seq: 2, Hash: "f" + r[1].Event.Hash[1:]})
+			wrong := []byte(r[1].Event.Hash)
+			wrong[0] ^= 1 // another hex digit, always
+			wire, err := ledger.Seal(&ev, ledger.Head{Seq: 2, Hash: string(wrong)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,9 @@ import (
 // the same key (an agent's NATS nkey signs server nonces too).
 const SigningContext = "tollgate.envelope.v1\n"
 
+// ControlSigningContext prefixes every signed operator command.
+const ControlSigningContext = "tollgate.control.v1\n"
+
 // Encode writes v as compact JSON with HTML characters left unescaped. It is
 // the encoding every signature and ledger hash in Tollgate is computed over.
 func Encode(v any) ([]byte, error) {
@@ -108,17 +111,29 @@ func (e *Envelope) Sign(sign func([]byte) ([]byte, error)) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := sign(signingInput(unsigned))
+	signed, sig, err := SignObject(unsigned, SigningContext, sign)
 	if err != nil {
 		return nil, fmt.Errorf("sign envelope: %w", err)
 	}
-	e.Signature = base64.RawURLEncoding.EncodeToString(sig)
-	return AppendMember(unsigned, "signature", e.Signature), nil
+	e.Signature = sig
+	return signed, nil
 }
 
-func signingInput(unsigned []byte) []byte {
-	in := make([]byte, 0, len(SigningContext)+len(unsigned))
-	in = append(in, SigningContext...)
+// SignObject signs a compact JSON object under a signing context and returns
+// it with the signature appended as its last member "signature", and the
+// signature itself (unpadded base64url).
+func SignObject(obj []byte, signingContext string, sign func([]byte) ([]byte, error)) ([]byte, string, error) {
+	raw, err := sign(signingInput(signingContext, obj))
+	if err != nil {
+		return nil, "", err
+	}
+	sig := base64.RawURLEncoding.EncodeToString(raw)
+	return AppendMember(obj, "signature", sig), sig, nil
+}
+
+func signingInput(signingContext string, unsigned []byte) []byte {
+	in := make([]byte, 0, len(signingContext)+len(unsigned))
+	in = append(in, signingContext...)
 	return append(in, unsigned...)
 }
 
@@ -127,9 +142,15 @@ func signingInput(unsigned []byte) []byte {
 // object's last member and an Ed25519 signature by pub over SigningContext
 // followed by the object without that member. The errors wrap ErrSignature.
 func VerifySignature(compact []byte, pub ed25519.PublicKey) error {
+	return VerifyObject(compact, SigningContext, pub)
+}
+
+// VerifyObject checks a compact JSON object signed by SignObject under
+// signingContext. The errors wrap ErrSignature.
+func VerifyObject(compact []byte, signingContext string, pub ed25519.PublicKey) error {
 	unsigned, sig, ok := SplitLastMember(compact, "signature")
 	if !ok {
-		return fmt.Errorf("%w: no signature as the envelope's last member", ErrSignature)
+		return fmt.Errorf("%w: no signature as the object's last member", ErrSignature)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || len(raw) != ed25519.SignatureSize {
@@ -138,7 +159,7 @@ func VerifySignature(compact []byte, pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: public key has %d bytes", ErrSignature, len(pub))
 	}
-	if !ed25519.Verify(pub, signingInput(unsigned), raw) {
+	if !ed25519.Verify(pub, signingInput(signingContext, unsigned), raw) {
 		return fmt.Errorf("%w: signature does not match the sender's key", ErrSignature)
 	}
 	return nil

@@ -137,6 +137,9 @@ type HopDecision struct {
 	Audit []Finding `json:"audit,omitempty"`
 	// Cycle is set when the target already appears in the ancestry.
 	Cycle bool `json:"cycle,omitempty"`
+	// Breach names the run limit a denial tripped, with the value that
+	// tripped it; the run's on_breach then decides whether it halts.
+	Breach *Breach `json:"breach,omitempty"`
 	// Deadline is when an allowed hop times out.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Estimate is the spend reserved against the run budget at admission.
@@ -155,6 +158,13 @@ type HopDecision struct {
 	// TraceID and SpanID locate the hop's span, when tracing is on.
 	TraceID string `json:"trace_id,omitempty"`
 	SpanID  string `json:"span_id,omitempty"`
+}
+
+// Breach is a run limit and the value that went past its bound.
+type Breach struct {
+	Limit string  `json:"limit"`
+	Value float64 `json:"value"`
+	Bound float64 `json:"bound"`
 }
 
 // Finding is one denial found while deciding a hop.
@@ -197,6 +207,8 @@ type RunLimitBreached struct {
 	To     string  `json:"to,omitempty"`
 	// Action is what the gateway did: "halt" or "deny".
 	Action string `json:"action"`
+	// HopID is the hop whose admission or reply tripped the limit.
+	HopID string `json:"hop_id,omitempty"`
 }
 
 // RunHalted is the data of run.halted.

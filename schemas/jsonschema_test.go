@@ -125,6 +125,8 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 		{"events/run.limit_breached.json", "", RunLimitBreached{}},
 		{"events/run.halted.json", "", RunHalted{}},
 		{"events/run.completed.json", "", RunCompleted{}},
+		{"events/hop-decision.json", "/properties/breach", Breach{}},
+		{"alert.json", "", Alert{}},
 	}
 	for _, tc := range cases {
 		name := tc.file + "#" + tc.pointer
@@ -203,6 +205,21 @@ func TestSamplesValidateAgainstSchemas(t *testing.T) {
 		}
 	}
 
+	alertSchema := schemaFor(t, c, "alert.json")
+	alert, err := Encode(&Alert{Version: Version, RunID: env.RunID, At: time.Now().UTC(), Reason: ReasonLoop, Limit: "cycle", Value: 1, Bound: 0,
+		Agent: "research", From: "research", To: "orchestrator", HopID: env.HopID, OnBehalfOf: "tomas", Workflow: "w", By: "gateway",
+		Message: "cycle", OpenHops: []string{"a"}, LedgerSeq: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validateJSON(alertSchema, alert); err != nil {
+		t.Errorf("alert: %v", err)
+	}
+	opAlert, _ := Encode(&Alert{Version: Version, RunID: env.RunID, At: time.Now().UTC(), Reason: ReasonOperator, By: "ops", Message: "stop", LedgerSeq: 3})
+	if err := validateJSON(alertSchema, opAlert); err != nil {
+		t.Errorf("operator alert: %v", err)
+	}
+
 	eventSchema := schemaFor(t, c, "event.json")
 	at := time.Now()
 	events := []struct {
@@ -220,11 +237,12 @@ func TestSamplesValidateAgainstSchemas(t *testing.T) {
 			TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331"}},
 		{EventHopDenied, env.HopID, &HopDecision{Kind: KindInvoke, From: "research", To: "orchestrator", Depth: 2,
 			Reason: ReasonPolicy, Message: "forbidden by policy", PolicyIDs: []string{"no-reinvoke"}, Cycle: true,
-			Raw: []byte("not json"), Size: 8, Digest: strings.Repeat("b", 64)}},
+			Breach: &Breach{Limit: "max_edge_repeats", Value: 21, Bound: 20},
+			Raw:    []byte("not json"), Size: 8, Digest: strings.Repeat("b", 64)}},
 		{EventHopCompleted, env.HopID, &HopCompleted{Status: StateCompleted, By: "research", Usage: &Usage{InputTokens: 1}, LatencyMS: 12,
 			SubmitSeq: 5, Envelope: replyWire, Digest: strings.Repeat("c", 64), Error: ""}},
 		{EventHopTimedOut, env.HopID, &HopTimedOut{Deadline: deadline, LatencyMS: 45000}},
-		{EventRunLimitBreached, env.HopID, &RunLimitBreached{Limit: "max_hops", Value: 1001, Bound: 1000, Reason: ReasonBudget, From: "a", To: "b", Action: "halt"}},
+		{EventRunLimitBreached, env.HopID, &RunLimitBreached{Limit: "max_hops", Value: 1001, Bound: 1000, Reason: ReasonBudget, From: "a", To: "b", Action: "halt", HopID: env.HopID}},
 		{EventRunHalted, "", &RunHalted{Reason: "limit", By: "gateway", Limit: "max_hops", OpenHops: []string{env.HopID}}},
 		{EventRunCompleted, "", &RunCompleted{Status: StateCompleted, Hops: 4, Tokens: 100, CostUSD: 0.5, DurationMS: 1000}},
 	}

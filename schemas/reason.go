@@ -43,4 +43,6 @@ const (
 	ReasonHalted Reason = "halted"
 	// ReasonTimeout: the hop passed its deadline.
 	ReasonTimeout Reason = "timeout"
+	// ReasonOperator: an operator halted the run (alerts only).
+	ReasonOperator Reason = "operator"
 )

@@ -30,6 +30,7 @@ type Bus struct {
 	t       testing.TB
 	dataDir string
 	opts    Options
+	gwKey   nkeysPair
 }
 
 // Options shape the server of a test.
@@ -61,7 +62,7 @@ func (b *Bus) start() {
 	var gw nkeysPair
 	if !b.opts.Open {
 		gw = mustKey(t)
-		b.GatewayKey = gw.pub
+		b.GatewayKey, b.gwKey = gw.pub, gw
 		users = append([]*server.NkeyUser{{Nkey: gw.pub}}, b.opts.Users...)
 	}
 	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: b.dataDir, Port: -1, Users: users})
@@ -90,6 +91,26 @@ func (b *Bus) start() {
 		nc.Close()
 		srv.Shutdown()
 	})
+}
+
+// NewConn opens another privileged (gateway) connection, as a second
+// gateway process would have; it is closed when the test ends.
+func (b *Bus) NewConn() (*nats.Conn, jetstream.JetStream) {
+	b.t.Helper()
+	cc := broker.ConnectConfig{URL: b.Server.ClientURL(), Name: "gateway-test-2"}
+	if b.gwKey.kp != nil {
+		cc.Key = b.gwKey.kp
+	}
+	nc, err := broker.Connect(cc)
+	if err != nil {
+		b.t.Fatalf("connect: %v", err)
+	}
+	b.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return nc, js
 }
 
 // Restart stops the server and starts a new one on the same store, as after

@@ -90,7 +90,7 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	}
 	ecfg := cfg.enforcerConfig()
 	ecfg.Logger = log
-	g.enf, err = enforcer.New(g.js, subjects, dir, engine, ecfg)
+	g.enf, err = enforcer.New(g.js, subjects, enforcer.Registry{Dir: dir, Engine: engine}, ecfg)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,8 @@ type Options struct {
 	Identities []broker.Identity
 	// Policies are the Cedar policy files.
 	Policies []policy.File
+	// AuditPolicies are evaluated but only recorded, never enforced.
+	AuditPolicies []policy.File
 	// Config tunes the enforcer; AckWait defaults to 2 s so that crash
 	// tests see redeliveries quickly.
 	Config enforcer.Config
@@ -40,6 +42,7 @@ type Gateway struct {
 	*brokertest.Bus
 	Dir      *broker.Directory
 	Engine   *policy.Engine
+	Audit    *policy.Engine
 	Enforcer *enforcer.Enforcer
 	Ledger   *ledger.Ledger
 	Keys     map[string]nkeys.KeyPair
@@ -89,6 +92,15 @@ func Start(t testing.TB, o Options) *Gateway {
 	if err != nil {
 		t.Fatalf("policy engine: %v", err)
 	}
+	if o.AuditPolicies != nil {
+		aset, err := policy.Compile(o.AuditPolicies)
+		if err != nil {
+			t.Fatalf("audit policies: %v", err)
+		}
+		if g.Audit, err = policy.NewEngine(aset, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	g.Ledger = ledger.New(g.JS, subjects.Stream(broker.StreamLedger), subjects)
 	if !o.NoEnforcer {
 		g.StartEnforcer(o.Config)
@@ -104,7 +116,7 @@ func (g *Gateway) StartEnforcer(cfg enforcer.Config) *enforcer.Enforcer {
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 2 * time.Second
 	}
-	e, err := enforcer.New(g.JS, g.Subjects, g.Dir, g.Engine, cfg)
+	e, err := enforcer.New(g.JS, g.Subjects, enforcer.Registry{Dir: g.Dir, Engine: g.Engine, Audit: g.Audit}, cfg)
 	if err != nil {
 		g.t.Fatalf("enforcer: %v", err)
 	}

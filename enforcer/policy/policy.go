@@ -15,6 +15,7 @@ import (
 	"sort"
 
 	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
 	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
@@ -110,6 +111,19 @@ func (s *Set) IDs() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Annotation returns the value of an annotation of a policy, "" if none.
+func (s *Set) Annotation(id, key string) string {
+	p := s.policies.Get(cedar.PolicyID(id))
+	if p == nil {
+		return ""
+	}
+	k, err := types.NewAnnotationKey(key)
+	if err != nil {
+		return ""
+	}
+	return string(p.Annotations()[k])
 }
 
 func policyName(file string, p *cedar.Policy) string {

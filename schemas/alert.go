@@ -1,0 +1,35 @@
+package schemas
+
+import "time"
+
+// Alert is what the gateway publishes on tg.alert.<run> when a run is
+// halted: by a tripped limit or by an operator.
+type Alert struct {
+	// Version is the schema version, always 1.
+	Version int       `json:"v"`
+	RunID   string    `json:"run_id"`
+	At      time.Time `json:"at"`
+	// Reason is the denial reason of the breach ("loop", "budget", ...) or
+	// "operator" for a kill switch.
+	Reason Reason `json:"reason,omitempty"`
+	// Limit, Value and Bound describe the tripped limit.
+	Limit string  `json:"limit,omitempty"`
+	Value float64 `json:"value,omitempty"`
+	Bound float64 `json:"bound,omitempty"`
+	// Agent is the caller whose hop tripped the limit; From and To the edge.
+	Agent string `json:"agent,omitempty"`
+	From  string `json:"from,omitempty"`
+	To    string `json:"to,omitempty"`
+	// HopID is the hop that tripped it.
+	HopID      string `json:"hop_id,omitempty"`
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	Workflow   string `json:"workflow,omitempty"`
+	// By is "gateway" or the operator who halted the run.
+	By string `json:"by"`
+	// Message explains the halt.
+	Message string `json:"message"`
+	// OpenHops were cancelled by the halt.
+	OpenHops []string `json:"open_hops,omitempty"`
+	// LedgerSeq is the seq of the run.halted event.
+	LedgerSeq uint64 `json:"ledger_seq"`
+}
