@@ -57,7 +57,10 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission)
 		if !st.Started {
 			hc.RunID = sub.runToken
 		}
-		denial := &schemas.Denial{Reason: d.Reason, Message: d.Message, PolicyIDs: d.PolicyIDs, SubmitKind: d.Kind, SubmitSeq: sub.seq}
+		denial := &schemas.Denial{Reason: d.Reason, Message: d.Message, SubmitKind: d.Kind, SubmitSeq: sub.seq}
+		if d.Reason == schemas.ReasonPolicy {
+			denial.PolicyIDs = d.PolicyIDs // for other reasons they name the permits
+		}
 		return []outgoing{e.delivery(d.From, sub.denialToken(), schemas.DeliverDenied, d.Envelope, hc, ev.Seq, denial)}, nil
 	case *schemas.HopCompleted:
 		if hop == nil {

@@ -31,8 +31,8 @@ serve to let it connect.`,
 			if err := schemas.CheckPrincipalID(id); err != nil {
 				return err
 			}
-			if _, ok := identityTypes[typ]; !ok {
-				return fmt.Errorf("--type %q is not agent, tool, model or user", typ)
+			if _, ok := identityTypes[typ]; !ok && typ != "operator" {
+				return fmt.Errorf("--type %q is not agent, tool, model, user or operator", typ)
 			}
 			kp, err := broker.NewKey()
 			if err != nil {
@@ -46,18 +46,24 @@ serve to let it connect.`,
 			if err := broker.WriteSeed(seedPath, kp); err != nil {
 				return err
 			}
-			entry := IdentityConfig{ID: id, Type: typ, Team: team, Tags: tags, PublicKey: pub}
+			var entry any = IdentityConfig{ID: id, Type: typ, Team: team, Tags: tags, PublicKey: pub}
+			switch typ {
+			case "operator":
+				entry = OperatorConfig{ID: id, PublicKey: pub}
+			case "user":
+				entry = IdentityConfig{ID: id, Team: team, Tags: tags, PublicKey: pub}
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "created %s %s\n  key seed:   %s (keep it secret)\n  public key: %s\n", typ, id, seedPath, pub)
 			if configPath == "" {
-				snippet, err := yaml.Marshal([]IdentityConfig{entry})
+				snippet, err := yaml.Marshal([]any{entry})
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(out, "\nadd to the %s of your gateway config:\n%s", listFor(typ), snippet)
 				return nil
 			}
-			if err := addToConfig(configPath, listFor(typ), entry); err != nil {
+			if err := addToConfig(configPath, listFor(typ), id, entry); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "  registered in %s under %s\n", configPath, listFor(typ))
@@ -66,7 +72,7 @@ serve to let it connect.`,
 	}
 	add.Flags().StringVar(&keysDir, "keys", "keys", "folder for the key seed")
 	add.Flags().StringVarP(&configPath, "config", "c", "", "gateway config file to register the identity in")
-	add.Flags().StringVar(&typ, "type", "agent", "agent, tool, model or user")
+	add.Flags().StringVar(&typ, "type", "agent", "agent, tool, model, user or operator")
 	add.Flags().StringVar(&team, "team", "", "team (a Cedar attribute)")
 	add.Flags().StringSliceVar(&tags, "tags", nil, "tags (a Cedar attribute), comma separated")
 	cmd.AddCommand(add)
@@ -74,15 +80,18 @@ serve to let it connect.`,
 }
 
 func listFor(typ string) string {
-	if typ == "user" {
+	switch typ {
+	case "user":
 		return "users"
+	case "operator":
+		return "operators"
 	}
 	return "agents"
 }
 
 // addToConfig appends an identity to a list of the config file, editing
 // the YAML tree so that comments and layout survive.
-func addToConfig(path, list string, entry IdentityConfig) error {
+func addToConfig(path, list, id string, entry any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
@@ -113,13 +122,12 @@ func addToConfig(path, list string, entry IdentityConfig) error {
 		}
 	}
 	for _, n := range seq.Content {
-		var existing IdentityConfig
-		if err := n.Decode(&existing); err == nil && existing.ID == entry.ID {
-			return fmt.Errorf("config: %s already has %q", list, entry.ID)
+		var existing struct {
+			ID string `yaml:"id"`
 		}
-	}
-	if list == "users" {
-		entry.Type = ""
+		if err := n.Decode(&existing); err == nil && existing.ID == id {
+			return fmt.Errorf("config: %s already has %q", list, id)
+		}
 	}
 	var node yaml.Node
 	if err := node.Encode(entry); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -22,9 +23,14 @@ type Config struct {
 	Users     []IdentityConfig `yaml:"users"`
 	Operators []OperatorConfig `yaml:"operators"`
 	// Policies are Cedar files or globs, relative to the config file.
-	Policies  []string         `yaml:"policies"`
-	RunLimits enforcer.Limits  `yaml:"run_limits"`
-	Enforcer  EnforcerConfig   `yaml:"enforcer"`
+	Policies []string `yaml:"policies"`
+	// AuditPolicies are evaluated on every allowed invoke but only
+	// recorded: what they would deny lands in the hop's audit findings.
+	AuditPolicies []string                  `yaml:"audit_policies"`
+	RunLimits     enforcer.Limits           `yaml:"run_limits"`
+	PerAgent      PerAgentConfig            `yaml:"per_agent"`
+	Workflows     map[string]WorkflowConfig `yaml:"workflows"`
+	Enforcer      EnforcerConfig            `yaml:"enforcer"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -62,6 +68,32 @@ type IdentityConfig struct {
 	TimeoutSeconds   int    `yaml:"timeout_seconds,omitempty"`
 	Workflow         string `yaml:"workflow,omitempty"`
 	Disabled         bool   `yaml:"disabled,omitempty"`
+	// InvokeRateLimit and Mode override per_agent for this agent.
+	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
+	Mode            string          `yaml:"mode,omitempty"`
+}
+
+// PerAgentConfig governs every calling agent unless the agent overrides it.
+type PerAgentConfig struct {
+	// InvokeRateLimit bounds each agent's invokes fleet-wide ("60/min").
+	InvokeRateLimit ratelimit.Rate `yaml:"invoke_rate_limit"`
+	// TimeoutSeconds is a hop's timeout when its target sets none.
+	TimeoutSeconds int `yaml:"timeout_seconds"`
+	// Mode is enforce (default) or audit.
+	Mode string `yaml:"mode"`
+}
+
+// WorkflowConfig overrides run limits for the runs of one workflow.
+type WorkflowConfig struct {
+	RunLimits enforcer.Limits `yaml:"run_limits"`
+}
+
+// requireSignature is require_signature, defaulting to true with a key.
+func (ic IdentityConfig) requireSignature() bool {
+	if ic.RequireSignature != nil {
+		return *ic.RequireSignature
+	}
+	return ic.PublicKey != ""
 }
 
 // OperatorConfig registers an operator allowed to send control commands.
@@ -192,10 +224,7 @@ func (c *Config) Directory() (*broker.Directory, error) {
 		if !ok || !contains(allowed, ic.Type) {
 			errs = append(errs, fmt.Errorf("%s %q: type %q is not one of %v", list, ic.ID, ic.Type, allowed))
 		}
-		require := ic.PublicKey != ""
-		if ic.RequireSignature != nil {
-			require = *ic.RequireSignature
-		}
+		require := ic.requireSignature()
 		if ic.TimeoutSeconds < 0 {
 			errs = append(errs, fmt.Errorf("%s %q: timeout_seconds must not be negative", list, ic.ID))
 		}
@@ -223,11 +252,32 @@ var identityTypes = map[string]schemas.PrincipalType{
 }
 
 func (c *Config) enforcerConfig() enforcer.Config {
-	return enforcer.Config{
+	ec := enforcer.Config{
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending,
+		PerAgent:  enforcer.AgentLimits{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode},
+		Agents:    map[string]enforcer.AgentLimits{},
+		Workflows: map[string]enforcer.Limits{},
+		Operators: map[string]string{},
 	}
+	if c.PerAgent.TimeoutSeconds > 0 {
+		ec.DefaultTimeout = time.Duration(c.PerAgent.TimeoutSeconds) * time.Second
+	}
+	for _, a := range c.Agents {
+		o := enforcer.AgentLimits{Mode: a.Mode}
+		if a.InvokeRateLimit != nil {
+			o.InvokeRateLimit = *a.InvokeRateLimit
+		}
+		ec.Agents[a.ID] = o
+	}
+	for name, w := range c.Workflows {
+		ec.Workflows[name] = w.RunLimits
+	}
+	for _, op := range c.Operators {
+		ec.Operators[op.ID] = op.PublicKey
+	}
+	return ec
 }
 
 func contains(ss []string, s string) bool {

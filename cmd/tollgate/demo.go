@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
+	"github.com/tollgate/tollgate/schemas"
 )
 
 type demoOptions struct {
@@ -60,11 +62,15 @@ the run limits must stop the cycle).`,
 // demoResult is what --json prints.
 type demoResult struct {
 	*runtree.Run
-	Scenario           string `json:"scenario"`
-	LedgerVerified     bool   `json:"ledger_verified"`
-	SignaturesVerified bool   `json:"signatures_verified"`
-	VerifyError        string `json:"verify_error,omitempty"`
-	DataDir            string `json:"data_dir,omitempty"`
+	Scenario string `json:"scenario"`
+	// Breach is the first limit the run tripped, if any.
+	Breach *schemas.RunLimitBreached `json:"breach,omitempty"`
+	// Alerts are those published on the run's alert subject.
+	Alerts             []schemas.Alert `json:"alerts"`
+	LedgerVerified     bool            `json:"ledger_verified"`
+	SignaturesVerified bool            `json:"signatures_verified"`
+	VerifyError        string          `json:"verify_error,omitempty"`
+	DataDir            string          `json:"data_dir,omitempty"`
 }
 
 func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error {
@@ -140,6 +146,12 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	if err != nil {
 		return err
 	}
+	if len(res.Breaches) > 0 {
+		res.Breach = &res.Breaches[0]
+	}
+	if res.Alerts, err = runAlerts(ctx, g, reply.RunID); err != nil {
+		return err
+	}
 	verr := ledger.Verify(reply.RunID, recs)
 	res.LedgerVerified = verr == nil
 	serr := ledger.VerifySignatures(recs, func(id string) ed25519.PublicKey {
@@ -161,6 +173,14 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	if err := res.WriteText(stdout); err != nil {
 		return err
 	}
+	if res.Breach != nil {
+		b := res.Breach
+		fmt.Fprintf(stdout, "\nThe loop was stopped by %s after %d hops (%d allowed): %s → %s (value %g, bound %g), action %s.\n",
+			b.Limit, len(res.Hops), countAllowed(res.Run), b.From, b.To, b.Value, b.Bound, b.Action)
+	}
+	for _, a := range res.Alerts {
+		fmt.Fprintf(stdout, "Alert on %s: %s (by %s; %d open hops cancelled)\n", g.subjects.Alert(a.RunID), a.Message, a.By, len(a.OpenHops))
+	}
 	verdict := "verified: hash chain intact, every admitted envelope's signature checks"
 	if res.VerifyError != "" {
 		verdict = "FAILED: " + res.VerifyError
@@ -170,6 +190,36 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		fmt.Fprintf(stdout, "Data kept in %s\n", dataDir)
 	}
 	return nil
+}
+
+func countAllowed(r *runtree.Run) int {
+	n := 0
+	for _, h := range r.Hops {
+		if h.Decision != "denied" {
+			n++
+		}
+	}
+	return n
+}
+
+// runAlerts reads the alerts published for a run.
+func runAlerts(ctx context.Context, g *gateway, run string) ([]schemas.Alert, error) {
+	s, err := g.js.Stream(ctx, g.subjects.Stream(broker.StreamAlerts))
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, g.subjects.Alert(run))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return []schemas.Alert{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("alerts of run %s: %w", run, err)
+	}
+	var a schemas.Alert
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return nil, fmt.Errorf("alert of run %s: %w", run, err)
+	}
+	return []schemas.Alert{a}, nil
 }
 
 // waitRunSettled reads the run once it has completed (or halted).

@@ -40,6 +40,25 @@ type gatewayOptions struct {
 	log      *slog.Logger
 }
 
+// compilePolicies reads and compiles policy files (paths relative to the
+// config file) into an engine over dir; nil when there are no paths.
+func compilePolicies(cfg *Config, paths []string, dir *broker.Directory) (*policy.Engine, *policy.Set, error) {
+	var abs []string
+	for _, p := range paths {
+		abs = append(abs, cfg.path(p))
+	}
+	files, err := policy.ReadFiles(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	engine, err := policy.NewEngine(set, dir)
+	return engine, set, err
+}
+
 func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gateway, err error) {
 	log := opts.log
 	if log == nil {
@@ -53,23 +72,23 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	if err != nil {
 		return nil, err
 	}
-	files := opts.policies
-	if files == nil {
-		var paths []string
-		for _, p := range cfg.Policies {
-			paths = append(paths, cfg.path(p))
-		}
-		if files, err = policy.ReadFiles(paths); err != nil {
+	var engine, audit *policy.Engine
+	var set *policy.Set
+	if opts.policies != nil {
+		if set, err = policy.Compile(opts.policies); err != nil {
 			return nil, err
 		}
+		engine, err = policy.NewEngine(set, dir)
+	} else {
+		engine, set, err = compilePolicies(cfg, cfg.Policies, dir)
 	}
-	set, err := policy.Compile(files)
 	if err != nil {
 		return nil, err
 	}
-	engine, err := policy.NewEngine(set, dir)
-	if err != nil {
-		return nil, err
+	if len(cfg.AuditPolicies) > 0 {
+		if audit, _, err = compilePolicies(cfg, cfg.AuditPolicies, dir); err != nil {
+			return nil, fmt.Errorf("audit policies: %w", err)
+		}
 	}
 	g := &gateway{cfg: cfg, subjects: subjects, dir: dir, log: log}
 	defer func() {
@@ -90,7 +109,7 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	}
 	ecfg := cfg.enforcerConfig()
 	ecfg.Logger = log
-	g.enf, err = enforcer.New(g.js, subjects, enforcer.Registry{Dir: dir, Engine: engine}, ecfg)
+	g.enf, err = enforcer.New(g.js, subjects, enforcer.Registry{Dir: dir, Engine: engine, Audit: audit}, ecfg)
 	if err != nil {
 		return nil, err
 	}

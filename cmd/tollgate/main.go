@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd())
+	root.AddCommand(newRunCmd())
 	return root
 }
 

@@ -29,8 +29,8 @@ type Run struct {
 	Breaches   []schemas.RunLimitBreached `json:"breaches,omitempty"`
 	// CostByAgent is the spend each agent reported in its replies.
 	CostByAgent map[string]AgentCost `json:"cost_by_agent"`
-	Tokens      int64       `json:"tokens"`
-	CostUSD     float64     `json:"cost_usd"`
+	Tokens      int64                `json:"tokens"`
+	CostUSD     float64              `json:"cost_usd"`
 	// HeadHash is the hash of the run's last event.
 	HeadHash string `json:"head_hash"`
 }
@@ -128,6 +128,12 @@ func Build(run string, recs []ledger.Record) (*Run, error) {
 		case *schemas.HopTimedOut:
 			if h := byID[ev.HopID]; h != nil {
 				h.Status, h.LatencyMS = "timed_out", d.LatencyMS
+			}
+		case *schemas.RunHalted:
+			for _, id := range d.OpenHops {
+				if h := byID[id]; h != nil && h.Status == "open" {
+					h.Status = "canceled"
+				}
 			}
 		}
 	}

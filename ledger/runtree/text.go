@@ -2,6 +2,8 @@ package runtree
 
 import (
 	"fmt"
+
+	"github.com/tollgate/tollgate/schemas"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -60,7 +62,7 @@ func decision(h *Hop) string {
 		return s
 	}
 	s := "DENIED " + string(h.Reason)
-	if len(h.PolicyIDs) > 0 {
+	if len(h.PolicyIDs) > 0 && h.Reason == schemas.ReasonPolicy {
 		s += " [" + strings.Join(h.PolicyIDs, ",") + "]"
 	}
 	if h.Cycle {
