@@ -145,13 +145,15 @@ func (e *Enforcer) decideInvoke(ctx context.Context, reg *registry, st *ledger.S
 		st = startedView(st, start, now, limits)
 	}
 	decision := &schemas.HopDecision{
-		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, FromTeam: caller.Team, To: env.To,
+		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, To: env.To,
+		FromType: caller.Type, FromTeam: caller.Team, FromTags: caller.Tags,
 		Depth: hc.depth, Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, Estimate: env.Estimate,
 		Cycle: contains(hc.ancestry, env.To),
 	}
 	target, v := e.checkTarget(reg.dir, env.To)
 	if v == nil {
-		decision.Action, decision.ToTeam = actionFor(target.Type), target.Team
+		decision.Action = actionFor(target.Type)
+		decision.ToType, decision.ToTeam, decision.ToTags = target.Type, target.Team, target.Tags
 		var err error
 		if v, err = e.govern(ctx, reg, st, sub, caller, target, hc, limits, now, decision); err != nil {
 			return plan{}, err

@@ -26,14 +26,7 @@ const CycleAnnotation = "cycle"
 func (e *Enforcer) govern(ctx context.Context, reg *registry, st *ledger.State, sub *submission, caller, target *broker.Identity,
 	hc hopContext, limits Limits, now time.Time, d *schemas.HopDecision) (*verdict, error) {
 	audit := e.agentLimits(caller.ID).Mode == ModeAudit
-	req := policy.Request{
-		Principal: caller, Action: d.Action, Resource: target,
-		Context: policy.Context{
-			RunID: st.RunID, Workflow: st.Workflow, Depth: hc.depth, Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf,
-			IsCycle: d.Cycle, HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
-			EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: target.ID}],
-		},
-	}
+	req := PolicyRequest(st, caller, target, d)
 	var cedar policy.Decision
 	checks := []func() (*verdict, error){
 		func() (*verdict, error) { return e.checkRate(ctx, caller.ID, now) },
@@ -67,6 +60,32 @@ func (e *Enforcer) govern(ctx context.Context, reg *registry, st *ledger.State, 
 		}
 	}
 	return nil, nil
+}
+
+// PolicyRequest is the Cedar request of an invoke: caller, action, target,
+// and the context derived from the run's state before the hop and from the
+// hop's decision record (depth, ancestry, principal, cycle). The enforcer
+// decides with it, and a policy what-if rebuilds it from the ledger.
+func PolicyRequest(st *ledger.State, caller, target *broker.Identity, d *schemas.HopDecision) policy.Request {
+	return policy.Request{
+		Principal: caller, Action: d.Action, Resource: target,
+		Context: policy.Context{
+			RunID: st.RunID, Workflow: st.Workflow, Depth: d.Depth, Ancestry: d.Ancestry, OnBehalfOf: d.OnBehalfOf,
+			IsCycle: d.Cycle, HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
+			EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: target.ID}],
+		},
+	}
+}
+
+// PolicyVerdict explains a Cedar decision the way the enforcer records it:
+// nil for an allow, else the reason (always policy), message and deciding
+// policy ids.
+func PolicyVerdict(d policy.Decision, r policy.Request) (reason schemas.Reason, message string, policyIDs []string, denied bool) {
+	v := policyVerdict(d, r)
+	if v == nil {
+		return "", "", nil, false
+	}
+	return v.reason, v.message, v.policyIDs, true
 }
 
 func policyVerdict(d policy.Decision, r policy.Request) *verdict {

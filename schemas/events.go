@@ -120,14 +120,19 @@ type HopDecision struct {
 	ParentHopID string `json:"parent_hop_id,omitempty"`
 	From        string `json:"from,omitempty"`
 	To          string `json:"to,omitempty"`
-	// FromTeam and ToTeam are the teams of caller and target at decision
-	// time, so that cost per team is answerable from the ledger alone.
-	FromTeam   string   `json:"from_team,omitempty"`
-	ToTeam     string   `json:"to_team,omitempty"`
-	Action     Action   `json:"action,omitempty"`
-	Depth      int      `json:"depth"`
-	Ancestry   []string `json:"ancestry,omitempty"`
-	OnBehalfOf string   `json:"on_behalf_of,omitempty"`
+	// The Cedar attributes of caller and target at decision time (type,
+	// team, tags), so that cost per team and a policy what-if are
+	// answerable from the ledger alone.
+	FromType   PrincipalType `json:"from_type,omitempty"`
+	FromTeam   string        `json:"from_team,omitempty"`
+	FromTags   []string      `json:"from_tags,omitempty"`
+	ToType     PrincipalType `json:"to_type,omitempty"`
+	ToTeam     string        `json:"to_team,omitempty"`
+	ToTags     []string      `json:"to_tags,omitempty"`
+	Action     Action        `json:"action,omitempty"`
+	Depth      int           `json:"depth"`
+	Ancestry   []string      `json:"ancestry,omitempty"`
+	OnBehalfOf string        `json:"on_behalf_of,omitempty"`
 	// Reason and Message explain a denial.
 	Reason  Reason `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`
