@@ -41,14 +41,7 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission)
 			if hop == nil {
 				return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 			}
-			out := []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Envelope, contextOf(st, hop), ev.Seq, nil)}
-			out = append(out, e.timer(st.RunID, hop.ID, hop.Deadline))
-			if hop.ID == st.RootHopID {
-				if wc := e.limitsOf(st).wallClock(); wc > 0 {
-					out = append(out, e.timer(st.RunID, broker.TimerRunKey, st.StartedAt.Add(wc)))
-				}
-			}
-			return out, nil
+			return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
 		}
 		if !schemas.ValidPrincipalID(d.From) || sub == nil {
 			return nil, nil // nobody to tell: the subject named no valid identity
@@ -123,7 +116,7 @@ func contextOf(st *ledger.State, hop *ledger.Hop) schemas.Context {
 
 func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelope []byte, hc schemas.Context, seq uint64, denial *schemas.Denial) outgoing {
 	d := schemas.Delivery{Version: schemas.Version, Kind: kind, Envelope: envelope, Context: hc, Denial: denial, LedgerSeq: seq}
-	data, err := schemas.Encode(&d)
+	data, err := d.Marshal()
 	if err != nil {
 		// Delivery holds only strings, numbers and raw JSON that was
 		// validated on the way in; it always encodes.
@@ -132,24 +125,43 @@ func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelop
 	return outgoing{subject: e.subjects.Deliver(to, token, kind), data: data, once: true}
 }
 
-// timer schedules a server-side timer that fires on TimerFire(run, key) at
-// (or just after) at. A fired timer finds the run in the ledger and acts
-// only if there is still something to do, so repeating one is harmless.
-func (e *Enforcer) timer(run, key string, at time.Time) outgoing {
+// timer (re)sets the run's server-side timer to fire on TimerFire at (or
+// just after) at. A run has one timer, set to its earliest due time; a new
+// schedule on the same subject replaces the old one. A fired timer finds the
+// run in the ledger and acts only if something is due, so an extra firing
+// is harmless.
+func (e *Enforcer) timer(run string, at time.Time) outgoing {
 	// Schedules have second resolution: round up, never fire early.
 	fire := at.Truncate(time.Second)
 	if fire.Before(at) {
 		fire = fire.Add(time.Second)
 	}
 	return outgoing{
-		subject: e.subjects.TimerSchedule(run, key),
+		subject: e.subjects.TimerSchedule(run, broker.TimerRunKey),
 		data:    []byte{},
 		opts: []jetstream.PublishOpt{
 			jetstream.WithScheduleAt(fire),
-			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, key)),
-			jetstream.WithMsgID(fmt.Sprintf("timer.%s.%s.%d", run, key, fire.Unix())),
+			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, broker.TimerRunKey)),
 		},
 	}
+}
+
+// nextDue is when the run next needs its timer: its earliest open hop's
+// deadline, or the end of its wall clock; zero when nothing is due.
+func (e *Enforcer) nextDue(st *ledger.State) time.Time {
+	if !st.Started || st.Closed() {
+		return time.Time{}
+	}
+	var due time.Time
+	if wc := e.limitsOf(st).wallClock(); wc > 0 && !st.Breached(LimitWallClock) {
+		due = st.StartedAt.Add(wc)
+	}
+	for id := range st.Open {
+		if d := st.Hops[id].Deadline; !d.IsZero() && (due.IsZero() || d.Before(due)) {
+			due = d
+		}
+	}
+	return due
 }
 
 // effectsFrom repeats the effects of the record at streamSeq and of the

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	"time"
+
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,7 +21,6 @@ type work struct {
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
-	key   string // the timer's key: a hop id or broker.TimerRunKey
 	// halt is an operator's halt request.
 	halt *haltRequest
 }
@@ -33,6 +34,10 @@ type shard struct {
 	acks chan pending
 	runs *simplelru.LRU[string, *ledger.State]
 	once sync.Once
+
+	// armed is the due time this shard last set each run's timer to.
+	armedMu sync.Mutex
+	armed   map[string]time.Time
 }
 
 // pending waits for a message's outgoing publishes to be stored, then
@@ -43,11 +48,13 @@ type pending struct {
 }
 
 func newShard(e *Enforcer, ctx context.Context) (*shard, error) {
-	runs, err := simplelru.NewLRU[string, *ledger.State](e.cfg.RunCacheSize, nil)
+	s := &shard{e: e, ctx: ctx, in: make(chan work, 256), acks: make(chan pending, 1024), armed: map[string]time.Time{}}
+	runs, err := simplelru.NewLRU[string, *ledger.State](e.cfg.RunCacheSize, func(run string, _ *ledger.State) { s.disarm(run) })
 	if err != nil {
 		return nil, fmt.Errorf("run cache: %w", err)
 	}
-	return &shard{e: e, ctx: ctx, in: make(chan work, 256), acks: make(chan pending, 1024), runs: runs}, nil
+	s.runs = runs
+	return s, nil
 }
 
 func (s *shard) close() { s.once.Do(func() { close(s.in) }) }
@@ -122,7 +129,7 @@ func (s *shard) handle(w work) {
 		case w.halt != nil:
 			out, err = s.processHalt(ctx, w.halt)
 		case w.timer:
-			out, err = s.processTimer(ctx, w.run, w.key)
+			out, err = s.processTimer(ctx, w.run, redelivered(w.msg))
 		default:
 			out, err = s.process(ctx, sub)
 		}
@@ -134,6 +141,7 @@ func (s *shard) handle(w work) {
 	}
 	done := s.completion(w)
 	if errors.Is(err, errAbandon) {
+		s.disarm(w.run)
 		return
 	}
 	if err != nil {
@@ -147,14 +155,31 @@ func (s *shard) handle(w work) {
 		done(false)
 		return
 	}
+	if w.timer {
+		s.disarm(w.run) // it fired: whatever is due next must be set again
+	}
+	out = append(out, s.armTimer(w.run)...)
 	futures, err := s.e.publish(out)
+	run := w.run
+	complete := func(ok bool) {
+		if !ok {
+			s.disarm(run)
+		}
+		done(ok)
+	}
 	if err != nil {
 		s.e.stats.errors.Add(1)
 		s.e.cfg.Logger.Warn("publish", "err", err)
-		done(false)
+		complete(false)
 		return
 	}
-	s.acks <- pending{futures: futures, done: done}
+	s.acks <- pending{futures: futures, done: complete}
+}
+
+// redelivered reports whether the broker delivered m before.
+func redelivered(m jetstream.Msg) bool {
+	meta, err := m.Metadata()
+	return err == nil && meta.NumDelivered > 1
 }
 
 func (s *shard) completion(w work) func(bool) {

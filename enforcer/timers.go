@@ -2,17 +2,19 @@ package enforcer
 
 import (
 	"context"
-	"time"
+	"slices"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// processTimer handles a fired timer: a hop's deadline, or the run's wall
-// clock. Timers live on the server (TIMERS stream schedules), so they fire
-// whether or not this enforcer was running when they were due.
-func (s *shard) processTimer(ctx context.Context, run, key string) ([]outgoing, error) {
+// processTimer handles a run's fired timer: it times out every open hop
+// past its deadline and records a run that outlived its wall clock. Timers
+// live on the server (TIMERS stream schedules), so they fire whether or not
+// an enforcer was running when they were due. redelivered is set when the
+// broker delivered this firing before: a crash may then have cut off the
+// effects of what the first attempt recorded, and they are repeated.
+func (s *shard) processTimer(ctx context.Context, run string, redelivered bool) ([]outgoing, error) {
 	st, err := s.state(ctx, run)
 	if err != nil {
 		return nil, err
@@ -20,56 +22,92 @@ func (s *shard) processTimer(ctx context.Context, run, key string) ([]outgoing, 
 	if !st.Started {
 		return nil, nil
 	}
-	now := s.e.cfg.Clock()
-	if key == broker.TimerRunKey {
-		return s.wallClock(ctx, st, now)
-	}
-	hop := st.Hops[key]
-	switch {
-	case hop == nil:
-		return nil, nil // never allowed: nothing to time out
-	case hop.Status == ledger.HopTimedOut:
-		// Timed out before, but a crash may have cut off the effects.
-		if err := s.finish(ctx, st); err != nil {
+	var out []outgoing
+	if redelivered {
+		if out, err = s.redoTimerEffects(ctx, st); err != nil {
 			return nil, err
 		}
-		return s.e.effectsFrom(ctx, st, hop.CloseStreamSeq, nil)
-	case !hop.Open():
-		return nil, nil // replied, cancelled or halted in time
-	case now.Before(hop.Deadline):
-		// A clock ahead of ours fired it early: set it again.
-		return []outgoing{s.e.timer(run, hop.ID, hop.Deadline)}, nil
 	}
-	ev, ok := mustEvent(run, schemas.EventHopTimedOut, hop.ID, now, &schemas.HopTimedOut{
-		Deadline: hop.Deadline, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
-	})
-	if !ok {
-		return nil, nil
+	if st.Closed() {
+		return out, nil
 	}
-	return s.record(ctx, st, []schemas.Event{ev}, nil, hop.ID)
+	now := s.e.cfg.Clock()
+	var events []schemas.Event
+	for _, hop := range st.OpenHops() {
+		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
+			continue
+		}
+		if ev, ok := mustEvent(run, schemas.EventHopTimedOut, hop.ID, now, &schemas.HopTimedOut{
+			Deadline: hop.Deadline, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
+		}); ok {
+			events = append(events, ev)
+		}
+	}
+	limits := s.e.limitsOf(st)
+	if wc := limits.wallClock(); wc > 0 && !st.Breached(LimitWallClock) && now.Sub(st.StartedAt) >= wc {
+		action := "deny"
+		if limits.OnBreach == HaltAndAlert {
+			action = "halt"
+		}
+		if ev, ok := mustEvent(run, schemas.EventRunLimitBreached, "", now, &schemas.RunLimitBreached{
+			Limit: LimitWallClock, Value: now.Sub(st.StartedAt).Seconds(), Bound: wc.Seconds(),
+			Reason: schemas.ReasonBudget, Action: action,
+		}); ok {
+			events = append(events, ev)
+		}
+	}
+	if len(events) == 0 {
+		return out, nil
+	}
+	more, err := s.record(ctx, st, events, nil, "")
+	return append(out, more...), err
 }
 
-// wallClock records a run that outlived max_wall_clock_seconds as a breach
-// (and so halts it, unless the run only denies).
-func (s *shard) wallClock(ctx context.Context, st *ledger.State, now time.Time) ([]outgoing, error) {
-	limits := s.e.limitsOf(st)
-	wc := limits.wallClock()
-	if st.Closed() || wc == 0 || st.Breached(LimitWallClock) {
-		return nil, nil
+// redoTimerEffects repeats the effects of every timeout and of a halt the
+// run has recorded; deliveries already made are refused by the broker.
+func (s *shard) redoTimerEffects(ctx context.Context, st *ledger.State) ([]outgoing, error) {
+	var seqs []uint64
+	for _, h := range st.Hops {
+		if h.Status == ledger.HopTimedOut {
+			seqs = append(seqs, h.CloseStreamSeq)
+		}
 	}
-	if elapsed := now.Sub(st.StartedAt); elapsed < wc {
-		return []outgoing{s.e.timer(st.RunID, broker.TimerRunKey, st.StartedAt.Add(wc))}, nil
+	if st.Halted {
+		seqs = append(seqs, st.HaltedStreamSeq)
 	}
-	action := "deny"
-	if limits.OnBreach == HaltAndAlert {
-		action = "halt"
+	slices.Sort(seqs)
+	var out []outgoing
+	for _, seq := range seqs {
+		o, err := s.e.effectsFrom(ctx, st, seq, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o...)
 	}
-	ev, ok := mustEvent(st.RunID, schemas.EventRunLimitBreached, "", now, &schemas.RunLimitBreached{
-		Limit: LimitWallClock, Value: now.Sub(st.StartedAt).Seconds(), Bound: wc.Seconds(),
-		Reason: schemas.ReasonBudget, Action: action,
-	})
+	return out, nil
+}
+
+// armTimer returns the schedule that keeps the run's timer at its next due
+// time, or nothing when it is already there. What this shard armed is
+// remembered per run; it is forgotten on a failure, so the next touch of
+// the run arms again.
+func (s *shard) armTimer(run string) []outgoing {
+	st, ok := s.runs.Peek(run)
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	return s.record(ctx, st, []schemas.Event{ev}, nil, "")
+	due := s.e.nextDue(st)
+	s.armedMu.Lock()
+	defer s.armedMu.Unlock()
+	if due.IsZero() || s.armed[run].Equal(due) {
+		return nil
+	}
+	s.armed[run] = due
+	return []outgoing{s.e.timer(run, due)}
+}
+
+func (s *shard) disarm(run string) {
+	s.armedMu.Lock()
+	delete(s.armed, run)
+	s.armedMu.Unlock()
 }

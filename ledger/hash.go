@@ -45,10 +45,10 @@ func Seal(ev *schemas.Event, head Head) ([]byte, error) {
 	ev.Seq = head.Seq + 1
 	ev.PrevHash = head.prevHash()
 	ev.Hash = ""
-	unhashed, err := schemas.Encode(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s event: %w", ev.Type, err)
+	if len(ev.Data) == 0 {
+		return nil, fmt.Errorf("seal %s event: no data", ev.Type)
 	}
+	unhashed := ev.AppendUnhashed(make([]byte, 0, 256+len(ev.Data)))
 	ev.Hash = Hash(ev.PrevHash, unhashed)
 	return schemas.AppendMember(unhashed, "hash", ev.Hash), nil
 }

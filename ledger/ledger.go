@@ -48,9 +48,10 @@ type Record struct {
 // run's last stream sequence to be head.StreamSeq (0 for a new run). It
 // returns the new head and the stored record.
 //
-// The message id is the event's hash, so retrying the very same append is
-// harmless, while a different event at the same position is refused: that
-// is ErrConflict, and the caller must reload the run.
+// Retrying the very same append is harmless: when the server refuses it
+// because the run moved on, the run's last event is compared with ours by
+// hash. A different event at the same position is ErrConflict, and the
+// caller must reload the run.
 func (l *Ledger) Append(ctx context.Context, head Head, ev schemas.Event) (Head, Record, error) {
 	if ev.RunID == "" {
 		return head, Record{}, errors.New("ledger: append: event has no run id")
@@ -63,7 +64,6 @@ func (l *Ledger) Append(ctx context.Context, head Head, ev schemas.Event) (Head,
 	msg.Data = wire
 	ack, err := l.js.PublishMsg(ctx, msg,
 		jetstream.WithExpectLastSequencePerSubject(head.StreamSeq),
-		jetstream.WithMsgID(ev.Hash),
 		jetstream.WithExpectStream(l.stream))
 	if err != nil {
 		seq, ours := l.lastIsOurs(ctx, ev.RunID, ev.Hash, err)
@@ -79,10 +79,10 @@ func (l *Ledger) Append(ctx context.Context, head Head, ev schemas.Event) (Head,
 	return Head{Seq: ev.Seq, Hash: ev.Hash, StreamSeq: ack.Sequence}, rec, nil
 }
 
-// lastIsOurs resolves the retry trap: a repeated append may be refused with
-// "wrong last sequence" (one server) when its first attempt was in fact
-// stored. It is ours when the run's last message carries our message id.
-func (l *Ledger) lastIsOurs(ctx context.Context, run, msgID string, pubErr error) (uint64, bool) {
+// lastIsOurs resolves the retry trap: a repeated append is refused with
+// "wrong last sequence" when its first attempt was in fact stored (the ack
+// was lost). It is ours when the run's last event has our hash.
+func (l *Ledger) lastIsOurs(ctx context.Context, run, hash string, pubErr error) (uint64, bool) {
 	if !isWrongLastSequence(pubErr) {
 		return 0, false
 	}
@@ -91,7 +91,10 @@ func (l *Ledger) lastIsOurs(ctx context.Context, run, msgID string, pubErr error
 		return 0, false
 	}
 	m, err := s.GetLastMsgForSubject(ctx, l.subjects.Ledger(run))
-	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != msgID {
+	if err != nil {
+		return 0, false
+	}
+	if _, last, ok := schemas.SplitLastMember(m.Data, "hash"); !ok || last != hash {
 		return 0, false
 	}
 	return m.Sequence, true

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -182,6 +183,35 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if again.HopID != e.HopID || again.Kind != e.Kind || again.From != e.From || !again.SentAt.Equal(e.SentAt) {
 			t.Fatalf("round trip changed the envelope: %+v vs %+v", e, again)
+		}
+	})
+}
+
+// TestIDValidatorsMatchPatterns keeps the hand-written validators and the
+// documented patterns (which the JSON Schemas use) in step.
+func TestIDValidatorsMatchPatterns(t *testing.T) {
+	principal := regexp.MustCompile(PrincipalIDPattern)
+	id := regexp.MustCompile(IDPattern)
+	inputs := []string{"", "a", "A", "0", "_a", "-a", "a_", "a-b", "a.b", "a*", "a>", "a b", "ab\n", "é",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 65), "01J9ZK3", "Agent", "run_1-x"}
+	for _, in := range inputs {
+		if got, want := ValidPrincipalID(in), principal.MatchString(in); got != want {
+			t.Errorf("ValidPrincipalID(%q) = %v, pattern says %v", in, got, want)
+		}
+		if got, want := ValidID(in), id.MatchString(in); got != want {
+			t.Errorf("ValidID(%q) = %v, pattern says %v", in, got, want)
+		}
+	}
+}
+
+func FuzzIDValidators(f *testing.F) {
+	f.Add("agent-1")
+	f.Add("01J9ZK3Q")
+	principal := regexp.MustCompile(PrincipalIDPattern)
+	id := regexp.MustCompile(IDPattern)
+	f.Fuzz(func(t *testing.T, in string) {
+		if ValidPrincipalID(in) != principal.MatchString(in) || ValidID(in) != id.MatchString(in) {
+			t.Fatalf("validators disagree with the patterns on %q", in)
 		}
 	})
 }

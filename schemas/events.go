@@ -62,6 +62,10 @@ type Event struct {
 	PrevHash string `json:"prev_hash"`
 	// Hash chains this event to PrevHash. Empty until the ledger seals it.
 	Hash string `json:"hash,omitempty"`
+
+	// decoded is the data NewEvent encoded, so that the writer does not
+	// parse its own event back. Readers of stored events decode Data.
+	decoded any
 }
 
 // PrincipalType is the kind of a registered identity.
@@ -242,7 +246,7 @@ func NewEvent(run string, typ EventType, hop string, at time.Time, data any) (Ev
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s data: %w", typ, err)
 	}
-	return Event{Version: Version, RunID: run, Type: typ, At: at.UTC(), HopID: hop, Data: raw}, nil
+	return Event{Version: Version, RunID: run, Type: typ, At: at.UTC(), HopID: hop, Data: raw, decoded: data}, nil
 }
 
 // dataFor returns a pointer to the zero data value of an event type.
@@ -269,7 +273,12 @@ func dataFor(t EventType) any {
 // DecodeData decodes the event's data into its type-specific struct (one of
 // *RunStarted, *HopDecision, *HopCompleted, *HopTimedOut,
 // *RunLimitBreached, *RunHalted, *RunCompleted).
+//
+// Callers must not modify what it returns.
 func (e *Event) DecodeData() (any, error) {
+	if e.decoded != nil {
+		return e.decoded, nil
+	}
 	v := dataFor(e.Type)
 	if v == nil {
 		return nil, fmt.Errorf("%w: unknown event type %q", ErrMalformed, e.Type)

@@ -1,0 +1,316 @@
+// Package benchkit measures the enforcer against a raw JetStream relay
+// doing the same message work, on the same machine, in the same process:
+// only the ratio travels between machines.
+//
+// Both consume pre-loaded submissions from SUBMIT. The relay appends each
+// to LEDGER, forwards it to DELIVER (async publishes) and acks once both
+// are stored, sharded by run like the enforcer. The enforcer does its whole
+// job: decode, Ed25519 signature, run state, Cedar, limits, a hash-chained
+// append with optimistic concurrency, the delivery, the hop's deadline
+// timer, and the ack.
+package benchkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Workload shapes a measurement: runs, each a root invoke followed by
+// hops delegations from the orchestrator.
+type Workload struct {
+	Runs, Hops int
+	// Unsigned sends envelopes without signatures (identities registered
+	// with require_signature false).
+	Unsigned bool
+	// RateLimit, when set, turns on a (never reached) per-agent rate limit,
+	// to measure its cost.
+	RateLimit bool
+	// Shards is the enforcer's shard count (0: its default).
+	Shards int
+}
+
+// Total is the number of submissions.
+func (w Workload) Total() int { return w.Runs * (1 + w.Hops) }
+
+// Result is one measurement.
+type Result struct {
+	Name     string
+	Messages int
+	Elapsed  time.Duration
+}
+
+// PerSecond is the throughput.
+func (r Result) PerSecond() float64 { return float64(r.Messages) / r.Elapsed.Seconds() }
+
+// env is a fresh embedded server with the Tollgate streams.
+type env struct {
+	dir      string
+	srv      *broker.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	subjects broker.Subjects
+}
+
+func newEnv(ctx context.Context) (*env, error) {
+	dir, err := os.MkdirTemp("", "tollgate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: dir, NoListen: true})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := broker.Connect(broker.ConnectConfig{InProcess: srv, Name: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, srv: srv, nc: nc, js: js, subjects: broker.DefaultSubjects()}
+	return e, broker.Provision(ctx, js, e.subjects, broker.StreamOptions{})
+}
+
+func (e *env) close() {
+	e.nc.Close()
+	e.srv.Shutdown()
+	os.RemoveAll(e.dir)
+}
+
+// load publishes the workload's submissions into SUBMIT and returns the
+// identities and keys they were signed with.
+func (e *env) load(ctx context.Context, w Workload) (*broker.Directory, error) {
+	keys := map[string]nkeys.KeyPair{}
+	var ids []broker.Identity
+	for _, id := range []struct {
+		id   string
+		typ  schemas.PrincipalType
+		tags []string
+	}{{"tomas", schemas.TypeUser, nil}, {"orchestrator", schemas.TypeAgent, []string{"entry"}}, {"research", schemas.TypeAgent, nil}} {
+		kp, err := broker.NewKey()
+		if err != nil {
+			return nil, err
+		}
+		pub, _ := kp.PublicKey()
+		keys[id.id] = kp
+		ids = append(ids, broker.Identity{ID: id.id, Type: id.typ, Tags: id.tags, PublicKey: pub, RequireSignature: !w.Unsigned})
+	}
+	dir, err := broker.NewDirectory(ids)
+	if err != nil {
+		return nil, err
+	}
+	msg := json.RawMessage(`{"kind":"message","messageId":"m","role":"user","parts":[{"kind":"text","text":"summarise the sources on agent governance and list the open questions"}]}`)
+	now := time.Now().UTC()
+	publish := func(from, run string, env *schemas.Envelope) error {
+		env.Version, env.From, env.SentAt, env.Message, env.Kind = schemas.Version, from, now, msg, schemas.KindInvoke
+		var wire []byte
+		var err error
+		if w.Unsigned {
+			wire, err = env.Marshal()
+		} else {
+			wire, err = env.Sign(keys[from].Sign)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = e.js.PublishAsync(e.subjects.Submit(from, run), wire)
+		return err
+	}
+	for range w.Runs {
+		run, root := schemas.NewID(), schemas.NewID()
+		if err := publish("tomas", run, &schemas.Envelope{HopID: root, RunID: run, To: "orchestrator"}); err != nil {
+			return nil, err
+		}
+		for range w.Hops {
+			if err := publish("orchestrator", run, &schemas.Envelope{HopID: schemas.NewID(), ParentHopID: root, To: "research"}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return dir, nil
+}
+
+// drained waits until SUBMIT is empty (every submission acked).
+func (e *env) drained(ctx context.Context) error {
+	s, err := e.js.Stream(ctx, e.subjects.Stream(broker.StreamSubmit))
+	if err != nil {
+		return err
+	}
+	for {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d submissions left: %w", info.State.Msgs, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+const benchPolicy = `@id("all") permit (principal, action, resource);
+@id("no-research-to-tomas") forbid (principal == Agent::"research", action, resource == Agent::"orchestrator") when { context.depth > 3 };`
+
+// Governed measures the enforcer on the workload.
+func Governed(ctx context.Context, w Workload) (Result, error) {
+	e, err := newEnv(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer e.close()
+	dir, err := e.load(ctx, w)
+	if err != nil {
+		return Result{}, err
+	}
+	set, err := policy.Compile([]policy.File{{Name: "bench.cedar", Src: []byte(benchPolicy)}})
+	if err != nil {
+		return Result{}, err
+	}
+	engine, err := policy.NewEngine(set, dir)
+	if err != nil {
+		return Result{}, err
+	}
+	cfg := enforcer.Config{
+		Shards: w.Shards, MaxAckPending: 20000,
+		Limits: enforcer.Limits{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1},
+	}
+	if w.RateLimit {
+		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
+	}
+	enf, err := enforcer.New(e.js, e.subjects, enforcer.Registry{Dir: dir, Engine: engine}, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	if err := enf.Start(ctx); err != nil {
+		return Result{}, err
+	}
+	err = e.drained(ctx)
+	elapsed := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	enf.Stop(stopCtx)
+	if err != nil {
+		return Result{}, err
+	}
+	s := enf.Stats()
+	if int(s.Allowed) != w.Total() || s.Errors != 0 {
+		return Result{}, fmt.Errorf("enforcer allowed %d of %d with %d errors, denied %d", s.Allowed, w.Total(), s.Errors, s.Denied)
+	}
+	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed}, nil
+}
+
+// RawRelay measures a plain JetStream relay on the same workload: consume,
+// append to LEDGER, forward to DELIVER, ack once both are stored, sharded
+// by run over the same number of workers.
+func RawRelay(ctx context.Context, w Workload) (Result, error) {
+	e, err := newEnv(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer e.close()
+	if _, err := e.load(ctx, w); err != nil {
+		return Result{}, err
+	}
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(broker.StreamSubmit), jetstream.ConsumerConfig{
+		Durable: "relay", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	shards := w.Shards
+	if shards == 0 {
+		shards = 64
+	}
+	type job struct {
+		m   jetstream.Msg
+		run string
+	}
+	type pending struct {
+		m  jetstream.Msg
+		fs [2]jetstream.PubAckFuture
+	}
+	var wg sync.WaitGroup
+	ins := make([]chan job, shards)
+	for i := range ins {
+		ins[i] = make(chan job, 256)
+		acks := make(chan pending, 1024)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer close(acks)
+			for j := range ins[i] {
+				l, err1 := e.js.PublishAsync(e.subjects.Ledger(j.run), j.m.Data())
+				d, err2 := e.js.PublishAsync(e.subjects.Deliver("research", schemas.NewID(), schemas.DeliverInvoke), j.m.Data())
+				if err1 != nil || err2 != nil {
+					_ = j.m.Nak()
+					continue
+				}
+				acks <- pending{m: j.m, fs: [2]jetstream.PubAckFuture{l, d}}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for p := range acks {
+				ok := true
+				for _, f := range p.fs {
+					select {
+					case <-f.Ok():
+					case <-f.Err():
+						ok = false
+					}
+				}
+				if ok {
+					_ = p.m.Ack()
+				} else {
+					_ = p.m.Nak()
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_, run, _ := e.subjects.ParseSubmit(m.Subject())
+		h := fnv.New32a()
+		h.Write([]byte(run))
+		ins[h.Sum32()%uint32(shards)] <- job{m: m, run: run}
+	}, jetstream.PullMaxMessages(2048))
+	if err != nil {
+		return Result{}, err
+	}
+	err = e.drained(ctx)
+	elapsed := time.Since(start)
+	cc.Stop()
+	for _, in := range ins {
+		close(in)
+	}
+	wg.Wait()
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed}, nil
+}
