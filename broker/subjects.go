@@ -143,7 +143,9 @@ func (s Subjects) TimerSchedule(run, key string) string {
 }
 
 // TimerFire is where a timer fires.
-func (s Subjects) TimerFire(run, key string) string { return s.prefix + ".timer.fire." + run + "." + key }
+func (s Subjects) TimerFire(run, key string) string {
+	return s.prefix + ".timer.fire." + run + "." + key
+}
 
 // TimerFireAll is the wildcard of every fired timer.
 func (s Subjects) TimerFireAll() string { return s.prefix + ".timer.fire.>" }

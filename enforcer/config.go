@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tollgate/tollgate/broker"
 )
 
@@ -48,6 +50,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock returns the time; tests set it. Default time.Now.
 	Clock func() time.Time
+	// TracerProvider, when set, receives one span per hop. It must honour
+	// the ids set with tracing.WithIDs: build it with tracing.NewProvider
+	// (or tracing.NewProviderWith).
+	TracerProvider trace.TracerProvider
 	// Hooks are test seams; leave them nil in production.
 	Hooks Hooks
 }

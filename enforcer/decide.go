@@ -104,6 +104,7 @@ func (e *Enforcer) authenticate(dir *broker.Directory, sub *submission) (*broker
 func (e *Enforcer) decideInvoke(ctx context.Context, reg *registry, st *ledger.State, sub *submission, caller *broker.Identity, now time.Time) (plan, error) {
 	env := sub.env
 	var hc hopContext
+	var parent *ledger.Hop
 	newRun := false
 	if env.ParentHopID == "" {
 		if env.RunID != "" && env.RunID != sub.runToken {
@@ -123,19 +124,20 @@ func (e *Enforcer) decideInvoke(ctx context.Context, reg *registry, st *ledger.S
 		if v := e.checkParent(st, sub); v != nil {
 			return e.denied(st, sub, nil, v), nil
 		}
-		parent := st.Hops[env.ParentHopID]
+		parent = st.Hops[env.ParentHopID]
 		depth, ancestry := ledger.ChildContext(parent)
 		hc = hopContext{depth: depth, ancestry: ancestry, onBehalfOf: st.OnBehalfOf, parentID: parent.ID}
 	}
 
 	var events []schemas.Event
 	limits := e.limitsOf(st)
+	traceID, spanID, parentSpanID := hopTrace(st, sub, parent, st.TraceID)
 	if newRun {
 		workflow := e.workflowFor(reg, env.To)
 		limits = e.limitsForWorkflow(workflow)
 		start, err := schemas.NewEvent(sub.runToken, schemas.EventRunStarted, "", now, &schemas.RunStarted{
 			RootHopID: env.HopID, Caller: caller.ID, CallerType: caller.Type, OnBehalfOf: hc.onBehalfOf,
-			Workflow: workflow, Limits: limits.record(),
+			Workflow: workflow, Limits: limits.record(), TraceID: traceID,
 		})
 		if err != nil {
 			return plan{}, err
@@ -148,7 +150,8 @@ func (e *Enforcer) decideInvoke(ctx context.Context, reg *registry, st *ledger.S
 		Kind: schemas.KindInvoke, ParentHopID: hc.parentID, From: caller.ID, To: env.To,
 		FromType: caller.Type, FromTeam: caller.Team, FromTags: caller.Tags,
 		Depth: hc.depth, Ancestry: hc.ancestry, OnBehalfOf: hc.onBehalfOf, Estimate: env.Estimate,
-		Cycle: contains(hc.ancestry, env.To),
+		Cycle:   contains(hc.ancestry, env.To),
+		TraceID: traceID, SpanID: spanID, ParentSpanID: parentSpanID,
 	}
 	target, v := e.checkTarget(reg.dir, env.To)
 	if v == nil {
@@ -172,7 +175,7 @@ func startedView(st *ledger.State, start schemas.Event, now time.Time, limits Li
 	view.Started, view.StartedAt, view.Limits = true, now, limits.record()
 	view.Workflow = st.Workflow
 	if d, err := start.DecodeData(); err == nil {
-		view.Workflow = d.(*schemas.RunStarted).Workflow
+		view.Workflow, view.TraceID = d.(*schemas.RunStarted).Workflow, d.(*schemas.RunStarted).TraceID
 	}
 	return view
 }

@@ -19,6 +19,7 @@ import (
 type outgoing struct {
 	subject string
 	data    []byte
+	header  nats.Header
 	opts    []jetstream.PublishOpt
 	once    bool
 }
@@ -110,7 +111,7 @@ func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.R
 func contextOf(st *ledger.State, hop *ledger.Hop) schemas.Context {
 	return schemas.Context{
 		RunID: st.RunID, HopID: hop.ID, ParentHopID: hop.ParentID, Depth: hop.Depth,
-		Ancestry: hop.Ancestry, OnBehalfOf: st.OnBehalfOf, Deadline: hop.Deadline,
+		Ancestry: hop.Ancestry, OnBehalfOf: st.OnBehalfOf, Deadline: hop.Deadline, TraceParent: traceParentOf(hop),
 	}
 }
 
@@ -122,7 +123,12 @@ func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelop
 		// validated on the way in; it always encodes.
 		data = []byte(`{"v":1,"kind":"` + string(kind) + `"}`)
 	}
-	return outgoing{subject: e.subjects.Deliver(to, token, kind), data: data, once: true}
+	o := outgoing{subject: e.subjects.Deliver(to, token, kind), data: data, once: true}
+	if hc.TraceParent != "" {
+		// The W3C context travels in the header too, where propagators look.
+		o.header = nats.Header{broker.TraceParentHeader: []string{hc.TraceParent}}
+	}
+	return o
 }
 
 // timer (re)sets the run's server-side timer to fire on TimerFire at (or
@@ -200,6 +206,9 @@ func (e *Enforcer) publish(out []outgoing) ([]jetstream.PubAckFuture, error) {
 	for _, o := range out {
 		msg := nats.NewMsg(o.subject)
 		msg.Data = o.data
+		for k, v := range o.header {
+			msg.Header[k] = v
+		}
 		opts := o.opts
 		if o.once {
 			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))

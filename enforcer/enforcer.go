@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -44,6 +45,7 @@ type Enforcer struct {
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
+	tracer   trace.Tracer
 	registry atomic.Pointer[registry]
 
 	shards   []*shard
@@ -67,6 +69,9 @@ func New(js jetstream.JetStream, subjects broker.Subjects, reg Registry, cfg Con
 		js:       js,
 		subjects: subjects,
 		ledger:   ledger.New(js, subjects.Stream(broker.StreamLedger), subjects),
+	}
+	if cfg.TracerProvider != nil {
+		e.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	e.Reload(reg)
 	return e, nil

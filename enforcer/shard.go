@@ -253,6 +253,7 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 		}
 		out = append(out, o...)
 	}
+	s.e.exportSpans(st, recs)
 	return out, nil
 }
 

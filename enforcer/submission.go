@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -26,10 +27,12 @@ type submission struct {
 	wire      []byte            // compact form, when the bytes are JSON
 	decodeErr error
 	digest    string
+	// trace is the caller's span context from its traceparent header.
+	trace trace.SpanContext
 }
 
 func (e *Enforcer) parse(m jetstream.Msg) *submission {
-	s := &submission{msg: m, raw: m.Data()}
+	s := &submission{msg: m, raw: m.Data(), trace: callerSpan(m.Headers())}
 	if meta, err := m.Metadata(); err == nil {
 		s.seq, s.storedAt = meta.Sequence.Stream, meta.Timestamp
 	} else {

@@ -42,8 +42,8 @@ type Hop struct {
 	// hop (hop.completed, hop.timed_out or run.halted).
 	CloseStreamSeq uint64
 	// Digest names the invoke that opened the hop.
-	Digest          string
-	TraceID, SpanID string
+	Digest                        string
+	TraceID, SpanID, ParentSpanID string
 }
 
 // Open reports whether the hop was allowed and is not closed yet.
@@ -246,7 +246,7 @@ func (s *State) applyDecision(ev *schemas.Event, d *schemas.HopDecision, streamS
 		ID: ev.HopID, ParentID: d.ParentHopID, From: d.From, To: d.To, Action: d.Action,
 		Depth: d.Depth, Ancestry: d.Ancestry, PolicyIDs: d.PolicyIDs, Deadline: d.Deadline,
 		OpenedAt: ev.At, Estimate: d.Estimate, Seq: ev.Seq, Digest: d.Digest,
-		TraceID: d.TraceID, SpanID: d.SpanID,
+		TraceID: d.TraceID, SpanID: d.SpanID, ParentSpanID: d.ParentSpanID,
 	}
 	s.Hops[h.ID] = h
 	if ev.Type == schemas.EventHopDenied {

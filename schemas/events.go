@@ -164,9 +164,11 @@ type HopDecision struct {
 	// its wire form, or of the raw bytes when it was not JSON).
 	Size   int    `json:"size"`
 	Digest string `json:"digest"`
-	// TraceID and SpanID locate the hop's span, when tracing is on.
-	TraceID string `json:"trace_id,omitempty"`
-	SpanID  string `json:"span_id,omitempty"`
+	// TraceID and SpanID locate the hop's span in the run's trace;
+	// ParentSpanID is the span of the caller that made the hop.
+	TraceID      string `json:"trace_id,omitempty"`
+	SpanID       string `json:"span_id,omitempty"`
+	ParentSpanID string `json:"parent_span_id,omitempty"`
 }
 
 // Breach is a run limit and the value that went past its bound.

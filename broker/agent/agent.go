@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/schemas"
@@ -50,6 +52,11 @@ type Config struct {
 	// ErrorHandler receives NATS asynchronous errors, such as permission
 	// violations.
 	ErrorHandler nats.ErrHandler
+	// TracerProvider, when set, gets a span per task the agent serves, a
+	// child of the hop's span. The W3C trace context is carried to the
+	// handler and on into every delegation either way, so spans the handler
+	// makes itself join the run's trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Client is a connected agent.
@@ -296,6 +303,7 @@ func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) 
 	}
 	msg := nats.NewMsg(c.subj.Submit(c.cfg.ID, run))
 	msg.Data = wire
+	propagation.TraceContext{}.Inject(ctx, broker.HeaderCarrier(msg.Header))
 	if _, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(env.HopID+"."+string(env.Kind))); err != nil {
 		return fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
 	}

@@ -8,6 +8,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tollgate/tollgate/broker"
 
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -53,9 +59,10 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		c.finish(m, t, &Result{Status: schemas.StateRejected, Error: c.cfg.ID + " serves no tasks"})
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	base := c.traceContext(m)
+	ctx, cancel := context.WithCancel(base)
 	if !d.Context.Deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(context.Background(), d.Context.Deadline)
+		ctx, cancel = context.WithDeadline(base, d.Context.Deadline)
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -77,7 +84,9 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		c.sem <- struct{}{}
 		defer func() { <-c.sem }()
 		stop := keepAlive(ctx, m)
-		res, err := c.cfg.Handler(ctx, t)
+		hctx, span := c.taskSpan(ctx, t)
+		res, err := c.cfg.Handler(hctx, t)
+		endTaskSpan(span, res, err)
 		stop()
 		if err != nil {
 			res = &Result{Status: schemas.StateFailed, Error: err.Error(), Usage: usageOf(res)}
@@ -150,4 +159,36 @@ func (c *Client) finish(m jetstream.Msg, t *Task, res *Result) {
 	if err := m.Ack(); err != nil {
 		c.log.Warn("ack task", "hop", t.Context.HopID, "err", err)
 	}
+}
+
+// traceContext continues the trace context the gateway stamped on the
+// delivery (the hop's span).
+func (c *Client) traceContext(m jetstream.Msg) context.Context {
+	return propagation.TraceContext{}.Extract(context.Background(), broker.HeaderCarrier(m.Headers()))
+}
+
+// taskSpan starts the agent's span for a task, when it has a tracer.
+func (c *Client) taskSpan(ctx context.Context, t *Task) (context.Context, trace.Span) {
+	if c.cfg.TracerProvider == nil {
+		return ctx, nil
+	}
+	return c.cfg.TracerProvider.Tracer("github.com/tollgate/tollgate/broker/agent").Start(ctx, "task "+c.cfg.ID,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+			attribute.String("tollgate.run_id", t.Context.RunID),
+			attribute.String("tollgate.hop_id", t.Context.HopID),
+			attribute.String("tollgate.caller", t.From),
+			attribute.String("tollgate.agent", c.cfg.ID),
+		))
+}
+
+func endTaskSpan(span trace.Span, res *Result, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	} else if res != nil && res.Status != "" && res.Status != schemas.StateCompleted {
+		span.SetStatus(codes.Error, string(res.Status))
+	}
+	span.End()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -31,6 +32,8 @@ type Config struct {
 	PerAgent      PerAgentConfig            `yaml:"per_agent"`
 	Workflows     map[string]WorkflowConfig `yaml:"workflows"`
 	Enforcer      EnforcerConfig            `yaml:"enforcer"`
+	// Tracing selects where hop spans go (none by default).
+	Tracing tracing.Config `yaml:"tracing"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -211,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.enforcerConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("enforcer: %w", err))
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

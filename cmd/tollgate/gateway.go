@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -12,10 +13,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/ledger"
 )
 
@@ -31,6 +34,7 @@ type gateway struct {
 	enf      *enforcer.Enforcer
 	ledger   *ledger.Ledger
 	log      *slog.Logger
+	tracer   *sdktrace.TracerProvider
 }
 
 // gatewayOptions override parts of the config for the demo.
@@ -38,6 +42,8 @@ type gatewayOptions struct {
 	// policies, when set, replace the config's policy files.
 	policies []policy.File
 	log      *slog.Logger
+	// traceOut receives spans when tracing.exporter is stdout.
+	traceOut io.Writer
 }
 
 // compilePolicies reads and compiles policy files (paths relative to the
@@ -109,6 +115,12 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	}
 	ecfg := cfg.enforcerConfig()
 	ecfg.Logger = log
+	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, opts.traceOut); err != nil {
+		return nil, err
+	}
+	if g.tracer != nil {
+		ecfg.TracerProvider = g.tracer
+	}
 	g.enf, err = enforcer.New(g.js, subjects, enforcer.Registry{Dir: dir, Engine: engine, Audit: audit}, ecfg)
 	if err != nil {
 		return nil, err
@@ -191,6 +203,9 @@ func (g *gateway) close(ctx context.Context) error {
 	var errs []error
 	if g.enf != nil {
 		errs = append(errs, g.enf.Stop(ctx))
+	}
+	if g.tracer != nil {
+		errs = append(errs, g.tracer.Shutdown(ctx))
 	}
 	if g.nc != nil {
 		g.nc.Close()

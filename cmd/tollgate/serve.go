@@ -28,7 +28,7 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			}
 			log := logger(cmd)
 			ctx := cmd.Context()
-			g, err := startGateway(ctx, cfg, gatewayOptions{log: log})
+			g, err := startGateway(ctx, cfg, gatewayOptions{log: log, traceOut: cmd.OutOrStdout()})
 			if err != nil {
 				return err
 			}
