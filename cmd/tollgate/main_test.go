@@ -340,3 +340,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestExampleConfigLoads keeps deploy/tollgate.example.yaml valid.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../../deploy/tollgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := cfg.enforcerConfig()
+	if ec.Agents["research"].InvokeRateLimit.Count != 30 || ec.Workflows["research-brief"].MaxCostUSD != 5 || ec.DefaultTimeout != 45*time.Second {
+		t.Fatalf("example config read as %+v", ec)
+	}
+	if _, _, err := compilePolicies(cfg, cfg.Policies, mustDir(t, cfg)); err != nil {
+		t.Fatalf("example policies: %v", err)
+	}
+}
+
+func mustDir(t *testing.T, cfg *Config) *broker.Directory {
+	t.Helper()
+	d, err := cfg.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
