@@ -316,3 +316,27 @@ func TestRunOrderKept(t *testing.T) {
 		t.Fatalf("%d deliveries, want %d", n, len(want))
 	}
 }
+
+// TestUnknownAgentDenied: an unregistered identity cannot even connect
+// (broker tests); a submission naming one, published through the
+// unrestricted gateway credential, is still denied and recorded.
+func TestUnknownAgentDenied(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	_, ghost := mustOtherKey(t)
+	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopID: schemas.NewID(), RunID: "ghostrun",
+		From: "ghost", To: "orchestrator", Message: textMessage("hi"), SentAt: time.Now().UTC()}
+	wire, err := env.Sign(ghost.Sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.JS.Publish(ctxT(t), g.Subjects.Submit("ghost", "ghostrun"), wire); err != nil {
+		t.Fatal(err)
+	}
+	ds := waitDeliveries(t, g, "ghost", 1)
+	if ds[0].Denial == nil || ds[0].Denial.Reason != schemas.ReasonIdentity || !strings.Contains(ds[0].Denial.Message, "not a registered identity") {
+		t.Fatalf("got %+v", ds[0].Denial)
+	}
+	if st := runState(t, g, "ghostrun"); st.Started {
+		t.Fatal("an unknown identity started a run")
+	}
+}

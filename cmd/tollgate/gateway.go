@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/projections"
 )
 
 // gateway is a running Tollgate: the bus (embedded or not), its streams and
@@ -35,6 +36,8 @@ type gateway struct {
 	ledger   *ledger.Ledger
 	log      *slog.Logger
 	tracer   *sdktrace.TracerProvider
+	// proj projects the ledger into ClickHouse when a DSN is configured.
+	proj *projections.Projector
 }
 
 // gatewayOptions override parts of the config for the demo.
@@ -129,6 +132,17 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 		return nil, err
 	}
 	g.ledger = g.enf.Ledger()
+	if cfg.ClickHouse.DSN != "" {
+		pcfg := cfg.ClickHouse.projections()
+		pcfg.Logger = log
+		if g.proj, err = projections.New(g.js, subjects, pcfg); err != nil {
+			return nil, err
+		}
+		if err := g.proj.Start(ctx); err != nil {
+			g.proj = nil
+			return nil, err
+		}
+	}
 	log.Info("gateway started", "agents", len(dir.All()), "policies", set.Len(), "nats", g.url())
 	return g, nil
 }
@@ -146,7 +160,7 @@ func (g *gateway) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		g.js, err = jetstream.New(g.nc)
+		g.js, err = newJetStream(g.nc)
 		return err
 	}
 	key, err := broker.NewKey() // the gateway's own, for in-process use only
@@ -184,8 +198,14 @@ func (g *gateway) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.js, err = jetstream.New(g.nc)
+	g.js, err = newJetStream(g.nc)
 	return err
+}
+
+// newJetStream sizes the async publish window for the enforcer: every
+// submission in flight may have a delivery and a timer in flight.
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(32768))
 }
 
 func (g *gateway) url() string {
@@ -198,11 +218,15 @@ func (g *gateway) url() string {
 	return "in-process (embedded)"
 }
 
-// close stops the enforcer, then the bus.
+// close stops the enforcer, then the projector (which writes what it has
+// left), then the bus.
 func (g *gateway) close(ctx context.Context) error {
 	var errs []error
 	if g.enf != nil {
 		errs = append(errs, g.enf.Stop(ctx))
+	}
+	if g.proj != nil {
+		errs = append(errs, g.proj.Stop(ctx))
 	}
 	if g.tracer != nil {
 		errs = append(errs, g.tracer.Shutdown(ctx))
