@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -30,6 +29,8 @@ type demoOptions struct {
 	dataDir  string
 	json     bool
 	scenario string
+	// clickhouse, when set, is the DSN the run is projected into.
+	clickhouse string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -56,6 +57,7 @@ the run limits must stop the cycle).`,
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the embedded server's data in this folder (default: a temporary one, removed)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&o.scenario, "scenario", "incident", "incident or loop")
+	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
 	return cmd
 }
 
@@ -91,6 +93,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	if err != nil {
 		return err
 	}
+	cfg.ClickHouse.DSN = o.clickhouse
 	files, err := demoPolicies(o.scenario)
 	if err != nil {
 		return err
@@ -186,6 +189,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		verdict = "FAILED: " + res.VerifyError
 	}
 	fmt.Fprintf(stdout, "\nLedger: %d events, head %.16s…, %s\n", res.Events, res.HeadHash, verdict)
+	if g.proj != nil {
+		if err := writeDemoCost(runCtx, stdout, g, reply.RunID); err != nil {
+			return err
+		}
+	}
 	if keep {
 		fmt.Fprintf(stdout, "Data kept in %s\n", dataDir)
 	}
@@ -245,19 +253,18 @@ func waitRunSettled(ctx context.Context, l *ledger.Ledger, run string) ([]ledger
 }
 
 func demoPolicies(scenario string) ([]policy.File, error) {
+	all, err := policy.ReadFS(deploy.Policies(), "deploy/")
+	if err != nil {
+		return nil, err
+	}
 	var files []policy.File
-	err := fs.WalkDir(deploy.Policies(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	for _, f := range all {
+		if scenario == "loop" && strings.Contains(f.Name, "no-reinvoke-orchestrator") {
+			continue // the loop scenario: the limits alone must stop the cycle
 		}
-		if scenario == "loop" && strings.Contains(path, "no-reinvoke-orchestrator") {
-			return nil
-		}
-		src, err := fs.ReadFile(deploy.Policies(), path)
-		files = append(files, policy.File{Name: "deploy/" + path, Src: src})
-		return err
-	})
-	return files, err
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func policyNames(files []policy.File) string {

@@ -9,6 +9,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,24 @@ func ReadFiles(paths []string) ([]File, error) {
 		}
 	}
 	return files, errors.Join(errs...)
+}
+
+// ReadFS reads every .cedar file of a file system (such as deploy.Policies()),
+// in path order. Names are prefix + the path.
+func ReadFS(fsys fs.FS, prefix string) ([]File, error) {
+	var files []File
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".cedar" {
+			return err
+		}
+		src, err := fs.ReadFile(fsys, path)
+		if err != nil {
+			return fmt.Errorf("read policy: %w", err)
+		}
+		files = append(files, File{Name: prefix + path, Src: src})
+		return nil
+	})
+	return files, err
 }
 
 // Set is a validated set of policies, safe for concurrent use. Each policy

@@ -1,7 +1,6 @@
 package policy_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,17 +31,9 @@ func directory(t *testing.T) *broker.Directory {
 
 func examplePolicies(t *testing.T) []policy.File {
 	t.Helper()
-	var files []policy.File
-	err := fs.WalkDir(deploy.Policies(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		src, err := fs.ReadFile(deploy.Policies(), path)
-		files = append(files, policy.File{Name: path, Src: src})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	files, err := policy.ReadFS(deploy.Policies(), "")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example policies: %d files, %v", len(files), err)
 	}
 	return files
 }
