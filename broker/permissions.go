@@ -27,12 +27,32 @@ func (s Subjects) IdentityPermissions(id string) *server.Permissions {
 	}
 }
 
-// OperatorPermissions let an operator send control commands (halt a run)
-// and read alerts and the ledger, but write nothing else.
+// OperatorPermissions let an operator send control commands (halt a run),
+// watch alerts, and read the ledger (replay, runs list) through JetStream's
+// read APIs: stream info, message gets, and short-lived consumers of its
+// own (an ordered consumer deletes itself when done). Nothing that changes a
+// stream or a message is allowed, nor touching the projector's consumer.
 func (s Subjects) OperatorPermissions(id string) *server.Permissions {
+	ledger := s.Stream(StreamLedger)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
-			Allow: []string{s.CtlAll()},
+			Allow: []string{
+				s.CtlAll(),
+				jsAPIInfo,
+				"$JS.API.STREAM.INFO." + ledger,
+				"$JS.API.STREAM.MSG.GET." + ledger,
+				"$JS.API.DIRECT.GET." + ledger,
+				"$JS.API.DIRECT.GET." + ledger + ".>",
+				"$JS.API.CONSUMER.CREATE." + ledger + ".>",
+				"$JS.API.CONSUMER.INFO." + ledger + ".>",
+				"$JS.API.CONSUMER.MSG.NEXT." + ledger + ".>",
+				"$JS.API.CONSUMER.DELETE." + ledger + ".>",
+			},
+			Deny: []string{
+				"$JS.API.CONSUMER.DELETE." + ledger + "." + ProjectorConsumer,
+				"$JS.API.CONSUMER.CREATE." + ledger + "." + ProjectorConsumer,
+				"$JS.API.CONSUMER.CREATE." + ledger + "." + ProjectorConsumer + ".>",
+			},
 		},
 		Subscribe: &server.SubjectPermission{
 			Allow: []string{InboxPrefix(id) + ".>", s.AlertAll()},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -184,11 +185,52 @@ func TestOperatorPermissions(t *testing.T) {
 	if m, err := sub.NextMsg(5 * time.Second); err != nil || m.Subject != bus.Subjects.CtlHalt("run1") {
 		t.Fatalf("operator control message not received: %v", err)
 	}
-	for _, subj := range []string{bus.Subjects.Submit("research", "r"), "$JS.API.STREAM.DELETE.LEDGER"} {
+	for _, subj := range []string{bus.Subjects.Submit("research", "r"), "$JS.API.STREAM.DELETE.LEDGER", "$JS.API.STREAM.PURGE.LEDGER",
+		"$JS.API.STREAM.MSG.DELETE.LEDGER", "$JS.API.CONSUMER.DELETE.LEDGER.projector",
+		"$JS.API.CONSUMER.CREATE.LEDGER.projector.tg.ledger.>", bus.Subjects.Ledger("r")} {
 		if err := ops.nc.Publish(subj, []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
 		ops.wantViolation(t, subj)
+	}
+}
+
+// TestOperatorReadsLedger: with its own credential an operator (an auditor)
+// reads a run the way replay does, and the async error handler sees no
+// violation.
+func TestOperatorReadsLedger(t *testing.T) {
+	bus, keys := permBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	run := schemas.NewID()
+	gw := ledger.New(bus.JS, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects)
+	var head ledger.Head
+	for i := range 3 {
+		ev, err := schemas.NewEvent(run, schemas.EventRunCompleted, "", time.Now(), &schemas.RunCompleted{Hops: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head, _, err = gw.Append(ctx, head, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := connectAs(t, bus, "ops", keys["ops"])
+	l := ledger.New(ops.js, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects)
+	got, err := l.Head(ctx, run)
+	if err != nil || got != head {
+		t.Fatalf("operator head: %+v %v", got, err)
+	}
+	recs, err := l.Read(ctx, run)
+	if err != nil || len(recs) != 3 || ledger.Verify(run, recs) != nil {
+		t.Fatalf("operator read %d events: %v", len(recs), err)
+	}
+	if _, err := l.Get(ctx, recs[1].StreamSeq); err != nil {
+		t.Fatalf("operator get: %v", err)
+	}
+	select {
+	case err := <-ops.errs:
+		t.Fatalf("reading the ledger raised %v", err)
+	default:
 	}
 }
 

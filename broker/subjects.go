@@ -30,6 +30,10 @@ const TimerRunKey = "_run"
 // EnforcerConsumer is the durable consumer of SUBMIT that enforcers share.
 const EnforcerConsumer = "enforcer"
 
+// ProjectorConsumer is the durable consumer of LEDGER that feeds
+// ClickHouse; operators may read the ledger but never touch it.
+const ProjectorConsumer = "projector"
+
 // Subjects builds every subject, stream and consumer name Tollgate uses.
 // Nothing else in Tollgate concatenates subjects. The zero value is not
 // usable; create one with NewSubjects.

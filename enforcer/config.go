@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/broker"
@@ -50,6 +51,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock returns the time; tests set it. Default time.Now.
 	Clock func() time.Time
+	// Publishers are extra JetStream contexts, each on a connection of its
+	// own, that shards append and forward on (shard i uses publisher
+	// i mod n, so a run always uses the same one). NATS reads each
+	// connection on one goroutine and flushes a full buffer under the
+	// connection's lock, so a single connection caps throughput. Empty:
+	// everything goes over the enforcer's own connection.
+	Publishers []jetstream.JetStream
 	// TracerProvider, when set, receives one span per hop. It must honour
 	// the ids set with tracing.WithIDs: build it with tracing.NewProvider
 	// (or tracing.NewProviderWith).

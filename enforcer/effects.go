@@ -201,7 +201,7 @@ func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq 
 
 // publish sends outgoing messages without waiting; the futures tell when
 // they are stored.
-func (e *Enforcer) publish(out []outgoing) ([]jetstream.PubAckFuture, error) {
+func (e *Enforcer) publish(js jetstream.JetStream, out []outgoing) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(out))
 	for _, o := range out {
 		msg := nats.NewMsg(o.subject)
@@ -213,7 +213,7 @@ func (e *Enforcer) publish(out []outgoing) ([]jetstream.PubAckFuture, error) {
 		if o.once {
 			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
 		}
-		f, err := e.js.PublishMsgAsync(msg, opts...)
+		f, err := js.PublishMsgAsync(msg, opts...)
 		if err != nil {
 			return futures, fmt.Errorf("publish to %s: %w", o.subject, err)
 		}

@@ -105,8 +105,12 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	// In-flight work finishes even when ctx ends; Stop waits for it.
 	work := context.WithoutCancel(ctx)
 	e.shards = make([]*shard, e.cfg.Shards)
+	pubs := e.cfg.Publishers
+	if len(pubs) == 0 {
+		pubs = []jetstream.JetStream{e.js}
+	}
 	for i := range e.shards {
-		s, err := newShard(e, work)
+		s, err := newShard(e, work, pubs[i%len(pubs)])
 		if err != nil {
 			return err
 		}

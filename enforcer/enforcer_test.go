@@ -1,13 +1,16 @@
 package enforcer_test
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -338,5 +341,48 @@ func TestUnknownAgentDenied(t *testing.T) {
 	}
 	if st := runState(t, g, "ghostrun"); st.Started {
 		t.Fatal("an unknown identity started a run")
+	}
+}
+
+// TestLedgerSignaturesOnACopy: every admitted envelope of a real run
+// verifies against the registered keys, and a copy whose envelope was
+// changed, blanked or swapped for another sender's fails at that event.
+func TestLedgerSignaturesOnACopy(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
+	run, root := openRun(t, tomas)
+	child := delegate(t, orch, run, root, "research")
+	research.send(run, research.reply(child, "orchestrator", &schemas.Usage{InputTokens: 3}))
+	recs := waitRun(t, g, run, 4)
+	keys := func(id string) ed25519.PublicKey {
+		if i, ok := g.Dir.Get(id); ok {
+			return i.SigningKey()
+		}
+		return nil
+	}
+	if err := ledger.VerifySignatures(recs, keys); err != nil {
+		t.Fatalf("real run: %v", err)
+	}
+	edit := func(i int, from, to string) []ledger.Record {
+		c := append([]ledger.Record(nil), recs...)
+		c[i].Raw = []byte(strings.Replace(string(c[i].Raw), from, to, 1))
+		ev, err := schemas.DecodeEvent(c[i].Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c[i].Event = *ev
+		return c
+	}
+	d := decision(t, recs[2])
+	cases := map[string][]ledger.Record{
+		"payload edited":   edit(2, `"text":"work"`, `"text":"steal"`),
+		"envelope blanked": edit(2, `"envelope":`+string(d.Envelope), `"envelope":{}`),
+		"sender swapped":   edit(2, `"from":"orchestrator","to":"research","from_type"`, `"from":"research","to":"research","from_type"`),
+	}
+	for name, c := range cases {
+		var ve *ledger.VerifyError
+		if err := ledger.VerifySignatures(c, keys); !errors.As(err, &ve) || ve.Seq != 3 {
+			t.Errorf("%s: got %v, want a broken link at event 3", name, err)
+		}
 	}
 }

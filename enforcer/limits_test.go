@@ -267,6 +267,9 @@ func TestConcurrentHopsCannotOverspend(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Each budget denial is followed by its breach event: wait for the n
+	// decisions themselves.
+	waitFor(t, func() bool { st := runState(t, g, run); return st.Allowed+st.Denied == 1+n })
 	recs := waitRun(t, g, run, 2+n)
 	var admitted int
 	var reserved float64

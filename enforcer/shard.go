@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -28,12 +29,15 @@ type work struct {
 // shard handles the runs that hash to it, one message at a time. It owns
 // their states, so nothing here is locked.
 type shard struct {
-	e    *Enforcer
-	ctx  context.Context
-	in   chan work
-	acks chan pending
-	runs *simplelru.LRU[string, *ledger.State]
-	once sync.Once
+	e   *Enforcer
+	ctx context.Context
+	// js and ledger are the connection this shard appends and publishes on.
+	js     jetstream.JetStream
+	ledger *ledger.Ledger
+	in     chan work
+	acks   chan pending
+	runs   *simplelru.LRU[string, *ledger.State]
+	once   sync.Once
 
 	// armed is the due time this shard last set each run's timer to.
 	armedMu sync.Mutex
@@ -47,8 +51,9 @@ type pending struct {
 	done    func(ok bool)
 }
 
-func newShard(e *Enforcer, ctx context.Context) (*shard, error) {
-	s := &shard{e: e, ctx: ctx, in: make(chan work, 256), acks: make(chan pending, 1024), armed: map[string]time.Time{}}
+func newShard(e *Enforcer, ctx context.Context, js jetstream.JetStream) (*shard, error) {
+	s := &shard{e: e, ctx: ctx, js: js, in: make(chan work, 256), acks: make(chan pending, 1024), armed: map[string]time.Time{}}
+	s.ledger = ledger.New(js, e.subjects.Stream(broker.StreamLedger), e.subjects)
 	runs, err := simplelru.NewLRU[string, *ledger.State](e.cfg.RunCacheSize, func(run string, _ *ledger.State) { s.disarm(run) })
 	if err != nil {
 		return nil, fmt.Errorf("run cache: %w", err)
@@ -159,7 +164,7 @@ func (s *shard) handle(w work) {
 		s.disarm(w.run) // it fired: whatever is due next must be set again
 	}
 	out = append(out, s.armTimer(w.run)...)
-	futures, err := s.e.publish(out)
+	futures, err := s.e.publish(s.js, out)
 	run := w.run
 	complete := func(ok bool) {
 		if !ok {
@@ -304,7 +309,7 @@ func (s *shard) reject(ctx context.Context, sub *submission, d *schemas.HopDecis
 	if err != nil {
 		return nil, fmt.Errorf("reject: %w", err)
 	}
-	_, rec, err := s.e.ledger.Append(ctx, ledger.Head{}, ev)
+	_, rec, err := s.ledger.Append(ctx, ledger.Head{}, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +324,7 @@ func (s *shard) reject(ctx context.Context, sub *submission, d *schemas.HopDecis
 
 // append writes one event at the state's head and folds it in.
 func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) (ledger.Record, error) {
-	_, rec, err := s.e.ledger.Append(ctx, st.Head, ev)
+	_, rec, err := s.ledger.Append(ctx, st.Head, ev)
 	if err != nil {
 		return ledger.Record{}, err
 	}

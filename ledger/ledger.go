@@ -62,7 +62,7 @@ func (l *Ledger) Append(ctx context.Context, head Head, ev schemas.Event) (Head,
 	}
 	msg := nats.NewMsg(l.subjects.Ledger(ev.RunID))
 	msg.Data = wire
-	ack, err := l.js.PublishMsg(ctx, msg,
+	ack, err := publishWait(ctx, l.js, msg,
 		jetstream.WithExpectLastSequencePerSubject(head.StreamSeq),
 		jetstream.WithExpectStream(l.stream))
 	if err != nil {
@@ -257,4 +257,22 @@ func (l *Ledger) Load(ctx context.Context, run string) (*State, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// publishWait publishes through the asynchronous path and waits for the
+// acknowledgement: under load it costs less than a request per append, and
+// many shards share a connection.
+func publishWait(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	f, err := js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

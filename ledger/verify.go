@@ -89,7 +89,10 @@ type KeyFunc func(id string) ed25519.PublicKey
 func VerifySignatures(recs []Record, key KeyFunc) error {
 	for i, r := range recs {
 		env, sender, err := recordedEnvelope(&r.Event)
-		if err != nil || env == nil {
+		if err != nil {
+			return &VerifyError{Seq: uint64(i + 1), StreamSeq: r.StreamSeq, Type: r.Event.Type, HopID: r.Event.HopID, Problem: err.Error()}
+		}
+		if env == nil {
 			continue
 		}
 		pub := key(sender)
@@ -109,28 +112,40 @@ func VerifySignatures(recs []Record, key KeyFunc) error {
 	return nil
 }
 
-// recordedEnvelope returns the envelope an event recorded and its sender.
+// recordedEnvelope returns the envelope an admitted event recorded and its
+// sender. An admitted envelope that does not decode, or whose sender is not
+// the one the event names, is an error: blanking or swapping it must not
+// pass for "nothing to check".
 func recordedEnvelope(ev *schemas.Event) ([]byte, string, error) {
 	data, err := ev.DecodeData()
 	if err != nil {
 		return nil, "", err
 	}
 	var raw []byte
+	var want string
 	switch d := data.(type) {
 	case *schemas.HopDecision:
 		if ev.Type != schemas.EventHopAllowed {
 			return nil, "", nil
 		}
-		raw = d.Envelope
+		raw, want = d.Envelope, d.From
 	case *schemas.HopCompleted:
-		raw = d.Envelope
-	}
-	if len(raw) == 0 {
+		if d.By == "gateway" {
+			return nil, "", nil
+		}
+		raw, want = d.Envelope, d.By
+	default:
 		return nil, "", nil
 	}
+	if len(raw) == 0 {
+		return nil, "", errors.New("the admitted submission's envelope is missing")
+	}
 	env, _, err := schemas.DecodeEnvelope(raw, 0)
-	if env == nil {
-		return nil, "", errors.Join(err, errors.New("recorded envelope does not decode"))
+	if env == nil || err != nil {
+		return nil, "", fmt.Errorf("the admitted envelope does not decode: %v", err)
+	}
+	if env.From != want {
+		return nil, "", fmt.Errorf("the admitted envelope is from %q but the event records %q", env.From, want)
 	}
 	return bytes.Clone(raw), env.From, nil
 }

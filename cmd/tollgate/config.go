@@ -34,6 +34,8 @@ type Config struct {
 	Enforcer      EnforcerConfig            `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
+	// ClickHouse, with a DSN, makes serve project the ledger into it.
+	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -113,6 +115,9 @@ type EnforcerConfig struct {
 	DefaultTimeout   time.Duration `yaml:"default_timeout"`
 	AckWait          time.Duration `yaml:"ack_wait"`
 	MaxAckPending    int           `yaml:"max_ack_pending"`
+	// Connections is how many extra NATS connections shards append and
+	// forward on (default 4; see docs/config.md).
+	Connections *int `yaml:"connections"`
 }
 
 // defaultListen is the embedded server's address: not NATS's 4222, which a
@@ -211,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
+	}
+	if err := c.ClickHouse.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
 	if err := c.enforcerConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("enforcer: %w", err))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,7 +77,13 @@ type demoResult struct {
 }
 
 func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error {
-	say := func(format string, args ...any) { fmt.Fprintf(stderr, "▸ "+format+"\n", args...) }
+	// Agents report from their own goroutines.
+	var sayMu sync.Mutex
+	say := func(format string, args ...any) {
+		sayMu.Lock()
+		defer sayMu.Unlock()
+		fmt.Fprintf(stderr, "▸ "+format+"\n", args...)
+	}
 	if o.scenario != "incident" && o.scenario != "loop" {
 		return fmt.Errorf("--scenario %q: want incident or loop", o.scenario)
 	}
@@ -92,6 +99,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	cfg, keys, err := demoConfig(dataDir)
 	if err != nil {
 		return err
+	}
+	if keep { // the cast's public keys, for replay --data to check signatures with
+		if err := writeDemoKeys(dataDir, cfg); err != nil {
+			return err
+		}
 	}
 	cfg.ClickHouse.DSN = o.clickhouse
 	files, err := demoPolicies(o.scenario)

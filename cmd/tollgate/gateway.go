@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
@@ -38,6 +39,12 @@ type gateway struct {
 	tracer   *sdktrace.TracerProvider
 	// proj projects the ledger into ClickHouse when a DSN is configured.
 	proj *projections.Projector
+	// key is the gateway's own nkey; extra are the enforcer's publishing
+	// connections.
+	key   nkeys.KeyPair
+	extra []*nats.Conn
+	// unlock releases the embedded data folder's lock.
+	unlock func()
 }
 
 // gatewayOptions override parts of the config for the demo.
@@ -124,6 +131,9 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	if g.tracer != nil {
 		ecfg.TracerProvider = g.tracer
 	}
+	if ecfg.Publishers, err = g.publishers(); err != nil {
+		return nil, err
+	}
 	g.enf, err = enforcer.New(g.js, subjects, enforcer.Registry{Dir: dir, Engine: engine, Audit: audit}, ecfg)
 	if err != nil {
 		return nil, err
@@ -133,9 +143,7 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 	}
 	g.ledger = g.enf.Ledger()
 	if cfg.ClickHouse.DSN != "" {
-		pcfg := cfg.ClickHouse.projections()
-		pcfg.Logger = log
-		if g.proj, err = projections.New(g.js, subjects, pcfg); err != nil {
+		if g.proj, err = projections.New(g.js, subjects, cfg.ClickHouse.gatewayProjector(log)); err != nil {
 			return nil, err
 		}
 		if err := g.proj.Start(ctx); err != nil {
@@ -149,6 +157,34 @@ func startGateway(ctx context.Context, cfg *Config, opts gatewayOptions) (_ *gat
 
 // connect starts the embedded server (no URL) or connects to the
 // configured one, as the gateway's own privileged user.
+// defaultConnections is how many extra connections the enforcer publishes
+// on when the config does not say.
+const defaultConnections = 4
+
+// publishers opens the extra connections the enforcer's shards append and
+// forward on, as the gateway's own user.
+func (g *gateway) publishers() ([]jetstream.JetStream, error) {
+	n := defaultConnections
+	if c := g.cfg.Enforcer.Connections; c != nil {
+		n = *c
+	}
+	var out []jetstream.JetStream
+	for i := range n {
+		nc, err := broker.Connect(broker.ConnectConfig{URL: g.cfg.NATS.URL, InProcess: g.emb, Key: g.key,
+			Name: fmt.Sprintf("tollgate enforcer %d", i+1)})
+		if err != nil {
+			return nil, err
+		}
+		g.extra = append(g.extra, nc)
+		js, err := newJetStream(nc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, js)
+	}
+	return out, nil
+}
+
 func (g *gateway) connect(ctx context.Context) error {
 	cfg := g.cfg
 	if cfg.NATS.URL != "" {
@@ -156,6 +192,7 @@ func (g *gateway) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		g.key = kp
 		g.nc, err = broker.Connect(broker.ConnectConfig{URL: cfg.NATS.URL, Key: kp, Name: "tollgate gateway"})
 		if err != nil {
 			return err
@@ -191,9 +228,15 @@ func (g *gateway) connect(ctx context.Context) error {
 	if err := os.MkdirAll(ec.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// NATS takes no lock on its store: this lock keeps a second gateway,
+	// and replay --data, off a folder in use.
+	if g.unlock, err = lockDataDir(cfg.path(cfg.NATS.DataDir)); err != nil {
+		return err
+	}
 	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
 		return err
 	}
+	g.key = key
 	g.nc, err = broker.Connect(broker.ConnectConfig{InProcess: g.emb, Key: key, Name: "tollgate gateway"})
 	if err != nil {
 		return err
@@ -231,11 +274,17 @@ func (g *gateway) close(ctx context.Context) error {
 	if g.tracer != nil {
 		errs = append(errs, g.tracer.Shutdown(ctx))
 	}
+	for _, nc := range g.extra {
+		nc.Close()
+	}
 	if g.nc != nil {
 		g.nc.Close()
 	}
 	if g.emb != nil {
 		g.emb.Shutdown()
+	}
+	if g.unlock != nil {
+		g.unlock()
 	}
 	return errors.Join(errs...)
 }

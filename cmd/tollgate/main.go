@@ -37,8 +37,9 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr")
-	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd())
+	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd())
 	return root
 }
 

@@ -2,26 +2,108 @@ package runtree
 
 import (
 	"fmt"
-
-	"github.com/tollgate/tollgate/schemas"
 	"io"
 	"strings"
-	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tollgate/tollgate/schemas"
 )
 
-// WriteText renders the run as an indented tree followed by the cost per
-// agent.
-func (r *Run) WriteText(w io.Writer) error {
-	head := fmt.Sprintf("Run %s", r.RunID)
+// TextOptions shape WriteTextOptions.
+type TextOptions struct {
+	// Payloads prints the A2A message in and the result out under each
+	// hop; call LoadPayloads first.
+	Payloads bool
+}
+
+// WriteText renders the run as an indented tree in time order, followed by
+// its denials, the limits it tripped, the halt, and the cost per agent.
+func (r *Run) WriteText(w io.Writer) error { return r.WriteTextOptions(w, TextOptions{}) }
+
+// WriteTextOptions is WriteText with options. Everything that comes from
+// the ledger is printed with control characters escaped, so a recorded
+// message cannot drive the terminal.
+func (r *Run) WriteTextOptions(w io.Writer, o TextOptions) error {
+	p := &printer{w: w}
+	p.line(r.headline())
+	p.line(r.subline())
+	p.line("")
+	r.writeTable(p, o)
+	r.writeNotes(p)
+	p.line("")
+	p.line("Cost by agent")
+	t := &table{}
+	t.row("AGENT", "HOPS", "TOKENS", "COST")
+	for _, c := range r.AgentCosts() {
+		t.row(clean(c.Agent), fmt.Sprint(c.Hops), fmt.Sprint(c.Tokens), money(c.CostUSD))
+	}
+	t.row("total", "", fmt.Sprint(r.Tokens), money(r.CostUSD))
+	t.write(p, nil)
+	return p.err
+}
+
+func (r *Run) headline() string {
+	head := "Run " + clean(r.RunID)
+	if r.AsOf != 0 {
+		head += fmt.Sprintf(" as of event #%d", r.AsOf)
+	}
 	if r.OnBehalfOf != "" {
-		head += " on behalf of " + r.OnBehalfOf
+		head += " on behalf of " + clean(r.OnBehalfOf)
 	}
 	if r.Workflow != "" {
-		head += " (workflow " + r.Workflow + ")"
+		head += " (workflow " + clean(r.Workflow) + ")"
 	}
-	fmt.Fprintf(w, "%s: %s, %d hops, %d ledger events\n\n", head, r.Status, len(r.Hops), r.Events)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOP\tDEPTH\tDECISION\tSTATUS\tTOKENS\tCOST")
+	denied := len(r.Hops) - r.Allowed()
+	hops := fmt.Sprintf("%d hops", len(r.Hops))
+	if denied > 0 {
+		hops += fmt.Sprintf(" (%d denied)", denied)
+	}
+	return fmt.Sprintf("%s: %s, %s, %d ledger events", head, r.Status, hops, r.Events)
+}
+
+func (r *Run) subline() string {
+	var parts []string
+	if !r.StartedAt.IsZero() {
+		s := "Started " + r.StartedAt.UTC().Format(time.RFC3339Nano)
+		if r.Caller != "" {
+			s += " by " + clean(r.Caller)
+		}
+		parts = append(parts, s+", last event "+r.offset(r.LastAt))
+	}
+	if r.TraceID != "" {
+		parts = append(parts, "trace "+clean(r.TraceID))
+	}
+	if len(parts) == 0 {
+		return "No run.started event"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// offset is t as the time since the run started.
+func (r *Run) offset(t time.Time) string {
+	if r.StartedAt.IsZero() || t.IsZero() {
+		return ""
+	}
+	d := t.Sub(r.StartedAt)
+	if d.Abs() < 1000*time.Second {
+		return fmt.Sprintf("%+.3fs", d.Seconds())
+	}
+	return "+" + d.Round(time.Millisecond).String()
+}
+
+func (r *Run) writeTable(p *printer, o TextOptions) {
+	spans := false
+	for _, h := range r.Hops {
+		spans = spans || h.SpanID != ""
+	}
+	t := &table{}
+	head := []string{"SEQ", "AT", "HOP", "DEPTH", "DECISION", "STATUS", "LATENCY", "TOKENS", "COST"}
+	if spans {
+		head = append(head, "SPAN")
+	}
+	t.row(head...)
+	extra := map[int][]string{} // payload lines under a row
 	var walk func(hops []*Hop, prefix string)
 	walk = func(hops []*Hop, prefix string) {
 		for i, h := range hops {
@@ -32,41 +114,206 @@ func (r *Run) WriteText(w io.Writer) error {
 			if prefix == "" && h.ParentID == "" {
 				branch, next = "", ""
 			}
-			fmt.Fprintf(tw, "%s%s → %s\t%d\t%s\t%s\t%d\t$%.4f\n", prefix+branch, h.From, h.To, h.Depth, decision(h), h.Status, h.Tokens, h.CostUSD)
+			cells := []string{fmt.Sprintf("#%d", h.Seq), r.offset(h.At), prefix + branch + clean(h.From) + " → " + clean(h.To),
+				fmt.Sprint(h.Depth), decision(h), h.Status, latency(h), tokens(h), cost(h)}
+			if spans {
+				cells = append(cells, clean(h.SpanID))
+			}
+			t.row(cells...)
+			if o.Payloads {
+				indent := prefix + next + "   "
+				var lines []string
+				if h.Input != "" {
+					lines = append(lines, indent+"in:  "+clean(h.Input))
+				}
+				if h.Output != "" {
+					lines = append(lines, indent+"out: "+clean(h.Output))
+				}
+				if h.Error != "" {
+					lines = append(lines, indent+"err: "+clean(h.Error))
+				}
+				extra[len(t.rows)-1] = lines
+			}
 			walk(h.Children, prefix+next)
 		}
 	}
 	walk(r.Roots, "")
-	if err := tw.Flush(); err != nil {
-		return err
+	t.write(p, extra)
+}
+
+func (r *Run) writeNotes(p *printer) {
+	var denied, audited []*Hop
+	for _, h := range r.Hops {
+		if h.Denied() {
+			denied = append(denied, h)
+		}
+		if len(h.Audit) > 0 {
+			audited = append(audited, h)
+		}
+	}
+	if len(denied) > 0 {
+		p.line("")
+		p.line("Denials")
+		for _, h := range denied {
+			p.line(fmt.Sprintf("  #%d %s → %s: %s: %s", h.Seq, clean(h.From), clean(h.To), h.Reason, clean(h.Message)))
+		}
+	}
+	if len(audited) > 0 {
+		p.line("")
+		p.line("Audit findings (recorded, not enforced)")
+		for _, h := range audited {
+			for _, f := range h.Audit {
+				ids := ""
+				if len(f.PolicyIDs) > 0 && f.Reason == schemas.ReasonPolicy {
+					ids = " [" + clean(strings.Join(f.PolicyIDs, ",")) + "]"
+				}
+				p.line(fmt.Sprintf("  #%d %s → %s would be denied: %s%s: %s", h.Seq, clean(h.From), clean(h.To), f.Reason, ids, clean(f.Message)))
+			}
+		}
+	}
+	byID := map[string]*Hop{}
+	for _, h := range r.Hops {
+		byID[h.HopID] = h
+	}
+	if len(r.Breaches) > 0 {
+		p.line("")
 	}
 	for _, b := range r.Breaches {
-		fmt.Fprintf(w, "\nLimit tripped: %s (value %g, bound %g) on %s → %s: %s\n", b.Limit, b.Value, b.Bound, b.From, b.To, b.Action)
+		where := ""
+		if h := byID[b.HopID]; h != nil && b.HopID != "" {
+			where = fmt.Sprintf(" at #%d", h.BreachSeq)
+			if h.BreachSeq == 0 {
+				where = ""
+			}
+			where += fmt.Sprintf(" by the denial of hop %s (#%d)", clean(b.HopID), h.Seq)
+		}
+		edge := ""
+		if b.From != "" || b.To != "" {
+			edge = fmt.Sprintf(" on %s → %s", clean(b.From), clean(b.To))
+		}
+		p.line(fmt.Sprintf("Limit tripped%s: %s (value %g, bound %g)%s, action %s", where, clean(b.Limit), b.Value, b.Bound, edge, clean(b.Action)))
 	}
-	fmt.Fprintf(w, "\nCost by agent\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tHOPS\tTOKENS\tCOST\t")
-	for _, c := range r.AgentCosts() {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t$%.4f\t\n", c.Agent, c.Hops, c.Tokens, c.CostUSD)
+	if h := r.Halt; h != nil {
+		p.line("")
+		s := fmt.Sprintf("Halted at #%d by %s: %s", h.Seq, clean(h.By), clean(h.Reason))
+		if len(h.Cancelled) > 0 {
+			s += fmt.Sprintf("; cancelled %d open hops: %s", len(h.Cancelled), clean(strings.Join(h.Cancelled, ", ")))
+		}
+		p.line(s)
 	}
-	fmt.Fprintf(tw, "total\t\t%d\t$%.4f\t\n", r.Tokens, r.CostUSD)
-	return tw.Flush()
+	if r.Status == StatusRunning && len(r.OpenHops) > 0 {
+		p.line("")
+		var open []string
+		for _, id := range r.OpenHops {
+			if h := byID[id]; h != nil {
+				open = append(open, fmt.Sprintf("%s (%s → %s)", clean(id), clean(h.From), clean(h.To)))
+			}
+		}
+		p.line(fmt.Sprintf("Open hops: %s", strings.Join(open, ", ")))
+		p.line(fmt.Sprintf("Spent %d tokens, %s; reserved by open hops %d tokens, %s", r.Tokens, money(r.CostUSD), r.ReservedTokens, money(r.ReservedCostUSD)))
+	}
 }
 
 func decision(h *Hop) string {
-	if h.Decision != "denied" {
-		s := h.Decision
-		if h.Cycle {
-			s += " ↻cycle"
+	var s string
+	switch {
+	case h.Denied():
+		s = "DENIED " + string(h.Reason)
+		if len(h.PolicyIDs) > 0 && h.Reason == schemas.ReasonPolicy {
+			s += " [" + strings.Join(h.PolicyIDs, ",") + "]"
 		}
-		return s
-	}
-	s := "DENIED " + string(h.Reason)
-	if len(h.PolicyIDs) > 0 && h.Reason == schemas.ReasonPolicy {
-		s += " [" + strings.Join(h.PolicyIDs, ",") + "]"
+	default:
+		s = h.Decision
+		if len(h.PolicyIDs) > 0 {
+			s += " [" + strings.Join(h.PolicyIDs, ",") + "]"
+		}
 	}
 	if h.Cycle {
 		s += " ↻cycle"
 	}
-	return s
+	if h.Breach != nil {
+		s += ", tripped " + h.Breach.Limit
+		if h.BreachAction != "" {
+			s += " → " + h.BreachAction
+		}
+	}
+	return clean(s)
+}
+
+func latency(h *Hop) string {
+	switch {
+	case h.ClosedSeq == 0:
+		return ""
+	case h.LatencyMS == 0:
+		return "<1ms"
+	}
+	return (time.Duration(h.LatencyMS) * time.Millisecond).String()
+}
+
+func tokens(h *Hop) string {
+	if h.ClosedSeq == 0 {
+		return ""
+	}
+	return fmt.Sprint(h.Tokens)
+}
+
+func cost(h *Hop) string {
+	if h.ClosedSeq == 0 {
+		return ""
+	}
+	return money(h.CostUSD)
+}
+
+func money(usd float64) string { return fmt.Sprintf("$%.4f", usd) }
+
+// printer writes lines and keeps the first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) line(s string) {
+	if p.err != nil {
+		return
+	}
+	_, p.err = io.WriteString(p.w, s+"\n")
+}
+
+// table aligns cells in columns by their width in runes (the tree's box
+// characters and arrows are one column wide), two spaces apart.
+type table struct{ rows [][]string }
+
+func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) write(p *printer, extra map[int][]string) {
+	var widths []int
+	for _, row := range t.rows {
+		for i, c := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for n, row := range t.rows {
+		var b strings.Builder
+		for i, c := range row {
+			b.WriteString(c)
+			if i < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		p.line(strings.TrimRight(b.String(), " "))
+		for _, l := range extra[n] {
+			p.line(strings.Repeat(" ", hopColumn(widths)) + l)
+		}
+	}
+}
+
+// hopColumn is where the HOP column starts (after SEQ and AT).
+func hopColumn(widths []int) int {
+	if len(widths) < 3 {
+		return 0
+	}
+	return widths[0] + 2 + widths[1] + 2
 }

@@ -90,6 +90,7 @@ type Builder struct {
 	allowed  int
 	n        int
 	traceID  string
+	noAttrs  bool
 	err      error
 }
 
@@ -114,6 +115,17 @@ func (b *Builder) Trace(traceID string) *Builder {
 	b.traceID = traceID
 	return b
 }
+
+// WithoutAttributes leaves the Cedar attributes of caller and target out
+// of the decisions, as ledgers written before they were recorded.
+func (b *Builder) WithoutAttributes() *Builder {
+	b.noAttrs = true
+	return b
+}
+
+// SetMember changes (or adds) an identity's attributes for the events
+// after it, as a config reload during the run would.
+func (b *Builder) SetMember(m Member) { b.cast[m.ID] = m }
 
 // Advance moves the clock forward by d before the next event.
 func (b *Builder) Advance(d time.Duration) { b.now = b.now.Add(d) }
@@ -243,6 +255,9 @@ func (b *Builder) decide(h *hop, text string, denial *Denial, policyIDs []string
 	}
 	if b.traceID != "" {
 		d.TraceID, d.SpanID = b.traceID, fmt.Sprintf("%016x", b.n)
+	}
+	if b.noAttrs {
+		d.FromType, d.FromTeam, d.FromTags, d.ToType, d.ToTeam, d.ToTags = "", "", nil, "", "", nil
 	}
 	typ := schemas.EventHopAllowed
 	if denial != nil {
@@ -402,4 +417,66 @@ func Wide(run string, start time.Time, n int) *Builder {
 	}
 	b.Complete()
 	return b
+}
+
+// Tampering, for tests of verification: what an attacker with write access
+// to a copy, or to the whole ledger, could do.
+
+// Rechain seals records again from the first, as an attacker who can
+// rewrite a whole ledger would after editing it: the hash chain is intact
+// again, and only the envelope signatures can tell. The records returned
+// carry their raw bytes only.
+func Rechain(recs []ledger.Record) ([]ledger.Record, error) {
+	var head ledger.Head
+	out := make([]ledger.Record, len(recs))
+	for i, r := range recs {
+		ev, err := schemas.DecodeEvent(r.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("rechain event %d: %w", i+1, err)
+		}
+		ev.Hash = ""
+		raw, err := ledger.Seal(ev, head)
+		if err != nil {
+			return nil, fmt.Errorf("rechain event %d: %w", i+1, err)
+		}
+		head = ledger.Head{Seq: ev.Seq, Hash: ev.Hash}
+		out[i] = ledger.Record{Raw: raw}
+	}
+	return out, nil
+}
+
+// EditData rewrites the data of the event in raw (its type-specific
+// struct, T) with edit and seals it again at its place, so that its own
+// hash matches and the next event's prev_hash no longer does.
+func EditData[T any](raw []byte, edit func(*T)) ([]byte, error) {
+	ev, err := schemas.DecodeEvent(raw)
+	if err != nil {
+		return nil, err
+	}
+	var d T
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		return nil, fmt.Errorf("event %d is not a %T: %w", ev.Seq, d, err)
+	}
+	edit(&d)
+	if ev.Data, err = schemas.Encode(&d); err != nil {
+		return nil, err
+	}
+	return ledger.Seal(ev, ledger.Head{Seq: ev.Seq - 1, Hash: ev.PrevHash})
+}
+
+// ForgeInvoke replaces the message of the invoke recorded in raw (a
+// hop.allowed or hop.denied) with text and signs the envelope with sign,
+// keeping its sender: a forged signature, unless sign is the sender's key.
+func ForgeInvoke(raw []byte, text string, sign func([]byte) ([]byte, error)) ([]byte, error) {
+	var ferr error
+	out, err := EditData(raw, func(d *schemas.HopDecision) {
+		env, _, err := schemas.DecodeEnvelope(d.Envelope, 0)
+		if err != nil {
+			ferr = err
+			return
+		}
+		env.Message = message("forged", "user", text)
+		d.Envelope, ferr = env.Sign(sign)
+	})
+	return out, errors.Join(ferr, err)
 }

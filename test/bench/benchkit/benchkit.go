@@ -41,6 +41,11 @@ type Workload struct {
 	RateLimit bool
 	// Shards is the enforcer's shard count (0: its default).
 	Shards int
+	// TCP connects over loopback TCP instead of in-process.
+	TCP bool
+	// Conns is how many connections the enforcer publishes on (0: its
+	// default).
+	Conns int
 }
 
 // Total is the number of submissions.
@@ -65,16 +70,16 @@ type env struct {
 	subjects broker.Subjects
 }
 
-func newEnv(ctx context.Context) (*env, error) {
+func newEnv(ctx context.Context, w Workload) (*env, error) {
 	dir, err := os.MkdirTemp("", "tollgate-bench-")
 	if err != nil {
 		return nil, err
 	}
-	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: dir, NoListen: true})
+	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: dir, NoListen: !w.TCP, Port: -1})
 	if err != nil {
 		return nil, err
 	}
-	nc, err := broker.Connect(broker.ConnectConfig{InProcess: srv, Name: "bench"})
+	nc, err := broker.Connect(e0(srv, w))
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +89,14 @@ func newEnv(ctx context.Context) (*env, error) {
 	}
 	e := &env{dir: dir, srv: srv, nc: nc, js: js, subjects: broker.DefaultSubjects()}
 	return e, broker.Provision(ctx, js, e.subjects, broker.StreamOptions{})
+}
+
+// e0 is how the benchmark connects to srv.
+func e0(srv *broker.Embedded, w Workload) broker.ConnectConfig {
+	if w.TCP {
+		return broker.ConnectConfig{URL: srv.ClientURL(), Name: "bench"}
+	}
+	return broker.ConnectConfig{InProcess: srv, Name: "bench"}
 }
 
 func (e *env) close() {
@@ -177,7 +190,7 @@ const benchPolicy = `@id("all") permit (principal, action, resource);
 
 // Governed measures the enforcer on the workload.
 func Governed(ctx context.Context, w Workload) (Result, error) {
-	e, err := newEnv(ctx)
+	e, err := newEnv(ctx, w)
 	if err != nil {
 		return Result{}, err
 	}
@@ -197,6 +210,18 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	cfg := enforcer.Config{
 		Shards: w.Shards, MaxAckPending: 20000,
 		Limits: enforcer.Limits{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1},
+	}
+	for range w.Conns {
+		nc, err := broker.Connect(e0(e.srv, w))
+		if err != nil {
+			return Result{}, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+		if err != nil {
+			return Result{}, err
+		}
+		cfg.Publishers = append(cfg.Publishers, js)
 	}
 	if w.RateLimit {
 		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
@@ -228,7 +253,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 // append to LEDGER, forward to DELIVER, ack once both are stored, sharded
 // by run over the same number of workers.
 func RawRelay(ctx context.Context, w Workload) (Result, error) {
-	e, err := newEnv(ctx)
+	e, err := newEnv(ctx, w)
 	if err != nil {
 		return Result{}, err
 	}

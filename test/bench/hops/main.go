@@ -25,6 +25,8 @@ func main() {
 	flag.BoolVar(&w.Unsigned, "unsigned", false, "send unsigned envelopes")
 	flag.BoolVar(&w.RateLimit, "rate-limit", false, "turn the fleet-wide rate limit on (never reached)")
 	flag.IntVar(&w.Shards, "shards", 0, "enforcer shards (0: default)")
+	flag.BoolVar(&w.TCP, "tcp", false, "connect over loopback TCP instead of in-process")
+	flag.IntVar(&w.Conns, "conns", 0, "extra connections the enforcer publishes on")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

@@ -1,0 +1,475 @@
+package runtree
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Keys are the public keys envelope signatures are checked with: for each
+// identity, every key it has held (a key file may list several after a
+// rotation). A signature is good when one of its sender's keys made it.
+type Keys map[string][]ed25519.PublicKey
+
+// Add adds a key of id, once.
+func (k Keys) Add(id string, pub ed25519.PublicKey) {
+	for _, have := range k[id] {
+		if have.Equal(pub) {
+			return
+		}
+	}
+	k[id] = append(k[id], pub)
+}
+
+// Chain and signature verdicts.
+const (
+	ChainIntact = "intact"
+	ChainBroken = "broken"
+
+	// SigVerified: every envelope the run admitted was checked and good.
+	SigVerified = "verified"
+	// SigPartial: the checked envelopes are good, but some senders had no
+	// key, so their envelopes were not checked.
+	SigPartial = "partial"
+	// SigNotChecked: no keys were given, or none for any sender.
+	SigNotChecked = "not_checked"
+	// SigFailed: an envelope's signature does not check.
+	SigFailed = "failed"
+)
+
+// Verification is what verifying a run found.
+type Verification struct {
+	RunID  string `json:"run_id"`
+	Events int    `json:"events"`
+	// Chain is intact or broken.
+	Chain string `json:"chain"`
+	// Signatures is verified, partial, not_checked or failed.
+	Signatures string `json:"signatures"`
+	// Checked counts the envelope signatures checked and found good.
+	Checked int `json:"signatures_checked"`
+	// Unchecked counts, per sender, the admitted envelopes that were not
+	// checked because no key was given for the sender.
+	Unchecked map[string]int `json:"signatures_unchecked,omitempty"`
+	// Broken names the first broken link, nil when there is none.
+	Broken *Link `json:"broken,omitempty"`
+	// Valid is the number of leading events before the first broken link:
+	// the part of the run that can be shown.
+	Valid int `json:"valid_events"`
+	// HeadHash is the hash of the last valid event.
+	HeadHash string `json:"head_hash"`
+}
+
+// Link names an event of the run and what is wrong with it.
+type Link struct {
+	// Seq is the event's position in the run (from 1).
+	Seq uint64 `json:"seq"`
+	// StreamSeq is where it sits in the LEDGER stream (0 for a copy).
+	StreamSeq uint64            `json:"stream_seq,omitempty"`
+	Type      schemas.EventType `json:"type,omitempty"`
+	HopID     string            `json:"hop_id,omitempty"`
+	// Kind is chain (the hash chain), signature (an envelope) or head (the
+	// run does not end at the head it was expected to end at).
+	Kind    string `json:"kind"`
+	Problem string `json:"problem"`
+}
+
+// Err returns the first broken link as a *ledger.VerifyError (which wraps
+// ledger.ErrTampered), or nil when the run verified.
+func (v *Verification) Err() error {
+	if v.Broken == nil {
+		return nil
+	}
+	b := v.Broken
+	return &ledger.VerifyError{Seq: b.Seq, StreamSeq: b.StreamSeq, Type: b.Type, HopID: b.HopID, Problem: b.Problem}
+}
+
+// OK reports whether nothing was found broken. Signatures that could not
+// be checked for lack of keys do not make a run fail.
+func (v *Verification) OK() bool { return v.Broken == nil }
+
+// Summary says in one line what was verified and what was not.
+func (v *Verification) Summary() string {
+	if v.Broken != nil {
+		return "FAILED: " + clean(v.Err().Error())
+	}
+	s := "hash chain intact"
+	switch v.Signatures {
+	case SigVerified:
+		s += fmt.Sprintf("; every admitted envelope's signature checks (%d)", v.Checked)
+	case SigPartial:
+		s += fmt.Sprintf("; %d envelope signatures check, %d NOT checked (no key for %s)", v.Checked, v.unchecked(), clean(v.uncheckedSenders()))
+	default:
+		s += "; signatures NOT checked (no keys given)"
+	}
+	return s
+}
+
+func (v *Verification) unchecked() int {
+	n := 0
+	for _, c := range v.Unchecked {
+		n += c
+	}
+	return n
+}
+
+func (v *Verification) uncheckedSenders() string {
+	ids := make([]string, 0, len(v.Unchecked))
+	for id := range v.Unchecked {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += ", "
+		}
+		s += id
+	}
+	return s
+}
+
+// Verified is a verified run: the verdict and the decoded events, from
+// which the tree of the valid part is built.
+type Verified struct {
+	Verification
+	evs []event
+}
+
+// Tree builds the tree of the run's valid events (all of them when the
+// run verified).
+func (v *Verified) Tree() (*Run, error) { return build(v.RunID, v.evs[:v.Valid]) }
+
+// TreeAsOf builds the tree as of event seq: the first seq events only.
+// It refuses a seq past the valid events.
+func (v *Verified) TreeAsOf(seq uint64) (*Run, error) {
+	if seq < 1 || seq > uint64(len(v.evs)) {
+		return nil, fmt.Errorf("run %s has events 1 to %d; there is no event %d", v.RunID, len(v.evs), seq)
+	}
+	if seq > uint64(v.Valid) {
+		return nil, fmt.Errorf("event %d of run %s is past the first broken link (event %d)", seq, v.RunID, v.Valid+1)
+	}
+	r, err := build(v.RunID, v.evs[:seq])
+	if err != nil {
+		return nil, err
+	}
+	r.AsOf = seq
+	return r, nil
+}
+
+// Records returns the valid events as records (Event decoded from Raw).
+func (v *Verified) Records() []ledger.Record {
+	out := make([]ledger.Record, v.Valid)
+	for i := range out {
+		out[i] = ledger.Record{Event: v.evs[i].ev, StreamSeq: v.evs[i].streamSeq}
+	}
+	return out
+}
+
+// ExpectHead checks that the run ends at the event whose hash is head, as
+// when a copy is compared with the live ledger's head: a copy can lose
+// events from its end without breaking its chain. It records a broken link
+// when the run ends elsewhere.
+func (v *Verified) ExpectHead(head string) {
+	if v.Broken != nil || head == "" || v.HeadHash == head {
+		return
+	}
+	n := len(v.evs)
+	for i := 0; i+1 < n; i++ {
+		if v.evs[i].ev.Hash == head {
+			e := v.evs[i+1]
+			v.breakAt(i+1, &Link{Seq: uint64(i + 2), StreamSeq: e.streamSeq, Type: e.ev.Type, HopID: e.ev.HopID, Kind: "head",
+				Problem: fmt.Sprintf("the run goes on past the expected head (event %d, hash %.12s…)", i+1, head)})
+			return
+		}
+	}
+	last := &Link{Seq: uint64(n), Kind: "head"}
+	if n > 0 {
+		e := v.evs[n-1]
+		last.StreamSeq, last.Type, last.HopID = e.streamSeq, e.ev.Type, e.ev.HopID
+	}
+	last.Problem = fmt.Sprintf("the run ends at event %d (hash %.12s…), not at the expected head %.12s…: events were removed from its end, or it is another run",
+		n, v.HeadHash, head)
+	v.breakAt(n, last)
+}
+
+// breakAt records l as the first broken link, with the events before
+// valid still shown.
+func (v *Verified) breakAt(valid int, l *Link) {
+	v.Broken, v.Valid = l, valid
+	v.HeadHash = schemas.GenesisHash
+	if valid > 0 {
+		v.HeadHash = v.evs[valid-1].ev.Hash
+	}
+}
+
+// Verify checks a run's records: the hash chain exactly as ledger.Verify
+// does (every event well formed, of this run, in sequence, linked to its
+// predecessor, matching its hash), and, when keys is not nil, the
+// signature of every envelope the run admitted (hop.allowed, hop.completed)
+// as ledger.VerifySignatures does, but spread over every CPU. It is
+// stricter in two ways: an admitted envelope that does not decode, or that
+// names another sender than the event records, is a broken link; and a
+// sender without a key is counted as unchecked instead of failing.
+//
+// Each record's Event must be the decoding of its Raw bytes, as
+// ledger.Ledger.Read and Scan return them; leave Event zero to have Verify
+// decode Raw itself.
+func Verify(run string, recs []ledger.Record, keys Keys) *Verified {
+	v := NewVerifier(run, keys)
+	for _, r := range recs {
+		v.Add(r)
+	}
+	return v.Finish()
+}
+
+// Verifier verifies a run's records while they are being read: Add them in
+// order (it fits ledger.Ledger.Scan), then call Finish exactly once.
+type Verifier struct {
+	run  string
+	keys Keys
+	jobs chan *chunk
+	wg   sync.WaitGroup
+	done []*chunk
+	cur  *chunk
+}
+
+const chunkSize = 256
+
+type chunk struct {
+	start int
+	recs  []ledger.Record
+	out   []checked
+}
+
+// checked is what the workers found about one record; the links between
+// records are checked afterwards, in order.
+type checked struct {
+	event
+	hash string
+	// pre is a problem found before the prev_hash check (decoding, hash
+	// member, run, seq), post one after it (content hash, data).
+	pre, post string
+	// undecodable marks a pre problem that left no type or hop to name.
+	undecodable bool
+	sigProblem  string
+	sigChecked  bool
+	sigNoKey    string
+}
+
+// NewVerifier starts a verifier for run; keys nil skips signatures.
+func NewVerifier(run string, keys Keys) *Verifier {
+	v := &Verifier{run: run, keys: keys, jobs: make(chan *chunk, 2*runtime.GOMAXPROCS(0))}
+	for range runtime.GOMAXPROCS(0) {
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			for c := range v.jobs {
+				for i := range c.recs {
+					v.check(c.start+i, &c.recs[i], &c.out[i])
+				}
+			}
+		}()
+	}
+	return v
+}
+
+// Add queues the next record of the run.
+func (v *Verifier) Add(r ledger.Record) {
+	if v.cur == nil {
+		start := 0
+		if n := len(v.done); n > 0 {
+			start = v.done[n-1].start + len(v.done[n-1].recs)
+		}
+		v.cur = &chunk{start: start, recs: make([]ledger.Record, 0, chunkSize)}
+	}
+	v.cur.recs = append(v.cur.recs, r)
+	if len(v.cur.recs) == chunkSize {
+		v.flush()
+	}
+}
+
+func (v *Verifier) flush() {
+	c := v.cur
+	v.cur = nil
+	c.out = make([]checked, len(c.recs))
+	v.done = append(v.done, c)
+	v.jobs <- c
+}
+
+// Finish waits for the checks and links the records into the verdict.
+func (v *Verifier) Finish() *Verified {
+	if v.cur != nil {
+		v.flush()
+	}
+	close(v.jobs)
+	v.wg.Wait()
+	n := 0
+	for _, c := range v.done {
+		n += len(c.out)
+	}
+	res := &Verified{Verification: Verification{RunID: v.run, Events: n, Chain: ChainIntact, Valid: n}, evs: make([]event, 0, n)}
+	prev := schemas.GenesisHash
+	var sigBreak *Link
+	sigAt := 0
+	checkedSigs, noKey := 0, map[string]int{}
+	pos := 0
+	for _, c := range v.done {
+		for i := range c.out {
+			r := &c.out[i]
+			pos++
+			res.evs = append(res.evs, r.event)
+			if res.Broken != nil {
+				continue
+			}
+			link := &Link{Seq: uint64(pos), StreamSeq: r.streamSeq, Type: r.ev.Type, HopID: r.ev.HopID, Kind: "chain"}
+			switch {
+			case r.pre != "":
+				link.Problem = r.pre
+				if r.undecodable {
+					link.Type, link.HopID = "", ""
+				}
+			case r.ev.PrevHash != prev:
+				link.Problem = fmt.Sprintf("prev_hash %.12s… does not match the hash %.12s… of event %d", r.ev.PrevHash, prev, pos-1)
+			case r.post != "":
+				link.Problem = r.post
+			default:
+				link = nil
+			}
+			if link != nil {
+				res.Broken, res.Chain, res.Valid = link, ChainBroken, pos-1
+				continue
+			}
+			prev = r.hash
+			if sigBreak != nil {
+				continue
+			}
+			switch {
+			case r.sigProblem != "":
+				sigBreak = &Link{Seq: uint64(pos), StreamSeq: r.streamSeq, Type: r.ev.Type, HopID: r.ev.HopID, Kind: "signature", Problem: r.sigProblem}
+				sigAt = pos
+			case r.sigChecked:
+				checkedSigs++
+			case r.sigNoKey != "":
+				noKey[r.sigNoKey]++
+			}
+		}
+	}
+	if sigBreak != nil && (res.Broken == nil || uint64(sigAt) < res.Broken.Seq) {
+		res.Broken, res.Valid = sigBreak, sigAt-1
+	}
+	res.Checked = checkedSigs
+	if len(noKey) > 0 {
+		res.Unchecked = noKey
+	}
+	switch {
+	case sigBreak != nil:
+		res.Signatures = SigFailed
+	case v.keys == nil || checkedSigs == 0 && len(noKey) > 0:
+		res.Signatures = SigNotChecked
+	case len(noKey) > 0:
+		res.Signatures = SigPartial
+	default:
+		res.Signatures = SigVerified
+	}
+	res.HeadHash = schemas.GenesisHash
+	if res.Valid > 0 {
+		res.HeadHash = res.evs[res.Valid-1].ev.Hash
+	}
+	return res
+}
+
+// check runs the per-record checks of ledger.Verify (all but the link to
+// the previous event) and the signature check, with the same problem
+// texts.
+func (v *Verifier) check(i int, rec *ledger.Record, out *checked) {
+	pos := uint64(i + 1)
+	out.streamSeq = rec.StreamSeq
+	ev := &rec.Event
+	if ev.Version != schemas.Version {
+		dec, err := schemas.DecodeEvent(rec.Raw)
+		if err != nil {
+			out.pre, out.undecodable = err.Error(), true
+			return
+		}
+		ev = dec
+	}
+	out.ev = *ev
+	unhashed, hash, ok := schemas.SplitLastMember(rec.Raw, "hash")
+	switch {
+	case !ok:
+		out.pre = "no hash as the event's last member"
+		return
+	case ev.RunID != v.run:
+		out.pre = fmt.Sprintf("belongs to run %q", ev.RunID)
+		return
+	case ev.Seq != pos:
+		out.pre = fmt.Sprintf("has seq %d where %d belongs (an event was removed, inserted or moved)", ev.Seq, pos)
+		return
+	}
+	out.hash = hash
+	if ledger.Hash(ev.PrevHash, unhashed) != hash {
+		out.post = "content does not match its hash (the event was edited)"
+		return
+	}
+	// The event as decoded keeps the hash it claims: the one just checked.
+	out.ev.Hash = hash
+	data, err := out.ev.DecodeData()
+	if err != nil {
+		out.post = err.Error()
+		return
+	}
+	out.data = data
+	if v.keys != nil {
+		v.checkSignature(out)
+	}
+}
+
+// checkSignature checks the envelope an admitting event recorded.
+func (v *Verifier) checkSignature(out *checked) {
+	var env json.RawMessage
+	var recorded string
+	switch d := out.data.(type) {
+	case *schemas.HopDecision:
+		if out.ev.Type != schemas.EventHopAllowed {
+			return // denied envelopes are not vouched for: a bad signature may be why
+		}
+		env, recorded = d.Envelope, d.From
+	case *schemas.HopCompleted:
+		env, recorded = d.Envelope, d.By
+	default:
+		return
+	}
+	if len(env) == 0 {
+		return
+	}
+	var head struct {
+		From string `json:"from"`
+	}
+	if err := json.Unmarshal(env, &head); err != nil {
+		out.sigProblem = fmt.Sprintf("recorded envelope does not decode: %v", err)
+		return
+	}
+	if head.From != recorded {
+		out.sigProblem = fmt.Sprintf("envelope is from %q but the event records %q", head.From, recorded)
+		return
+	}
+	keys := v.keys[head.From]
+	if len(keys) == 0 {
+		out.sigNoKey = head.From
+		return
+	}
+	var err error
+	for _, k := range keys {
+		if err = schemas.VerifySignature(env, k); err == nil {
+			out.sigChecked = true
+			return
+		}
+	}
+	out.sigProblem = fmt.Sprintf("envelope from %q: %v", head.From, err)
+}
