@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -27,11 +28,26 @@ type Limiter struct {
 }
 
 // keyState serialises this instance's takes of one key and caches the last
-// value it saw, so an uncontended take is a single round trip.
+// value it saw, so an uncontended take is a single round trip. leased are
+// tokens already taken from the shared bucket and not yet used here.
 type keyState struct {
-	mu  sync.Mutex
-	val bucket
-	rev uint64 // 0: unknown
+	mu         sync.Mutex
+	val        bucket
+	rev        uint64 // 0: unknown
+	leased     int
+	leaseUntil time.Time
+}
+
+// leaseWindow is how much of a rate one take may lease from the shared
+// bucket at once: 100 ms of it (never more than a tenth of the bucket).
+// A leased token that is not used within leaseWindow is dropped, which only
+// ever admits fewer hops than the limit, never more.
+const leaseWindow = 100 * time.Millisecond
+
+// leaseSize is how many tokens one round trip to the store takes.
+func leaseSize(rate Rate) int {
+	n := int(float64(rate.Count) * float64(leaseWindow) / float64(rate.Period))
+	return max(1, min(n, rate.Count/10))
 }
 
 // New returns a limiter over kv (see broker.ProvisionRateBucket).
@@ -54,6 +70,10 @@ const maxAttempts = 16
 // Take takes one token from key's bucket, which holds rate.Count tokens and
 // refills at rate.Count per rate.Period. now is the caller's clock. An
 // unlimited rate always allows without touching the store.
+//
+// At high rates a take leases up to 100 ms worth of tokens from the shared
+// bucket in one round trip and serves the next takes from them; at low
+// rates it leases one, so the limit is exact.
 func (l *Limiter) Take(ctx context.Context, key string, rate Rate, now time.Time) (Decision, error) {
 	if rate.Unlimited() {
 		return Decision{Allowed: true}, nil
@@ -61,6 +81,11 @@ func (l *Limiter) Take(ctx context.Context, key string, rate Rate, now time.Time
 	ks := l.key(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	if ks.leased > 0 && now.Before(ks.leaseUntil) {
+		ks.leased--
+		return Decision{Allowed: true, Remaining: float64(ks.leased)}, nil
+	}
+	ks.leased = 0
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if ks.rev == 0 {
 			if err := l.load(ctx, key, ks, rate, now); err != nil {
@@ -71,7 +96,8 @@ func (l *Limiter) Take(ctx context.Context, key string, rate Rate, now time.Time
 		if !d.Allowed {
 			return d, nil // nothing to write: the bucket is only read
 		}
-		next.Tokens--
+		lease := min(leaseSize(rate), int(next.Tokens))
+		next.Tokens -= float64(lease)
 		d.Remaining = next.Tokens
 		b, err := json.Marshal(next)
 		if err != nil {
@@ -85,6 +111,7 @@ func (l *Limiter) Take(ctx context.Context, key string, rate Rate, now time.Time
 		}
 		if err == nil {
 			ks.val, ks.rev = next, rev
+			ks.leased, ks.leaseUntil = lease-1, now.Add(leaseWindow)
 			return d, nil
 		}
 		if !isConflict(err) {
@@ -119,14 +146,14 @@ func (l *Limiter) load(ctx context.Context, key string, ks *keyState, rate Rate,
 // refill adds the tokens earned since the bucket's time, capped at the
 // bucket's size, and says whether one can be taken.
 func refill(b bucket, rate Rate, now time.Time) (bucket, Decision) {
-	perToken := rate.Period / time.Duration(rate.Count)
+	perNano := float64(rate.Count) / float64(rate.Period) // tokens earned per nanosecond
 	elapsed := now.UnixNano() - b.At
 	if elapsed < 0 { // another instance's clock is ahead: earn nothing
 		elapsed = 0
 	}
-	tokens := b.Tokens + float64(elapsed)/float64(perToken)
-	if max := float64(rate.Count); tokens > max {
-		tokens = max
+	tokens := b.Tokens + float64(elapsed)*perNano
+	if limit := float64(rate.Count); tokens > limit || math.IsNaN(tokens) {
+		tokens = limit
 	}
 	at := b.At
 	if now.UnixNano() > at {
@@ -134,7 +161,7 @@ func refill(b bucket, rate Rate, now time.Time) (bucket, Decision) {
 	}
 	next := bucket{Tokens: tokens, At: at}
 	if tokens < 1 {
-		wait := time.Duration((1 - tokens) * float64(perToken))
+		wait := time.Duration((1 - tokens) / perNano)
 		return next, Decision{Allowed: false, Remaining: tokens, RetryAfter: wait}
 	}
 	return next, Decision{Allowed: true, Remaining: tokens}

@@ -115,3 +115,31 @@ func TestLimitHoldsAcrossInstances(t *testing.T) {
 		t.Fatalf("admitted %d of 160 takes, want exactly the bucket's 25", got)
 	}
 }
+
+// TestHighRatesLeaseTokens: at a high rate one store round trip serves many
+// takes, the limit still holds, and huge rates do not break the arithmetic.
+func TestHighRatesLeaseTokens(t *testing.T) {
+	ls := limiters(t, 2)
+	ctx := context.Background()
+	now := time.Now()
+	rate := ratelimit.Rate{Count: 1000, Period: time.Second} // leases 100 tokens at a time
+	allowed := 0
+	for i := range 2000 {
+		d, err := ls[i%2].Take(ctx, "orchestrator", rate, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+	}
+	if allowed > 1000 || allowed < 900 {
+		t.Fatalf("two instances admitted %d of 2000 takes in one instant at 1000/s, want at most 1000 (and nearly all of them)", allowed)
+	}
+	huge := ratelimit.Rate{Count: 1 << 30, Period: time.Second}
+	for range 100 {
+		if d, err := ls[0].Take(ctx, "fast", huge, now); err != nil || !d.Allowed {
+			t.Fatalf("huge rate: %+v %v", d, err)
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package rows
+
+import (
+	"bytes"
+	"fmt"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// Decoded is a ledger event decoded once: the record, and its data as one
+// of the schemas data types (*schemas.RunStarted, *schemas.HopDecision ...)
+// without the submission's wire form (HopDecision.Envelope and Raw,
+// HopCompleted.Envelope are left empty: no row uses them).
+type Decoded struct {
+	ledger.Record
+	Data any
+	// Stored is the data as the events table keeps it: the event's data
+	// without the submission's wire form (see Decoder).
+	Stored string
+}
+
+// decodeOptions make the v2 decoder as lenient as schemas.DecodeEvent on
+// what the ledger may hold.
+var decodeOptions = jsonv2.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
+
+// Decoder decodes ledger messages for the projection. It is the
+// projector's hot path: it reads an event and its data in one streaming
+// pass with the JSON v2 decoder (github.com/go-json-experiment/json, the
+// code of encoding/json/v2), several times faster than encoding/json's
+// DecodeEvent followed by DecodeData, and reuses its buffers. It is not
+// safe for concurrent use.
+type Decoder struct {
+	in  bytes.Reader
+	dec *jsontext.Decoder
+	out []byte // the data without its wire members
+}
+
+// NewDecoder returns a decoder.
+func NewDecoder() *Decoder {
+	x := &Decoder{}
+	x.dec = jsontext.NewDecoder(&x.in, decodeOptions)
+	return x
+}
+
+// Decode decodes a ledger message: the event, checked as
+// schemas.DecodeEvent checks it, and its data. Event.Data is a slice of
+// wire. Errors wrap schemas.ErrMalformed or schemas.ErrVersion.
+func (x *Decoder) Decode(wire []byte, streamSeq uint64) (Decoded, error) {
+	d := Decoded{Record: ledger.Record{Raw: wire, StreamSeq: streamSeq}}
+	if err := x.decodeEvent(wire, &d); err != nil {
+		return d, fmt.Errorf("%w: ledger event at stream seq %d: %v", schemas.ErrMalformed, streamSeq, err)
+	}
+	ev := &d.Event
+	if ev.Version != schemas.Version {
+		return d, fmt.Errorf("%w: ledger event at stream seq %d has v=%d, this build speaks v=%d", schemas.ErrVersion, streamSeq, ev.Version, schemas.Version)
+	}
+	if d.Data == nil { // "data" came before "type": decode it again, now
+		x.in.Reset(ev.Data)
+		x.dec.Reset(&x.in, decodeOptions)
+		if err := x.readData(ev.Data, &d); err != nil {
+			return d, fmt.Errorf("%w: ledger event at stream seq %d: %v", schemas.ErrMalformed, streamSeq, err)
+		}
+	}
+	return d, nil
+}
+
+// decodeEvent reads the event's members in one pass, decoding the data
+// straight into its type when the type came first (it does in the ledger's
+// canonical encoding).
+func (x *Decoder) decodeEvent(wire []byte, d *Decoded) error {
+	ev := &d.Event
+	x.in.Reset(wire)
+	x.dec.Reset(&x.in, decodeOptions)
+	if tok, err := x.dec.ReadToken(); err != nil {
+		return err
+	} else if tok.Kind() != '{' {
+		return fmt.Errorf("event is not an object")
+	}
+	for x.dec.PeekKind() != '}' {
+		name, err := x.dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		key := name.String() // the token is void after the next read
+		var into any
+		switch key {
+		case "v":
+			into = &ev.Version
+		case "run_id":
+			into = &ev.RunID
+		case "seq":
+			into = &ev.Seq
+		case "type":
+			into = &ev.Type
+		case "at":
+			into = &ev.At
+		case "hop_id":
+			into = &ev.HopID
+		case "prev_hash":
+			into = &ev.PrevHash
+		case "hash":
+			into = &ev.Hash
+		case "data":
+			if err := x.readData(wire, d); err != nil {
+				return err
+			}
+			continue
+		default:
+			if err := x.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := jsonv2.UnmarshalDecode(x.dec, into); err != nil {
+			return fmt.Errorf("member %q: %w", key, err)
+		}
+	}
+	if _, err := x.dec.ReadToken(); err != nil {
+		return err
+	}
+	if !ev.Type.Valid() {
+		return fmt.Errorf("unknown event type %q", ev.Type)
+	}
+	return nil
+}
+
+// dataFor returns a pointer to the zero data value of an event type, nil
+// for an unknown type.
+func dataFor(t schemas.EventType) any {
+	switch t {
+	case schemas.EventRunStarted:
+		return &schemas.RunStarted{}
+	case schemas.EventHopAllowed, schemas.EventHopDenied:
+		return &schemas.HopDecision{}
+	case schemas.EventHopCompleted:
+		return &schemas.HopCompleted{}
+	case schemas.EventHopTimedOut:
+		return &schemas.HopTimedOut{}
+	case schemas.EventRunLimitBreached:
+		return &schemas.RunLimitBreached{}
+	case schemas.EventRunHalted:
+		return &schemas.RunHalted{}
+	case schemas.EventRunCompleted:
+		return &schemas.RunCompleted{}
+	}
+	return nil
+}
+
+// decodeData decodes an event's data into its type-specific struct.
+func decodeData(ev *schemas.Event) (any, error) {
+	v := dataFor(ev.Type)
+	if v == nil {
+		return nil, fmt.Errorf("%w: unknown event type %q", schemas.ErrMalformed, ev.Type)
+	}
+	if err := jsonv2.Unmarshal(ev.Data, v, decodeOptions); err != nil {
+		return nil, fmt.Errorf("%w: %s data: %v", schemas.ErrMalformed, ev.Type, err)
+	}
+	return v, nil
+}
+
+// Members of a decision's or completion's data that carry the submission's
+// wire form: the signed envelope (the A2A message content) or the first
+// bytes of a submission that was not JSON.
+var wireMembers = map[string]bool{"envelope": true, "raw": true}
+
+// hasWireMembers reports whether events of type t may carry wireMembers.
+func hasWireMembers(t schemas.EventType) bool {
+	return t == schemas.EventHopAllowed || t == schemas.EventHopDenied || t == schemas.EventHopCompleted
+}
+
+// readData reads the data member the decoder is at. With the type known,
+// the data is decoded into its struct; Stored is the data without its
+// wireMembers. The message content stays in the ledger, where auditors
+// verify it against its digest; an analytical store has no need of it, and
+// it is most of every event's bytes. So for the types that carry it, the
+// data's members are walked once, the wire members cut out by their byte
+// offsets, and only what remains is decoded (without Envelope and Raw,
+// which no row uses).
+func (x *Decoder) readData(wire []byte, d *Decoded) error {
+	ev := &d.Event
+	start := int(x.dec.InputOffset())
+	v := dataFor(ev.Type)
+	switch {
+	case v == nil: // the type comes later, or is unknown: decoded after
+		if err := x.dec.SkipValue(); err != nil {
+			return err
+		}
+	case !hasWireMembers(ev.Type):
+		if err := jsonv2.UnmarshalDecode(x.dec, v); err != nil {
+			return fmt.Errorf("%s data: %w", ev.Type, err)
+		}
+	default:
+		stored, err := x.cut(wire)
+		if err != nil {
+			return fmt.Errorf("%s data: %w", ev.Type, err)
+		}
+		if err := jsonv2.Unmarshal(stored, v, decodeOptions); err != nil {
+			return fmt.Errorf("%s data: %w", ev.Type, err)
+		}
+		d.Stored = string(stored)
+	}
+	ev.Data = bytes.TrimLeft(wire[start:x.dec.InputOffset()], ": \t\r\n")
+	if d.Stored == "" && v != nil {
+		d.Stored = string(ev.Data)
+	}
+	if v != nil {
+		d.Data = v
+	}
+	return nil
+}
+
+// cut walks the object the decoder is at (in wire) and returns it without
+// its wireMembers, reusing x.out.
+func (x *Decoder) cut(wire []byte) ([]byte, error) {
+	if tok, err := x.dec.ReadToken(); err != nil {
+		return nil, err
+	} else if tok.Kind() != '{' {
+		return nil, fmt.Errorf("not an object")
+	}
+	x.out = append(x.out[:0], '{')
+	copied := int(x.dec.InputOffset()) // just after '{'
+	kept := false                      // a member was kept before this one
+	for x.dec.PeekKind() != '}' {
+		before := int(x.dec.InputOffset()) // after the previous member, before its comma
+		name, err := x.dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		wireMember := wireMembers[name.String()] // the token is void after the next read
+		if err := x.dec.SkipValue(); err != nil {
+			return nil, err
+		}
+		if !wireMember {
+			kept = true
+			continue
+		}
+		after := int(x.dec.InputOffset())
+		if kept {
+			// Cut ",name:value": the comma before it goes with it.
+			x.out = append(x.out, wire[copied:before]...)
+		} else {
+			// Nothing kept before it: cut "name:value," and whatever
+			// space came before.
+			rest := bytes.TrimLeft(wire[after:], " \t\r\n")
+			if len(rest) > 0 && rest[0] == ',' {
+				after = len(wire) - len(rest) + 1
+			}
+		}
+		copied = after
+	}
+	if _, err := x.dec.ReadToken(); err != nil { // '}'
+		return nil, err
+	}
+	return append(x.out, wire[copied:x.dec.InputOffset()]...), nil
+}
