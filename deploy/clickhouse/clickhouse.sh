@@ -19,8 +19,10 @@
 # Everything else goes to stderr. Settings (environment):
 #   TOLLGATE_CLICKHOUSE_DIR        folder for config, data, logs, pidfile
 #                                  (default: <repo>/.data/clickhouse)
-#   TOLLGATE_CLICKHOUSE_PORT       native protocol port (default 19000)
-#   TOLLGATE_CLICKHOUSE_HTTP_PORT  HTTP port (default 18123)
+#   TOLLGATE_CLICKHOUSE_PORT       native protocol port (default: 19000 plus an
+#                                  offset derived from the checkout's path, so
+#                                  two checkouts on one machine never collide)
+#   TOLLGATE_CLICKHOUSE_HTTP_PORT  HTTP port (default: 18123 plus the same offset)
 #   TOLLGATE_CLICKHOUSE_WAIT       seconds to wait for the server (default 60)
 #
 # When clickhouse-server is missing it is installed from the distribution's
@@ -30,8 +32,10 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${TOLLGATE_CLICKHOUSE_DIR:-$repo/.data/clickhouse}
-port=${TOLLGATE_CLICKHOUSE_PORT:-19000}
-http_port=${TOLLGATE_CLICKHOUSE_HTTP_PORT:-18123}
+# A stable offset per data folder (0..499): each checkout gets ports of its own.
+offset=$(( $(printf '%s' "$dir" | cksum | cut -d' ' -f1) % 500 ))
+port=${TOLLGATE_CLICKHOUSE_PORT:-$((19000 + offset))}
+http_port=${TOLLGATE_CLICKHOUSE_HTTP_PORT:-$((18123 + offset))}
 wait_s=${TOLLGATE_CLICKHOUSE_WAIT:-60}
 host=127.0.0.1
 pidfile=$dir/clickhouse-server.pid
