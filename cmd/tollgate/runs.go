@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -262,28 +261,6 @@ left out unless --rejects is given.`,
 var runStatuses = []string{runtree.StatusRunning, string(schemas.StateCompleted), string(schemas.StateFailed),
 	string(schemas.StateCanceled), string(schemas.StateRejected), runtree.StatusHalted}
 
-// parseRunsSince reads --since: a duration back from now (with a d suffix for
-// days), or a date.
-func parseRunsSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--since %q is neither a duration (24h, 7d) nor a date (2006-01-02, RFC 3339)", s)
-}
-
 // runSummary is one line of runs list.
 type runSummary struct {
 	RunID      string    `json:"run_id"`
@@ -381,7 +358,7 @@ func (s *runSummary) finish() {
 const rejectedPrefix = "_rejected-"
 
 func runsList(ctx context.Context, stdout, stderr io.Writer, o *runsListOptions) error {
-	since, err := parseRunsSince(o.since, time.Now())
+	since, err := parseSince(o.since, time.Now())
 	if err != nil {
 		return err
 	}
@@ -440,7 +417,7 @@ func runsList(ctx context.Context, stdout, stderr io.Writer, o *runsListOptions)
 	fmt.Fprintln(tw, "RUN\tSTARTED\tSTATUS\tCALLER\tWORKFLOW\tHOPS\tDENIED\tTOKENS\tCOST\tBREACH")
 	for _, r := range out {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t$%.4f\t%s\n", r.RunID, r.StartedAt.UTC().Format("2006-01-02 15:04:05Z"), r.Status,
-			dashIfEmpty(r.Caller), dashIfEmpty(r.Workflow), r.Hops, r.Denied, r.Tokens, r.CostUSD, dashIfEmpty(r.Breach))
+			orDash(r.Caller), orDash(r.Workflow), r.Hops, r.Denied, r.Tokens, r.CostUSD, orDash(r.Breach))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -449,13 +426,6 @@ func runsList(ctx context.Context, stdout, stderr io.Writer, o *runsListOptions)
 		fmt.Fprintf(stderr, "%d of %d runs shown (--limit 0 shows all)\n", len(out), total)
 	}
 	return nil
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // summarize reads the ledger stream once, from since on (all of it when

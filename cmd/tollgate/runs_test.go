@@ -163,13 +163,13 @@ func TestParseRunsSince(t *testing.T) {
 		"2026-03-01":           time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 		"2026-03-01T08:30:00Z": time.Date(2026, 3, 1, 8, 30, 0, 0, time.UTC),
 	} {
-		got, err := parseRunsSince(in, now)
+		got, err := parseSince(in, now)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("since %q: %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"-3h", "yesterday", "3x"} {
-		if _, err := parseRunsSince(bad, now); err == nil {
+		if _, err := parseSince(bad, now); err == nil {
 			t.Errorf("since %q parsed", bad)
 		}
 	}
