@@ -11,11 +11,9 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// CycleAnnotation marks a permit policy that lets a cycle through: a hop
-// whose target already appears in its ancestry is denied (reason loop)
-// unless a policy with @cycle("allow") permits it, e.g. for a bounded
-// re-entry written with context.edge_calls.
-const CycleAnnotation = "cycle"
+// CycleAnnotation is policy.CycleAnnotation, kept here for callers of the
+// enforcer's limits.
+const CycleAnnotation = policy.CycleAnnotation
 
 // govern applies the governance checks to an invoke that passed the
 // integrity checks: the caller's rate limit, Cedar, depth, cycles, edge
@@ -129,15 +127,8 @@ func checkDepth(depth int, l Limits) *verdict {
 // checkCycle denies a hop to an agent already in its ancestry, unless a
 // permitting policy is annotated @cycle("allow").
 func checkCycle(reg *registry, d *schemas.HopDecision, cedar policy.Decision) *verdict {
-	if !d.Cycle {
+	if !d.Cycle || reg.engine.Set().AllowsCycle(cedar) {
 		return nil
-	}
-	if cedar.Allow {
-		for _, id := range cedar.PolicyIDs {
-			if reg.engine.Set().Annotation(id, CycleAnnotation) == "allow" {
-				return nil
-			}
-		}
 	}
 	return breached(schemas.ReasonLoop, LimitCycle, 1, 0,
 		"%s is already in this hop's ancestry %v: %s -> %s closes a cycle", d.To, d.Ancestry, d.From, d.To)

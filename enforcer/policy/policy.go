@@ -132,6 +132,26 @@ func (s *Set) IDs() []string {
 	return out
 }
 
+// CycleAnnotation marks a permit policy that lets a cycle through: a hop
+// whose target already appears in its ancestry is denied (reason loop)
+// unless a policy with @cycle("allow") permits it, e.g. for a bounded
+// re-entry written with context.edge_calls.
+const CycleAnnotation = "cycle"
+
+// AllowsCycle reports whether d is an allow decided by a permit annotated
+// @cycle("allow"): the one way a hop that closes a cycle gets through.
+func (s *Set) AllowsCycle(d Decision) bool {
+	if !d.Allow {
+		return false
+	}
+	for _, id := range d.PolicyIDs {
+		if s.Annotation(id, CycleAnnotation) == "allow" {
+			return true
+		}
+	}
+	return false
+}
+
 // Annotation returns the value of an annotation of a policy, "" if none.
 func (s *Set) Annotation(id, key string) string {
 	p := s.policies.Get(cedar.PolicyID(id))

@@ -155,3 +155,27 @@ func TestReadFiles(t *testing.T) {
 		t.Fatal("a path matching nothing must be an error")
 	}
 }
+
+func TestAllowsCycle(t *testing.T) {
+	set, err := policy.Compile([]policy.File{{Name: "c.cedar", Src: []byte(`
+@id("plain") permit (principal, action, resource);
+@id("reentry") @cycle("allow") permit (principal == Agent::"research", action, resource);
+@id("other-note") @cycle("deny") permit (principal == Agent::"writer", action, resource);`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		d    policy.Decision
+		want bool
+	}{
+		{policy.Decision{Allow: true, PolicyIDs: []string{"plain", "reentry"}}, true},
+		{policy.Decision{Allow: true, PolicyIDs: []string{"plain"}}, false},
+		{policy.Decision{Allow: true, PolicyIDs: []string{"other-note"}}, false},
+		{policy.Decision{Allow: false, PolicyIDs: []string{"reentry"}}, false}, // a deny never lets a cycle through
+	}
+	for _, tc := range cases {
+		if got := set.AllowsCycle(tc.d); got != tc.want {
+			t.Errorf("AllowsCycle(%+v) = %v, want %v", tc.d, got, tc.want)
+		}
+	}
+}

@@ -273,7 +273,7 @@ func (c *cast) decide(st *ledger.State, d *schemas.HopDecision, h *Hop) error {
 		switch {
 		case rec.Reason == schemas.ReasonDepth:
 			cand = cloneVerdict(rec)
-		case d.Cycle && !c.cycleAllowed(dec):
+		case d.Cycle && !c.set.AllowsCycle(dec):
 			cand = &Verdict{Decision: Denied, Reason: schemas.ReasonLoop, Limit: enforcer.LimitCycle,
 				Message: fmt.Sprintf("%s is already in this hop's ancestry %v: %s -> %s closes a cycle, and no permit of the candidate set annotated @%s(\"allow\") lets it through",
 					d.To, d.Ancestry, d.From, d.To, enforcer.CycleAnnotation)}
@@ -473,18 +473,4 @@ func (c *cast) engine() (*policy.Engine, error) {
 		c.failed = fmt.Errorf("entities of the run: %w", c.failed)
 	}
 	return c.eng, c.failed
-}
-
-// cycleAllowed reports whether a permit that decided annotates
-// @cycle("allow"), which lets a cycle through.
-func (c *cast) cycleAllowed(d policy.Decision) bool {
-	if !d.Allow {
-		return false
-	}
-	for _, id := range d.PolicyIDs {
-		if c.set.Annotation(id, enforcer.CycleAnnotation) == "allow" {
-			return true
-		}
-	}
-	return false
 }

@@ -2,7 +2,6 @@ package runtree
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"sort"
@@ -251,15 +250,10 @@ type chunk struct {
 // records are checked afterwards, in order.
 type checked struct {
 	event
-	hash string
-	// pre is a problem found before the prev_hash check (decoding, hash
-	// member, run, seq), post one after it (content hash, data).
-	pre, post string
-	// undecodable marks a pre problem that left no type or hop to name.
-	undecodable bool
-	sigProblem  string
-	sigChecked  bool
-	sigNoKey    string
+	check      ledger.EventCheck
+	sigProblem string
+	sigChecked bool
+	sigNoKey   string
 }
 
 // NewVerifier starts a verifier for run; keys nil skips signatures.
@@ -327,25 +321,13 @@ func (v *Verifier) Finish() *Verified {
 			if res.Broken != nil {
 				continue
 			}
-			link := &Link{Seq: uint64(pos), StreamSeq: r.streamSeq, Type: r.ev.Type, HopID: r.ev.HopID, Kind: "chain"}
-			switch {
-			case r.pre != "":
-				link.Problem = r.pre
-				if r.undecodable {
-					link.Type, link.HopID = "", ""
-				}
-			case r.ev.PrevHash != prev:
-				link.Problem = fmt.Sprintf("prev_hash %.12s… does not match the hash %.12s… of event %d", r.ev.PrevHash, prev, pos-1)
-			case r.post != "":
-				link.Problem = r.post
-			default:
-				link = nil
-			}
-			if link != nil {
-				res.Broken, res.Chain, res.Valid = link, ChainBroken, pos-1
+			if problem := r.check.Linked(prev, uint64(pos)); problem != "" {
+				e := r.check.Error(uint64(pos), r.streamSeq, problem)
+				res.Broken = &Link{Seq: e.Seq, StreamSeq: e.StreamSeq, Type: e.Type, HopID: e.HopID, Kind: "chain", Problem: problem}
+				res.Chain, res.Valid = ChainBroken, pos-1
 				continue
 			}
-			prev = r.hash
+			prev = r.check.Hash
 			if sigBreak != nil {
 				continue
 			}
@@ -384,92 +366,48 @@ func (v *Verifier) Finish() *Verified {
 	return res
 }
 
-// check runs the per-record checks of ledger.Verify (all but the link to
-// the previous event) and the signature check, with the same problem
-// texts.
+// check runs ledger.CheckEvent (every check of ledger.Verify but the link
+// to the previous event) and the signature check on one record.
 func (v *Verifier) check(i int, rec *ledger.Record, out *checked) {
-	pos := uint64(i + 1)
 	out.streamSeq = rec.StreamSeq
-	ev := &rec.Event
-	if ev.Version != schemas.Version {
-		dec, err := schemas.DecodeEvent(rec.Raw)
-		if err != nil {
-			out.pre, out.undecodable = err.Error(), true
-			return
-		}
-		ev = dec
+	var decoded *schemas.Event
+	if rec.Event.Version == schemas.Version {
+		decoded = &rec.Event
 	}
-	out.ev = *ev
-	unhashed, hash, ok := schemas.SplitLastMember(rec.Raw, "hash")
-	switch {
-	case !ok:
-		out.pre = "no hash as the event's last member"
-		return
-	case ev.RunID != v.run:
-		out.pre = fmt.Sprintf("belongs to run %q", ev.RunID)
-		return
-	case ev.Seq != pos:
-		out.pre = fmt.Sprintf("has seq %d where %d belongs (an event was removed, inserted or moved)", ev.Seq, pos)
+	out.check = ledger.CheckEvent(v.run, uint64(i+1), rec.Raw, decoded)
+	if out.check.Event != nil {
+		out.ev = *out.check.Event
+	}
+	if out.check.Early != "" || out.check.Late != "" {
 		return
 	}
-	out.hash = hash
-	if ledger.Hash(ev.PrevHash, unhashed) != hash {
-		out.post = "content does not match its hash (the event was edited)"
-		return
-	}
-	// The event as decoded keeps the hash it claims: the one just checked.
-	out.ev.Hash = hash
-	data, err := out.ev.DecodeData()
-	if err != nil {
-		out.post = err.Error()
-		return
-	}
-	out.data = data
+	out.data = out.check.Data
 	if v.keys != nil {
 		v.checkSignature(out)
 	}
 }
 
-// checkSignature checks the envelope an admitting event recorded.
+// checkSignature checks the envelope an admitting event recorded against
+// every key its sender has held.
 func (v *Verifier) checkSignature(out *checked) {
-	var env json.RawMessage
-	var recorded string
-	switch d := out.data.(type) {
-	case *schemas.HopDecision:
-		if out.ev.Type != schemas.EventHopAllowed {
-			return // denied envelopes are not vouched for: a bad signature may be why
-		}
-		env, recorded = d.Envelope, d.From
-	case *schemas.HopCompleted:
-		env, recorded = d.Envelope, d.By
-	default:
+	env, sender, err := ledger.AdmittedEnvelope(out.ev.Type, out.data)
+	if err != nil {
+		out.sigProblem = err.Error()
 		return
 	}
-	if len(env) == 0 {
+	if env == nil {
 		return
 	}
-	var head struct {
-		From string `json:"from"`
-	}
-	if err := json.Unmarshal(env, &head); err != nil {
-		out.sigProblem = fmt.Sprintf("recorded envelope does not decode: %v", err)
-		return
-	}
-	if head.From != recorded {
-		out.sigProblem = fmt.Sprintf("envelope is from %q but the event records %q", head.From, recorded)
-		return
-	}
-	keys := v.keys[head.From]
+	keys := v.keys[sender]
 	if len(keys) == 0 {
-		out.sigNoKey = head.From
+		out.sigNoKey = sender
 		return
 	}
-	var err error
 	for _, k := range keys {
 		if err = schemas.VerifySignature(env, k); err == nil {
 			out.sigChecked = true
 			return
 		}
 	}
-	out.sigProblem = fmt.Sprintf("envelope from %q: %v", head.From, err)
+	out.sigProblem = fmt.Sprintf("envelope from %q: %v", sender, err)
 }

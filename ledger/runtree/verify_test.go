@@ -104,6 +104,9 @@ func tampers() []tamper {
 		{name: "pass another sender's envelope off", keys: true, recs: func(t testing.TB) []ledger.Record {
 			return rechain(t, editData(t, incident(t), 5, func(d *schemas.HopDecision) { d.From = "critic" }))
 		}, seq: 6, typ: schemas.EventHopAllowed, hop: "h004", kind: "signature", problem: `envelope is from "orchestrator" but the event records "critic"`},
+		{name: "blank an admitted envelope and rewrite the chain", keys: true, recs: func(t testing.TB) []ledger.Record {
+			return rechain(t, editData(t, incident(t), 5, func(d *schemas.HopDecision) { d.Envelope = nil }))
+		}, seq: 6, typ: schemas.EventHopAllowed, hop: "h004", kind: "signature", problem: "envelope is missing"},
 		{name: "a line that is not JSON", recs: func(t testing.TB) []ledger.Record {
 			recs := incident(t)
 			recs[7] = ledger.Record{Raw: []byte(`{"v":1,"run_id":"run-incident","seq":8,`)}
