@@ -105,9 +105,6 @@ func (e *Embedded) ClientURL() string {
 	return e.srv.ClientURL()
 }
 
-// Server returns the underlying server, for in-process connections.
-func (e *Embedded) Server() *server.Server { return e.srv }
-
 // SetUsers replaces the nkey users (and so the permissions) of a running
 // server, as a config reload does.
 func (e *Embedded) SetUsers(users []*server.NkeyUser) error {

@@ -1,6 +1,7 @@
 package enforcer_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -384,5 +386,49 @@ func TestLedgerSignaturesOnACopy(t *testing.T) {
 		if err := ledger.VerifySignatures(c, keys); !errors.As(err, &ve) || ve.Seq != 3 {
 			t.Errorf("%s: got %v, want a broken link at event 3", name, err)
 		}
+	}
+}
+
+// TestClientEstimateIsReserved: an estimate stated with the agent client's
+// WithEstimate is recorded at admission, reserved while the hop is open,
+// and released when the reply settles the real spend.
+func TestClientEstimateIsReserved(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	release := make(chan struct{})
+	g.Agent("orchestrator", func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
+		<-release
+		return &agent.Result{Usage: &schemas.Usage{InputTokens: 10, CostUSD: 0.25}}, nil
+	})
+	tomas := g.Agent("tomas", nil)
+	done := make(chan *agent.Reply, 1)
+	go func() {
+		r, err := tomas.Start(ctxT(t), "orchestrator", agent.UserText("brief"), agent.WithEstimate(schemas.Usage{CostUSD: 2}))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	var run string
+	waitFor(t, func() bool {
+		ds := g.Deliveries("orchestrator")
+		if len(ds) == 0 {
+			return false
+		}
+		d, err := schemas.DecodeDelivery(ds[0].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run = d.Context.RunID
+		return true
+	})
+	st := runState(t, g, run)
+	if st.Reserved.CostUSD != 2 || decision(t, waitRun(t, g, run, 2)[1]).Estimate.Cost() != 2 {
+		t.Fatalf("reserved $%g at admission, want the $2 estimate", st.Reserved.CostUSD)
+	}
+	close(release)
+	<-done
+	waitFor(t, func() bool { return runState(t, g, run).Completed })
+	if st := runState(t, g, run); st.Reserved.CostUSD != 0 || st.Spent.CostUSD != 0.25 {
+		t.Fatalf("after the reply: reserved $%g spent $%g, want $0 and $0.25", st.Reserved.CostUSD, st.Spent.CostUSD)
 	}
 }

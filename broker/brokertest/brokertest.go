@@ -112,12 +112,3 @@ func (b *Bus) NewConn() (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
-
-// Restart stops the server and starts a new one on the same store, as after
-// a crash of the broker process. Existing connections are closed.
-func (b *Bus) Restart() {
-	b.t.Helper()
-	b.Conn.Close()
-	b.Server.Shutdown()
-	b.start()
-}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
@@ -219,5 +220,41 @@ func TestHostileTextIsEscaped(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), `ok\u001b]0;pwned\u0007\u202e`) {
 		t.Errorf("text does not show the escaped message:\n%s", text.String())
+	}
+}
+
+// TestTimedOutHop: a hop that passed its deadline shows as timed_out with
+// the latency the gateway recorded, is no longer open, and marks the text
+// tree; its sibling that replied in time is unaffected.
+func TestTimedOutHop(t *testing.T) {
+	b := runtreetest.New("run-slow", t0, runtreetest.DemoCast())
+	root := b.Start("tomas", "orchestrator", "brief", "", nil)
+	slow := b.Invoke(root, "writer", "draft")
+	fast := b.Invoke(root, "critic", "review")
+	b.Reply(fast, schemas.StateCompleted, "fine", &schemas.Usage{InputTokens: 7})
+	b.Advance(45 * time.Second)
+	b.TimeOut(slow)
+	r := verifiedTree(t, stored(t, b))
+	byID := map[string]*runtree.Hop{}
+	for _, h := range r.Hops {
+		byID[h.HopID] = h
+	}
+	if h := byID[slow]; h.Status != "timed_out" || h.LatencyMS < 45000 {
+		t.Fatalf("timed-out hop: status %q latency %dms", h.Status, h.LatencyMS)
+	}
+	if h := byID[fast]; h.Status != string(schemas.StateCompleted) || h.Tokens != 7 {
+		t.Fatalf("sibling: status %q tokens %d", h.Status, h.Tokens)
+	}
+	for _, id := range r.OpenHops {
+		if id == slow {
+			t.Fatal("a timed-out hop is listed as open")
+		}
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "timed_out") {
+		t.Fatalf("text tree does not show the timeout:\n%s", text.String())
 	}
 }
