@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
 
@@ -15,8 +16,9 @@ const (
 	// DefaultDatabase is the database when neither Config.Database nor the
 	// DSN names one.
 	DefaultDatabase = "tollgate"
-	// DefaultConsumer is the projector's durable consumer of LEDGER.
-	DefaultConsumer = "projector"
+	// DefaultConsumer is the projector's durable consumer of LEDGER: the
+	// name operators' read-only permissions keep them off.
+	DefaultConsumer = broker.ProjectorConsumer
 	// DefaultBatchSize bounds the events of one batch. ClickHouse pays a
 	// fixed cost per column and part on every insert, so large batches are
 	// cheap per event; each buffered event holds about 2 KB.
