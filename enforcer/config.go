@@ -10,18 +10,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/limits"
 )
 
 // Config tunes an Enforcer. The zero value of each field means its default.
 type Config struct {
 	// Limits are the gateway's run limits.
-	Limits Limits
+	Limits limits.Run
 	// Workflows override run limits per workflow (the workflow of a run is
 	// the one its entry agent belongs to). Only the fields set override.
-	Workflows map[string]Limits
+	Workflows map[string]limits.Run
 	// PerAgent governs every calling agent; Agents override it per agent.
-	PerAgent AgentLimits
-	Agents   map[string]AgentLimits
+	PerAgent limits.Agent
+	Agents   map[string]limits.Agent
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
@@ -76,9 +77,9 @@ type Hooks struct {
 }
 
 func (c *Config) setDefaults() {
-	c.Limits.setDefaults()
+	c.Limits.SetDefaults()
 	if c.PerAgent.Mode == "" {
-		c.PerAgent.Mode = ModeEnforce
+		c.PerAgent.Mode = limits.ModeEnforce
 	}
 	if c.MaxEnvelopeBytes == 0 {
 		c.MaxEnvelopeBytes = 256 << 10
@@ -123,7 +124,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	errs = append(errs, validateLimits(c))
+	errs = append(errs, c.limitSet().Validate())
 	for id, pub := range c.Operators {
 		if _, err := broker.ParsePublicKey(pub); err != nil {
 			errs = append(errs, fmt.Errorf("operator %q: %w", id, err))
@@ -138,4 +139,9 @@ func (c Config) Validate() error {
 	check(c.AckWait >= 0 && (c.AckWait == 0 || c.AckWait >= 100*time.Millisecond), "ack_wait is %s, want at least 100ms", c.AckWait)
 	check(c.OpTimeout >= 0, "op_timeout must not be negative")
 	return errors.Join(errs...)
+}
+
+// limitSet returns every limit of the config as one set.
+func (c Config) limitSet() limits.Set {
+	return limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -29,7 +30,7 @@ type outgoing struct {
 // redelivered after a crash, so forwarding is repeatable; the broker
 // refuses the second write of any delivery subject. sub is the submission
 // being handled, nil for timers and operator commands.
-func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission) ([]outgoing, error) {
+func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *decision.Submission) ([]outgoing, error) {
 	ev := &rec.Event
 	data, err := ev.DecodeData()
 	if err != nil {
@@ -49,13 +50,13 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *submission)
 		}
 		hc := schemas.Context{RunID: st.RunID, HopID: ev.HopID, ParentHopID: d.ParentHopID, Depth: d.Depth, Ancestry: d.Ancestry, OnBehalfOf: d.OnBehalfOf}
 		if !st.Started {
-			hc.RunID = sub.runToken
+			hc.RunID = sub.RunToken
 		}
-		denial := &schemas.Denial{Reason: d.Reason, Message: d.Message, SubmitKind: d.Kind, SubmitSeq: sub.seq}
+		denial := &schemas.Denial{Reason: d.Reason, Message: d.Message, SubmitKind: d.Kind, SubmitSeq: sub.Seq}
 		if d.Reason == schemas.ReasonPolicy {
 			denial.PolicyIDs = d.PolicyIDs // for other reasons they name the permits
 		}
-		return []outgoing{e.delivery(d.From, sub.denialToken(), schemas.DeliverDenied, d.Envelope, hc, ev.Seq, denial)}, nil
+		return []outgoing{e.delivery(d.From, sub.DenialToken(), schemas.DeliverDenied, d.Envelope, hc, ev.Seq, denial)}, nil
 	case *schemas.HopCompleted:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
@@ -97,7 +98,7 @@ func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.R
 		Version: schemas.Version, RunID: st.RunID, At: ev.At, By: d.By, Message: d.Reason, OpenHops: d.OpenHops,
 		LedgerSeq: ev.Seq, OnBehalfOf: st.OnBehalfOf, Workflow: st.Workflow, Limit: d.Limit, Reason: schemas.ReasonOperator,
 	}
-	if n := len(st.Breaches); n > 0 && d.By == "gateway" {
+	if n := len(st.Breaches); n > 0 && d.By == decision.GatewayActor {
 		b := st.Breaches[n-1]
 		alert.Reason, alert.Value, alert.Bound, alert.Agent, alert.From, alert.To, alert.HopID = b.Reason, b.Value, b.Bound, b.From, b.From, b.To, b.HopID
 	}
@@ -152,27 +153,9 @@ func (e *Enforcer) timer(run string, at time.Time) outgoing {
 	}
 }
 
-// nextDue is when the run next needs its timer: its earliest open hop's
-// deadline, or the end of its wall clock; zero when nothing is due.
-func (e *Enforcer) nextDue(st *ledger.State) time.Time {
-	if !st.Started || st.Closed() {
-		return time.Time{}
-	}
-	var due time.Time
-	if wc := e.limitsOf(st).wallClock(); wc > 0 && !st.Breached(LimitWallClock) {
-		due = st.StartedAt.Add(wc)
-	}
-	for id := range st.Open {
-		if d := st.Hops[id].Deadline; !d.IsZero() && (due.IsZero() || d.Before(due)) {
-			due = d
-		}
-	}
-	return due
-}
-
 // effectsFrom repeats the effects of the record at streamSeq and of the
 // follow-up events appended right after it: what a crash may have cut off.
-func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq uint64, sub *submission) ([]outgoing, error) {
+func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq uint64, sub *decision.Submission) ([]outgoing, error) {
 	rec, err := e.ledger.Get(ctx, streamSeq)
 	if err != nil {
 		return nil, err
@@ -186,7 +169,7 @@ func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq 
 		if err != nil {
 			return nil, err
 		}
-		if next.StreamSeq == 0 || !isFollowUp(next.Event.Type) {
+		if next.StreamSeq == 0 || !decision.IsFollowUp(next.Event.Type) {
 			break
 		}
 		more, err := e.effects(st, next, sub)

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
@@ -30,13 +31,6 @@ type Registry struct {
 	Audit *policy.Engine
 }
 
-// registry is the registry in use; swapped whole on reload.
-type registry struct {
-	dir    *broker.Directory
-	engine *policy.Engine
-	audit  *policy.Engine
-}
-
 // Enforcer is the governing consumer. Create it with New, then Start it;
 // Stop drains it.
 type Enforcer struct {
@@ -46,7 +40,8 @@ type Enforcer struct {
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
 	tracer   trace.Tracer
-	registry atomic.Pointer[registry]
+	// rules are what hops are decided against; swapped whole on reload.
+	rules atomic.Pointer[decision.Rules]
 
 	shards   []*shard
 	consumes []jetstream.ConsumeContext
@@ -79,7 +74,10 @@ func New(js jetstream.JetStream, subjects broker.Subjects, reg Registry, cfg Con
 
 // Reload swaps the registry; hops decided after it returns use the new one.
 func (e *Enforcer) Reload(reg Registry) {
-	e.registry.Store(&registry{dir: reg.Dir, engine: reg.Engine, audit: reg.Audit})
+	e.rules.Store(&decision.Rules{
+		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: e.cfg.limitSet(),
+		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout,
+	})
 }
 
 // Ledger returns the ledger the enforcer appends to.
@@ -165,8 +163,8 @@ func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc stri
 // dispatch hands a submission to the shard that owns its run, so each run
 // is handled by one goroutine, in order.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
-	_, run, _ := e.subjects.ParseSubmit(m.Subject())
-	e.shardFor(run).in <- work{run: run, msg: m}
+	caller, run, _ := e.subjects.ParseSubmit(m.Subject())
+	e.shardFor(run).in <- work{run: run, caller: caller, msg: m}
 }
 
 // dispatchTimer hands a fired timer to its run's shard.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -116,7 +117,7 @@ func TestReplyClosesHopAndCompletesRun(t *testing.T) {
 func TestDenials(t *testing.T) {
 	// deny_only: a limit denial here must not halt the run the other cases
 	// share (halting is covered in limits_test.go).
-	g := startGateway(t, enforcer.Config{Limits: enforcer.Limits{MaxDelegationDepth: 2, OnBreach: enforcer.DenyOnly}, MaxEnvelopeBytes: 4096})
+	g := startGateway(t, enforcer.Config{Limits: limits.Run{MaxDelegationDepth: 2, OnBreach: limits.DenyOnly}, MaxEnvelopeBytes: 4096})
 	tomas, orch, research, writer := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research"), newSender(t, g, "writer")
 	run, root := openRun(t, tomas)
 	toResearch := delegate(t, orch, run, root, "research")
@@ -294,7 +295,7 @@ func TestForgedContextIgnored(t *testing.T) {
 // TestRunOrderKept: many invokes of one run, published back to back, are
 // decided in the order they were published.
 func TestRunOrderKept(t *testing.T) {
-	g := startGateway(t, enforcer.Config{Shards: 4, Limits: enforcer.Limits{MaxEdgeRepeats: 100}})
+	g := startGateway(t, enforcer.Config{Shards: 4, Limits: limits.Run{MaxEdgeRepeats: 100}})
 	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
 	run, root := openRun(t, tomas)
 	var want []string

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -92,13 +93,8 @@ func (s *shard) processHalt(ctx context.Context, h *haltRequest) ([]outgoing, er
 	case st.Completed:
 		return nil, fmt.Errorf("run %s has completed (%s); there is nothing to halt", st.RunID, st.Status)
 	}
-	open := openHopIDs(st)
-	ev, ok := mustEvent(st.RunID, schemas.EventRunHalted, "", s.e.cfg.Clock(), &schemas.RunHalted{
-		Reason: h.req.Reason, By: h.req.By, OpenHops: open,
-	})
-	if !ok {
-		return nil, errors.New("encode run.halted")
-	}
+	open := decision.OpenHopIDs(st)
+	ev := decision.Halt(st, h.req.By, h.req.Reason, s.e.cfg.Clock())
 	out, err := s.record(ctx, st, []schemas.Event{ev}, nil, "")
 	if err != nil {
 		return nil, err

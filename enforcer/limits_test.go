@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
@@ -80,7 +81,7 @@ func breaches(st *ledger.State) []string {
 // is denied, the run is halted, its open hops are cancelled at their
 // targets and their callers told, and an alert is published.
 func TestDepthBreachHaltsRunAndCancelsOpenHops(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxDelegationDepth: 1}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxDelegationDepth: 1}})
 	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
 	run, root := openRun(t, tomas)
 	child := delegate(t, orch, run, root, "research")
@@ -174,7 +175,7 @@ when { context.is_cycle && context.edge_calls < 1 && context.ancestry.contains("
 permit (principal == Agent::"orchestrator", action == Action::"invoke", resource == Agent::"research")
 when { context.is_cycle && context.edge_calls < 2 };
 `)}
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{OnBreach: enforcer.DenyOnly}}, reentry)
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{OnBreach: limits.DenyOnly}}, reentry)
 	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
 	run, root := openRun(t, tomas)
 	child := delegate(t, orch, run, root, "research")
@@ -195,7 +196,7 @@ when { context.is_cycle && context.edge_calls < 2 };
 }
 
 func TestEdgeRepeats(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxEdgeRepeats: 3, OnBreach: enforcer.DenyOnly}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxEdgeRepeats: 3, OnBreach: limits.DenyOnly}})
 	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
 	run, root := openRun(t, tomas)
 	for range 3 {
@@ -211,7 +212,7 @@ func TestEdgeRepeats(t *testing.T) {
 }
 
 func TestHopBudget(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxHops: 3, OnBreach: enforcer.DenyOnly}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxHops: 3, OnBreach: limits.DenyOnly}})
 	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
 	run, root := openRun(t, tomas) // hop 1
 	delegate(t, orch, run, root, "research")
@@ -225,7 +226,7 @@ func TestHopBudget(t *testing.T) {
 // TestTokenBudgetTripsOnSettle: spend is what replies report; the reply
 // that takes the run past max_total_tokens records the breach and halts.
 func TestTokenBudgetTripsOnSettle(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxTotalTokens: 1000}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxTotalTokens: 1000}})
 	tomas, orch, research, writer := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research"), newSender(t, g, "writer")
 	run, root := openRun(t, tomas)
 	a := delegate(t, orch, run, root, "research")
@@ -252,7 +253,7 @@ func TestTokenBudgetTripsOnSettle(t *testing.T) {
 // TestConcurrentHopsCannotOverspend: many invokes of one run, published at
 // once, each reserving $1 against a $5 cap: exactly five are admitted.
 func TestConcurrentHopsCannotOverspend(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxCostUSD: 5, OnBreach: enforcer.DenyOnly, MaxEdgeRepeats: 100}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxCostUSD: 5, OnBreach: limits.DenyOnly, MaxEdgeRepeats: 100}})
 	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
 	run, root := openRun(t, tomas)
 	const n = 30
@@ -293,8 +294,8 @@ func TestConcurrentHopsCannotOverspend(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	g := startLoose(t, enforcer.Config{
-		Agents: map[string]enforcer.AgentLimits{"orchestrator": {InvokeRateLimit: ratelimit.Rate{Count: 3, Period: time.Hour}}},
-		Limits: enforcer.Limits{OnBreach: enforcer.DenyOnly},
+		Agents: map[string]limits.Agent{"orchestrator": {InvokeRateLimit: ratelimit.Rate{Count: 3, Period: time.Hour}}},
+		Limits: limits.Run{OnBreach: limits.DenyOnly},
 	})
 	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
 	run, root := openRun(t, tomas)
@@ -312,8 +313,8 @@ func TestRateLimit(t *testing.T) {
 // SUBMIT work queue; an agent still gets exactly its limit in total.
 func TestRateLimitHoldsAcrossTwoEnforcers(t *testing.T) {
 	cfg := enforcer.Config{
-		Agents: map[string]enforcer.AgentLimits{"orchestrator": {InvokeRateLimit: ratelimit.Rate{Count: 5, Period: time.Hour}}},
-		Limits: enforcer.Limits{OnBreach: enforcer.DenyOnly}, Shards: 2,
+		Agents: map[string]limits.Agent{"orchestrator": {InvokeRateLimit: ratelimit.Rate{Count: 5, Period: time.Hour}}},
+		Limits: limits.Run{OnBreach: limits.DenyOnly}, Shards: 2,
 	}
 	g := startLoose(t, cfg)
 	_, js2 := g.NewConn()
@@ -417,7 +418,7 @@ func TestTimeoutSurvivesEnforcerRestart(t *testing.T) {
 // TestWallClock: a run that outlives max_wall_clock_seconds is halted by its
 // timer, even with nothing else happening.
 func TestWallClock(t *testing.T) {
-	g := startLoose(t, enforcer.Config{Limits: enforcer.Limits{MaxWallClockSeconds: 1}})
+	g := startLoose(t, enforcer.Config{Limits: limits.Run{MaxWallClockSeconds: 1}})
 	tomas := newSender(t, g, "tomas")
 	run, _ := openRun(t, tomas)
 	waitFor(t, func() bool { return runState(t, g, run).Halted })
@@ -492,7 +493,7 @@ func TestAuditMode(t *testing.T) {
 		Identities: demoIdentities, Policies: examplePolicies(t),
 		AuditPolicies: []policy.File{{Name: "strict.cedar", Src: []byte(`@id("strict-no-critic") forbid (principal, action, resource == Agent::"critic");` +
 			"\n" + `@id("strict-allow") permit (principal, action, resource);`)}},
-		Config: enforcer.Config{Agents: map[string]enforcer.AgentLimits{"research": {Mode: enforcer.ModeAudit}}},
+		Config: enforcer.Config{Agents: map[string]limits.Agent{"research": {Mode: limits.ModeAudit}}},
 	})
 	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
 	run, root := openRun(t, tomas)

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/decision"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -19,6 +20,8 @@ import (
 // work is one thing for a shard to do for one run.
 type work struct {
 	run string
+	// caller is the caller token of a submission's subject.
+	caller string
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
@@ -123,9 +126,9 @@ func (s *shard) nak(m jetstream.Msg) {
 func (s *shard) handle(w work) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
-	var sub *submission
+	var sub *decision.Submission
 	if w.msg != nil && !w.timer {
-		sub = s.e.parse(w.msg)
+		sub = s.e.parse(w)
 	}
 	var out []outgoing
 	var err error
@@ -198,38 +201,51 @@ func (s *shard) completion(w work) func(bool) {
 var errAbandon = errors.New("abandoned by hook")
 
 // process decides and records one submission and returns what to publish.
-func (s *shard) process(ctx context.Context, sub *submission) ([]outgoing, error) {
-	if !schemas.ValidID(sub.runToken) {
-		p, err := s.e.decide(ctx, ledger.NewState(sub.runToken), sub, s.e.cfg.Clock())
+func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoing, error) {
+	rules := s.e.rules.Load()
+	now := s.e.cfg.Clock()
+	if !schemas.ValidID(sub.RunToken) {
+		p, err := rules.Decide(ledger.NewState(sub.RunToken), sub, now, s.rate(ctx, now))
 		if err != nil {
 			return nil, err
 		}
-		return s.reject(ctx, sub, p.reject)
+		return s.reject(ctx, sub, p.Reject)
 	}
-	st, err := s.state(ctx, sub.runToken)
+	st, err := s.state(ctx, sub.RunToken)
 	if err != nil {
 		return nil, err
 	}
-	if seq, ok := st.Decided(sub.digest); ok {
+	if seq, ok := st.Decided(sub.Digest); ok {
 		s.e.stats.redelivered.Add(1)
 		if err := s.finish(ctx, st); err != nil {
 			return nil, err
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
-	p, err := s.e.decide(ctx, st, sub, s.e.cfg.Clock())
+	p, err := rules.Decide(st, sub, now, s.rate(ctx, now))
 	if err != nil {
 		return nil, err
 	}
-	if p.reject != nil {
-		return s.reject(ctx, sub, p.reject)
+	if p.Reject != nil {
+		return s.reject(ctx, sub, p.Reject)
 	}
-	return s.record(ctx, st, p.events, sub, sub.hopID())
+	return s.record(ctx, st, p.Events, sub, sub.HopID())
+}
+
+// rate is the decision core's view of the fleet-wide rate limits: a take
+// from the caller's bucket in the KV store.
+func (s *shard) rate(ctx context.Context, now time.Time) decision.RateFunc {
+	if s.e.limiter == nil {
+		return nil
+	}
+	return func(caller string, rate ratelimit.Rate) (ratelimit.Decision, error) {
+		return s.e.limiter.Take(ctx, caller, rate, now)
+	}
 }
 
 // record appends events (and the follow-ups they call for) to a run and
 // returns the effects of all of them.
-func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.Event, sub *submission, hop string) ([]outgoing, error) {
+func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.Event, sub *decision.Submission, hop string) ([]outgoing, error) {
 	var recs []ledger.Record
 	for _, ev := range events {
 		rec, err := s.append(ctx, st, ev)
@@ -285,8 +301,9 @@ func (s *shard) finish(ctx context.Context, st *ledger.State) error {
 
 func (s *shard) followUps(ctx context.Context, st *ledger.State) ([]ledger.Record, error) {
 	var recs []ledger.Record
+	rules := s.e.rules.Load()
 	for range 8 {
-		ev, ok := s.e.nextFollowUp(st, s.e.cfg.Clock())
+		ev, ok := rules.FollowUp(st, s.e.cfg.Clock())
 		if !ok {
 			return recs, nil
 		}
@@ -303,23 +320,19 @@ func (s *shard) followUps(ctx context.Context, st *ledger.State) ([]ledger.Recor
 // reject records a denial that belongs to no run in a ledger entry of its
 // own, named after the submission. Its content depends only on the
 // submission, so recording it again after a crash is a no-op.
-func (s *shard) reject(ctx context.Context, sub *submission, d *schemas.HopDecision) ([]outgoing, error) {
-	run := sub.rejectRun()
-	ev, err := schemas.NewEvent(run, schemas.EventHopDenied, sub.hopID(), sub.storedAt, d)
-	if err != nil {
-		return nil, fmt.Errorf("reject: %w", err)
-	}
+func (s *shard) reject(ctx context.Context, sub *decision.Submission, d *schemas.HopDecision) ([]outgoing, error) {
+	ev := decision.RejectEvent(sub, d)
 	_, rec, err := s.ledger.Append(ctx, ledger.Head{}, ev)
 	if err != nil {
 		return nil, err
 	}
 	s.e.stats.denied.Add(1)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
-		if err := hook(run, sub.hopID()); err != nil {
+		if err := hook(ev.RunID, sub.HopID()); err != nil {
 			return nil, errAbandon
 		}
 	}
-	return s.e.effects(ledger.NewState(run), rec, sub)
+	return s.e.effects(ledger.NewState(ev.RunID), rec, sub)
 }
 
 // append writes one event at the state's head and folds it in.

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/tollgate/tollgate/ledger"
-	"github.com/tollgate/tollgate/schemas"
 )
 
 // processTimer handles a run's fired timer: it times out every open hop
@@ -28,34 +27,7 @@ func (s *shard) processTimer(ctx context.Context, run string, redelivered bool) 
 			return nil, err
 		}
 	}
-	if st.Closed() {
-		return out, nil
-	}
-	now := s.e.cfg.Clock()
-	var events []schemas.Event
-	for _, hop := range st.OpenHops() {
-		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
-			continue
-		}
-		if ev, ok := mustEvent(run, schemas.EventHopTimedOut, hop.ID, now, &schemas.HopTimedOut{
-			Deadline: hop.Deadline, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
-		}); ok {
-			events = append(events, ev)
-		}
-	}
-	limits := s.e.limitsOf(st)
-	if wc := limits.wallClock(); wc > 0 && !st.Breached(LimitWallClock) && now.Sub(st.StartedAt) >= wc {
-		action := "deny"
-		if limits.OnBreach == HaltAndAlert {
-			action = "halt"
-		}
-		if ev, ok := mustEvent(run, schemas.EventRunLimitBreached, "", now, &schemas.RunLimitBreached{
-			Limit: LimitWallClock, Value: now.Sub(st.StartedAt).Seconds(), Bound: wc.Seconds(),
-			Reason: schemas.ReasonBudget, Action: action,
-		}); ok {
-			events = append(events, ev)
-		}
-	}
+	events := s.e.rules.Load().Due(st, s.e.cfg.Clock())
 	if len(events) == 0 {
 		return out, nil
 	}
@@ -96,7 +68,7 @@ func (s *shard) armTimer(run string) []outgoing {
 	if !ok {
 		return nil
 	}
-	due := s.e.nextDue(st)
+	due := s.e.rules.Load().NextDue(st)
 	s.armedMu.Lock()
 	defer s.armedMu.Unlock()
 	if due.IsZero() || s.armed[run].Equal(due) {

@@ -28,30 +28,6 @@ func callerSpan(h map[string][]string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
-// hopTrace fixes the trace ids of a hop at admission: the run's trace (the
-// first caller's, or one derived from the run id), the hop's own span, and
-// its parent: the caller's span from the traceparent it sent when that
-// belongs to the run's trace, else the span of the hop the caller works on.
-func hopTrace(st *ledger.State, sub *submission, parent *ledger.Hop, runTrace string) (traceID, spanID, parentSpanID string) {
-	caller := sub.trace
-	traceID = runTrace
-	if traceID == "" {
-		if caller.IsValid() && parent == nil {
-			traceID = caller.TraceID().String()
-		} else {
-			traceID = tracing.RunTraceID(sub.runToken).String()
-		}
-	}
-	spanID = tracing.HopSpanID(sub.runToken, sub.env.HopID).String()
-	switch {
-	case caller.IsValid() && caller.TraceID().String() == traceID:
-		parentSpanID = caller.SpanID().String()
-	case parent != nil:
-		parentSpanID = parent.SpanID
-	}
-	return traceID, spanID, parentSpanID
-}
-
 func traceParentOf(hop *ledger.Hop) string {
 	if hop.TraceID == "" || hop.SpanID == "" {
 		return ""

@@ -45,8 +45,8 @@ func Seal(ev *schemas.Event, head Head) ([]byte, error) {
 	ev.Seq = head.Seq + 1
 	ev.PrevHash = head.prevHash()
 	ev.Hash = ""
-	if len(ev.Data) == 0 {
-		return nil, fmt.Errorf("seal %s event: no data", ev.Type)
+	if err := ev.EncodeData(); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
 	}
 	unhashed := ev.AppendUnhashed(make([]byte, 0, 256+len(ev.Data)))
 	ev.Hash = Hash(ev.PrevHash, unhashed)

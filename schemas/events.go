@@ -63,8 +63,9 @@ type Event struct {
 	// Hash chains this event to PrevHash. Empty until the ledger seals it.
 	Hash string `json:"hash,omitempty"`
 
-	// decoded is the data NewEvent encoded, so that the writer does not
-	// parse its own event back. Readers of stored events decode Data.
+	// decoded is the data the event was built with (NewEvent, EventOf), so
+	// that the writer never parses its own event back. Readers of stored
+	// events decode Data.
 	decoded any
 }
 
@@ -249,6 +250,30 @@ func NewEvent(run string, typ EventType, hop string, at time.Time, data any) (Ev
 		return Event{}, fmt.Errorf("encode %s data: %w", typ, err)
 	}
 	return Event{Version: Version, RunID: run, Type: typ, At: at.UTC(), HopID: hop, Data: raw, decoded: data}, nil
+}
+
+// EventOf builds an unsealed event carrying data, which is encoded once,
+// when the event is sealed (see EncodeData).
+func EventOf(run string, typ EventType, hop string, at time.Time, data any) Event {
+	return Event{Version: Version, RunID: run, Type: typ, At: at.UTC(), HopID: hop, decoded: data}
+}
+
+// EncodeData encodes the data the event was built with into Data, unless
+// Data is already set. Encoding fails only for data no gateway writes (a
+// NaN or infinite number).
+func (e *Event) EncodeData() error {
+	if len(e.Data) > 0 {
+		return nil
+	}
+	if e.decoded == nil {
+		return fmt.Errorf("%w: %s event has no data", ErrMalformed, e.Type)
+	}
+	raw, err := Encode(e.decoded)
+	if err != nil {
+		return fmt.Errorf("encode %s data: %w", e.Type, err)
+	}
+	e.Data = raw
+	return nil
 }
 
 // dataFor returns a pointer to the zero data value of an event type.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/schemas"
@@ -28,7 +29,7 @@ type Config struct {
 	// AuditPolicies are evaluated on every allowed invoke but only
 	// recorded: what they would deny lands in the hop's audit findings.
 	AuditPolicies []string                  `yaml:"audit_policies"`
-	RunLimits     enforcer.Limits           `yaml:"run_limits"`
+	RunLimits     limits.Run                `yaml:"run_limits"`
 	PerAgent      PerAgentConfig            `yaml:"per_agent"`
 	Workflows     map[string]WorkflowConfig `yaml:"workflows"`
 	Enforcer      EnforcerConfig            `yaml:"enforcer"`
@@ -90,7 +91,7 @@ type PerAgentConfig struct {
 
 // WorkflowConfig overrides run limits for the runs of one workflow.
 type WorkflowConfig struct {
-	RunLimits enforcer.Limits `yaml:"run_limits"`
+	RunLimits limits.Run `yaml:"run_limits"`
 }
 
 // requireSignature is require_signature, defaulting to true with a key.
@@ -270,16 +271,16 @@ func (c *Config) enforcerConfig() enforcer.Config {
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending,
-		PerAgent:  enforcer.AgentLimits{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode},
-		Agents:    map[string]enforcer.AgentLimits{},
-		Workflows: map[string]enforcer.Limits{},
+		PerAgent:  limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode},
+		Agents:    map[string]limits.Agent{},
+		Workflows: map[string]limits.Run{},
 		Operators: map[string]string{},
 	}
 	if c.PerAgent.TimeoutSeconds > 0 {
 		ec.DefaultTimeout = time.Duration(c.PerAgent.TimeoutSeconds) * time.Second
 	}
 	for _, a := range c.Agents {
-		o := enforcer.AgentLimits{Mode: a.Mode}
+		o := limits.Agent{Mode: a.Mode}
 		if a.InvokeRateLimit != nil {
 			o.InvokeRateLimit = *a.InvokeRateLimit
 		}

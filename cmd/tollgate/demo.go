@@ -19,7 +19,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
-	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
@@ -301,7 +301,7 @@ func demoConfig(dataDir string) (*Config, map[string]nkeys.KeyPair, error) {
 	cfg := &Config{
 		NATS:      NATSConfig{DataDir: dataDir, Listen: "none"},
 		Policies:  []string{"embedded"},
-		RunLimits: enforcer.Limits{},
+		RunLimits: limits.Run{},
 	}
 	pub, err := key("tomas")
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
-	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/whatif"
 	"github.com/tollgate/tollgate/ledger"
@@ -106,7 +106,7 @@ func TestLoopScenarioWhatIf(t *testing.T) {
 		!first.Candidate.Denied() || first.Candidate.Reason != schemas.ReasonPolicy || first.Candidate.PolicyIDs[0] != forbidOrchestrator {
 		t.Fatalf("first change %+v, candidate %+v", first, first.Candidate)
 	}
-	if first.Recorded.Reason != schemas.ReasonLoop || first.Recorded.Limit != enforcer.LimitCycle || len(rep.Vanished) != 2 {
+	if first.Recorded.Reason != schemas.ReasonLoop || first.Recorded.Limit != limits.Cycle || len(rep.Vanished) != 2 {
 		t.Fatalf("recorded %+v, vanished %+v", first.Recorded, rep.Vanished)
 	}
 }

@@ -31,7 +31,8 @@ import (
 	"strings"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/decision"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -230,7 +231,7 @@ func recorded(t schemas.EventType, d *schemas.HopDecision) Verdict {
 	if d.Breach != nil {
 		v.Limit = d.Breach.Limit
 	} else if d.Reason == schemas.ReasonLoop && d.Cycle {
-		v.Limit = enforcer.LimitCycle
+		v.Limit = limits.Cycle
 	}
 	return v
 }
@@ -262,24 +263,27 @@ func (c *cast) decide(st *ledger.State, d *schemas.HopDecision, h *Hop) error {
 	if err != nil {
 		return err
 	}
-	req := enforcer.PolicyRequest(st, caller, target, d)
-	dec := engine.Decide(req)
-	cand := &Verdict{Decision: Allowed, PolicyIDs: dec.PolicyIDs}
-	if reason, msg, ids, denied := enforcer.PolicyVerdict(dec, req); denied {
-		cand = &Verdict{Decision: Denied, Reason: reason, PolicyIDs: ids, Message: msg}
-	} else {
-		// The checks after policy, in the enforcer's order: depth, cycle,
-		// edge repeats, budget. Only the cycle check reads the policy set.
-		switch {
-		case rec.Reason == schemas.ReasonDepth:
-			cand = cloneVerdict(rec)
-		case d.Cycle && !c.set.AllowsCycle(dec):
-			cand = &Verdict{Decision: Denied, Reason: schemas.ReasonLoop, Limit: enforcer.LimitCycle,
-				Message: fmt.Sprintf("%s is already in this hop's ancestry %v: %s -> %s closes a cycle, and no permit of the candidate set annotated @%s(\"allow\") lets it through",
-					d.To, d.Ancestry, d.From, d.To, enforcer.CycleAnnotation)}
-		case rec.Reason == schemas.ReasonLoop && rec.Limit != enforcer.LimitCycle, rec.Reason == schemas.ReasonBudget:
-			cand = cloneVerdict(rec)
+	// Only the checks that read the policy set are evaluated, and they read
+	// neither the limits nor the clock.
+	inv := &decision.Invoke{State: st, Caller: caller, Target: target, Decision: d, Estimate: d.Estimate}
+	var was *decision.Verdict
+	if rec.Denied() {
+		was = &decision.Verdict{Reason: rec.Reason, Message: rec.Message, PolicyIDs: rec.PolicyIDs}
+		if rec.Limit != "" {
+			was.Breach = &schemas.Breach{Limit: rec.Limit}
 		}
+	}
+	g, evaluated := decision.Regovern(inv, engine, was)
+	cand := &Verdict{Decision: Allowed, PolicyIDs: g.PolicyIDs}
+	switch v := g.Denial; {
+	case v == nil:
+	case evaluated:
+		cand = &Verdict{Decision: Denied, Reason: v.Reason, Limit: v.Limit(), PolicyIDs: v.PolicyIDs, Message: v.Message}
+		if v.Limit() == limits.Cycle {
+			cand.Message += fmt.Sprintf(", and no permit of the candidate set annotated @%s(\"allow\") lets it through", policy.CycleAnnotation)
+		}
+	default:
+		cand = cloneVerdict(rec)
 	}
 	h.Candidate = cand
 	switch {
@@ -292,8 +296,8 @@ func (c *cast) decide(st *ledger.State, d *schemas.HopDecision, h *Hop) error {
 	case rec.Denied() && !cand.Denied():
 		h.Change = Admitted
 		h.Note = "would have passed policy; the limits checked after it (depth, edge repeats, budget) were not re-checked"
-		if rec.Limit == enforcer.LimitCycle {
-			h.Note = "a candidate permit annotated @" + enforcer.CycleAnnotation + "(\"allow\") would have let the cycle through; the limits checked after it (edge repeats, budget) were not re-checked"
+		if rec.Limit == limits.Cycle {
+			h.Note = "a candidate permit annotated @" + policy.CycleAnnotation + "(\"allow\") would have let the cycle through; the limits checked after it (edge repeats, budget) were not re-checked"
 		}
 		h.Note += ", and what the hop would have done is not in the ledger"
 	case rec.Denied() && (rec.Reason != cand.Reason || rec.Limit != cand.Limit):

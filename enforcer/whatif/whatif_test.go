@@ -9,7 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/deploy"
-	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/whatif"
 	"github.com/tollgate/tollgate/ledger"
@@ -102,10 +102,10 @@ func loopHalted(t testing.TB) []ledger.Record {
 	root := b.Start("tomas", "orchestrator", "brief", "research-brief", nil, "users-start-runs-at-entry-agents")
 	res := b.Invoke(root, "research", "find sources", "agents-delegate-to-agents")
 	den := b.Deny(res, "orchestrator", "re-plan", runtreetest.Denial{Reason: schemas.ReasonLoop, Message: "closes a cycle",
-		PolicyIDs: []string{"agents-delegate-to-agents"}, Breach: &schemas.Breach{Limit: enforcer.LimitCycle, Value: 1}})
-	b.Breach(schemas.RunLimitBreached{Limit: enforcer.LimitCycle, Value: 1, Reason: schemas.ReasonLoop, From: "research", To: "orchestrator",
+		PolicyIDs: []string{"agents-delegate-to-agents"}, Breach: &schemas.Breach{Limit: limits.Cycle, Value: 1}})
+	b.Breach(schemas.RunLimitBreached{Limit: limits.Cycle, Value: 1, Reason: schemas.ReasonLoop, From: "research", To: "orchestrator",
 		Action: "halt", HopID: den})
-	b.Halt("gateway", "cycle tripped on research -> orchestrator (1 > 0)", enforcer.LimitCycle)
+	b.Halt("gateway", "cycle tripped on research -> orchestrator (1 > 0)", limits.Cycle)
 	return records(t, b)
 }
 
@@ -140,7 +140,7 @@ func TestLoopStoppedAtFirstReinvocation(t *testing.T) {
 	}
 	h := rep.Changes()[0]
 	if h.From != "research" || h.To != "orchestrator" || h.Change != whatif.Redenied || h.Candidate.Reason != schemas.ReasonPolicy ||
-		len(h.Candidate.PolicyIDs) != 1 || h.Candidate.PolicyIDs[0] != forbidOrchestrator || h.Recorded.Limit != enforcer.LimitCycle {
+		len(h.Candidate.PolicyIDs) != 1 || h.Candidate.PolicyIDs[0] != forbidOrchestrator || h.Recorded.Limit != limits.Cycle {
 		t.Fatalf("first change %+v (candidate %+v)", h, h.Candidate)
 	}
 	if len(rep.Vanished) != 2 || rep.Vanished[0].Type != schemas.EventRunLimitBreached || rep.Vanished[1].Type != schemas.EventRunHalted {
@@ -189,7 +189,7 @@ func TestPolicyDenialBecomesLoopDenial(t *testing.T) {
 
 	rep := evaluate(t, recs, base(t), whatif.Options{})
 	h := rep.Changes()
-	if len(h) != 1 || h[0].Change != whatif.Redenied || h[0].Candidate.Reason != schemas.ReasonLoop || h[0].Candidate.Limit != enforcer.LimitCycle {
+	if len(h) != 1 || h[0].Change != whatif.Redenied || h[0].Candidate.Reason != schemas.ReasonLoop || h[0].Candidate.Limit != limits.Cycle {
 		t.Fatalf("changes %+v", h)
 	}
 
@@ -214,10 +214,10 @@ func TestNonPolicyDenialsKept(t *testing.T) {
 	b := runtreetest.New("run-kept", t0, runtreetest.DemoCast())
 	root := b.Start("tomas", "orchestrator", "brief", "research-brief", nil, "users-start-runs-at-entry-agents")
 	b.Deny(root, "research", "x", runtreetest.Denial{Reason: schemas.ReasonRate, Message: "over its rate",
-		Breach: &schemas.Breach{Limit: enforcer.LimitRate, Value: 61, Bound: 60}})
+		Breach: &schemas.Breach{Limit: limits.Rate, Value: 61, Bound: 60}})
 	b.Deny(root, "writer", "x", runtreetest.Denial{Reason: schemas.ReasonIdentity, Message: "bad signature"})
 	b.Deny(root, "critic", "x", runtreetest.Denial{Reason: schemas.ReasonDepth, Message: "too deep", PolicyIDs: []string{"agents-delegate-to-agents"},
-		Breach: &schemas.Breach{Limit: enforcer.LimitDepth, Value: 6, Bound: 5}})
+		Breach: &schemas.Breach{Limit: limits.Depth, Value: 6, Bound: 5}})
 	recs := records(t, b)
 	// A candidate that forbids every agent's call: the depth denial becomes
 	// a policy denial (policy is checked first); rate and identity are kept.

@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections"
@@ -136,7 +137,7 @@ func runScenario(t *testing.T, before func(*enforcertest.Gateway, *projectionste
 	t.Helper()
 	db := projectionstest.New(t)
 	g := enforcertest.Start(t, enforcertest.Options{Identities: identities, Policies: policies(t),
-		Config: enforcer.Config{Limits: enforcer.Limits{MaxDelegationDepth: depthLimit}}})
+		Config: enforcer.Config{Limits: limits.Run{MaxDelegationDepth: depthLimit}}})
 	if before != nil {
 		before(g, db)
 	}

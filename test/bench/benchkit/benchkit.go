@@ -25,6 +25,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -209,7 +210,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	}
 	cfg := enforcer.Config{
 		Shards: w.Shards, MaxAckPending: 20000,
-		Limits: enforcer.Limits{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1},
+		Limits: limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1},
 	}
 	for range w.Conns {
 		nc, err := broker.Connect(e0(e.srv, w))

@@ -1,4 +1,8 @@
-package enforcer
+// Package limits holds the bounds a run and a calling agent are held to:
+// their configuration, their defaults and overrides, the names breaches
+// and alerts record, and the snapshot a run records when it starts. The
+// checks that apply them live in enforcer/decision.
+package limits
 
 import (
 	"errors"
@@ -18,22 +22,28 @@ const (
 	DenyOnly = "deny_only"
 )
 
-// Limit names, as recorded in breaches and alerts.
+// Breach actions, as run.limit_breached records what the gateway did.
 const (
-	LimitDepth       = "max_delegation_depth"
-	LimitHops        = "max_hops"
-	LimitTokens      = "max_total_tokens"
-	LimitCost        = "max_cost_usd"
-	LimitWallClock   = "max_wall_clock_seconds"
-	LimitEdgeRepeats = "max_edge_repeats"
-	LimitCycle       = "cycle"
-	LimitRate        = "invoke_rate_limit"
+	ActionHalt = "halt"
+	ActionDeny = "deny"
 )
 
-// Limits bound a run. A run is held to the limits recorded when it
-// started (its workflow's, else the gateway's). Zero means the default; a
-// negative number means no limit.
-type Limits struct {
+// Limit names, as recorded in breaches and alerts.
+const (
+	Depth       = "max_delegation_depth"
+	Hops        = "max_hops"
+	Tokens      = "max_total_tokens"
+	Cost        = "max_cost_usd"
+	WallClock   = "max_wall_clock_seconds"
+	EdgeRepeats = "max_edge_repeats"
+	Cycle       = "cycle"
+	Rate        = "invoke_rate_limit"
+)
+
+// Run bounds a run. A run is held to the limits recorded when it started
+// (its workflow's, else the gateway's). Zero means the default; a negative
+// number means no limit.
+type Run struct {
 	// MaxDelegationDepth is the deepest a hop may be; a run's first hop has
 	// depth 0. Default 5.
 	MaxDelegationDepth int `yaml:"max_delegation_depth"`
@@ -53,7 +63,8 @@ type Limits struct {
 	OnBreach string `yaml:"on_breach"`
 }
 
-func (l *Limits) setDefaults() {
+// SetDefaults gives every field left zero its default.
+func (l *Run) SetDefaults() {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -75,15 +86,15 @@ func (l *Limits) setDefaults() {
 }
 
 // Validate reports every problem with the limits.
-func (l Limits) Validate() error {
+func (l Run) Validate() error {
 	if l.OnBreach != "" && l.OnBreach != HaltAndAlert && l.OnBreach != DenyOnly {
 		return fmt.Errorf("on_breach is %q, want %s or %s", l.OnBreach, HaltAndAlert, DenyOnly)
 	}
 	return nil
 }
 
-// override returns l with every field o sets (non-zero) taken from o.
-func (l Limits) override(o Limits) Limits {
+// Override returns l with every field o sets (non-zero) taken from o.
+func (l Run) Override(o Run) Run {
 	if o.MaxDelegationDepth != 0 {
 		l.MaxDelegationDepth = o.MaxDelegationDepth
 	}
@@ -108,7 +119,8 @@ func (l Limits) override(o Limits) Limits {
 	return l
 }
 
-func (l Limits) record() *schemas.RunLimits {
+// Record is the snapshot of the limits that run.started records.
+func (l Run) Record() *schemas.RunLimits {
 	return &schemas.RunLimits{
 		MaxDelegationDepth: l.MaxDelegationDepth, MaxHops: l.MaxHops, MaxTotalTokens: l.MaxTotalTokens,
 		MaxCostUSD: l.MaxCostUSD, MaxWallClockSeconds: l.MaxWallClockSeconds, MaxEdgeRepeats: l.MaxEdgeRepeats,
@@ -116,28 +128,43 @@ func (l Limits) record() *schemas.RunLimits {
 	}
 }
 
-// limitsFromRecord reads the limits recorded in run.started; a limit the
-// record leaves out (zero) has its default.
-func limitsFromRecord(r *schemas.RunLimits) Limits {
-	l := Limits{
+// FromRecord reads the limits recorded in run.started; a limit the record
+// leaves out (zero) has its default.
+func FromRecord(r *schemas.RunLimits) Run {
+	l := Run{
 		MaxDelegationDepth: r.MaxDelegationDepth, MaxHops: r.MaxHops, MaxTotalTokens: r.MaxTotalTokens,
 		MaxCostUSD: r.MaxCostUSD, MaxWallClockSeconds: r.MaxWallClockSeconds, MaxEdgeRepeats: r.MaxEdgeRepeats,
 		OnBreach: r.OnBreach,
 	}
-	l.setDefaults()
+	l.SetDefaults()
 	return l
 }
 
-// wallClock is the run's wall-clock bound, zero when unlimited.
-func (l Limits) wallClock() time.Duration {
+// WallClock is the run's wall-clock bound, zero when unlimited.
+func (l Run) WallClock() time.Duration {
 	if l.MaxWallClockSeconds <= 0 {
 		return 0
 	}
 	return time.Duration(l.MaxWallClockSeconds) * time.Second
 }
 
-// AgentLimits govern one calling agent.
-type AgentLimits struct {
+// BreachAction is what a breach of these limits does to a run that is not
+// halted yet: halt it (halt_and_alert, once a hop was allowed) or only deny.
+func (l Run) BreachAction(halted bool, allowed int) string {
+	if l.OnBreach == HaltAndAlert && !halted && allowed > 0 {
+		return ActionHalt
+	}
+	return ActionDeny
+}
+
+// Agent modes.
+const (
+	ModeEnforce = "enforce"
+	ModeAudit   = "audit"
+)
+
+// Agent governs one calling agent.
+type Agent struct {
 	// InvokeRateLimit bounds the invokes the agent may submit, across every
 	// run and every enforcer instance ("60/min"). Zero: no limit.
 	InvokeRateLimit ratelimit.Rate `yaml:"invoke_rate_limit"`
@@ -147,13 +174,8 @@ type AgentLimits struct {
 	Mode string `yaml:"mode"`
 }
 
-// Agent modes.
-const (
-	ModeEnforce = "enforce"
-	ModeAudit   = "audit"
-)
-
-func (a AgentLimits) override(o AgentLimits) AgentLimits {
+// Override returns a with every field o sets taken from o.
+func (a Agent) Override(o Agent) Agent {
 	if o.InvokeRateLimit.Count != 0 {
 		a.InvokeRateLimit = o.InvokeRateLimit
 	}
@@ -163,26 +185,68 @@ func (a AgentLimits) override(o AgentLimits) AgentLimits {
 	return a
 }
 
-func (a AgentLimits) validate(where string) error {
+// Validate reports a problem with the agent settings.
+func (a Agent) Validate() error {
 	if a.Mode != "" && a.Mode != ModeEnforce && a.Mode != ModeAudit {
-		return fmt.Errorf("%s: mode is %q, want enforce or audit", where, a.Mode)
+		return fmt.Errorf("mode is %q, want %s or %s", a.Mode, ModeEnforce, ModeAudit)
 	}
 	return nil
 }
 
-func validateLimits(c Config) error {
+// Set is every limit a gateway applies: the run limits with their
+// per-workflow overrides, and the per-agent settings with their per-agent
+// overrides.
+type Set struct {
+	Run       Run
+	Workflows map[string]Run
+	PerAgent  Agent
+	Agents    map[string]Agent
+}
+
+// SetDefaults fills the defaults of the gateway-wide limits.
+func (s *Set) SetDefaults() {
+	s.Run.SetDefaults()
+	if s.PerAgent.Mode == "" {
+		s.PerAgent.Mode = ModeEnforce
+	}
+}
+
+// Validate reports every problem at once.
+func (s Set) Validate() error {
 	var errs []error
-	if err := c.Limits.Validate(); err != nil {
+	if err := s.Run.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("run_limits: %w", err))
 	}
-	for name, l := range c.Workflows {
+	for name, l := range s.Workflows {
 		if err := l.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("workflow %q: %w", name, err))
 		}
 	}
-	errs = append(errs, c.PerAgent.validate("per_agent"))
-	for id, a := range c.Agents {
-		errs = append(errs, a.validate(fmt.Sprintf("agent %q", id)))
+	if err := s.PerAgent.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("per_agent: %w", err))
+	}
+	for id, a := range s.Agents {
+		if err := a.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("agent %q: %w", id, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// ForWorkflow returns the run limits with the workflow's overrides.
+func (s Set) ForWorkflow(workflow string) Run {
+	l := s.Run
+	if o, ok := s.Workflows[workflow]; ok {
+		l = l.Override(o)
+	}
+	return l
+}
+
+// ForAgent returns the per-agent settings of id.
+func (s Set) ForAgent(id string) Agent {
+	a := s.PerAgent
+	if o, ok := s.Agents[id]; ok {
+		a = a.Override(o)
+	}
+	return a
 }

@@ -1,0 +1,139 @@
+package decision
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// GatewayActor is who the ledger names when the gateway itself acted: it
+// closed a hop of a halted run, or halted a run after a breach.
+const GatewayActor = "gateway"
+
+// FollowUp returns the next event a run's state calls for, if any. Such
+// events are derived from state alone, so a crash between two appends is
+// finished by whatever touches the run next:
+//   - a denial that tripped a limit is followed by run.limit_breached,
+//   - settled spend over the budget is recorded as a breach once,
+//   - a breach whose action is "halt" is followed by run.halted,
+//   - once the run's first hop is closed, run.completed.
+func (r *Rules) FollowUp(st *ledger.State, now time.Time) (schemas.Event, bool) {
+	if !st.Started {
+		return schemas.Event{}, false
+	}
+	lim := r.LimitsOf(st)
+	if b := st.Unrecorded; b != nil {
+		return schemas.EventOf(st.RunID, schemas.EventRunLimitBreached, b.HopID, now, &schemas.RunLimitBreached{
+			Limit: b.Limit, Value: b.Value, Bound: b.Bound, Reason: b.Reason, From: b.From, To: b.To,
+			Action: lim.BreachAction(st.Halted, st.Allowed), HopID: b.HopID,
+		}), true
+	}
+	if !st.Halted {
+		if n := len(st.Breaches); n > 0 && st.Breaches[n-1].Action == limits.ActionHalt {
+			b := st.Breaches[n-1]
+			return schemas.EventOf(st.RunID, schemas.EventRunHalted, "", now, &schemas.RunHalted{
+				Reason: fmt.Sprintf("%s tripped on %s -> %s (%g > %g)", b.Limit, b.From, b.To, b.Value, b.Bound),
+				By:     GatewayActor, Limit: b.Limit, OpenHops: OpenHopIDs(st),
+			}), true
+		}
+		if limit, value, bound, over := OverBudget(st, lim); over && !st.Breached(limit) {
+			return schemas.EventOf(st.RunID, schemas.EventRunLimitBreached, "", now, &schemas.RunLimitBreached{
+				Limit: limit, Value: value, Bound: bound, Reason: schemas.ReasonBudget, Action: lim.BreachAction(st.Halted, st.Allowed),
+			}), true
+		}
+	}
+	if !st.Completed && !st.Halted {
+		if root := st.Hops[st.RootHopID]; root != nil && !root.Open() {
+			status := schemas.TaskState(root.Status)
+			switch root.Status {
+			case ledger.HopDenied:
+				status = schemas.StateRejected
+			case ledger.HopTimedOut:
+				status = schemas.StateFailed
+			}
+			return schemas.EventOf(st.RunID, schemas.EventRunCompleted, "", now, &schemas.RunCompleted{
+				Status: status, Hops: st.Allowed, Tokens: st.Spent.Tokens, CostUSD: st.Spent.CostUSD,
+				DurationMS: now.Sub(st.StartedAt).Milliseconds(),
+			}), true
+		}
+	}
+	return schemas.Event{}, false
+}
+
+// IsFollowUp reports whether an event type is only ever appended as a
+// follow-up of the event before it.
+func IsFollowUp(t schemas.EventType) bool {
+	switch t {
+	case schemas.EventRunLimitBreached, schemas.EventRunHalted, schemas.EventRunCompleted:
+		return true
+	}
+	return false
+}
+
+// OpenHopIDs returns the ids of the run's open hops in ledger order.
+func OpenHopIDs(st *ledger.State) []string {
+	var ids []string
+	for _, h := range st.OpenHops() {
+		ids = append(ids, h.ID)
+	}
+	return ids
+}
+
+// Due returns the events a run's timer firing at now calls for: every
+// open hop past its deadline times out, and a run past its wall clock has
+// its breach recorded.
+func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
+	if !st.Started || st.Closed() {
+		return nil
+	}
+	var events []schemas.Event
+	for _, hop := range st.OpenHops() {
+		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
+			continue
+		}
+		events = append(events, schemas.EventOf(st.RunID, schemas.EventHopTimedOut, hop.ID, now, &schemas.HopTimedOut{
+			Deadline: hop.Deadline, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
+		}))
+	}
+	lim := r.LimitsOf(st)
+	if wc := lim.WallClock(); wc > 0 && !st.Breached(limits.WallClock) && now.Sub(st.StartedAt) >= wc {
+		action := limits.ActionDeny
+		if lim.OnBreach == limits.HaltAndAlert {
+			action = limits.ActionHalt
+		}
+		events = append(events, schemas.EventOf(st.RunID, schemas.EventRunLimitBreached, "", now, &schemas.RunLimitBreached{
+			Limit: limits.WallClock, Value: now.Sub(st.StartedAt).Seconds(), Bound: wc.Seconds(),
+			Reason: schemas.ReasonBudget, Action: action,
+		}))
+	}
+	return events
+}
+
+// NextDue is when the run next needs its timer: its earliest open hop's
+// deadline, or the end of its wall clock; zero when nothing is due.
+func (r *Rules) NextDue(st *ledger.State) time.Time {
+	if !st.Started || st.Closed() {
+		return time.Time{}
+	}
+	var due time.Time
+	if wc := r.LimitsOf(st).WallClock(); wc > 0 && !st.Breached(limits.WallClock) {
+		due = st.StartedAt.Add(wc)
+	}
+	for id := range st.Open {
+		if d := st.Hops[id].Deadline; !d.IsZero() && (due.IsZero() || d.Before(due)) {
+			due = d
+		}
+	}
+	return due
+}
+
+// Halt returns the run.halted an operator's kill switch records, with the
+// hops it cancels.
+func Halt(st *ledger.State, by, reason string, now time.Time) schemas.Event {
+	return schemas.EventOf(st.RunID, schemas.EventRunHalted, "", now, &schemas.RunHalted{
+		Reason: reason, By: by, OpenHops: OpenHopIDs(st),
+	})
+}

@@ -1,0 +1,265 @@
+package decision
+
+import (
+	"slices"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// RateFunc takes a token from caller's fleet-wide bucket of the given rate.
+// It is the one input of a decision that lives outside the run: the
+// enforcer backs it with the KV token buckets, tests and the what-if with
+// what they know.
+type RateFunc func(caller string, rate ratelimit.Rate) (ratelimit.Decision, error)
+
+// Invoke is an invoke that passed the integrity checks, as the governance
+// checks see it.
+type Invoke struct {
+	// State is the run before the hop (for a run's first hop, the run as
+	// it is once started).
+	State          *ledger.State
+	Caller, Target *broker.Identity
+	// Decision is the decision record being built: action, depth,
+	// ancestry, principal and cycle are set.
+	Decision *schemas.HopDecision
+	Estimate *schemas.Usage
+	Limits   limits.Run
+	Now      time.Time
+}
+
+// Governance is what the governance checks found.
+type Governance struct {
+	// Denial is the first check that denied; nil when the hop may pass.
+	Denial *Verdict
+	// Findings are the denials audit mode recorded instead of enforcing.
+	Findings []schemas.Finding
+	// PolicyIDs are the policies Cedar decided with (the permits of an
+	// allow, the forbids of a deny).
+	PolicyIDs []string
+}
+
+// check is one governance check. Checks run in the order of checks.
+type check struct {
+	// name says what the check bounds, in the order docs/limits.md lists.
+	name string
+	// reason is the reason code of the check's denials, and limits the
+	// limits it may trip.
+	reason schemas.Reason
+	limits []string
+	// readsPolicy is set for the checks whose verdict depends on the
+	// policy set: the what-if re-evaluates only those.
+	readsPolicy bool
+	run         func(g *governing) (*Verdict, error)
+}
+
+// checks is the governance order, written once: the enforcer decides
+// with it and the what-if replays it.
+var checks = []check{
+	{name: "rate", reason: schemas.ReasonRate, limits: []string{limits.Rate}, run: (*governing).rate},
+	{name: "policy", reason: schemas.ReasonPolicy, readsPolicy: true, run: (*governing).policy},
+	{name: "depth", reason: schemas.ReasonDepth, limits: []string{limits.Depth}, run: (*governing).depth},
+	{name: "cycle", reason: schemas.ReasonLoop, limits: []string{limits.Cycle}, readsPolicy: true, run: (*governing).cycle},
+	{name: "edges", reason: schemas.ReasonLoop, limits: []string{limits.EdgeRepeats}, run: (*governing).edges},
+	{name: "budget", reason: schemas.ReasonBudget, limits: []string{limits.Hops, limits.WallClock, limits.Tokens, limits.Cost}, run: (*governing).budget},
+}
+
+// governing is one evaluation of the checks.
+type governing struct {
+	inv    *Invoke
+	engine *policy.Engine
+	take   RateFunc
+	agent  limits.Agent
+	req    policy.Request
+	cedar  policy.Decision
+}
+
+// Govern applies the governance checks to an invoke in order: the caller's
+// rate limit, Cedar (with engine), depth, cycles, edge repeats and the run
+// budget. The first failing check denies; for a caller in audit mode every
+// failing check is recorded as a finding instead and the hop goes through.
+// Audit policies (Rules.Audit) only ever add findings. rate may be nil (no
+// rate limit is taken). Only rate returns an error.
+func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Governance, error) {
+	g := newGoverning(inv, engine, rate, r.Limits.ForAgent(inv.Caller.ID))
+	audit := g.agent.Mode == limits.ModeAudit
+	var out Governance
+	for _, c := range checks {
+		v, err := c.run(g)
+		if err != nil {
+			return Governance{}, err
+		}
+		out.PolicyIDs = g.cedar.PolicyIDs
+		if v == nil {
+			continue
+		}
+		if !audit {
+			out.Denial = v
+			return out, nil
+		}
+		out.Findings = append(out.Findings, v.finding())
+	}
+	if r.Audit != nil {
+		if a := r.Audit.Decide(g.req); !a.Allow {
+			v := PolicyVerdict(a, g.req)
+			out.Findings = append(out.Findings, schemas.Finding{Reason: v.Reason, Message: "audit policies: " + v.Message, PolicyIDs: v.PolicyIDs})
+		}
+	}
+	return out, nil
+}
+
+// Regovern replays the governance checks of a recorded invoke against
+// another policy engine, in the enforcer's order and in enforce mode. The
+// checks that read the policy set (Cedar, cycles) are evaluated; the
+// others give the verdict the run recorded for them, recorded being the
+// recorded denial (nil for an allowed hop): their inputs are the recorded
+// run's, so evaluating them again could only repeat it. Evaluated reports
+// whether the denial (if any) comes from a check that was evaluated.
+func Regovern(inv *Invoke, engine *policy.Engine, recorded *Verdict) (g Governance, evaluated bool) {
+	gv := newGoverning(inv, engine, nil, limits.Agent{})
+	for _, c := range checks {
+		var v *Verdict
+		if c.readsPolicy {
+			v, _ = c.run(gv)
+		} else if c.recorded(recorded) {
+			v = recorded.clone()
+		}
+		g.PolicyIDs = gv.cedar.PolicyIDs
+		if v != nil {
+			g.Denial = v
+			return g, c.readsPolicy
+		}
+	}
+	return g, false
+}
+
+// recorded reports whether a recorded denial is this check's.
+func (c check) recorded(v *Verdict) bool {
+	if v == nil || v.Reason != c.reason {
+		return false
+	}
+	return v.Limit() == "" || slices.Contains(c.limits, v.Limit())
+}
+
+func (v *Verdict) clone() *Verdict {
+	c := *v
+	c.PolicyIDs = slices.Clone(v.PolicyIDs)
+	return &c
+}
+
+func newGoverning(inv *Invoke, engine *policy.Engine, rate RateFunc, agent limits.Agent) *governing {
+	return &governing{
+		inv: inv, engine: engine, take: rate, agent: agent,
+		req: PolicyRequest(inv.State, inv.Caller, inv.Target, inv.Decision),
+	}
+}
+
+// PolicyRequest is the Cedar request of an invoke: caller, action, target,
+// and the context derived from the run's state before the hop and from the
+// hop's decision record (depth, ancestry, principal, cycle).
+func PolicyRequest(st *ledger.State, caller, target *broker.Identity, d *schemas.HopDecision) policy.Request {
+	return policy.Request{
+		Principal: caller, Action: d.Action, Resource: target,
+		Context: policy.Context{
+			RunID: st.RunID, Workflow: st.Workflow, Depth: d.Depth, Ancestry: d.Ancestry, OnBehalfOf: d.OnBehalfOf,
+			IsCycle: d.Cycle, HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
+			EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: target.ID}],
+		},
+	}
+}
+
+// rate takes a token from the caller's bucket, shared by every enforcer
+// instance. Every invoke attempt counts, allowed or not.
+func (g *governing) rate() (*Verdict, error) {
+	rate := g.agent.InvokeRateLimit
+	if rate.Unlimited() || g.take == nil {
+		return nil, nil
+	}
+	d, err := g.take(g.inv.Caller.ID, rate)
+	if err != nil {
+		return nil, err
+	}
+	if d.Allowed {
+		return nil, nil
+	}
+	return Breached(schemas.ReasonRate, limits.Rate, float64(rate.Count+1), float64(rate.Count),
+		"%s is over its invoke rate limit of %s (next token in %s)", g.inv.Caller.ID, rate, d.RetryAfter.Round(time.Millisecond)), nil
+}
+
+func (g *governing) policy() (*Verdict, error) {
+	g.cedar = g.engine.Decide(g.req)
+	return PolicyVerdict(g.cedar, g.req), nil
+}
+
+func (g *governing) depth() (*Verdict, error) {
+	depth, l := g.inv.Decision.Depth, g.inv.Limits
+	if l.MaxDelegationDepth >= 0 && depth > l.MaxDelegationDepth {
+		return Breached(schemas.ReasonDepth, limits.Depth, float64(depth), float64(l.MaxDelegationDepth),
+			"depth %d exceeds max_delegation_depth %d", depth, l.MaxDelegationDepth), nil
+	}
+	return nil, nil
+}
+
+// cycle denies a hop to an agent already in its ancestry, unless a
+// permitting policy is annotated @cycle("allow").
+func (g *governing) cycle() (*Verdict, error) {
+	d := g.inv.Decision
+	if !d.Cycle || g.engine.Set().AllowsCycle(g.cedar) {
+		return nil, nil
+	}
+	return Breached(schemas.ReasonLoop, limits.Cycle, 1, 0,
+		"%s is already in this hop's ancestry %v: %s -> %s closes a cycle", d.To, d.Ancestry, d.From, d.To), nil
+}
+
+func (g *governing) edges() (*Verdict, error) {
+	from, to, l := g.inv.Caller.ID, g.inv.Target.ID, g.inv.Limits
+	n := g.inv.State.Edges[ledger.Edge{From: from, To: to}]
+	if l.MaxEdgeRepeats >= 0 && n+1 > l.MaxEdgeRepeats {
+		return Breached(schemas.ReasonLoop, limits.EdgeRepeats, float64(n+1), float64(l.MaxEdgeRepeats),
+			"edge %s -> %s would be used %d times in this run (max_edge_repeats %d)", from, to, n+1, l.MaxEdgeRepeats), nil
+	}
+	return nil, nil
+}
+
+// budget admits a hop only if the run stays within its hops, wall clock,
+// tokens and cost, counting what replies reported, what open hops
+// reserved, and what this hop estimates. Deciding and recording happen in
+// one step per run, so concurrent hops cannot overspend.
+func (g *governing) budget() (*Verdict, error) {
+	st, l, now, estimate := g.inv.State, g.inv.Limits, g.inv.Now, g.inv.Estimate
+	if l.MaxHops >= 0 && st.Allowed+1 > l.MaxHops {
+		return Breached(schemas.ReasonBudget, limits.Hops, float64(st.Allowed+1), float64(l.MaxHops),
+			"the run would have %d hops (max_hops %d)", st.Allowed+1, l.MaxHops), nil
+	}
+	if wc := l.WallClock(); wc > 0 && !st.StartedAt.IsZero() && now.Sub(st.StartedAt) > wc {
+		el := now.Sub(st.StartedAt)
+		return Breached(schemas.ReasonBudget, limits.WallClock, el.Seconds(), wc.Seconds(),
+			"the run has been going for %s (max_wall_clock_seconds %d)", el.Round(time.Second), l.MaxWallClockSeconds), nil
+	}
+	total := st.Total()
+	if tokens := total.Tokens + estimate.Tokens(); l.MaxTotalTokens >= 0 && tokens > l.MaxTotalTokens {
+		return Breached(schemas.ReasonBudget, limits.Tokens, float64(tokens), float64(l.MaxTotalTokens),
+			"tokens spent, reserved and estimated would reach %d (max_total_tokens %d)", tokens, l.MaxTotalTokens), nil
+	}
+	if cost := total.CostUSD + estimate.Cost(); l.MaxCostUSD >= 0 && cost > l.MaxCostUSD {
+		return Breached(schemas.ReasonBudget, limits.Cost, cost, l.MaxCostUSD,
+			"cost spent, reserved and estimated would reach $%.4f (max_cost_usd %g)", cost, l.MaxCostUSD), nil
+	}
+	return nil, nil
+}
+
+// OverBudget reports a spend limit the run's settled usage went past.
+func OverBudget(st *ledger.State, l limits.Run) (limit string, value, bound float64, over bool) {
+	if l.MaxTotalTokens >= 0 && st.Spent.Tokens > l.MaxTotalTokens {
+		return limits.Tokens, float64(st.Spent.Tokens), float64(l.MaxTotalTokens), true
+	}
+	if l.MaxCostUSD >= 0 && st.Spent.CostUSD > l.MaxCostUSD {
+		return limits.Cost, st.Spent.CostUSD, l.MaxCostUSD, true
+	}
+	return "", 0, 0, false
+}
