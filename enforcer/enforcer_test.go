@@ -61,7 +61,8 @@ func TestAllowedHopDeliveredOnceWithLedgerContext(t *testing.T) {
 	if err != nil || env.From != "orchestrator" || env.Signature == "" {
 		t.Fatalf("delivered envelope %+v, %v", env, err)
 	}
-	if err := schemas.VerifySignature(d.Envelope, g.Dir.All()[1].SigningKey()); err != nil {
+	sender, _ := g.Dir.Get("orchestrator")
+	if err := schemas.VerifySignature(d.Envelope, sender.SigningKey()); err != nil {
 		t.Fatalf("the recipient cannot check the sender's signature: %v", err)
 	}
 

@@ -61,7 +61,7 @@ type sender struct {
 
 func newSender(t testing.TB, g *enforcertest.Gateway, id string) *sender {
 	t.Helper()
-	nc := g.Conn(id, nil)
+	nc := g.ConnAs(id, nil)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

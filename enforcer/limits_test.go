@@ -450,7 +450,7 @@ func TestKillSwitch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := g.Bus.Conn.Request(g.Subjects.CtlHalt(run), signed, 10*time.Second)
+		m, err := g.Conn.Request(g.Subjects.CtlHalt(run), signed, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -31,7 +32,7 @@ serve to let it connect.`,
 			if err := schemas.CheckPrincipalID(id); err != nil {
 				return err
 			}
-			if _, ok := identityTypes[typ]; !ok && typ != "operator" {
+			if _, ok := gateway.IdentityTypes[typ]; !ok && typ != "operator" {
 				return fmt.Errorf("--type %q is not agent, tool, model, user or operator", typ)
 			}
 			kp, err := broker.NewKey()
@@ -46,12 +47,12 @@ serve to let it connect.`,
 			if err := broker.WriteSeed(seedPath, kp); err != nil {
 				return err
 			}
-			var entry any = IdentityConfig{ID: id, Type: typ, Team: team, Tags: tags, PublicKey: pub}
+			var entry any = gateway.IdentityConfig{ID: id, Type: typ, Team: team, Tags: tags, PublicKey: pub}
 			switch typ {
 			case "operator":
-				entry = OperatorConfig{ID: id, PublicKey: pub}
+				entry = gateway.OperatorConfig{ID: id, PublicKey: pub}
 			case "user":
-				entry = IdentityConfig{ID: id, Team: team, Tags: tags, PublicKey: pub}
+				entry = gateway.IdentityConfig{ID: id, Team: team, Tags: tags, PublicKey: pub}
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "created %s %s\n  key seed:   %s (keep it secret)\n  public key: %s\n", typ, id, seedPath, pub)

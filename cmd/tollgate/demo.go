@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
@@ -111,27 +112,27 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		return err
 	}
 	say("embedded NATS JetStream in %s", dataDir)
-	g, err := startGateway(ctx, cfg, gatewayOptions{policies: files})
+	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: files})
 	if err != nil {
 		return err
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		g.close(stopCtx)
+		g.Close(stopCtx)
 	}()
-	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.dir.All()), policyNames(files))
+	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
 	clients := map[string]*agent.Client{}
 	for _, a := range demoCast {
-		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.emb, Handler: a.handler(say)})
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		clients[a.id] = c
 	}
-	tomas, err := agent.Connect(ctx, agent.Config{ID: "tomas", Key: keys["tomas"], InProcess: g.emb})
+	tomas, err := agent.Connect(ctx, agent.Config{ID: "tomas", Key: keys["tomas"], InProcess: g.Embedded()})
 	if err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 
-	recs, err := waitRunSettled(runCtx, g.ledger, reply.RunID)
+	recs, err := waitRunSettled(runCtx, g.Ledger(), reply.RunID)
 	if err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	verr := ledger.Verify(reply.RunID, recs)
 	res.LedgerVerified = verr == nil
 	serr := ledger.VerifySignatures(recs, func(id string) ed25519.PublicKey {
-		if i, ok := g.dir.Get(id); ok {
+		if i, ok := g.Registry().Dir.Get(id); ok {
 			return i.SigningKey()
 		}
 		return nil
@@ -194,14 +195,14 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 			b.Limit, len(res.Hops), countAllowed(res.Run), b.From, b.To, b.Value, b.Bound, b.Action)
 	}
 	for _, a := range res.Alerts {
-		fmt.Fprintf(stdout, "Alert on %s: %s (by %s; %d open hops cancelled)\n", g.subjects.Alert(a.RunID), a.Message, a.By, len(a.OpenHops))
+		fmt.Fprintf(stdout, "Alert on %s: %s (by %s; %d open hops cancelled)\n", g.Subjects().Alert(a.RunID), a.Message, a.By, len(a.OpenHops))
 	}
 	verdict := "verified: hash chain intact, every admitted envelope's signature checks"
 	if res.VerifyError != "" {
 		verdict = "FAILED: " + res.VerifyError
 	}
 	fmt.Fprintf(stdout, "\nLedger: %d events, head %.16s…, %s\n", res.Events, res.HeadHash, verdict)
-	if g.proj != nil {
+	if g.Projector() != nil {
 		if err := writeDemoCost(runCtx, stdout, g, reply.RunID); err != nil {
 			return err
 		}
@@ -223,12 +224,12 @@ func countAllowed(r *runtree.Run) int {
 }
 
 // runAlerts reads the alerts published for a run.
-func runAlerts(ctx context.Context, g *gateway, run string) ([]schemas.Alert, error) {
-	s, err := g.js.Stream(ctx, g.subjects.Stream(broker.StreamAlerts))
+func runAlerts(ctx context.Context, g *gateway.Gateway, run string) ([]schemas.Alert, error) {
+	s, err := g.JetStream().Stream(ctx, g.Subjects().Stream(broker.StreamAlerts))
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, g.subjects.Alert(run))
+	m, err := s.GetLastMsgForSubject(ctx, g.Subjects().Alert(run))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return []schemas.Alert{}, nil
 	}
@@ -288,7 +289,7 @@ func policyNames(files []policy.File) string {
 }
 
 // demoConfig registers the demo's cast with fresh keys.
-func demoConfig(dataDir string) (*Config, map[string]nkeys.KeyPair, error) {
+func demoConfig(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 	keys := map[string]nkeys.KeyPair{}
 	key := func(id string) (string, error) {
 		kp, err := broker.NewKey()
@@ -298,8 +299,8 @@ func demoConfig(dataDir string) (*Config, map[string]nkeys.KeyPair, error) {
 		keys[id] = kp
 		return kp.PublicKey()
 	}
-	cfg := &Config{
-		NATS:      NATSConfig{DataDir: dataDir, Listen: "none"},
+	cfg := &gateway.Config{
+		NATS:      gateway.NATSConfig{DataDir: dataDir, Listen: "none"},
 		Policies:  []string{"embedded"},
 		RunLimits: limits.Run{},
 	}
@@ -307,15 +308,15 @@ func demoConfig(dataDir string) (*Config, map[string]nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Users = []IdentityConfig{{ID: "tomas", Type: "user", Team: "research", PublicKey: pub}}
+	cfg.Users = []gateway.IdentityConfig{{ID: "tomas", Type: "user", Team: "research", PublicKey: pub}}
 	for _, a := range demoCast {
 		pub, err := key(a.id)
 		if err != nil {
 			return nil, nil, err
 		}
-		cfg.Agents = append(cfg.Agents, IdentityConfig{ID: a.id, Type: "agent", Team: a.team, Tags: a.tags, PublicKey: pub,
+		cfg.Agents = append(cfg.Agents, gateway.IdentityConfig{ID: a.id, Type: "agent", Team: a.team, Tags: a.tags, PublicKey: pub,
 			TimeoutSeconds: 30, Workflow: a.workflow})
 	}
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -17,49 +16,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/projections"
 )
 
 // envClickHouseDSN is where --clickhouse takes its default from.
 const envClickHouseDSN = "TOLLGATE_CLICKHOUSE_DSN"
-
-// ClickHouseConfig is the clickhouse section of the gateway config: with a
-// DSN, serve runs the projector of the ledger into ClickHouse.
-type ClickHouseConfig struct {
-	// DSN is the ClickHouse server (native protocol), e.g.
-	// clickhouse://127.0.0.1:9000/tollgate. Empty: no projections.
-	DSN string `yaml:"dsn"`
-	// Database defaults to the DSN's, else "tollgate".
-	Database string `yaml:"database"`
-	// BatchSize and FlushInterval bound a batch of inserts (default 20000
-	// events, 1 s).
-	BatchSize     int           `yaml:"batch_size"`
-	FlushInterval time.Duration `yaml:"flush_interval"`
-}
-
-// Validate reports every problem with the section; without a DSN there is
-// nothing to check.
-func (c *ClickHouseConfig) Validate() error {
-	if c.DSN == "" {
-		if c.Database != "" || c.BatchSize != 0 || c.FlushInterval != 0 {
-			return errors.New("batch_size, flush_interval and database need a dsn")
-		}
-		return nil
-	}
-	return c.projections().Validate()
-}
-
-func (c *ClickHouseConfig) projections() projections.Config {
-	return projections.Config{DSN: c.DSN, Database: c.Database, BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}
-}
-
-// gatewayProjector is the config of the projector serve runs: it logs its
-// counters and lag with the gateway's logs every 30 s.
-func (c *ClickHouseConfig) gatewayProjector(log *slog.Logger) projections.Config {
-	pc := c.projections()
-	pc.Logger, pc.LogEvery = log, 30*time.Second
-	return pc
-}
 
 func newProjectionsCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -105,7 +67,7 @@ func (f *chFlags) configFrom(src *ledgerSource) (projections.Config, error) {
 			return cfg, err
 		}
 		if gw != nil && gw.ClickHouse.DSN != "" {
-			cfg = gw.ClickHouse.projections()
+			cfg = gw.ClickHouse.Projections()
 			if f.database != "" {
 				cfg.Database = f.database
 			}
@@ -388,9 +350,9 @@ func (p *progressBar) finish() {
 
 // writeDemoCost waits until the gateway's projector has written every
 // ledger event, then prints the run's cost report read from ClickHouse.
-func writeDemoCost(ctx context.Context, w io.Writer, g *gateway, run string) error {
+func writeDemoCost(ctx context.Context, w io.Writer, g *gateway.Gateway, run string) error {
 	for {
-		lag, err := g.proj.Lag(ctx)
+		lag, err := g.Projector().Lag(ctx)
 		if err != nil {
 			return err
 		}
@@ -400,12 +362,12 @@ func writeDemoCost(ctx context.Context, w io.Writer, g *gateway, run string) err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("projection of run %s: %w", run, ctx.Err())
-		case <-g.proj.Done():
-			return fmt.Errorf("projector stopped: %w", g.proj.Err())
+		case <-g.Projector().Done():
+			return fmt.Errorf("projector stopped: %w", g.Projector().Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	r, err := projections.NewReader(ctx, g.cfg.ClickHouse.projections())
+	r, err := projections.NewReader(ctx, g.Config().ClickHouse.Projections())
 	if err != nil {
 		return err
 	}
@@ -416,6 +378,6 @@ func writeDemoCost(ctx context.Context, w io.Writer, g *gateway, run string) err
 			return err
 		}
 	}
-	fmt.Fprintf(w, "\nFrom ClickHouse (database %s), run %s:\n\n", g.cfg.ClickHouse.projections().DatabaseName(), run)
+	fmt.Fprintf(w, "\nFrom ClickHouse (database %s), run %s:\n\n", g.Config().ClickHouse.Projections().DatabaseName(), run)
 	return writeCost(w, projections.Dimensions, out)
 }

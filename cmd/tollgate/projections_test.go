@@ -57,23 +57,6 @@ func TestWriteDOT(t *testing.T) {
 	}
 }
 
-func TestClickHouseConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		cfg     ClickHouseConfig
-		wantErr string
-	}{
-		{ClickHouseConfig{}, ""},
-		{ClickHouseConfig{DSN: "clickhouse://127.0.0.1:9000", BatchSize: 500, FlushInterval: time.Second}, ""},
-		{ClickHouseConfig{BatchSize: 500}, "need a dsn"},
-		{ClickHouseConfig{DSN: "clickhouse://127.0.0.1:9000", Database: "no-dashes"}, "database"},
-	} {
-		err := tc.cfg.Validate()
-		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
-			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.wantErr)
-		}
-	}
-}
-
 // TestProjectionsCommands runs the demo with --clickhouse on a kept data
 // folder, then every projections and report command against what it left.
 func TestProjectionsCommands(t *testing.T) {

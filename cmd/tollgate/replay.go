@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/whatif"
 	"github.com/tollgate/tollgate/ledger"
@@ -218,7 +219,7 @@ type replayJSON struct {
 
 // readAndVerify reads the run from the copy or the ledger and verifies it
 // while it is read.
-func readAndVerify(ctx context.Context, run string, o *replayOptions, cfg *Config) (*runtree.Verified, error) {
+func readAndVerify(ctx context.Context, run string, o *replayOptions, cfg *gateway.Config) (*runtree.Verified, error) {
 	if o.file != "" {
 		recs, fileRun, err := readCopy(o.file)
 		if err != nil {
@@ -282,7 +283,7 @@ func readCopy(path string) ([]ledger.Record, string, error) {
 // loadKeys gathers the public keys to check signatures with: --keys,
 // --config, and, when neither is given, DIR/keys of the data folder read.
 // nil means no keys at all: signatures are not checked.
-func loadKeys(keysDir string, cfg *Config, dataDir string) (runtree.Keys, error) {
+func loadKeys(keysDir string, cfg *gateway.Config, dataDir string) (runtree.Keys, error) {
 	keys := runtree.Keys{}
 	found := false
 	if cfg != nil {
@@ -395,7 +396,7 @@ func compileCandidate(paths []string) (*policy.Set, error) {
 	return set, nil
 }
 
-func whatIf(stdout, stderr io.Writer, v *runtree.Verified, set *policy.Set, o *replayOptions, cfg *Config) error {
+func whatIf(stdout, stderr io.Writer, v *runtree.Verified, set *policy.Set, o *replayOptions, cfg *gateway.Config) error {
 	if !v.OK() {
 		fmt.Fprintf(stderr, "tollgate: refusing a what-if on a run that fails verification: %s\n", v.Summary())
 		return &verifyFailed{err: v.Err()}
@@ -432,7 +433,7 @@ func whatIf(stdout, stderr io.Writer, v *runtree.Verified, set *policy.Set, o *r
 // its signatures checked: replay --data DIR looks there. The demo makes
 // fresh keys each time, so a key is added to the file rather than
 // replacing it: runs of earlier demos in the same folder still verify.
-func writeDemoKeys(dataDir string, cfg *Config) error {
+func writeDemoKeys(dataDir string, cfg *gateway.Config) error {
 	dir := filepath.Join(dataDir, "keys")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("demo keys: %w", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/ledger/runtree/runtreetest"
@@ -135,7 +136,7 @@ func TestReplayKeptDemo(t *testing.T) {
 // gateway) is not opened a second time.
 func TestReplayRefusesFolderInUse(t *testing.T) {
 	dir, run := keptDemo(t)
-	unlock, err := lockDataDir(dir)
+	unlock, err := gateway.LockDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

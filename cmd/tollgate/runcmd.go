@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -76,7 +77,7 @@ is published on tg.alert.<run>.`,
 			return nil
 		},
 	}
-	halt.Flags().StringVar(&url, "nats", "nats://"+defaultListen, "NATS URL of the gateway")
+	halt.Flags().StringVar(&url, "nats", "nats://"+gateway.DefaultListen, "NATS URL of the gateway")
 	halt.Flags().StringVar(&keyPath, "key", "", "the operator's nkey seed file (tollgate agent add <id> --type operator)")
 	halt.Flags().StringVar(&operator, "operator", "", "the operator's id as registered in the gateway config")
 	halt.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger and the alert)")

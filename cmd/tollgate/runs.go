@@ -8,19 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/gofrs/flock"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
@@ -35,7 +34,7 @@ type ledgerSource struct {
 	timeout                     time.Duration
 
 	flags *pflag.FlagSet
-	cfg   *Config
+	cfg   *gateway.Config
 }
 
 func (s *ledgerSource) addFlags(fs *pflag.FlagSet) {
@@ -50,11 +49,11 @@ func (s *ledgerSource) addFlags(fs *pflag.FlagSet) {
 }
 
 // loadConfig reads --config once.
-func (s *ledgerSource) loadConfig() (*Config, error) {
+func (s *ledgerSource) loadConfig() (*gateway.Config, error) {
 	if s.config == "" || s.cfg != nil {
 		return s.cfg, nil
 	}
-	cfg, err := LoadConfig(s.config)
+	cfg, err := gateway.LoadConfig(s.config)
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +77,9 @@ func (s *ledgerSource) resolve() error {
 		}
 		if s.data == "" && s.url == "" {
 			if cfg.NATS.URL != "" {
-				s.url, s.creds = cfg.NATS.URL, cfg.path(cfg.NATS.Credentials)
+				s.url, s.creds = cfg.NATS.URL, cfg.Path(cfg.NATS.Credentials)
 			} else {
-				s.data = cfg.path(cfg.NATS.DataDir)
+				s.data = cfg.Path(cfg.NATS.DataDir)
 			}
 		}
 	}
@@ -131,11 +130,11 @@ func (s *ledgerSource) open(ctx context.Context) (_ *openLedger, err error) {
 	var nc *nats.Conn
 	if s.data != "" {
 		o.dataDir = s.data
-		emb, unlock, err := openDataDir(ctx, s.data)
+		emb, closeStore, err := gateway.OpenDataDir(ctx, s.data)
 		if err != nil {
 			return nil, err
 		}
-		o.closers = append(o.closers, unlock, emb.Shutdown)
+		o.closers = append(o.closers, closeStore)
 		nc, err = broker.Connect(broker.ConnectConfig{InProcess: emb, Name: "tollgate replay", Options: []nats.Option{nats.MaxReconnects(0)}})
 		if err != nil {
 			return nil, err
@@ -172,45 +171,6 @@ func (s *ledgerSource) where() string {
 		return s.data
 	}
 	return s.url
-}
-
-// dataLockName is the lock file of a gateway data folder. Whoever opens
-// the folder's JetStream store holds an exclusive lock on it for as long
-// as the store is open: two servers on one store would corrupt it.
-const dataLockName = "tollgate.lock"
-
-// lockDataDir takes the data folder's lock without waiting; it fails when
-// another process (a gateway, another replay) holds it.
-func lockDataDir(dir string) (unlock func(), err error) {
-	l := flock.New(filepath.Join(dir, dataLockName), flock.SetPermissions(0o600))
-	ok, err := l.TryLock()
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("%s is in use: a gateway (or another replay) has its store open and holds %s; "+
-			"stop it, or read the ledger through it with --nats URL", dir, dataLockName)
-	}
-	return func() { _ = l.Unlock() }, nil
-}
-
-// openDataDir starts an embedded server on a gateway data folder's store,
-// listening nowhere.
-func openDataDir(ctx context.Context, dir string) (*broker.Embedded, func(), error) {
-	store := filepath.Join(dir, "jetstream")
-	if fi, err := os.Stat(store); err != nil || !fi.IsDir() {
-		return nil, nil, fmt.Errorf("%s holds no ledger: %s is missing (give the folder that `tollgate demo --data` or `serve --data` used)", dir, store)
-	}
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	emb, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: store, NoListen: true})
-	if err != nil {
-		unlock()
-		return nil, nil, fmt.Errorf("open the store in %s: %w", dir, err)
-	}
-	return emb, unlock, nil
 }
 
 func newRunsCmd() *cobra.Command {

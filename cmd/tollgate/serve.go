@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 )
 
 func newServeCmd() *cobra.Command {
@@ -19,7 +20,7 @@ credential and permissions, and enforce every hop until interrupted.
 With no nats.url in the config, an embedded NATS server with JetStream keeps
 its data in --data (or nats.data_dir) and listens on nats.listen.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(configPath)
+			cfg, err := gateway.LoadConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -28,11 +29,11 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			}
 			log := logger(cmd)
 			ctx := cmd.Context()
-			g, err := startGateway(ctx, cfg, gatewayOptions{log: log, traceOut: cmd.OutOrStdout()})
+			g, err := gateway.Start(ctx, cfg, gateway.Options{Logger: log, TraceOut: cmd.OutOrStdout()})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tollgate serving on %s; Ctrl-C stops\n", g.url())
+			fmt.Fprintf(cmd.OutOrStdout(), "tollgate serving on %s; Ctrl-C stops\n", g.URL())
 			tick := time.NewTicker(30 * time.Second)
 			defer tick.Stop()
 		loop:
@@ -41,13 +42,13 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 				case <-ctx.Done():
 					break loop
 				case <-tick.C:
-					s := g.enf.Stats()
+					s := g.Enforcer().Stats()
 					log.Info("enforcer", "allowed", s.Allowed, "denied", s.Denied, "completed", s.Completed, "redelivered", s.Redelivered, "errors", s.Errors)
 				}
 			}
 			stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			return g.close(stopCtx)
+			return g.Close(stopCtx)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file")

@@ -1,8 +1,9 @@
-// Package enforcertest runs a whole Tollgate gateway inside a test: a real
-// embedded NATS JetStream server with one nkey user and permission set per
-// identity, the provisioned streams and delivery consumers, the compiled
-// policies, and a running enforcer. Tests connect as any identity, with its
-// real credential, through Conn or Agent.
+// Package enforcertest runs a whole Tollgate gateway inside a test, the way
+// serve runs one (enforcer/gateway.Start): a real embedded NATS JetStream
+// server on a random port with its store in the test's temp folder, one
+// credential and permission set per identity, the provisioned streams and
+// delivery consumers, the compiled policies, and a running enforcer. Tests
+// connect as any identity, with its real credential, through Conn or Agent.
 package enforcertest
 
 import (
@@ -18,14 +19,18 @@ import (
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // Options shape a test gateway.
 type Options struct {
 	// Identities are registered with fresh keys unless they carry one.
 	Identities []broker.Identity
+	// Operators are registered with fresh keys, as the config's operators.
+	Operators []string
 	// Policies are the Cedar policy files.
 	Policies []policy.File
 	// AuditPolicies are evaluated but only recorded, never enforced.
@@ -39,74 +44,78 @@ type Options struct {
 
 // Gateway is a running test gateway.
 type Gateway struct {
-	*brokertest.Bus
+	// Gateway is the gateway as serve would run it.
+	Gateway  *gateway.Gateway
+	Server   *broker.Embedded
+	Subjects broker.Subjects
+	// Conn and JS are the gateway's own (privileged) connection.
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
 	Dir      *broker.Directory
 	Engine   *policy.Engine
 	Audit    *policy.Engine
 	Enforcer *enforcer.Enforcer
 	Ledger   *ledger.Ledger
-	Keys     map[string]nkeys.KeyPair
+	// Keys are the identities' and operators' keys.
+	Keys map[string]nkeys.KeyPair
 
-	t      testing.TB
-	cancel context.CancelFunc
-	done   chan error
+	t testing.TB
 }
 
 // Start starts a gateway for t; it is stopped when the test ends.
 func Start(t testing.TB, o Options) *Gateway {
 	t.Helper()
 	g := &Gateway{t: t, Keys: map[string]nkeys.KeyPair{}}
-	ids := make([]broker.Identity, len(o.Identities))
-	for i, id := range o.Identities {
+	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}}
+	for _, id := range o.Identities {
 		if id.PublicKey == "" {
 			kp, pub := brokertest.NewKey(t)
 			id.PublicKey = pub
 			g.Keys[id.ID] = kp
 		}
-		ids[i] = id
+		ic := gateway.IdentityConfig{ID: id.ID, Type: typeName(id.Type), Team: id.Team, Tags: id.Tags, PublicKey: id.PublicKey,
+			RequireSignature: &id.RequireSignature, TimeoutSeconds: int(id.Timeout / time.Second), Workflow: id.Workflow, Disabled: id.Disabled}
+		if id.Type == schemas.TypeUser {
+			cfg.Users = append(cfg.Users, ic)
+		} else {
+			cfg.Agents = append(cfg.Agents, ic)
+		}
 	}
-	dir, err := broker.NewDirectory(ids)
-	if err != nil {
-		t.Fatalf("directory: %v", err)
+	for _, op := range o.Operators {
+		kp, pub := brokertest.NewKey(t)
+		g.Keys[op] = kp
+		cfg.Operators = append(cfg.Operators, gateway.OperatorConfig{ID: op, PublicKey: pub})
 	}
-	g.Dir = dir
-	subjects := broker.DefaultSubjects()
-	// The server starts knowing only the gateway's key; the identities'
-	// users and permissions are installed with a reload, as serve does.
-	g.Bus = brokertest.Start(t, brokertest.Options{})
-	if err := g.Server.SetUsers(subjects.NkeyUsers(dir, g.GatewayKey, nil)); err != nil {
-		t.Fatalf("install users: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, id := range dir.All() {
-		if err := broker.ProvisionIdentity(ctx, g.JS, subjects, id.ID, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set, err := policy.Compile(o.Policies)
+	gw, err := gateway.Start(ctx, cfg, gateway.Options{Policies: o.Policies, AuditPolicies: o.AuditPolicies, NoEnforcer: true})
 	if err != nil {
-		t.Fatalf("policies: %v", err)
+		t.Fatalf("start gateway: %v", err)
 	}
-	g.Engine, err = policy.NewEngine(set, dir)
-	if err != nil {
-		t.Fatalf("policy engine: %v", err)
-	}
-	if o.AuditPolicies != nil {
-		aset, err := policy.Compile(o.AuditPolicies)
-		if err != nil {
-			t.Fatalf("audit policies: %v", err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := gw.Close(ctx); err != nil {
+			t.Errorf("stop gateway: %v", err)
 		}
-		if g.Audit, err = policy.NewEngine(aset, dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g.Ledger = ledger.New(g.JS, subjects.Stream(broker.StreamLedger), subjects)
+	})
+	reg := gw.Registry()
+	g.Gateway, g.Server, g.Subjects = gw, gw.Embedded(), gw.Subjects()
+	g.Conn, g.JS, g.Ledger = gw.Conn(), gw.JetStream(), gw.Ledger()
+	g.Dir, g.Engine, g.Audit = reg.Dir, reg.Engine, reg.Audit
 	if !o.NoEnforcer {
 		g.StartEnforcer(o.Config)
 	}
-	t.Cleanup(g.StopEnforcer)
 	return g
+}
+
+func typeName(t schemas.PrincipalType) string {
+	for name, pt := range gateway.IdentityTypes {
+		if pt == t {
+			return name
+		}
+	}
+	return string(t)
 }
 
 // StartEnforcer starts a (new) enforcer with cfg; any running one must have
@@ -116,36 +125,45 @@ func (g *Gateway) StartEnforcer(cfg enforcer.Config) *enforcer.Enforcer {
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 2 * time.Second
 	}
-	e, err := enforcer.New(g.JS, g.Subjects, enforcer.Registry{Dir: g.Dir, Engine: g.Engine, Audit: g.Audit}, cfg)
-	if err != nil {
-		g.t.Fatalf("enforcer: %v", err)
+	if cfg.Publishers == nil {
+		cfg.Publishers = []jetstream.JetStream{} // the gateway's own connection, as the tests always had
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := e.Start(ctx); err != nil {
-		cancel()
+	if err := g.Gateway.StartEnforcer(context.Background(), cfg); err != nil {
 		g.t.Fatalf("start enforcer: %v", err)
 	}
-	g.Enforcer, g.cancel = e, cancel
-	return e
+	g.Enforcer = g.Gateway.Enforcer()
+	return g.Enforcer
 }
 
 // StopEnforcer stops the running enforcer, if any, and waits for it.
 func (g *Gateway) StopEnforcer() {
-	if g.Enforcer == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.Enforcer.Stop(ctx); err != nil {
+	if err := g.Gateway.StopEnforcer(ctx); err != nil {
 		g.t.Errorf("stop enforcer: %v", err)
 	}
-	g.cancel()
 	g.Enforcer = nil
 }
 
-// Conn connects as identity id with its own key and inbox prefix. Async
+// NewConn opens another privileged (gateway) connection, as a second
+// gateway process would have; it is closed when the test ends.
+func (g *Gateway) NewConn() (*nats.Conn, jetstream.JetStream) {
+	g.t.Helper()
+	nc, err := g.Gateway.Connect("gateway-test-2")
+	if err != nil {
+		g.t.Fatalf("connect: %v", err)
+	}
+	g.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return nc, js
+}
+
+// ConnAs connects as identity id with its own key and inbox prefix. Async
 // errors (permission violations) go to errs when it is not nil.
-func (g *Gateway) Conn(id string, errs chan<- error) *nats.Conn {
+func (g *Gateway) ConnAs(id string, errs chan<- error) *nats.Conn {
 	g.t.Helper()
 	kp := g.Keys[id]
 	if kp == nil {

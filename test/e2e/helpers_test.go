@@ -172,7 +172,7 @@ func runScenario(t *testing.T, before func(*enforcertest.Gateway, *projectionste
 
 	// A submission that names no run and cannot be read: recorded in a
 	// ledger entry of its own.
-	js, err := jetstream.New(g.Conn("research", nil))
+	js, err := jetstream.New(g.ConnAs("research", nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,12 +19,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
@@ -42,10 +41,8 @@ type Workload struct {
 	RateLimit bool
 	// Shards is the enforcer's shard count (0: its default).
 	Shards int
-	// TCP connects over loopback TCP instead of in-process.
-	TCP bool
-	// Conns is how many connections the enforcer publishes on (0: its
-	// default).
+	// Conns is how many extra connections the enforcer publishes on
+	// (enforcer.connections); -1 leaves the gateway's default (4).
 	Conns int
 }
 
@@ -62,72 +59,75 @@ type Result struct {
 // PerSecond is the throughput.
 func (r Result) PerSecond() float64 { return float64(r.Messages) / r.Elapsed.Seconds() }
 
-// env is a fresh embedded server with the Tollgate streams.
+// env is a gateway as serve assembles it (embedded server, streams,
+// identities), with its enforcer not started yet, and the workload's
+// submissions loaded into SUBMIT.
 type env struct {
 	dir      string
-	srv      *broker.Embedded
-	nc       *nats.Conn
+	g        *gateway.Gateway
 	js       jetstream.JetStream
 	subjects broker.Subjects
 }
 
+const benchPolicy = `@id("all") permit (principal, action, resource);
+@id("no-research-to-tomas") forbid (principal == Agent::"research", action, resource == Agent::"orchestrator") when { context.depth > 3 };`
+
+// newEnv starts the gateway and loads the workload.
 func newEnv(ctx context.Context, w Workload) (*env, error) {
 	dir, err := os.MkdirTemp("", "tollgate-bench-")
 	if err != nil {
 		return nil, err
 	}
-	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: dir, NoListen: !w.TCP, Port: -1})
-	if err != nil {
-		return nil, err
-	}
-	nc, err := broker.Connect(e0(srv, w))
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		return nil, err
-	}
-	e := &env{dir: dir, srv: srv, nc: nc, js: js, subjects: broker.DefaultSubjects()}
-	return e, broker.Provision(ctx, js, e.subjects, broker.StreamOptions{})
-}
-
-// e0 is how the benchmark connects to srv.
-func e0(srv *broker.Embedded, w Workload) broker.ConnectConfig {
-	if w.TCP {
-		return broker.ConnectConfig{URL: srv.ClientURL(), Name: "bench"}
-	}
-	return broker.ConnectConfig{InProcess: srv, Name: "bench"}
-}
-
-func (e *env) close() {
-	e.nc.Close()
-	e.srv.Shutdown()
-	os.RemoveAll(e.dir)
-}
-
-// load publishes the workload's submissions into SUBMIT and returns the
-// identities and keys they were signed with.
-func (e *env) load(ctx context.Context, w Workload) (*broker.Directory, error) {
 	keys := map[string]nkeys.KeyPair{}
-	var ids []broker.Identity
+	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: dir, Listen: gateway.ListenNone}}
+	require := !w.Unsigned
 	for _, id := range []struct {
-		id   string
-		typ  schemas.PrincipalType
-		tags []string
-	}{{"tomas", schemas.TypeUser, nil}, {"orchestrator", schemas.TypeAgent, []string{"entry"}}, {"research", schemas.TypeAgent, nil}} {
+		id, typ string
+		tags    []string
+	}{{"tomas", "user", nil}, {"orchestrator", "agent", []string{"entry"}}, {"research", "agent", nil}} {
 		kp, err := broker.NewKey()
 		if err != nil {
 			return nil, err
 		}
 		pub, _ := kp.PublicKey()
 		keys[id.id] = kp
-		ids = append(ids, broker.Identity{ID: id.id, Type: id.typ, Tags: id.tags, PublicKey: pub, RequireSignature: !w.Unsigned})
+		ic := gateway.IdentityConfig{ID: id.id, Type: id.typ, Tags: id.tags, PublicKey: pub, RequireSignature: &require}
+		if id.typ == "user" {
+			cfg.Users = append(cfg.Users, ic)
+		} else {
+			cfg.Agents = append(cfg.Agents, ic)
+		}
 	}
-	dir, err := broker.NewDirectory(ids)
+	if w.Conns >= 0 {
+		cfg.Enforcer.Connections = &w.Conns
+	}
+	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: []policy.File{{Name: "bench.cedar", Src: []byte(benchPolicy)}}, NoEnforcer: true})
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
+	e := &env{dir: dir, g: g, subjects: g.Subjects()}
+	if e.js, err = jetstream.New(g.Conn(), jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := e.load(ctx, w, keys); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	e.g.Close(ctx)
+	os.RemoveAll(e.dir)
+}
+
+// load publishes the workload's submissions into SUBMIT, signed with the
+// identities' keys.
+func (e *env) load(ctx context.Context, w Workload, keys map[string]nkeys.KeyPair) error {
 	msg := json.RawMessage(`{"kind":"message","messageId":"m","role":"user","parts":[{"kind":"text","text":"summarise the sources on agent governance and list the open questions"}]}`)
 	now := time.Now().UTC()
 	publish := func(from, run string, env *schemas.Envelope) error {
@@ -148,20 +148,20 @@ func (e *env) load(ctx context.Context, w Workload) (*broker.Directory, error) {
 	for range w.Runs {
 		run, root := schemas.NewID(), schemas.NewID()
 		if err := publish("tomas", run, &schemas.Envelope{HopID: root, RunID: run, To: "orchestrator"}); err != nil {
-			return nil, err
+			return err
 		}
 		for range w.Hops {
 			if err := publish("orchestrator", run, &schemas.Envelope{HopID: schemas.NewID(), ParentHopID: root, To: "research"}); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	select {
 	case <-e.js.PublishAsyncComplete():
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return dir, nil
 }
 
 // drained waits until SUBMIT is empty (every submission acked).
@@ -186,64 +186,35 @@ func (e *env) drained(ctx context.Context) error {
 	}
 }
 
-const benchPolicy = `@id("all") permit (principal, action, resource);
-@id("no-research-to-tomas") forbid (principal == Agent::"research", action, resource == Agent::"orchestrator") when { context.depth > 3 };`
-
-// Governed measures the enforcer on the workload.
+// Governed measures the enforcer on the workload: the gateway's own
+// enforcer, started as serve starts it, with the run limits that would
+// stop a 20-hop fan-out lifted.
 func Governed(ctx context.Context, w Workload) (Result, error) {
 	e, err := newEnv(ctx, w)
 	if err != nil {
 		return Result{}, err
 	}
 	defer e.close()
-	dir, err := e.load(ctx, w)
-	if err != nil {
-		return Result{}, err
-	}
-	set, err := policy.Compile([]policy.File{{Name: "bench.cedar", Src: []byte(benchPolicy)}})
-	if err != nil {
-		return Result{}, err
-	}
-	engine, err := policy.NewEngine(set, dir)
-	if err != nil {
-		return Result{}, err
-	}
-	cfg := enforcer.Config{
-		Shards: w.Shards, MaxAckPending: 20000,
-		Limits: limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1},
-	}
-	for range w.Conns {
-		nc, err := broker.Connect(e0(e.srv, w))
-		if err != nil {
-			return Result{}, err
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-		if err != nil {
-			return Result{}, err
-		}
-		cfg.Publishers = append(cfg.Publishers, js)
-	}
+	cfg := e.g.Config().EnforcerConfig()
+	cfg.Shards, cfg.MaxAckPending = w.Shards, 20000
+	cfg.Limits = limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1}
 	if w.RateLimit {
 		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
 	}
-	enf, err := enforcer.New(e.js, e.subjects, enforcer.Registry{Dir: dir, Engine: engine}, cfg)
-	if err != nil {
-		return Result{}, err
-	}
 	start := time.Now()
-	if err := enf.Start(ctx); err != nil {
+	if err := e.g.StartEnforcer(ctx, cfg); err != nil {
 		return Result{}, err
 	}
 	err = e.drained(ctx)
 	elapsed := time.Since(start)
+	enf := e.g.Enforcer()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	enf.Stop(stopCtx)
+	e.g.StopEnforcer(stopCtx)
+	s := enf.Stats()
 	if err != nil {
 		return Result{}, err
 	}
-	s := enf.Stats()
 	if int(s.Allowed) != w.Total() || s.Errors != 0 {
 		return Result{}, fmt.Errorf("enforcer allowed %d of %d with %d errors, denied %d", s.Allowed, w.Total(), s.Errors, s.Denied)
 	}
@@ -259,9 +230,6 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 		return Result{}, err
 	}
 	defer e.close()
-	if _, err := e.load(ctx, w); err != nil {
-		return Result{}, err
-	}
 	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(broker.StreamSubmit), jetstream.ConsumerConfig{
 		Durable: "relay", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000,
 	})

@@ -24,7 +24,7 @@ func bench(b *testing.B, f func(context.Context, benchkit.Workload) (benchkit.Re
 	b.ReportMetric(total/secs, "msgs/s")
 }
 
-var workload = benchkit.Workload{Runs: 200, Hops: 20}
+var workload = benchkit.Workload{Runs: 200, Hops: 20, Conns: -1}
 
 func BenchmarkRawRelay(b *testing.B) { bench(b, benchkit.RawRelay, workload) }
 

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -15,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
+	"github.com/tollgate/tollgate/projections"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -94,8 +96,8 @@ type WorkflowConfig struct {
 	RunLimits limits.Run `yaml:"run_limits"`
 }
 
-// requireSignature is require_signature, defaulting to true with a key.
-func (ic IdentityConfig) requireSignature() bool {
+// RequiresSignature is require_signature, defaulting to true with a key.
+func (ic IdentityConfig) RequiresSignature() bool {
 	if ic.RequireSignature != nil {
 		return *ic.RequireSignature
 	}
@@ -121,9 +123,12 @@ type EnforcerConfig struct {
 	Connections *int `yaml:"connections"`
 }
 
-// defaultListen is the embedded server's address: not NATS's 4222, which a
+// DefaultListen is the embedded server's address: not NATS's 4222, which a
 // system NATS server may hold.
-const defaultListen = "127.0.0.1:4250"
+const DefaultListen = "127.0.0.1:4250"
+
+// ListenNone as nats.listen serves in-process connections only.
+const ListenNone = "none"
 
 // LoadConfig reads a config file strictly (unknown keys are errors), fills
 // defaults and validates it, reporting every problem at once.
@@ -143,20 +148,21 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	cfg.dir = filepath.Dir(abs)
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
 	return &cfg, nil
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills what the config leaves out.
+func (c *Config) SetDefaults() {
 	if c.NATS.URL == "" {
 		if c.NATS.DataDir == "" {
 			c.NATS.DataDir = "data"
 		}
 		if c.NATS.Listen == "" {
-			c.NATS.Listen = defaultListen
+			c.NATS.Listen = DefaultListen
 		}
 	}
 	if c.NATS.SubjectPrefix == "" {
@@ -177,8 +183,8 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// path resolves p against the config file's folder.
-func (c *Config) path(p string) string {
+// Path resolves p against the config file's folder.
+func (c *Config) Path(p string) string {
 	if p == "" || filepath.IsAbs(p) || c.dir == "" {
 		return p
 	}
@@ -186,7 +192,11 @@ func (c *Config) path(p string) string {
 }
 
 // Validate reports every problem with the config.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate checks the config; needPolicies is false when the policies are
+// given in memory (Options.Policies) instead of as files.
+func (c *Config) validate(needPolicies bool) error {
 	var errs []error
 	if _, err := broker.NewSubjects(c.NATS.SubjectPrefix, c.NATS.StreamPrefix); err != nil {
 		errs = append(errs, fmt.Errorf("nats: %w", err))
@@ -215,13 +225,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("operators[%d] %q: %w", i, op.ID, err))
 		}
 	}
-	if len(c.Policies) == 0 {
+	if needPolicies && len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
 	}
 	if err := c.ClickHouse.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
-	if err := c.enforcerConfig().Validate(); err != nil {
+	if err := c.EnforcerConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("enforcer: %w", err))
 	}
 	if err := c.Tracing.Validate(); err != nil {
@@ -235,11 +245,11 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	var ids []broker.Identity
 	var errs []error
 	add := func(list string, ic IdentityConfig, allowed ...string) {
-		typ, ok := identityTypes[ic.Type]
-		if !ok || !contains(allowed, ic.Type) {
+		typ, ok := IdentityTypes[ic.Type]
+		if !ok || !slices.Contains(allowed, ic.Type) {
 			errs = append(errs, fmt.Errorf("%s %q: type %q is not one of %v", list, ic.ID, ic.Type, allowed))
 		}
-		require := ic.requireSignature()
+		require := ic.RequiresSignature()
 		if ic.TimeoutSeconds < 0 {
 			errs = append(errs, fmt.Errorf("%s %q: timeout_seconds must not be negative", list, ic.ID))
 		}
@@ -262,11 +272,14 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	return dir, nil
 }
 
-var identityTypes = map[string]schemas.PrincipalType{
+// IdentityTypes maps the identity types of the config file to principal
+// types.
+var IdentityTypes = map[string]schemas.PrincipalType{
 	"agent": schemas.TypeAgent, "tool": schemas.TypeTool, "model": schemas.TypeModel, "user": schemas.TypeUser,
 }
 
-func (c *Config) enforcerConfig() enforcer.Config {
+// EnforcerConfig is the enforcer's part of the config.
+func (c *Config) EnforcerConfig() enforcer.Config {
 	ec := enforcer.Config{
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
@@ -295,11 +308,33 @@ func (c *Config) enforcerConfig() enforcer.Config {
 	return ec
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
+// ClickHouseConfig is the clickhouse section of the gateway config: with a
+// DSN, serve runs the projector of the ledger into ClickHouse.
+type ClickHouseConfig struct {
+	// DSN is the ClickHouse server (native protocol), e.g.
+	// clickhouse://127.0.0.1:9000/tollgate. Empty: no projections.
+	DSN string `yaml:"dsn"`
+	// Database defaults to the DSN's, else "tollgate".
+	Database string `yaml:"database"`
+	// BatchSize and FlushInterval bound a batch of inserts (default 20000
+	// events, 1 s).
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// Validate reports every problem with the section; without a DSN there is
+// nothing to check.
+func (c *ClickHouseConfig) Validate() error {
+	if c.DSN == "" {
+		if c.Database != "" || c.BatchSize != 0 || c.FlushInterval != 0 {
+			return errors.New("batch_size, flush_interval and database need a dsn")
 		}
+		return nil
 	}
-	return false
+	return c.Projections().Validate()
+}
+
+// Projections is the projector config of the section.
+func (c *ClickHouseConfig) Projections() projections.Config {
+	return projections.Config{DSN: c.DSN, Database: c.Database, BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}
 }

@@ -1,0 +1,54 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/enforcer/gateway"
+	"github.com/tollgate/tollgate/enforcer/policy"
+)
+
+// TestExampleConfigLoads keeps deploy/tollgate.example.yaml valid.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := gateway.LoadConfig("../../deploy/tollgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := cfg.EnforcerConfig()
+	if ec.Agents["research"].InvokeRateLimit.Count != 30 || ec.Workflows["research-brief"].MaxCostUSD != 5 || ec.DefaultTimeout != 45*time.Second {
+		t.Fatalf("example config read as %+v", ec)
+	}
+	files, err := cfg.ReadPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.Compile(files)
+	if err != nil || set.Len() == 0 {
+		t.Fatalf("example policies: %d, %v", set.Len(), err)
+	}
+	dir, err := cfg.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.NewEngine(set, dir); err != nil {
+		t.Fatalf("example entities: %v", err)
+	}
+}
+
+func TestClickHouseConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg     gateway.ClickHouseConfig
+		wantErr string
+	}{
+		{gateway.ClickHouseConfig{}, ""},
+		{gateway.ClickHouseConfig{DSN: "clickhouse://127.0.0.1:9000", BatchSize: 500, FlushInterval: time.Second}, ""},
+		{gateway.ClickHouseConfig{BatchSize: 500}, "need a dsn"},
+		{gateway.ClickHouseConfig{DSN: "clickhouse://127.0.0.1:9000", Database: "no-dashes"}, "database"},
+	} {
+		err := tc.cfg.Validate()
+		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.wantErr)
+		}
+	}
+}

@@ -1,0 +1,423 @@
+// Package gateway assembles a running Tollgate gateway from its config:
+// the bus (an embedded NATS server with JetStream in a data folder, or an
+// external server), the streams, every identity's credential and
+// permissions, the enforcer, tracing, and the optional ClickHouse
+// projector. serve, the demo, the test harness (enforcer/enforcertest) and
+// the benchmarks all start gateways through Start; nothing else wires one
+// together.
+//
+// It also owns the gateway config file (Config, LoadConfig) and the lock
+// of an embedded gateway's data folder, which read-only tools (replay,
+// runs, projections) honour when they open a folder a gateway left behind.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/tracing"
+	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/projections"
+)
+
+// Options change how Start assembles a gateway from its config; the zero
+// value is what serve does.
+type Options struct {
+	// Policies and AuditPolicies, when set, replace the config's policy
+	// files (the demo and tests keep theirs in memory).
+	Policies      []policy.File
+	AuditPolicies []policy.File
+	// Logger receives the gateway's logs. Default: discard.
+	Logger *slog.Logger
+	// TraceOut receives spans when tracing.exporter is stdout.
+	TraceOut io.Writer
+	// NoEnforcer starts everything but the enforcer; StartEnforcer starts
+	// it later.
+	NoEnforcer bool
+	// Enforcer, when set, replaces the enforcer config the gateway config
+	// gives (tests set hooks, a clock or limits); Start still fills in the
+	// publishing connections, logger and tracer provider it leaves unset.
+	Enforcer *enforcer.Config
+}
+
+// Gateway is a running Tollgate gateway.
+type Gateway struct {
+	cfg      *Config
+	opts     Options
+	subjects broker.Subjects
+	log      *slog.Logger
+	emb      *broker.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	registry enforcer.Registry
+	policies *policy.Set
+	enf      *enforcer.Enforcer
+	ledger   *ledger.Ledger
+	tracer   *sdktrace.TracerProvider
+	proj     *projections.Projector
+	// key is the gateway's own nkey; extra are the enforcer's publishing
+	// connections.
+	key   nkeys.KeyPair
+	extra []*nats.Conn
+	// unlock releases the embedded data folder's lock.
+	unlock func()
+}
+
+// Start assembles and starts a gateway: it validates cfg, compiles the
+// policies, starts or connects to NATS, provisions the streams and every
+// identity's delivery consumer, and starts the enforcer and, with a
+// ClickHouse DSN, the projector. Close stops it.
+func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) {
+	cfg.SetDefaults()
+	if err := cfg.validate(o.Policies == nil); err != nil {
+		return nil, fmt.Errorf("gateway config:\n%w", err)
+	}
+	g := &Gateway{cfg: cfg, opts: o, log: o.Logger}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.subjects, err = broker.NewSubjects(cfg.NATS.SubjectPrefix, cfg.NATS.StreamPrefix); err != nil {
+		return nil, err
+	}
+	if err := g.compile(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.Close(context.Background())
+		}
+	}()
+	if err := g.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge}); err != nil {
+		return nil, err
+	}
+	for _, id := range g.registry.Dir.All() {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+			return nil, err
+		}
+	}
+	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
+		return nil, err
+	}
+	if !o.NoEnforcer {
+		ec := cfg.EnforcerConfig()
+		if o.Enforcer != nil {
+			ec = *o.Enforcer
+		}
+		if err := g.StartEnforcer(ctx, ec); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ClickHouse.DSN != "" {
+		pc := cfg.ClickHouse.Projections()
+		pc.Logger, pc.LogEvery = g.log, projectorLogEvery
+		if g.proj, err = projections.New(g.js, g.subjects, pc); err != nil {
+			return nil, err
+		}
+		if err := g.proj.Start(ctx); err != nil {
+			g.proj = nil
+			return nil, err
+		}
+	}
+	g.log.Info("gateway started", "identities", len(g.registry.Dir.All()), "policies", g.policies.Len(), "nats", g.URL())
+	return g, nil
+}
+
+// projectorLogEvery is how often the projector serve runs logs its
+// counters and lag.
+const projectorLogEvery = 30 * time.Second
+
+// compile builds the identity directory and the policy engines.
+func (g *Gateway) compile() error {
+	dir, err := g.cfg.Directory()
+	if err != nil {
+		return err
+	}
+	files, audit := g.opts.Policies, g.opts.AuditPolicies
+	if files == nil {
+		if files, err = g.cfg.ReadPolicies(); err != nil {
+			return err
+		}
+	}
+	if audit == nil && len(g.cfg.AuditPolicies) > 0 {
+		if audit, err = policy.ReadFiles(g.paths(g.cfg.AuditPolicies)); err != nil {
+			return fmt.Errorf("audit policies: %w", err)
+		}
+	}
+	if g.policies, err = policy.Compile(files); err != nil {
+		return err
+	}
+	if g.policies.Len() == 0 {
+		return errors.New("policies: the set is empty; default deny would refuse every hop")
+	}
+	reg := enforcer.Registry{Dir: dir}
+	if reg.Engine, err = policy.NewEngine(g.policies, dir); err != nil {
+		return err
+	}
+	if audit != nil {
+		set, err := policy.Compile(audit)
+		if err != nil {
+			return fmt.Errorf("audit policies: %w", err)
+		}
+		if reg.Audit, err = policy.NewEngine(set, dir); err != nil {
+			return fmt.Errorf("audit policies: %w", err)
+		}
+	}
+	g.registry = reg
+	return nil
+}
+
+func (g *Gateway) paths(ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = g.cfg.Path(p)
+	}
+	return out
+}
+
+// ReadPolicies reads the config's enforced policy files (paths and globs
+// relative to the config file).
+func (c *Config) ReadPolicies() ([]policy.File, error) {
+	paths := make([]string, len(c.Policies))
+	for i, p := range c.Policies {
+		paths[i] = c.Path(p)
+	}
+	return policy.ReadFiles(paths)
+}
+
+// StartEnforcer starts an enforcer with ec on the gateway's bus; any
+// enforcer the gateway ran must have been stopped (StopEnforcer). What ec
+// leaves unset of its publishing connections, logger and tracer provider,
+// the gateway fills in.
+func (g *Gateway) StartEnforcer(ctx context.Context, ec enforcer.Config) error {
+	if g.enf != nil {
+		return errors.New("gateway: an enforcer is running")
+	}
+	if ec.Logger == nil {
+		ec.Logger = g.log
+	}
+	if ec.TracerProvider == nil && g.tracer != nil {
+		ec.TracerProvider = g.tracer
+	}
+	if ec.Publishers == nil {
+		pubs, err := g.publishers()
+		if err != nil {
+			return err
+		}
+		ec.Publishers = pubs
+	}
+	enf, err := enforcer.New(g.js, g.subjects, g.registry, ec)
+	if err != nil {
+		return err
+	}
+	if err := enf.Start(ctx); err != nil {
+		return err
+	}
+	g.enf = enf
+	return nil
+}
+
+// StopEnforcer stops the running enforcer, if any, and waits for its work
+// in flight.
+func (g *Gateway) StopEnforcer(ctx context.Context) error {
+	if g.enf == nil {
+		return nil
+	}
+	err := g.enf.Stop(ctx)
+	g.enf = nil
+	return err
+}
+
+// DefaultConnections is how many extra connections the enforcer publishes
+// on when the config does not say.
+const DefaultConnections = 4
+
+// publishers opens the extra connections the enforcer's shards append and
+// forward on, as the gateway's own user; opened once per gateway.
+func (g *Gateway) publishers() ([]jetstream.JetStream, error) {
+	n := DefaultConnections
+	if c := g.cfg.Enforcer.Connections; c != nil {
+		n = *c
+	}
+	var out []jetstream.JetStream
+	for i := range n {
+		if i < len(g.extra) {
+			js, err := newJetStream(g.extra[i])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, js)
+			continue
+		}
+		nc, err := g.Connect(fmt.Sprintf("tollgate enforcer %d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		g.extra = append(g.extra, nc)
+		js, err := newJetStream(nc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, js)
+	}
+	return out, nil
+}
+
+// Connect opens another connection as the gateway's own user (with the
+// embedded server, in-process). The caller closes it.
+func (g *Gateway) Connect(name string) (*nats.Conn, error) {
+	return broker.Connect(broker.ConnectConfig{URL: g.cfg.NATS.URL, InProcess: g.emb, Key: g.key, Name: name})
+}
+
+// connect starts the embedded server (no URL) or connects to the
+// configured one, as the gateway's own privileged user.
+func (g *Gateway) connect(ctx context.Context) error {
+	cfg := g.cfg
+	if cfg.NATS.URL != "" {
+		kp, err := broker.LoadSeed(cfg.Path(cfg.NATS.Credentials))
+		if err != nil {
+			return err
+		}
+		g.key = kp
+		if g.nc, err = g.Connect("tollgate gateway"); err != nil {
+			return err
+		}
+		g.js, err = newJetStream(g.nc)
+		return err
+	}
+	key, err := broker.NewKey() // the gateway's own, for in-process use only
+	if err != nil {
+		return err
+	}
+	pub, err := key.PublicKey()
+	if err != nil {
+		return err
+	}
+	operators := map[string]string{}
+	for _, op := range cfg.Operators {
+		operators[op.ID] = op.PublicKey
+	}
+	dataDir := cfg.Path(cfg.NATS.DataDir)
+	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Users: g.subjects.NkeyUsers(g.registry.Dir, pub, operators)}
+	if cfg.NATS.Listen == ListenNone {
+		ec.NoListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.NATS.Listen)
+		if err != nil {
+			return fmt.Errorf("nats.listen %q: %w", cfg.NATS.Listen, err)
+		}
+		ec.Host = host
+		if ec.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("nats.listen %q: %w", cfg.NATS.Listen, err)
+		}
+	}
+	if err := os.MkdirAll(ec.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// NATS takes no lock on its store: this lock keeps a second gateway,
+	// and replay --data, off a folder in use.
+	if g.unlock, err = LockDataDir(dataDir); err != nil {
+		return err
+	}
+	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
+		return err
+	}
+	g.key = key
+	if g.nc, err = g.Connect("tollgate gateway"); err != nil {
+		return err
+	}
+	g.js, err = newJetStream(g.nc)
+	return err
+}
+
+// newJetStream sizes the async publish window for the enforcer: every
+// submission in flight may have a delivery and a timer in flight.
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(32768))
+}
+
+// URL says where the bus is, for people.
+func (g *Gateway) URL() string {
+	switch {
+	case g.cfg.NATS.URL != "":
+		return g.cfg.NATS.URL
+	case g.emb != nil && g.emb.ClientURL() != "":
+		return g.emb.ClientURL() + " (embedded)"
+	}
+	return "in-process (embedded)"
+}
+
+// Config returns the gateway's config.
+func (g *Gateway) Config() *Config { return g.cfg }
+
+// Subjects returns the gateway's subject and stream names.
+func (g *Gateway) Subjects() broker.Subjects { return g.subjects }
+
+// Embedded returns the embedded server; nil with an external one.
+func (g *Gateway) Embedded() *broker.Embedded { return g.emb }
+
+// Conn and JetStream are the gateway's own (privileged) connection.
+func (g *Gateway) Conn() *nats.Conn { return g.nc }
+
+// JetStream returns the JetStream context of the gateway's connection.
+func (g *Gateway) JetStream() jetstream.JetStream { return g.js }
+
+// Registry returns the identities and policy engines in force.
+func (g *Gateway) Registry() enforcer.Registry { return g.registry }
+
+// Policies returns the enforced policy set.
+func (g *Gateway) Policies() *policy.Set { return g.policies }
+
+// Enforcer returns the running enforcer; nil when none runs.
+func (g *Gateway) Enforcer() *enforcer.Enforcer { return g.enf }
+
+// Ledger returns the run ledger.
+func (g *Gateway) Ledger() *ledger.Ledger { return g.ledger }
+
+// Projector returns the ClickHouse projector; nil without a DSN.
+func (g *Gateway) Projector() *projections.Projector { return g.proj }
+
+// Close stops the enforcer, then the projector (which writes what it has
+// left), then the bus.
+func (g *Gateway) Close(ctx context.Context) error {
+	var errs []error
+	errs = append(errs, g.StopEnforcer(ctx))
+	if g.proj != nil {
+		errs = append(errs, g.proj.Stop(ctx))
+	}
+	if g.tracer != nil {
+		errs = append(errs, g.tracer.Shutdown(ctx))
+	}
+	for _, nc := range g.extra {
+		nc.Close()
+	}
+	if g.nc != nil {
+		g.nc.Close()
+	}
+	if g.emb != nil {
+		g.emb.Shutdown()
+	}
+	if g.unlock != nil {
+		g.unlock()
+	}
+	return errors.Join(errs...)
+}
