@@ -194,11 +194,24 @@ func TestDenials(t *testing.T) {
 			if tc.wantPolicy != "" && !slices.Contains(d.Denial.PolicyIDs, tc.wantPolicy) {
 				t.Fatalf("policy ids %v, want %s", d.Denial.PolicyIDs, tc.wantPolicy)
 			}
-			ledgerRun := run
 			if !tc.inRun {
-				ledgerRun = d.Context.RunID
-				if ledgerRun == run {
+				// Recorded in the run it named (a new run it started), or in
+				// an entry of its own when that run does not exist.
+				entry := d.Context.RunID
+				if entry == run {
 					t.Fatalf("denial recorded in the unrelated run %s", run)
+				}
+				if head, err := g.Ledger.Head(ctxT(t), entry); err != nil || head.Empty() {
+					entry = rejectionEntry(t, g, d.Denial.SubmitSeq)
+				}
+				var denials []schemas.Reason
+				for _, r := range waitRun(t, g, entry, 1) {
+					if r.Event.Type == schemas.EventHopDenied {
+						denials = append(denials, decision(t, r).Reason)
+					}
+				}
+				if len(denials) != 1 || denials[0] != tc.reason {
+					t.Fatalf("ledger %s records denials %v, want one %s denial", entry, denials, tc.reason)
 				}
 			}
 			recs := waitRun(t, g, run, len(runBefore))

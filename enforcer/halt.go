@@ -70,7 +70,7 @@ func (e *Enforcer) onHalt(m *nats.Msg) {
 		fail("%v", err)
 		return
 	}
-	if skew := time.Since(req.SentAt).Abs(); skew > e.cfg.ReplayWindow {
+	if skew := e.cfg.Clock().Sub(req.SentAt).Abs(); skew > e.cfg.ReplayWindow {
 		fail("sent_at is %s off (window %s)", skew.Round(time.Second), e.cfg.ReplayWindow)
 		return
 	}

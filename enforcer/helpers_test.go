@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer"
+	enforcerdecision "github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
@@ -230,3 +233,25 @@ func pendingSubmissions(t testing.TB, g *enforcertest.Gateway) uint64 {
 }
 
 func ledgerHead() ledger.Head { return ledger.Head{} }
+
+// rejectionEntry finds the ledger entry of its own that the submission at
+// SUBMIT sequence seq was recorded in (it belonged to no run).
+func rejectionEntry(t testing.TB, g *enforcertest.Gateway, seq uint64) string {
+	t.Helper()
+	s, err := g.JS.Stream(ctxT(t), g.Subjects.Stream(broker.StreamLedger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctxT(t), jetstream.WithSubjectFilter(g.Subjects.LedgerAll()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("%s%d-", enforcerdecision.RejectedPrefix, seq)
+	for subject := range info.State.Subjects {
+		if run, ok := g.Subjects.LedgerRun(subject); ok && strings.HasPrefix(run, prefix) {
+			return run
+		}
+	}
+	t.Fatalf("no ledger entry %s* for the rejected submission", prefix)
+	return ""
+}

@@ -13,7 +13,8 @@ import (
 )
 
 func TestIDsAreStableAndDistinct(t *testing.T) {
-	if tracing.RunTraceID("r1") != tracing.RunTraceID("r1") || tracing.RunTraceID("r1") == tracing.RunTraceID("r2") {
+	first, again := tracing.RunTraceID("r1"), tracing.RunTraceID("r1")
+	if first != again || first == tracing.RunTraceID("r2") {
 		t.Fatal("run trace ids are not a function of the run id")
 	}
 	if tracing.HopSpanID("r", "h1") == tracing.HopSpanID("r", "h2") || tracing.HopSpanID("r1", "h") == tracing.HopSpanID("r2", "h") {

@@ -1,0 +1,95 @@
+// Package operator is the operators' client of a running gateway: it
+// connects with an operator's key and sends signed control commands on
+// tg.ctl.> (halt a run), which the enforcer checks against the operators
+// registered in its config.
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+// ErrRefused is returned when the gateway refused a command; the error
+// says why.
+var ErrRefused = errors.New("operator: command refused")
+
+// Config says who the operator is and where the gateway is.
+type Config struct {
+	// ID is the operator's id as registered in the gateway config.
+	ID string
+	// Key is the operator's nkey (its NATS credential and signing key).
+	Key nkeys.KeyPair
+	// URL of the gateway's NATS server.
+	URL string
+	// Subjects must match the gateway's; default broker.DefaultSubjects().
+	Subjects *broker.Subjects
+}
+
+// Client sends an operator's commands.
+type Client struct {
+	cfg  Config
+	subj broker.Subjects
+	nc   *nats.Conn
+}
+
+// Connect connects as the operator.
+func Connect(cfg Config) (*Client, error) {
+	if err := schemas.CheckPrincipalID(cfg.ID); err != nil {
+		return nil, fmt.Errorf("operator: %w", err)
+	}
+	if cfg.Key == nil {
+		return nil, errors.New("operator: a key is required")
+	}
+	subj := broker.DefaultSubjects()
+	if cfg.Subjects != nil {
+		subj = *cfg.Subjects
+	}
+	nc, err := broker.Connect(broker.ConnectConfig{URL: cfg.URL, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
+		Name: "tollgate operator " + cfg.ID, Options: []nats.Option{nats.MaxReconnects(2)}})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, subj: subj, nc: nc}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() { c.nc.Close() }
+
+// Halt halts a run: the gateway records run.halted with reason, cancels
+// the run's open hops and publishes an alert. Halting a halted run is not
+// an error (the reply says Already). A refusal wraps ErrRefused.
+func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltReply, error) {
+	if reason == "" {
+		return nil, errors.New("operator: a halt needs a reason: the ledger and the alert record it")
+	}
+	req := schemas.HaltRequest{Version: schemas.Version, RunID: run, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
+	body, err := schemas.Encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
+	if err != nil {
+		return nil, fmt.Errorf("sign halt: %w", err)
+	}
+	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlHalt(run), signed)
+	if err != nil {
+		return nil, fmt.Errorf("halt %s: no answer from a gateway (%w)", run, err)
+	}
+	var reply schemas.HaltReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("halt %s: unreadable answer: %w", run, err)
+	}
+	if reply.Error != "" && !reply.OK {
+		return &reply, fmt.Errorf("%w: halt %s: %s", ErrRefused, run, reply.Error)
+	}
+	return &reply, nil
+}
