@@ -38,6 +38,20 @@ func WriteSeed(path string, kp nkeys.KeyPair) error {
 	return errors.Join(werr, f.Close())
 }
 
+// NewSeedFile creates a fresh key (NewKey), stores its seed at path
+// (WriteSeed) and returns its public key.
+func NewSeedFile(path string) (string, error) {
+	kp, err := NewKey()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("public key: %w", err)
+	}
+	return pub, WriteSeed(path, kp)
+}
+
 // LoadSeed reads an nkey seed file written by WriteSeed (or by nsc/nk).
 func LoadSeed(path string) (nkeys.KeyPair, error) {
 	b, err := os.ReadFile(path)

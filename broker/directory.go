@@ -31,6 +31,10 @@ type Identity struct {
 	Disabled bool
 	// Workflow is the workflow a run entered at this agent belongs to.
 	Workflow string
+	// Untrusted marks an identity whose content is not to be trusted (a
+	// tool reading the web, a model, a third party's agent): the hops it
+	// makes and the replies it sends are tainted (see docs/guardrails.md).
+	Untrusted bool
 
 	pub ed25519.PublicKey
 }
@@ -59,6 +63,12 @@ func NewDirectory(ids []Identity) (*Directory, error) {
 		where := fmt.Sprintf("identity %q", id.ID)
 		if err := schemas.CheckPrincipalID(id.ID); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		if id.ID == schemas.GatewayActor {
+			// The ledger names the gateway itself by this id (a hop it
+			// closed, a halt after a breach): no identity may carry it.
+			errs = append(errs, fmt.Errorf("%s: the id is reserved for the gateway itself", where))
 			continue
 		}
 		if _, dup := d.byID[id.ID]; dup {
@@ -111,7 +121,7 @@ func (d *Directory) All() []*Identity {
 func ParsePublicKey(pk string) (ed25519.PublicKey, error) {
 	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(pk))
 	if err != nil {
-		return nil, fmt.Errorf("public_key %q is not an nkey user public key: %w", pk, err)
+		return nil, fmt.Errorf("public_key %q is %w: %w", pk, ErrPublicKey, err)
 	}
 	return ed25519.PublicKey(raw), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -22,10 +23,11 @@ type EmbeddedConfig struct {
 	Host     string
 	Port     int
 	NoListen bool
-	// Users are the nkey users allowed to connect, with their permissions
-	// (see Subjects.NkeyUsers). With none, the server accepts anyone: only
-	// for tests that do not exercise identity.
-	Users []*server.NkeyUser
+	// Accounts is the accounts block of the server config: who may connect
+	// and what each account reaches (see Subjects.AccountsConfig). Empty,
+	// the server accepts anyone in one account: only for tools that open a
+	// data folder in-process and for tests that do not exercise identity.
+	Accounts string
 	// ServerName names the server (required in a cluster).
 	ServerName string
 	// Cluster, when set, joins the server to a cluster.
@@ -47,8 +49,8 @@ type ClusterConfig struct {
 
 // Embedded is a running in-process NATS server.
 type Embedded struct {
-	srv  *server.Server
-	opts *server.Options
+	srv *server.Server
+	cfg EmbeddedConfig
 }
 
 // StartEmbedded starts a NATS server with JetStream in cfg.DataDir and waits
@@ -58,24 +60,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("embedded nats: data dir is required")
 	}
-	opts := &server.Options{
-		ServerName: cfg.ServerName,
-		JetStream:  true,
-		StoreDir:   cfg.DataDir,
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		DontListen: cfg.NoListen,
-		NoSigs:     true,
-		NoLog:      !cfg.Debug,
-		Nkeys:      cfg.Users,
-		MaxPayload: cfg.MaxPayload,
-	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
-	if c := cfg.Cluster; c != nil {
-		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
-		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	opts, err := cfg.options(cfg.Accounts)
+	if err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -93,7 +80,31 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("embedded nats: not ready after %s", deadline)
 	}
-	return &Embedded{srv: srv, opts: opts}, nil
+	return &Embedded{srv: srv, cfg: cfg}, nil
+}
+
+// options builds the server options of cfg with an accounts block. Reload
+// builds them again the same way, so that only the accounts differ.
+func (cfg EmbeddedConfig) options(accounts string) (*server.Options, error) {
+	opts := &server.Options{}
+	if accounts != "" {
+		if err := opts.ProcessConfigString(accounts); err != nil {
+			return nil, fmt.Errorf("embedded nats: accounts: %w", err)
+		}
+	}
+	opts.ServerName = cfg.ServerName
+	opts.JetStream, opts.StoreDir = true, cfg.DataDir
+	opts.Host, opts.Port, opts.DontListen = cfg.Host, cfg.Port, cfg.NoListen
+	opts.NoSigs, opts.NoLog = true, !cfg.Debug
+	opts.MaxPayload = cfg.MaxPayload
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if c := cfg.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
+	return opts, nil
 }
 
 // ClientURL is the URL agents in other processes connect to; empty when the
@@ -105,15 +116,41 @@ func (e *Embedded) ClientURL() string {
 	return e.srv.ClientURL()
 }
 
-// SetUsers replaces the nkey users (and so the permissions) of a running
-// server, as a config reload does.
-func (e *Embedded) SetUsers(users []*server.NkeyUser) error {
-	opts := e.opts.Clone()
-	opts.Nkeys = users
-	if err := e.srv.ReloadOptions(opts); err != nil {
-		return fmt.Errorf("embedded nats: reload users: %w", err)
+// SetLayout replaces the accounts of a running server with those of a
+// layout, as a config reload does: identities added, rotated, disabled or
+// removed take effect at once, and the connections of users that are gone
+// are closed. Accounts that are new are added in two reloads (see
+// Subjects.StagedAccountsConfig).
+func (e *Embedded) SetLayout(s Subjects, l Layout) error {
+	staged := map[string]bool{}
+	for name := range s.AccountNames(l) {
+		if _, err := e.srv.LookupAccount(name); err != nil {
+			staged[name] = true
+		}
 	}
-	e.opts = opts
+	if len(staged) > 0 {
+		if err := e.setAccounts(s.StagedAccountsConfig(l, staged)); err != nil {
+			return err
+		}
+	}
+	return e.setAccounts(s.AccountsConfig(l))
+}
+
+func (e *Embedded) setAccounts(accounts string) error {
+	opts, err := e.cfg.options(accounts)
+	if err != nil {
+		return err
+	}
+	if e.cfg.Port == -1 && e.srv.Addr() != nil {
+		// Keep the port the server picked.
+		if addr, ok := e.srv.Addr().(*net.TCPAddr); ok {
+			opts.Port = addr.Port
+		}
+	}
+	if err := e.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded nats: reload accounts: %w", err)
+	}
+	e.cfg.Accounts = accounts
 	return nil
 }
 

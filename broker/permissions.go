@@ -4,75 +4,49 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// IdentityPermissions are the NATS permissions of an identity: it may
-// publish only its own submissions, read only its own deliveries through its
-// own durable consumer, and receive replies only under its own inbox prefix.
-// No JetStream management API is reachable, so it can neither create,
-// update, purge nor delete any stream or message.
+// IdentityPermissions are the NATS permissions of an identity's user
+// inside its own account: it may publish only its own submissions, read
+// only its own deliveries through its own durable consumer, and receive
+// replies only under its own inbox prefix. They are defence in depth: the
+// account's imports are what bound its reach (see AccountsConfig), and the
+// permissions make a wrong publish fail loudly instead of going nowhere.
 func (s Subjects) IdentityPermissions(id string) *server.Permissions {
-	deliver, consumer := s.Stream(StreamDeliver), AgentConsumer(id)
+	var allow []string
+	for _, e := range s.identityExports(id) {
+		allow = append(allow, e.importedAs())
+	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: []string{
-				s.SubmitFor(id),
-				jsConsumerNext(deliver, consumer),
-				jsConsumerInfo(deliver, consumer),
-				jsAck(deliver, consumer),
-				jsAPIInfo,
-			},
-		},
+		Publish: &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{
-			Allow: []string{InboxPrefix(id) + ".>"},
+			Allow: inboxes(id),
 		},
 	}
 }
 
-// OperatorPermissions let an operator send control commands (halt a run),
-// watch alerts, and read the ledger (replay, runs list) through JetStream's
-// read APIs: stream info, message gets, and short-lived consumers of its
-// own (an ordered consumer deletes itself when done). Nothing that changes a
-// stream or a message is allowed, nor touching the projector's consumer.
+// OperatorPermissions are the NATS permissions of an operator's user
+// inside its own account: send control commands (halt a run), watch
+// alerts, and read the ledger with direct gets and stream info. Nothing
+// that changes a stream, a consumer or a message is reachable; reads never
+// create a consumer (a consumer's deliver subject would be a subject the
+// operator names, in the gateway's account).
 func (s Subjects) OperatorPermissions(id string) *server.Permissions {
-	ledger := s.Stream(StreamLedger)
+	var allow []string
+	for _, e := range s.operatorExports() {
+		if !e.stream {
+			allow = append(allow, e.importedAs())
+		}
+	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: []string{
-				s.CtlAll(),
-				jsAPIInfo,
-				"$JS.API.STREAM.INFO." + ledger,
-				"$JS.API.STREAM.MSG.GET." + ledger,
-				"$JS.API.DIRECT.GET." + ledger,
-				"$JS.API.DIRECT.GET." + ledger + ".>",
-				"$JS.API.CONSUMER.CREATE." + ledger + ".>",
-				"$JS.API.CONSUMER.INFO." + ledger + ".>",
-				"$JS.API.CONSUMER.MSG.NEXT." + ledger + ".>",
-				"$JS.API.CONSUMER.DELETE." + ledger + ".>",
-			},
-			Deny: []string{
-				"$JS.API.CONSUMER.DELETE." + ledger + "." + ProjectorConsumer,
-				"$JS.API.CONSUMER.CREATE." + ledger + "." + ProjectorConsumer,
-				"$JS.API.CONSUMER.CREATE." + ledger + "." + ProjectorConsumer + ".>",
-			},
-		},
+		Publish: &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{
-			Allow: []string{InboxPrefix(id) + ".>", s.AlertAll()},
+			Allow: append(inboxes(id), s.AlertAll()),
 		},
 	}
 }
 
-// NkeyUsers returns the server's nkey users: one per enabled identity with
-// a key and IdentityPermissions, one per operator key, and the gateway's own
-// unrestricted user.
-func (s Subjects) NkeyUsers(dir *Directory, gatewayKey string, operators map[string]string) []*server.NkeyUser {
-	users := []*server.NkeyUser{{Nkey: gatewayKey}}
-	for _, id := range dir.All() {
-		if id.PublicKey == "" || id.Disabled {
-			continue
-		}
-		users = append(users, &server.NkeyUser{Nkey: id.PublicKey, Permissions: s.IdentityPermissions(id.ID)})
-	}
-	for id, key := range operators {
-		users = append(users, &server.NkeyUser{Nkey: key, Permissions: s.OperatorPermissions(id)})
-	}
-	return users
+// inboxes are the reply subjects an identity or operator may subscribe to:
+// its own inbox prefix, and the default one, which any NATS client uses.
+// Its account is its own, so no one else's replies can reach either.
+func inboxes(id string) []string {
+	return []string{InboxPrefix(id) + ".>", "_INBOX.>"}
 }

@@ -40,10 +40,7 @@ func permBus(t *testing.T) (*brokertest.Bus, map[string]nkeys.KeyPair) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := brokertest.Start(t, brokertest.Options{})
-	if err := bus.Server.SetUsers(bus.Subjects.NkeyUsers(dir, bus.GatewayKey, map[string]string{"ops": opsPub})); err != nil {
-		t.Fatal(err)
-	}
+	bus := brokertest.Start(t, brokertest.Options{Layout: broker.Layout{Identities: dir.All(), Operators: map[string]string{"ops": opsPub}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, id := range ids {
@@ -66,7 +63,7 @@ func connectAs(t *testing.T, bus *brokertest.Bus, id string, kp nkeys.KeyPair) *
 	}
 	t.Cleanup(nc.Close)
 	ic.nc = nc
-	ic.js, err = jetstream.New(nc)
+	ic.js, err = jetstream.NewWithAPIPrefix(nc, bus.Subjects.JSAPIPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +218,7 @@ func TestOperatorReadsLedger(t *testing.T) {
 		t.Fatalf("operator head: %+v %v", got, err)
 	}
 	recs, err := l.Read(ctx, run)
-	if err != nil || len(recs) != 3 || ledger.Verify(run, recs) != nil {
+	if err != nil || len(recs) != 3 || ledger.Verify(run, recs, nil).Err() != nil {
 		t.Fatalf("operator read %d events: %v", len(recs), err)
 	}
 	if _, err := l.Get(ctx, recs[1].StreamSeq); err != nil {

@@ -27,6 +27,10 @@ type StreamOptions struct {
 	// MaxMsgSize caps a submission at the stream; larger ones are refused by
 	// the server at publish time. Zero leaves it to the server's max_payload.
 	MaxMsgSize int32
+	// LedgerMaxBytes caps the ledger's size; zero leaves it unbounded (up to
+	// the store's disk). A full ledger discards nothing: appends are
+	// refused and the gateway fails closed.
+	LedgerMaxBytes int64
 }
 
 func (o *StreamOptions) setDefaults() {
@@ -96,6 +100,7 @@ func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			DenyPurge:   true,
 			AllowRollup: false,
 			AllowDirect: true,
+			MaxBytes:    o.ledgerMaxBytes(),
 		},
 		{
 			Name:        s.Stream(StreamTimers),
@@ -202,4 +207,23 @@ func ProvisionIdentity(ctx context.Context, js jetstream.JetStream, s Subjects, 
 		return fmt.Errorf("provision consumer of %s: %w", id, err)
 	}
 	return nil
+}
+
+// RemoveIdentity deletes the durable DELIVER consumer of an identity that
+// is no longer registered, so that whoever is registered under its id
+// later does not receive what was waiting for the old one. A consumer that
+// is gone already is not an error.
+func RemoveIdentity(ctx context.Context, js jetstream.JetStream, s Subjects, id string) error {
+	err := js.DeleteConsumer(ctx, s.Stream(StreamDeliver), AgentConsumer(id))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("remove consumer of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (o StreamOptions) ledgerMaxBytes() int64 {
+	if o.LedgerMaxBytes <= 0 {
+		return -1
+	}
+	return o.LedgerMaxBytes
 }

@@ -34,6 +34,11 @@ const EnforcerConsumer = "enforcer"
 // ClickHouse; operators may read the ledger but never touch it.
 const ProjectorConsumer = "projector"
 
+// TimersConsumer is the durable consumer of TIMERS shared by the enforcers
+// whose SUBMIT consumer is named enforcer (EnforcerConsumer by default):
+// it hands them fired deadlines and wall clocks.
+func TimersConsumer(enforcer string) string { return enforcer + "_timers" }
+
 // Subjects builds every subject, stream and consumer name Tollgate uses.
 // Nothing else in Tollgate concatenates subjects. The zero value is not
 // usable; create one with NewSubjects.
@@ -80,15 +85,21 @@ func (s Subjects) SubmitFor(caller string) string { return s.prefix + ".submit."
 // SubmitAll is the wildcard of every submission.
 func (s Subjects) SubmitAll() string { return s.prefix + ".submit.>" }
 
-// ParseSubmit splits a submit subject into its caller and run tokens.
+// ParseSubmit splits a submit subject into its caller and run tokens. When
+// the subject is not a valid submit subject, ok is false and caller is
+// still set if the caller token can be read, so that the sender can be
+// told.
 func (s Subjects) ParseSubmit(subject string) (caller, run string, ok bool) {
 	rest, found := strings.CutPrefix(subject, s.prefix+".submit.")
 	if !found {
 		return "", "", false
 	}
 	caller, run, found = strings.Cut(rest, ".")
-	if !found || caller == "" || run == "" || strings.Contains(run, ".") {
+	if !schemas.ValidPrincipalID(caller) {
 		return "", "", false
+	}
+	if !found || run == "" || strings.Contains(run, ".") {
+		return caller, "", false
 	}
 	return caller, run, true
 }
@@ -137,8 +148,14 @@ func (s Subjects) LedgerRun(subject string) (string, bool) {
 // Alert is the subject alerts of a run are published on.
 func (s Subjects) Alert(run string) string { return s.prefix + ".alert." + run }
 
+// AlertApproval is the subject of the alert asking approvers to approve
+// or reject a held hop.
+func (s Subjects) AlertApproval(run, hop string) string {
+	return s.prefix + ".alert." + run + ".approval." + hop
+}
+
 // AlertAll is the wildcard of every alert.
-func (s Subjects) AlertAll() string { return s.prefix + ".alert.*" }
+func (s Subjects) AlertAll() string { return s.prefix + ".alert.>" }
 
 // TimerSchedule is where the schedule of a timer (a hop's deadline, or
 // TimerRunKey for the run's wall clock) is kept until it fires.
@@ -176,6 +193,16 @@ func (s Subjects) Bucket(name string) string { return s.streamPrefix + name }
 // CtlHalt is the operator subject that halts a run.
 func (s Subjects) CtlHalt(run string) string { return s.prefix + ".ctl.halt." + run }
 
+// CtlApprove is the operator subject that approves or rejects a hop of a
+// run held for approval.
+func (s Subjects) CtlApprove(run string) string { return s.prefix + ".ctl.approve." + run }
+
+// ParseCtlApprove returns the run of an approval subject.
+func (s Subjects) ParseCtlApprove(subject string) (string, bool) {
+	run, found := strings.CutPrefix(subject, s.prefix+".ctl.approve.")
+	return run, found && schemas.ValidID(run)
+}
+
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }
 
@@ -188,6 +215,31 @@ func (s Subjects) ParseCtlHalt(subject string) (string, bool) {
 	return run, true
 }
 
+// Query is where an identity asks the gateway about a hop it holds (for
+// one, whether a task delivered to it again is answered already).
+func (s Subjects) Query(caller, run, hop string) string {
+	return s.prefix + ".query." + caller + "." + run + "." + hop
+}
+
+// QueryFor is the wildcard of every query by caller.
+func (s Subjects) QueryFor(caller string) string { return s.prefix + ".query." + caller + ".>" }
+
+// QueryAll is the wildcard of every query.
+func (s Subjects) QueryAll() string { return s.prefix + ".query.*.*.*" }
+
+// ParseQuery splits a query subject into caller, run and hop.
+func (s Subjects) ParseQuery(subject string) (caller, run, hop string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.prefix+".query.")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || !schemas.ValidPrincipalID(parts[0]) || !schemas.ValidID(parts[1]) || !schemas.ValidID(parts[2]) {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
 // AgentConsumer is the durable DELIVER consumer of an agent or user.
 func AgentConsumer(id string) string { return "agent_" + id }
 
@@ -196,15 +248,13 @@ func InboxPrefix(id string) string { return "_INBOX_" + id }
 
 // JetStream API subjects an identity's permissions refer to.
 
-func jsConsumerNext(stream, consumer string) string {
-	return "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer
-}
-func jsConsumerInfo(stream, consumer string) string {
-	return "$JS.API.CONSUMER.INFO." + stream + "." + consumer
-}
 func jsAck(stream, consumer string) string { return "$JS.ACK." + stream + "." + consumer + ".>" }
 
-const jsAPIInfo = "$JS.API.INFO"
+// jsAckDomain is the acknowledgement subject in its newer form, with the
+// domain and account hash tokens ahead of the stream.
+func jsAckDomain(stream, consumer string) string {
+	return "$JS.ACK.*.*." + stream + "." + consumer + ".>"
+}
 
 func validToken(tok string) bool {
 	return tok != "" && !strings.ContainsAny(tok, ".*> \t\r\n")

@@ -23,9 +23,17 @@ type Config struct {
 	// PerAgent governs every calling agent; Agents override it per agent.
 	PerAgent limits.Agent
 	Agents   map[string]limits.Agent
+	// PerPrincipal bounds what is done on behalf of one principal.
+	PerPrincipal limits.Principal
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
+	// OperatorGroups maps operators to the approver groups they belong to
+	// (policy.ApproversAnnotation).
+	OperatorGroups map[string][]string
+	// ApprovalTimeout is how long a hop held for approval waits before it
+	// is rejected. Default 1 hour.
+	ApprovalTimeout time.Duration
 	// MaxEnvelopeBytes is the largest submission decoded; larger ones are
 	// denied as malformed. Default 256 KiB.
 	MaxEnvelopeBytes int
@@ -37,8 +45,11 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// Shards is the number of run-ordered workers. Default 64.
 	Shards int
-	// RunCacheSize is how many run states each shard keeps. Default 1024.
-	RunCacheSize int
+	// RunCacheBytes bounds the run states the enforcer keeps in memory, by
+	// an estimate of their size (ledger.State.Bytes), shared out evenly
+	// between the shards; cold runs are folded from the ledger again when
+	// they are next touched. Default 128 MiB.
+	RunCacheBytes int
 	// MaxAckPending bounds submissions in flight. Default 16384.
 	MaxAckPending int
 	// AckWait is how long a submission may stay unacknowledged before the
@@ -46,7 +57,9 @@ type Config struct {
 	AckWait time.Duration
 	// OpTimeout bounds each ledger or broker call. Default 10 s.
 	OpTimeout time.Duration
-	// Consumer is the durable consumer's name. Default "enforcer".
+	// Consumer is the durable consumer's name. Default
+	// broker.EnforcerConsumer; the timers consumer is named after it
+	// (broker.TimersConsumer).
 	Consumer string
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
@@ -63,6 +76,9 @@ type Config struct {
 	// the ids set with tracing.WithIDs: build it with tracing.NewProvider
 	// (or tracing.NewProviderWith).
 	TracerProvider trace.TracerProvider
+	// Metrics, when set, receive the enforcer's Prometheus metrics
+	// (NewMetrics).
+	Metrics *Metrics
 	// Hooks are test seams; leave them nil in production.
 	Hooks Hooks
 }
@@ -93,8 +109,8 @@ func (c *Config) setDefaults() {
 	if c.Shards == 0 {
 		c.Shards = 64
 	}
-	if c.RunCacheSize == 0 {
-		c.RunCacheSize = 1024
+	if c.RunCacheBytes == 0 {
+		c.RunCacheBytes = 128 << 20
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 16384
@@ -106,7 +122,7 @@ func (c *Config) setDefaults() {
 		c.OpTimeout = 10 * time.Second
 	}
 	if c.Consumer == "" {
-		c.Consumer = "enforcer"
+		c.Consumer = broker.EnforcerConsumer
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -133,8 +149,9 @@ func (c Config) Validate() error {
 	check(c.MaxEnvelopeBytes >= 0, "max_envelope_bytes must not be negative")
 	check(c.ReplayWindow >= 0, "replay_window must not be negative")
 	check(c.DefaultTimeout >= 0, "default timeout must not be negative")
+	check(c.ApprovalTimeout >= 0, "approval_timeout must not be negative")
 	check(c.Shards >= 0 && c.Shards <= 4096, "shards is %d, want 1 to 4096", c.Shards)
-	check(c.RunCacheSize >= 0, "run_cache_size must not be negative")
+	check(c.RunCacheBytes >= 0, "run_cache_bytes must not be negative")
 	check(c.MaxAckPending >= 0, "max_ack_pending must not be negative")
 	check(c.AckWait >= 0 && (c.AckWait == 0 || c.AckWait >= 100*time.Millisecond), "ack_wait is %s, want at least 100ms", c.AckWait)
 	check(c.OpTimeout >= 0, "op_timeout must not be negative")
@@ -143,5 +160,7 @@ func (c Config) Validate() error {
 
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
-	return limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents}
+	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal}
+	s.SetDefaults()
+	return s
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -129,4 +130,43 @@ func TestRestartRebuildsStateFromLedger(t *testing.T) {
 	if c := ds[0].Context; c.HopID != grandchild || c.Depth != 2 || c.OnBehalfOf != "tomas" {
 		t.Fatalf("context after restart %+v", c)
 	}
+}
+
+// TestLedgerFullFailsClosed: with no room left in the ledger, a hop is
+// never forwarded unrecorded: its sender is told "unavailable" at once.
+// When room returns, hops go through again.
+func TestLedgerFullFailsClosed(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
+	run, root := openRun(t, tomas)
+	ctx := ctxT(t)
+	s, err := g.JS.Stream(ctx, g.Subjects.Stream(broker.StreamLedger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.Config
+	cfg.MaxBytes = int64(info.State.Bytes) // full
+	if _, err := g.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := len(g.Deliveries("research"))
+	orch.send(run, orch.invoke(run, root, "research"))
+	ds := waitDeliveries(t, g, "orchestrator", 2)
+	d := ds[len(ds)-1]
+	if d.Kind != schemas.DeliverDenied || d.Denial == nil || d.Denial.Reason != schemas.ReasonUnavailable {
+		t.Fatalf("with the ledger full, the sender got %s %+v; want an unavailable denial", d.Kind, d.Denial)
+	}
+	if n := len(g.Deliveries("research")); n != before {
+		t.Fatalf("a hop was forwarded without its record: research has %d deliveries, had %d", n, before)
+	}
+	cfg.MaxBytes = -1 // room again
+	if _, err := g.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	delegate(t, orch, run, root, "research")
+	waitRun(t, g, run, 3) // run.started, the root hop, the delegation; verified
 }

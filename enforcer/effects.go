@@ -23,6 +23,9 @@ type outgoing struct {
 	header  nats.Header
 	opts    []jetstream.PublishOpt
 	once    bool
+	// purge, instead of a message, names a TIMERS subject to empty (the
+	// schedule of a run that ended).
+	purge string
 }
 
 // effects returns what a ledger record calls for. It is the same whether
@@ -30,7 +33,7 @@ type outgoing struct {
 // redelivered after a crash, so forwarding is repeatable; the broker
 // refuses the second write of any delivery subject. sub is the submission
 // being handled, nil for timers and operator commands.
-func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *decision.Submission) ([]outgoing, error) {
+func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Record, sub *decision.Submission) ([]outgoing, error) {
 	ev := &rec.Event
 	data, err := ev.DecodeData()
 	if err != nil {
@@ -39,11 +42,14 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *decision.Su
 	hop := st.Hops[ev.HopID]
 	switch d := data.(type) {
 	case *schemas.HopDecision:
+		if ev.Type == schemas.EventHopPending {
+			return e.approvalAlert(st, ev, d)
+		}
 		if ev.Type == schemas.EventHopAllowed {
 			if hop == nil {
 				return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 			}
-			return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
+			return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
 		}
 		if !schemas.ValidPrincipalID(d.From) || sub == nil {
 			return nil, nil // nobody to tell: the subject named no valid identity
@@ -62,7 +68,7 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *decision.Su
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
 		if d.By == hop.To {
-			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
+			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
 		}
 		return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
 	case *schemas.HopTimedOut:
@@ -74,10 +80,52 @@ func (e *Enforcer) effects(st *ledger.State, rec ledger.Record, sub *decision.Su
 			e.delivery(hop.From, hop.ID, schemas.DeliverTimeout, nil, hc, ev.Seq, nil),
 			e.delivery(hop.To, hop.ID, schemas.DeliverCancel, nil, hc, ev.Seq, nil),
 		}, nil
+	case *schemas.HopApproved:
+		if hop == nil || hop.DecisionStreamSeq == 0 {
+			return nil, fmt.Errorf("effects: approved hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		// The invoke recorded when the hop was held is delivered now.
+		held, err := e.ledger.Get(ctx, hop.DecisionStreamSeq)
+		if err != nil {
+			return nil, fmt.Errorf("effects: the held invoke of hop %s: %w", hop.ID, err)
+		}
+		data, err := held.Event.DecodeData()
+		if err != nil {
+			return nil, fmt.Errorf("effects: the held invoke of hop %s: %w", hop.ID, err)
+		}
+		dec, ok := data.(*schemas.HopDecision)
+		if !ok {
+			return nil, fmt.Errorf("effects: hop %s was decided by a %s, not a hop.pending", hop.ID, held.Event.Type)
+		}
+		return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, dec.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
+	case *schemas.HopRejected:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		denial := &schemas.Denial{Reason: schemas.ReasonApproval, Message: fmt.Sprintf("not approved (%s): %s", d.By, d.Message), SubmitKind: schemas.KindInvoke}
+		return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, contextOf(st, hop), ev.Seq, denial)}, nil
 	case *schemas.RunHalted:
 		return e.haltEffects(st, ev, d)
 	}
 	return nil, nil
+}
+
+// approvalAlert asks the approvers of a held hop to approve or reject it,
+// on tg.alert.<run>.approval.<hop>.
+func (e *Enforcer) approvalAlert(st *ledger.State, ev *schemas.Event, d *schemas.HopDecision) ([]outgoing, error) {
+	a := d.Approval
+	alert := schemas.Alert{
+		Version: schemas.Version, Kind: schemas.AlertApproval, RunID: st.RunID, At: ev.At, By: schemas.GatewayActor,
+		Message: fmt.Sprintf("%s -> %s (%s) waits for approval under %v: tollgate approve %s %s, or reject it; rejected at %s unless approved",
+			d.From, d.To, d.Action, a.PolicyIDs, st.RunID, ev.HopID, a.Deadline.Format(time.RFC3339)),
+		Agent: d.From, From: d.From, To: d.To, HopID: ev.HopID, OnBehalfOf: st.OnBehalfOf, Workflow: st.Workflow,
+		LedgerSeq: ev.Seq, Approvers: a.Approvers, Deadline: a.Deadline,
+	}
+	data, err := schemas.Encode(&alert)
+	if err != nil {
+		return nil, fmt.Errorf("encode alert: %w", err)
+	}
+	return []outgoing{{subject: e.subjects.AlertApproval(st.RunID, ev.HopID), data: data, once: true}}, nil
 }
 
 // haltEffects cancel the halted run's open hops at their targets, tell
@@ -95,10 +143,10 @@ func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.R
 		out = append(out, e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, hc, ev.Seq, denial))
 	}
 	alert := schemas.Alert{
-		Version: schemas.Version, RunID: st.RunID, At: ev.At, By: d.By, Message: d.Reason, OpenHops: d.OpenHops,
+		Version: schemas.Version, Kind: schemas.AlertHalt, RunID: st.RunID, At: ev.At, By: d.By, Message: d.Reason, OpenHops: d.OpenHops,
 		LedgerSeq: ev.Seq, OnBehalfOf: st.OnBehalfOf, Workflow: st.Workflow, Limit: d.Limit, Reason: schemas.ReasonOperator,
 	}
-	if n := len(st.Breaches); n > 0 && d.By == decision.GatewayActor {
+	if n := len(st.Breaches); n > 0 && d.By == schemas.GatewayActor {
 		b := st.Breaches[n-1]
 		alert.Reason, alert.Value, alert.Bound, alert.Agent, alert.From, alert.To, alert.HopID = b.Reason, b.Value, b.Bound, b.From, b.From, b.To, b.HopID
 	}
@@ -160,7 +208,7 @@ func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq 
 	if err != nil {
 		return nil, err
 	}
-	out, err := e.effects(st, rec, sub)
+	out, err := e.effects(ctx, st, rec, sub)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +220,7 @@ func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq 
 		if next.StreamSeq == 0 || !decision.IsFollowUp(next.Event.Type) {
 			break
 		}
-		more, err := e.effects(st, next, sub)
+		more, err := e.effects(ctx, st, next, sub)
 		if err != nil {
 			return nil, err
 		}
@@ -187,6 +235,10 @@ func (e *Enforcer) effectsFrom(ctx context.Context, st *ledger.State, streamSeq 
 func (e *Enforcer) publish(js jetstream.JetStream, out []outgoing) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(out))
 	for _, o := range out {
+		if o.purge != "" {
+			e.purgeTimer(o.purge)
+			continue
+		}
 		msg := nats.NewMsg(o.subject)
 		msg.Data = o.data
 		for k, v := range o.header {
@@ -203,4 +255,75 @@ func (e *Enforcer) publish(js jetstream.JetStream, out []outgoing) ([]jetstream.
 		futures = append(futures, f)
 	}
 	return futures, nil
+}
+
+// replayed answers a repeated invoke (a task run again after a crash makes
+// the same delegation) with its hop's recorded outcome, on a delivery
+// subject of the submission's own, so that the caller's new wait is
+// answered without the hop running again. An open hop needs no answer
+// now: its reply reaches the caller on the hop's own delivery.
+func (e *Enforcer) replayed(ctx context.Context, st *ledger.State, hop *ledger.Hop, sub *decision.Submission) ([]outgoing, error) {
+	hc := contextOf(st, hop)
+	token := sub.DenialToken()
+	denied := func(reason schemas.Reason, msg string, policyIDs []string) []outgoing {
+		d := &schemas.Denial{Reason: reason, Message: msg, SubmitKind: schemas.KindInvoke, SubmitSeq: sub.Seq, PolicyIDs: policyIDs}
+		return []outgoing{e.delivery(hop.From, token, schemas.DeliverDenied, nil, hc, hop.Seq, d)}
+	}
+	switch {
+	case hop.Live():
+		return nil, nil // the caller waits for it: its reply, or its approval
+	case hop.Status == ledger.HopDenied:
+		var ids []string
+		if hop.Reason == schemas.ReasonPolicy {
+			ids = hop.PolicyIDs
+		}
+		return denied(hop.Reason, "this delegation was decided before: "+string(hop.Reason), ids), nil
+	case hop.Status == ledger.HopTimedOut:
+		return []outgoing{e.delivery(hop.From, token, schemas.DeliverTimeout, nil, hc, hop.Seq, nil)}, nil
+	case st.Halted && hop.CloseStreamSeq == st.HaltedStreamSeq:
+		return denied(schemas.ReasonHalted, "run halted; this delegation was cancelled", nil), nil
+	}
+	rec, err := e.ledger.Get(ctx, hop.CloseStreamSeq)
+	if err != nil {
+		return nil, fmt.Errorf("replay hop %s: %w", hop.ID, err)
+	}
+	data, err := rec.Event.DecodeData()
+	if err != nil {
+		return nil, fmt.Errorf("replay hop %s: %w", hop.ID, err)
+	}
+	done, ok := data.(*schemas.HopCompleted)
+	if !ok || done.By != hop.To {
+		return denied(schemas.ReasonHop, "this delegation was cancelled by its caller", nil), nil
+	}
+	return []outgoing{e.delivery(hop.From, token, schemas.DeliverReply, done.Delivered(), hc, rec.Event.Seq, nil)}, nil
+}
+
+// purgeTimer removes an ended run's schedule from TIMERS. It is tidiness:
+// a schedule left behind fires once, finds the run ended and is dropped,
+// so a failure is only logged.
+func (e *Enforcer) purgeTimer(subject string) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.OpTimeout)
+	defer cancel()
+	s, err := e.timersStream(ctx)
+	if err == nil {
+		err = s.Purge(ctx, jetstream.WithPurgeSubject(subject))
+	}
+	if err != nil {
+		e.cfg.Logger.Warn("remove an ended run's timer", "subject", subject, "err", err)
+	}
+}
+
+// timersStream looks the TIMERS stream up once.
+func (e *Enforcer) timersStream(ctx context.Context) (jetstream.Stream, error) {
+	e.timersMu.Lock()
+	defer e.timersMu.Unlock()
+	if e.timers != nil {
+		return e.timers, nil
+	}
+	s, err := e.js.Stream(ctx, e.subjects.Stream(broker.StreamTimers))
+	if err != nil {
+		return nil, err
+	}
+	e.timers = s
+	return s, nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/decision"
+	"github.com/tollgate/tollgate/enforcer/guardrail"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
@@ -29,6 +31,16 @@ type Registry struct {
 	// Audit, when set, is evaluated on every invoke that is allowed; what
 	// it would deny is recorded in the hop's audit findings.
 	Audit *policy.Engine
+	// Limits and Operators, when set, replace those of the enforcer's
+	// Config (a reload changes them with the policies and identities).
+	Limits    *limits.Set
+	Operators map[string]string
+	// OperatorGroups, when set, replaces the Config's.
+	OperatorGroups map[string][]string
+	// Guard, when set, scans every governed message (docs/guardrails.md);
+	// Checker is its external checker, nil for none.
+	Guard   *guardrail.Engine
+	Checker guardrail.Checker
 }
 
 // Enforcer is the governing consumer. Create it with New, then Start it;
@@ -42,12 +54,26 @@ type Enforcer struct {
 	tracer   trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
+	// operators maps the operators allowed to send control commands to
+	// their public keys; swapped whole on reload.
+	operators atomic.Pointer[map[string]string]
+	// operatorGroups maps operators to the approver groups they are in.
+	operatorGroups atomic.Pointer[map[string][]string]
 
-	shards   []*shard
-	consumes []jetstream.ConsumeContext
-	haltSub  *nats.Subscription
-	wg       sync.WaitGroup
-	stats    counters
+	shards     []*shard
+	consumes   []jetstream.ConsumeContext
+	haltSub    *nats.Subscription
+	approveSub *nats.Subscription
+	querySub   *nats.Subscription
+	wg         sync.WaitGroup
+	stats      counters
+	// cacheBytes is the estimated size of every shard's run cache, and
+	// openRuns the open runs among them.
+	cacheBytes atomic.Int64
+	openRuns   atomic.Int64
+	// timers is the TIMERS stream, looked up once.
+	timersMu sync.Mutex
+	timers   jetstream.Stream
 }
 
 // New returns an enforcer that judges hops against reg.
@@ -74,10 +100,25 @@ func New(js jetstream.JetStream, subjects broker.Subjects, reg Registry, cfg Con
 
 // Reload swaps the registry; hops decided after it returns use the new one.
 func (e *Enforcer) Reload(reg Registry) {
+	lim := e.cfg.limitSet()
+	if reg.Limits != nil {
+		lim = *reg.Limits
+		lim.SetDefaults()
+	}
 	e.rules.Store(&decision.Rules{
-		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: e.cfg.limitSet(),
-		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout,
+		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker,
+		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout, ApprovalTimeout: e.cfg.ApprovalTimeout,
 	})
+	ops := e.cfg.Operators
+	if reg.Operators != nil {
+		ops = reg.Operators
+	}
+	e.operators.Store(&ops)
+	groups := e.cfg.OperatorGroups
+	if reg.OperatorGroups != nil {
+		groups = reg.OperatorGroups
+	}
+	e.operatorGroups.Store(&groups)
 }
 
 // Ledger returns the ledger the enforcer appends to.
@@ -96,7 +137,7 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	timers, err := e.consumer(ctx, broker.StreamTimers, e.cfg.Consumer+"_timers", e.subjects.TimerFireAll(), "Tollgate enforcers: fired hop deadlines and run wall clocks")
+	timers, err := e.consumer(ctx, broker.StreamTimers, broker.TimersConsumer(e.cfg.Consumer), e.subjects.TimerFireAll(), "Tollgate enforcers: fired hop deadlines and run wall clocks")
 	if err != nil {
 		return err
 	}
@@ -141,6 +182,25 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		e.closeShards()
 		return fmt.Errorf("enforcer: subscribe to operator halts: %w", err)
 	}
+	e.approveSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlApprove("*"), "tollgate-enforcers", e.onApprove)
+	if err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: subscribe to approvals: %w", err)
+	}
+	e.querySub, err = e.js.Conn().QueueSubscribe(e.subjects.QueryAll(), "tollgate-enforcers", e.onQuery)
+	if err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: subscribe to queries: %w", err)
+	}
+	// Once Start returns, the server knows the subscriptions: a control
+	// request sent then finds a responder.
+	if err := e.js.Conn().FlushTimeout(e.cfg.OpTimeout); err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: flush subscriptions: %w", err)
+	}
 	return nil
 }
 
@@ -163,7 +223,10 @@ func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc stri
 // dispatch hands a submission to the shard that owns its run, so each run
 // is handled by one goroutine, in order.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
-	caller, run, _ := e.subjects.ParseSubmit(m.Subject())
+	caller, run, ok := e.subjects.ParseSubmit(m.Subject())
+	if !ok {
+		run = "" // a malformed subject: the submission belongs to no run
+	}
 	e.shardFor(run).in <- work{run: run, caller: caller, msg: m}
 }
 
@@ -199,8 +262,10 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 }
 
 func (e *Enforcer) stopConsuming(ctx context.Context) {
-	if e.haltSub != nil {
-		_ = e.haltSub.Drain()
+	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.querySub} {
+		if sub != nil {
+			_ = sub.Drain()
+		}
 	}
 	for _, cc := range e.consumes {
 		cc.Drain()
@@ -233,13 +298,26 @@ func (e *Enforcer) Run(ctx context.Context) error {
 	return e.Stop(stopCtx)
 }
 
-// Stats are counts since the enforcer started.
+// CacheBytes is the estimated size of the run states the enforcer keeps in
+// memory.
+func (e *Enforcer) CacheBytes() int64 { return e.cacheBytes.Load() }
+
+// OpenRuns counts the open runs (started, not ended) the enforcer holds in
+// memory: the runs it governs now, give or take those evicted.
+func (e *Enforcer) OpenRuns() int64 { return e.openRuns.Load() }
+
+// Stats are counts since the enforcer started. Dropped counts the
+// submissions dropped unrecorded because their sender was over its rate of
+// rejected submissions; Replayed the repeated invokes answered with their
+// recorded outcome.
+// Unavailable counts the submissions answered "unavailable" because the
+// ledger had no room to record them.
 type Stats struct {
-	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Errors uint64
+	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors uint64
 }
 
 type counters struct {
-	allowed, denied, completed, timedOut, halted, redelivered, errors atomic.Uint64
+	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors atomic.Uint64
 }
 
 // Stats returns counts since the enforcer started.
@@ -247,7 +325,8 @@ func (e *Enforcer) Stats() Stats {
 	return Stats{
 		Allowed: e.stats.allowed.Load(), Denied: e.stats.denied.Load(), Completed: e.stats.completed.Load(),
 		TimedOut: e.stats.timedOut.Load(), Halted: e.stats.halted.Load(),
-		Redelivered: e.stats.redelivered.Load(), Errors: e.stats.errors.Load(),
+		Redelivered: e.stats.redelivered.Load(), Dropped: e.stats.dropped.Load(), Replayed: e.stats.replayed.Load(),
+		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(),
 	}
 }
 

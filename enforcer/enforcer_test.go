@@ -2,7 +2,6 @@ package enforcer_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/ledger/runtree/runtreetest"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -258,7 +258,7 @@ func TestRejectsWithoutRunAreRecorded(t *testing.T) {
 	}
 	var rejects []string
 	for subj := range info.State.Subjects {
-		if strings.HasPrefix(subj, "tg.ledger._rejected-") {
+		if strings.HasPrefix(subj, "tg.ledger."+ledger.RejectedPrefix) {
 			rejects = append(rejects, subj)
 		}
 	}
@@ -343,8 +343,9 @@ func TestRunOrderKept(t *testing.T) {
 func TestUnknownAgentDenied(t *testing.T) {
 	g := startGateway(t, enforcer.Config{})
 	_, ghost := mustOtherKey(t)
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopID: schemas.NewID(), RunID: "ghostrun",
+	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, RunID: "ghostrun",
 		From: "ghost", To: "orchestrator", Message: textMessage("hi"), SentAt: time.Now().UTC()}
+	env.HopID = env.DerivedHopID()
 	wire, err := env.Sign(ghost.Sign)
 	if err != nil {
 		t.Fatal(err)
@@ -371,23 +372,24 @@ func TestLedgerSignaturesOnACopy(t *testing.T) {
 	child := delegate(t, orch, run, root, "research")
 	research.send(run, research.reply(child, "orchestrator", &schemas.Usage{InputTokens: 3}))
 	recs := waitRun(t, g, run, 4)
-	keys := func(id string) ed25519.PublicKey {
-		if i, ok := g.Dir.Get(id); ok {
-			return i.SigningKey()
+	keys := ledger.Keys{}
+	for _, id := range g.Dir.All() {
+		if k := id.SigningKey(); k != nil {
+			keys.Add(id.ID, k)
 		}
-		return nil
 	}
-	if err := ledger.VerifySignatures(recs, keys); err != nil {
+	if err := ledger.Verify(run, recs, keys).Err(); err != nil {
 		t.Fatalf("real run: %v", err)
 	}
 	edit := func(i int, from, to string) []ledger.Record {
 		c := append([]ledger.Record(nil), recs...)
 		c[i].Raw = []byte(strings.Replace(string(c[i].Raw), from, to, 1))
-		ev, err := schemas.DecodeEvent(c[i].Raw)
+		// An attacker who can rewrite the whole chain: only the
+		// signatures can tell.
+		c, err := runtreetest.Rechain(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c[i].Event = *ev
 		return c
 	}
 	d := decision(t, recs[2])
@@ -398,7 +400,7 @@ func TestLedgerSignaturesOnACopy(t *testing.T) {
 	}
 	for name, c := range cases {
 		var ve *ledger.VerifyError
-		if err := ledger.VerifySignatures(c, keys); !errors.As(err, &ve) || ve.Seq != 3 {
+		if err := ledger.Verify(run, c, keys).Err(); !errors.As(err, &ve) || ve.Seq != 3 {
 			t.Errorf("%s: got %v, want a broken link at event 3", name, err)
 		}
 	}
@@ -445,5 +447,76 @@ func TestClientEstimateIsReserved(t *testing.T) {
 	waitFor(t, func() bool { return runState(t, g, run).Completed })
 	if st := runState(t, g, run); st.Reserved.CostUSD != 0 || st.Spent.CostUSD != 0.25 {
 		t.Fatalf("after the reply: reserved $%g spent $%g, want $0 and $0.25", st.Reserved.CostUSD, st.Spent.CostUSD)
+	}
+}
+
+// TestRepeatedDelegationAnsweredFromTheLedger: an orchestrator whose task
+// runs again after a crash makes the same delegation (same parent, same
+// hop key, so the same derived hop id). The gateway does not admit a new
+// hop: it answers with the recorded reply, and the run's ledger, spend and
+// the callee's deliveries are unchanged.
+func TestRepeatedDelegationAnsweredFromTheLedger(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
+	run, root := openRun(t, tomas)
+	call := func() *schemas.Envelope {
+		env := orch.invoke(run, root, "research")
+		env.HopKey = "0"
+		env.HopID = env.DerivedHopID()
+		return env
+	}
+	first := call()
+	orch.send(run, first)
+	waitDeliveries(t, g, "research", 1)
+	research.send(run, research.reply(first.HopID, "orchestrator", &schemas.Usage{InputTokens: 100, CostUSD: 0.5}))
+	waitDeliveries(t, g, "orchestrator", 2) // the task, then the reply
+	recs := waitRun(t, g, run, 4)
+	spent := runState(t, g, run).Spent
+
+	orch.send(run, call()) // the re-run
+	ds := waitDeliveries(t, g, "orchestrator", 3)
+	again := ds[len(ds)-1]
+	if again.Kind != schemas.DeliverReply || again.Context.HopID != first.HopID {
+		t.Fatalf("re-run answered with %s for hop %s, want the recorded reply of %s", again.Kind, again.Context.HopID, first.HopID)
+	}
+	env, err := again.DecodeEnvelope()
+	if err != nil || env.From != "research" || env.Usage == nil || env.Usage.InputTokens != 100 {
+		t.Fatalf("replayed reply %+v, %v", env, err)
+	}
+	if n := len(g.Deliveries("research")); n != 1 {
+		t.Fatalf("research got %d tasks, want the one", n)
+	}
+	if after := waitRun(t, g, run, len(recs)); len(after) != len(recs) || runState(t, g, run).Spent != spent {
+		t.Fatalf("the re-run changed the run: %d events (was %d), spend %+v (was %+v)", len(after), len(recs), runState(t, g, run).Spent, spent)
+	}
+	if s := g.Enforcer.Stats(); s.Replayed != 1 {
+		t.Fatalf("stats %+v, want one replayed invoke", s)
+	}
+}
+
+// TestRunCacheBoundedByBytes: with a run cache far smaller than the runs
+// it governs, the enforcer keeps its estimate of what it holds within the
+// budget (plus the run it works on), folds evicted runs from the ledger
+// again, and governs every hop as with a cache that holds them all.
+func TestRunCacheBoundedByBytes(t *testing.T) {
+	const budget = 32 << 10
+	g := startGateway(t, enforcer.Config{Shards: 2, RunCacheBytes: budget})
+	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
+	var runs []string
+	for range 40 {
+		run, root := openRun(t, tomas)
+		child := delegate(t, orch, run, root, "research")
+		runs = append(runs, run)
+		research.send(run, research.reply(child, "orchestrator", &schemas.Usage{InputTokens: 10}))
+	}
+	// Every reply closes its hop, though most runs were evicted in between.
+	for _, run := range runs {
+		waitFor(t, func() bool {
+			st := runState(t, g, run)
+			return st.Spent.Tokens == 10 && len(st.Open) == 1
+		})
+	}
+	if b := g.Enforcer.CacheBytes(); b <= 0 || b > budget+4<<10 {
+		t.Fatalf("cache holds an estimated %d bytes, want some and at most the budget of %d", b, budget)
 	}
 }

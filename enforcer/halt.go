@@ -56,7 +56,7 @@ func (e *Enforcer) onHalt(m *nats.Msg) {
 		fail("request names run %s but was sent for run %s", req.RunID, run)
 		return
 	}
-	pub, ok := e.cfg.Operators[req.By]
+	pub, ok := (*e.operators.Load())[req.By]
 	if !ok {
 		fail("%q is not a registered operator", req.By)
 		return

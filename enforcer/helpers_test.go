@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer"
-	enforcerdecision "github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
@@ -77,11 +77,12 @@ func textMessage(text string) json.RawMessage {
 }
 
 func (s *sender) invoke(run, parent, to string) *schemas.Envelope {
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopID: schemas.NewID(), ParentHopID: parent,
+	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopKey: schemas.NewID(), ParentHopID: parent,
 		From: s.id, To: to, Message: textMessage("work"), SentAt: time.Now().UTC()}
 	if parent == "" {
 		env.RunID = run
 	}
+	env.HopID = env.DerivedHopID()
 	return env
 }
 
@@ -113,45 +114,39 @@ func (s *sender) sendRaw(subject string, data []byte) uint64 {
 // waitDeliveries polls until id has n deliveries and returns them decoded.
 func waitDeliveries(t testing.TB, g *enforcertest.Gateway, id string, n int) []*schemas.Delivery {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	msgs := brokertest.WaitFor(t, 15*time.Second, func() ([]*jetstream.RawStreamMsg, error) {
 		msgs := g.Deliveries(id)
-		if len(msgs) >= n {
-			out := make([]*schemas.Delivery, len(msgs))
-			for i, m := range msgs {
-				d, err := schemas.DecodeDelivery(m.Data)
-				if err != nil {
-					t.Fatalf("delivery %s: %v", m.Subject, err)
-				}
-				out[i] = d
-			}
-			return out
+		if len(msgs) < n {
+			return nil, fmt.Errorf("%s has %d deliveries, want %d", id, len(msgs), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d deliveries, want %d", id, len(msgs), n)
+		return msgs, nil
+	})
+	out := make([]*schemas.Delivery, len(msgs))
+	for i, m := range msgs {
+		d, err := schemas.DecodeDelivery(m.Data)
+		if err != nil {
+			t.Fatalf("delivery %s: %v", m.Subject, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		out[i] = d
 	}
+	return out
 }
 
 // waitRun polls until the run's ledger has at least n events, verifies the
 // chain and returns the records.
 func waitRun(t testing.TB, g *enforcertest.Gateway, run string, n int) []ledger.Record {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	recs := brokertest.WaitFor(t, 15*time.Second, func() ([]ledger.Record, error) {
 		recs, err := g.Ledger.Read(ctxT(t), run)
-		if err == nil && len(recs) >= n {
-			if err := ledger.Verify(run, recs); err != nil {
-				t.Fatalf("verify run %s: %v", run, err)
-			}
-			return recs
+		if err != nil || len(recs) < n {
+			return nil, fmt.Errorf("run %s has %d events (%v), want %d", run, len(recs), err, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s has %d events (%v), want %d", run, len(recs), err, n)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return recs, nil
+	})
+	if err := ledger.Verify(run, recs, nil).Err(); err != nil {
+		t.Fatalf("verify run %s: %v", run, err)
 	}
+	return recs
 }
 
 func types(recs []ledger.Record) []schemas.EventType {
@@ -208,13 +203,7 @@ func jetstreamSubjectsFilter(filter string) jetstream.StreamInfoOpt {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 15s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	brokertest.Eventually(t, 15*time.Second, "the condition", cond)
 }
 
 // pendingSubmissions is how many submissions wait in SUBMIT (a work queue:
@@ -246,7 +235,7 @@ func rejectionEntry(t testing.TB, g *enforcertest.Gateway, seq uint64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := fmt.Sprintf("%s%d-", enforcerdecision.RejectedPrefix, seq)
+	prefix := fmt.Sprintf("%s%d-", ledger.RejectedPrefix, seq)
 	for subject := range info.State.Subjects {
 		if run, ok := g.Subjects.LedgerRun(subject); ok && strings.HasPrefix(run, prefix) {
 			return run

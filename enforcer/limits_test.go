@@ -3,12 +3,14 @@ package enforcer_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
@@ -513,4 +515,24 @@ func TestAuditMode(t *testing.T) {
 	if runState(t, g, run).Halted {
 		t.Fatal("audit findings halted the run")
 	}
+}
+
+// TestEndedRunCarriesNoTimer: a run's schedule is removed from TIMERS when
+// the run completes, so an ended run carries no timer.
+func TestEndedRunCarriesNoTimer(t *testing.T) {
+	g := startGateway(t, enforcer.Config{})
+	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
+	run, root := openRun(t, tomas)
+	s, err := g.JS.Stream(ctxT(t), g.Subjects.Stream(broker.StreamTimers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedule := g.Subjects.TimerSchedule(run, broker.TimerRunKey)
+	waitFor(t, func() bool { _, err := s.GetLastMsgForSubject(ctxT(t), schedule); return err == nil })
+	orch.send(run, orch.reply(root, "tomas", nil))
+	waitFor(t, func() bool { return runState(t, g, run).Completed })
+	waitFor(t, func() bool {
+		_, err := s.GetLastMsgForSubject(ctxT(t), schedule)
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	})
 }

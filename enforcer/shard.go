@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/decision"
+	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -25,8 +29,10 @@ type work struct {
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
-	// halt is an operator's halt request.
-	halt *haltRequest
+	// halt is an operator's halt request, approve an operator's answer
+	// to a hop held for approval.
+	halt    *haltRequest
+	approve *approveRequest
 }
 
 // shard handles the runs that hash to it, one message at a time. It owns
@@ -39,8 +45,21 @@ type shard struct {
 	ledger *ledger.Ledger
 	in     chan work
 	acks   chan pending
-	runs   *simplelru.LRU[string, *ledger.State]
+	// runs caches the states of the shard's runs, bounded by an estimate
+	// of their bytes (budget), not by their count: one long run can weigh
+	// as much as thousands of short ones. An evicted run is folded from the
+	// ledger again when it is next touched.
+	runs   *simplelru.LRU[string, *cached]
+	bytes  int
+	budget int
 	once   sync.Once
+
+	// lastDropLog is when a dropped submission was last logged.
+	lastDropLog time.Time
+	// open counts the cached runs that are open; reported and
+	// reportedOpen are what was last added to the enforcer's totals.
+	open                   int
+	reported, reportedOpen int
 
 	// armed is the due time this shard last set each run's timer to.
 	armedMu sync.Mutex
@@ -52,12 +71,22 @@ type shard struct {
 type pending struct {
 	futures []jetstream.PubAckFuture
 	done    func(ok bool)
+	// storedAt is when the broker stored the submission, for the
+	// submit-to-deliver latency; zero for timers and operator commands.
+	storedAt time.Time
 }
 
 func newShard(e *Enforcer, ctx context.Context, js jetstream.JetStream) (*shard, error) {
 	s := &shard{e: e, ctx: ctx, js: js, in: make(chan work, 256), acks: make(chan pending, 1024), armed: map[string]time.Time{}}
 	s.ledger = ledger.New(js, e.subjects.Stream(broker.StreamLedger), e.subjects)
-	runs, err := simplelru.NewLRU[string, *ledger.State](e.cfg.RunCacheSize, func(run string, _ *ledger.State) { s.disarm(run) })
+	s.budget = max(e.cfg.RunCacheBytes/e.cfg.Shards, 1)
+	runs, err := simplelru.NewLRU[string, *cached](math.MaxInt32, func(run string, c *cached) {
+		s.bytes -= c.bytes
+		if c.open {
+			s.open--
+		}
+		s.disarm(run)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("run cache: %w", err)
 	}
@@ -93,6 +122,9 @@ func (s *shard) acker(wg *sync.WaitGroup) {
 		}
 		if !ok {
 			s.e.stats.errors.Add(1)
+			s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.errors })
+		} else if !p.storedAt.IsZero() && len(p.futures) > 0 {
+			s.e.cfg.Metrics.delivered(time.Since(p.storedAt))
 		}
 		p.done(ok)
 	}
@@ -124,6 +156,7 @@ func (s *shard) nak(m jetstream.Msg) {
 // handle does one piece of work. Infrastructure failures nak it for a later
 // retry; nothing about a message's content can make it fail.
 func (s *shard) handle(w work) {
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
 	var sub *decision.Submission
@@ -136,6 +169,8 @@ func (s *shard) handle(w work) {
 		switch {
 		case w.halt != nil:
 			out, err = s.processHalt(ctx, w.halt)
+		case w.approve != nil:
+			out, err = s.processApprove(ctx, w.approve)
 		case w.timer:
 			out, err = s.processTimer(ctx, w.run, redelivered(w.msg))
 		default:
@@ -160,8 +195,22 @@ func (s *shard) handle(w work) {
 			w.halt.reply(schemas.HaltReply{Error: err.Error()})
 			return
 		}
+		if w.approve != nil {
+			w.approve.reply(schemas.ApprovalReply{Error: err.Error()})
+			return
+		}
+		if sub != nil && storeFull(err) {
+			// Fail closed: nothing unrecorded is forwarded, and the sender
+			// is told why instead of waiting for a store that has no room.
+			s.failClosed(sub, err, done)
+			return
+		}
 		done(false)
 		return
+	}
+	s.account(w.run)
+	if sub != nil {
+		s.e.cfg.Metrics.decided(time.Since(began))
 	}
 	if w.timer {
 		s.disarm(w.run) // it fired: whatever is due next must be set again
@@ -181,7 +230,11 @@ func (s *shard) handle(w work) {
 		complete(false)
 		return
 	}
-	s.acks <- pending{futures: futures, done: complete}
+	p := pending{futures: futures, done: complete}
+	if sub != nil {
+		p.storedAt = sub.StoredAt
+	}
+	s.acks <- p
 }
 
 // redelivered reports whether the broker delivered m before.
@@ -194,6 +247,9 @@ func (s *shard) completion(w work) func(bool) {
 	if w.halt != nil {
 		return w.halt.complete
 	}
+	if w.approve != nil {
+		return w.approve.complete
+	}
 	return s.ackOrNak(w.msg)
 }
 
@@ -205,8 +261,9 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 	rules := s.e.rules.Load()
 	now := s.e.cfg.Clock()
 	if !schemas.ValidID(sub.RunToken) {
-		p, err := rules.Decide(ledger.NewState(sub.RunToken), sub, now, s.rate(ctx, now))
-		if err != nil {
+		p, err := rules.Decide(ledger.NewState(sub.RunToken), sub, now, s.inputs(ctx, rules, now))
+		if err != nil || p.Dropped != nil {
+			s.dropped(sub, p.Dropped)
 			return nil, err
 		}
 		return s.reject(ctx, sub, p.Reject)
@@ -217,14 +274,24 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 	}
 	if seq, ok := st.Decided(sub.Digest); ok {
 		s.e.stats.redelivered.Add(1)
+		s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.redelivered })
 		if err := s.finish(ctx, st); err != nil {
 			return nil, err
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
-	p, err := rules.Decide(st, sub, now, s.rate(ctx, now))
+	p, err := rules.Decide(st, sub, now, s.inputs(ctx, rules, now))
 	if err != nil {
 		return nil, err
+	}
+	if p.Dropped != nil {
+		s.dropped(sub, p.Dropped)
+		return nil, nil
+	}
+	if p.Replayed != nil {
+		s.e.stats.replayed.Add(1)
+		s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.replayed })
+		return s.e.replayed(ctx, st, p.Replayed, sub)
 	}
 	if p.Reject != nil {
 		return s.reject(ctx, sub, p.Reject)
@@ -232,15 +299,44 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 	return s.record(ctx, st, p.Events, sub, sub.HopID())
 }
 
-// rate is the decision core's view of the fleet-wide rate limits: a take
-// from the caller's bucket in the KV store.
-func (s *shard) rate(ctx context.Context, now time.Time) decision.RateFunc {
-	if s.e.limiter == nil {
-		return nil
+// dropped counts (and logs, at most once a second per shard) a submission
+// dropped unrecorded because its sender is over its rate of rejected
+// submissions.
+func (s *shard) dropped(sub *decision.Submission, v *decision.Verdict) {
+	if v == nil {
+		return
 	}
-	return func(caller string, rate ratelimit.Rate) (ratelimit.Decision, error) {
-		return s.e.limiter.Take(ctx, caller, rate, now)
+	s.e.stats.dropped.Add(1)
+	s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.dropped })
+	if now := time.Now(); now.Sub(s.lastDropLog) >= time.Second {
+		s.lastDropLog = now
+		s.e.cfg.Logger.Warn("submission dropped", "caller", sub.Caller, "run", sub.RunToken, "submit_seq", sub.Seq, "reason", v.Message)
 	}
+}
+
+// inputs are the decision core's I/O: takes from the fleet-wide rate
+// limits in the KV store, other runs' states, read from the ledger (never
+// from another shard's cache, which this shard does not own), and the
+// external guardrail checker of rules.
+func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time) decision.Inputs {
+	in := decision.Inputs{Run: func(id string) (*ledger.State, error) {
+		st, err := s.ledger.Load(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("load run %s: %w", id, err)
+		}
+		return st, nil
+	}}
+	if s.e.limiter != nil {
+		in.Rate = func(key string, rate ratelimit.Rate) (ratelimit.Decision, error) {
+			return s.e.limiter.Take(ctx, key, rate, now)
+		}
+	}
+	if rules.Guard != nil && rules.Checker != nil {
+		in.Scan = func(req guardrail.Request) guardrail.Result {
+			return rules.Guard.Check(ctx, rules.Checker, req)
+		}
+	}
+	return in
 }
 
 // record appends events (and the follow-ups they call for) to a run and
@@ -252,7 +348,7 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 		if err != nil {
 			return nil, err
 		}
-		s.count(ev.Type)
+		s.count(&ev)
 		recs = append(recs, rec)
 	}
 	more, err := s.followUps(ctx, st)
@@ -268,7 +364,7 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	}
 	var out []outgoing
 	for _, rec := range recs {
-		o, err := s.e.effects(st, rec, sub)
+		o, err := s.e.effects(ctx, st, rec, sub)
 		if err != nil {
 			return nil, err
 		}
@@ -278,18 +374,54 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	return out, nil
 }
 
-func (s *shard) count(t schemas.EventType) {
-	switch t {
+// count counts an appended event in the enforcer's stats and metrics, and
+// logs what operators want to hear of: every denial (at debug), a failed
+// authentication, a breach and a halt. Allowed hops are never logged above
+// debug.
+func (s *shard) count(ev *schemas.Event) {
+	m, log := s.e.cfg.Metrics, s.e.cfg.Logger
+	switch ev.Type {
 	case schemas.EventHopAllowed:
 		s.e.stats.allowed.Add(1)
+		m.hop("allowed", "")
 	case schemas.EventHopDenied:
 		s.e.stats.denied.Add(1)
+		d, _ := ev.DecodeData()
+		hd, _ := d.(*schemas.HopDecision)
+		if hd == nil {
+			hd = &schemas.HopDecision{}
+		}
+		m.hop("denied", string(hd.Reason))
+		if hd.Breach != nil && hd.Reason == schemas.ReasonRate {
+			m.limit(hd.Breach.Limit)
+		}
+		log.Debug("hop denied", "run", ev.RunID, "hop", ev.HopID, "caller", hd.From, "target", hd.To,
+			"reason", hd.Reason, "policy_ids", hd.PolicyIDs, "message", hd.Message)
+		if hd.Reason == schemas.ReasonIdentity {
+			if strings.Contains(hd.Message, "signature") || strings.Contains(hd.Message, "signed") {
+				m.count(func(m *Metrics) prometheus.Counter { return m.signatures })
+			}
+			log.Warn("authentication failed", "run", ev.RunID, "caller", hd.From, "submit_seq", hd.SubmitSeq, "message", hd.Message)
+		}
 	case schemas.EventHopCompleted:
 		s.e.stats.completed.Add(1)
 	case schemas.EventHopTimedOut:
 		s.e.stats.timedOut.Add(1)
+		log.Info("hop timed out", "run", ev.RunID, "hop", ev.HopID)
+	case schemas.EventRunLimitBreached:
+		if d, err := ev.DecodeData(); err == nil {
+			b := d.(*schemas.RunLimitBreached)
+			log.Warn("limit breached", "run", ev.RunID, "limit", b.Limit, "value", b.Value, "bound", b.Bound,
+				"caller", b.From, "target", b.To, "action", b.Action)
+		}
 	case schemas.EventRunHalted:
 		s.e.stats.halted.Add(1)
+		m.count(func(m *Metrics) prometheus.Counter { return m.halts })
+		m.count(func(m *Metrics) prometheus.Counter { return m.alerts })
+		if d, err := ev.DecodeData(); err == nil {
+			h := d.(*schemas.RunHalted)
+			log.Warn("run halted", "run", ev.RunID, "by", h.By, "reason", h.Reason, "open_hops", len(h.OpenHops))
+		}
 	}
 }
 
@@ -311,7 +443,7 @@ func (s *shard) followUps(ctx context.Context, st *ledger.State) ([]ledger.Recor
 		if err != nil {
 			return nil, err
 		}
-		s.count(ev.Type)
+		s.count(&ev)
 		recs = append(recs, rec)
 	}
 	return recs, nil
@@ -326,13 +458,13 @@ func (s *shard) reject(ctx context.Context, sub *decision.Submission, d *schemas
 	if err != nil {
 		return nil, err
 	}
-	s.e.stats.denied.Add(1)
+	s.count(&rec.Event)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
 		if err := hook(ev.RunID, sub.HopID()); err != nil {
 			return nil, errAbandon
 		}
 	}
-	return s.e.effects(ledger.NewState(ev.RunID), rec, sub)
+	return s.e.effects(ctx, ledger.NewState(ev.RunID), rec, sub)
 }
 
 // append writes one event at the state's head and folds it in.
@@ -348,15 +480,99 @@ func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) 
 	return rec, nil
 }
 
+// cached is a run's state in the shard's cache, with its size when it
+// was last counted.
+type cached struct {
+	st    *ledger.State
+	bytes int
+	// open is whether the run was open (started, not ended) when counted.
+	open bool
+}
+
 // state returns the run's state from the cache, or folds it from the ledger.
 func (s *shard) state(ctx context.Context, run string) (*ledger.State, error) {
-	if st, ok := s.runs.Get(run); ok {
-		return st, nil
+	if c, ok := s.runs.Get(run); ok {
+		return c.st, nil
 	}
 	st, err := s.e.ledger.Load(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("load run %s: %w", run, err)
 	}
-	s.runs.Add(run, st)
+	c := &cached{st: st, bytes: st.Bytes(), open: st.Started && !st.Closed()}
+	s.bytes += c.bytes
+	if c.open {
+		s.open++
+	}
+	s.runs.Add(run, c)
 	return st, nil
+}
+
+// account counts what a run's state weighs after it was worked on, and
+// evicts the least recently used runs while the cache is over its budget
+// (the run just worked on stays).
+func (s *shard) account(run string) {
+	if c, ok := s.runs.Peek(run); ok {
+		n := c.st.Bytes()
+		s.bytes += n - c.bytes
+		c.bytes = n
+		if open := c.st.Started && !c.st.Closed(); open != c.open {
+			c.open = open
+			if open {
+				s.open++
+			} else {
+				s.open--
+			}
+		}
+	}
+	for s.bytes > s.budget && s.runs.Len() > 1 {
+		oldest, _, ok := s.runs.GetOldest()
+		if !ok || oldest == run {
+			break
+		}
+		s.runs.RemoveOldest()
+	}
+	s.e.cacheBytes.Add(int64(s.bytes - s.reported))
+	s.e.openRuns.Add(int64(s.open - s.reportedOpen))
+	s.reported, s.reportedOpen = s.bytes, s.open
+}
+
+// storeFull reports whether err is JetStream refusing to store because a
+// stream or the server has no room: the ledger is full (discard new, at
+// max_bytes) or its disk is.
+func storeFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10077, // stream store failed: maximum bytes or messages exceeded
+		10047, // insufficient storage resources
+		10023: // insufficient resources
+		return true
+	}
+	return false
+}
+
+// failClosed answers a submission that could not be recorded with a
+// denial (reason unavailable), which is not recorded either, and
+// acknowledges it: a hop is never forwarded without its record.
+func (s *shard) failClosed(sub *decision.Submission, cause error, done func(bool)) {
+	s.e.stats.unavailable.Add(1)
+	s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.unavailable })
+	if !schemas.ValidPrincipalID(sub.Caller) {
+		done(true)
+		return
+	}
+	denial := &schemas.Denial{Reason: schemas.ReasonUnavailable, SubmitSeq: sub.Seq,
+		Message: "the gateway cannot record this submission now (" + cause.Error() + "); nothing was forwarded: try again later"}
+	if sub.Env != nil {
+		denial.SubmitKind = sub.Env.Kind
+	}
+	hc := schemas.Context{RunID: sub.RunToken, HopID: sub.HopID()}
+	futures, err := s.e.publish(s.js, []outgoing{s.e.delivery(sub.Caller, sub.DenialToken(), schemas.DeliverDenied, nil, hc, 0, denial)})
+	if err != nil {
+		done(false)
+		return
+	}
+	s.acks <- pending{futures: futures, done: done}
 }

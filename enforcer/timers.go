@@ -4,7 +4,9 @@ import (
 	"context"
 	"slices"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // processTimer handles a run's fired timer: it times out every open hop
@@ -35,12 +37,13 @@ func (s *shard) processTimer(ctx context.Context, run string, redelivered bool) 
 	return append(out, more...), err
 }
 
-// redoTimerEffects repeats the effects of every timeout and of a halt the
-// run has recorded; deliveries already made are refused by the broker.
+// redoTimerEffects repeats the effects of every timeout, every hop rejected
+// for want of approval, and a halt the run has recorded; deliveries
+// already made are refused by the broker.
 func (s *shard) redoTimerEffects(ctx context.Context, st *ledger.State) ([]outgoing, error) {
 	var seqs []uint64
 	for _, h := range st.Hops {
-		if h.Status == ledger.HopTimedOut {
+		if h.Status == ledger.HopTimedOut || h.Status == ledger.HopDenied && h.Reason == schemas.ReasonApproval {
 			seqs = append(seqs, h.CloseStreamSeq)
 		}
 	}
@@ -64,13 +67,21 @@ func (s *shard) redoTimerEffects(ctx context.Context, st *ledger.State) ([]outgo
 // remembered per run; it is forgotten on a failure, so the next touch of
 // the run arms again.
 func (s *shard) armTimer(run string) []outgoing {
-	st, ok := s.runs.Peek(run)
+	c, ok := s.runs.Peek(run)
 	if !ok {
 		return nil
 	}
-	due := s.e.rules.Load().NextDue(st)
+	due := s.e.rules.Load().NextDue(c.st)
 	s.armedMu.Lock()
 	defer s.armedMu.Unlock()
+	if due.IsZero() && c.st.Closed() {
+		if _, armed := s.armed[run]; armed {
+			// The run has ended with its schedule still set: remove it, so
+			// an ended run carries no timer.
+			delete(s.armed, run)
+			return []outgoing{{purge: s.e.subjects.TimerSchedule(run, broker.TimerRunKey)}}
+		}
+	}
 	if due.IsZero() || s.armed[run].Equal(due) {
 		return nil
 	}

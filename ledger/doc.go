@@ -6,7 +6,12 @@
 // the run's last event (0 for a new run, which makes run creation atomic),
 // so two writers can never interleave a run. Each event's hash covers the
 // previous hash and the event's compact JSON, so editing, dropping or
-// reordering any event is detected by Verify. Fold turns a run's events into
-// its State; the enforcer keeps that state in memory and rebuilds it from
-// here whenever it needs to.
+// reordering any event is detected by Verify, which also checks the
+// signature of every envelope a run admitted, on every CPU.
+//
+// State is the one fold of a run's events: it alone decides which hops a
+// run has opened and closed and what it has spent. The enforcer keeps it in
+// memory and rebuilds it from here whenever it needs to; the projection and
+// the run tree (ledger/runtree) build their views from the Change each
+// event makes to it.
 package ledger

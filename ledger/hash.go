@@ -53,8 +53,6 @@ func Seal(ev *schemas.Event, head Head) ([]byte, error) {
 	return schemas.AppendMember(unhashed, "hash", ev.Hash), nil
 }
 
-// Digest is the hex SHA-256 of b: how the ledger names a submission.
-func Digest(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+// Digest is the hex SHA-256 of b: how the ledger names a submission
+// (schemas.Digest).
+func Digest(b []byte) string { return schemas.Digest(b) }

@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/schemas"
 )
+
+// RejectedPrefix starts the run token of the ledger entry of a submission
+// that belonged to no run ("_rejected-<submit seq>-<digest>", one event,
+// a hop.denied): there was no run to chain it to.
+const RejectedPrefix = "_rejected-"
 
 // Subjects names the ledger's subjects; broker.Subjects implements it.
 type Subjects interface {
@@ -36,6 +42,16 @@ type Ledger struct {
 func New(js jetstream.JetStream, stream string, subjects Subjects) *Ledger {
 	return &Ledger{js: js, stream: stream, subjects: subjects}
 }
+
+// StreamName returns the name of the ledger's stream.
+func (l *Ledger) StreamName() string { return l.stream }
+
+// Subjects returns the names of the ledger's subjects.
+func (l *Ledger) Subjects() Subjects { return l.subjects }
+
+// JetStream returns the JetStream context the ledger reads and appends
+// with, for readers that consume the stream themselves (the projector).
+func (l *Ledger) JetStream() jetstream.JetStream { return l.js }
 
 // Record is an event as stored: decoded, with its wire form and position.
 type Record struct {
@@ -206,43 +222,71 @@ func (l *Ledger) Scan(ctx context.Context, run string, fn func(Record) error) er
 	if head.Empty() {
 		return fmt.Errorf("run %s: %w", run, ErrNoRun)
 	}
-	cons, err := l.js.OrderedConsumer(ctx, l.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.subjects.Ledger(run)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	errDone := errors.New("done")
+	err = l.direct(ctx, directGet{NextFor: l.subjects.Ledger(run), Batch: directBatch}, func(m directMsg) error {
+		rec := Record{Raw: m.Data, StreamSeq: m.Seq}
+		ev, err := schemas.DecodeEvent(rec.Raw)
+		if err != nil {
+			return fmt.Errorf("read run %s at stream seq %d: %w", run, rec.StreamSeq, err)
+		}
+		rec.Event = *ev
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if rec.StreamSeq >= head.StreamSeq {
+			return errDone
+		}
+		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errDone) {
 		return fmt.Errorf("read run %s: %w", run, err)
 	}
-	for {
-		batch, err := cons.Fetch(512, jetstream.FetchContext(ctx))
-		if err != nil {
-			return fmt.Errorf("read run %s: %w", run, err)
+	return nil
+}
+
+// ScanAll reads the events of every run in one pass over the ledger stream,
+// in the order the stream holds them (each run's in order, runs
+// interleaved), and calls fn with each event's run, stored bytes and
+// stream sequence. It starts at the first event the stream stored at or
+// after from (the stream's clock), or at the beginning when from is zero,
+// and stops at the stream's last event at the time of the call. It does not
+// decode the events. It stops at the first error fn returns.
+func (l *Ledger) ScanAll(ctx context.Context, from time.Time, fn func(run string, raw []byte, streamSeq uint64) error) error {
+	s, err := l.streamHandle(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read the ledger: %w", err)
+	}
+	last := info.State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	req := directGet{NextFor: l.subjects.LedgerAll(), Batch: directBatch}
+	if !from.IsZero() {
+		req.StartTime = &from
+	}
+	errDone := errors.New("done")
+	err = l.direct(ctx, req, func(m directMsg) error {
+		if m.Seq > last {
+			return errDone
 		}
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("read run %s: %w", run, err)
-			}
-			rec := Record{Raw: m.Data(), StreamSeq: meta.Sequence.Stream}
-			ev, err := schemas.DecodeEvent(rec.Raw)
-			if err != nil {
-				return fmt.Errorf("read run %s at stream seq %d: %w", run, rec.StreamSeq, err)
-			}
-			rec.Event = *ev
-			if err := fn(rec); err != nil {
+		if run, ok := l.subjects.LedgerRun(m.Subject); ok {
+			if err := fn(run, m.Data, m.Seq); err != nil {
 				return err
 			}
-			if rec.StreamSeq >= head.StreamSeq {
-				return nil
-			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("read run %s: %w", run, err)
+		if m.Seq == last {
+			return errDone
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("read run %s: %w", run, ctx.Err())
-		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDone) {
+		return fmt.Errorf("read the ledger: %w", err)
 	}
+	return nil
 }
 
 // Load reads and folds a run into its State. A run without events yields an

@@ -84,7 +84,7 @@ func TestAppendReadFold(t *testing.T) {
 	if len(recs) != 5 {
 		t.Fatalf("read %d events, want 5", len(recs))
 	}
-	if err := ledger.Verify(run, recs); err != nil {
+	if err := ledger.Verify(run, recs, nil).Err(); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
 	st, err := l.Load(ctx, run)
@@ -235,7 +235,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ledger.Verify(run, tc.tamper(clone()))
+			err := ledger.Verify(run, tc.tamper(clone()), nil).Err()
 			var ve *ledger.VerifyError
 			if !errors.As(err, &ve) || !errors.Is(err, ledger.ErrTampered) {
 				t.Fatalf("got %v, want a VerifyError", err)

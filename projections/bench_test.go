@@ -44,7 +44,7 @@ func BenchmarkIngest(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("PROJ_BATCH")); err == nil {
 		cfg.BatchSize = n
 	}
-	p, err := projections.New(e.bus.JS, e.bus.Subjects, cfg)
+	p, err := projections.New(e.l, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func BenchmarkLiveLag(b *testing.B) {
 	e := newEnv(b)
 	cfg := e.db.Config
 	cfg.FlushInterval, cfg.AckWait = 200*time.Millisecond, time.Minute
-	p, err := projections.New(e.bus.JS, e.bus.Subjects, cfg)
+	p, err := projections.New(e.l, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
 
@@ -16,9 +15,6 @@ const (
 	// DefaultDatabase is the database when neither Config.Database nor the
 	// DSN names one.
 	DefaultDatabase = "tollgate"
-	// DefaultConsumer is the projector's durable consumer of LEDGER: the
-	// name operators' read-only permissions keep them off.
-	DefaultConsumer = broker.ProjectorConsumer
 	// DefaultBatchSize bounds the events of one batch. ClickHouse pays a
 	// fixed cost per column and part on every insert, so large batches are
 	// cheap per event; each buffered event holds about 2 KB.
@@ -46,9 +42,11 @@ type Config struct {
 	// FlushInterval bounds how long an event waits for its batch to fill
 	// before the batch is inserted anyway. Default 1 s.
 	FlushInterval time.Duration
-	// Consumer names the durable consumer of LEDGER. Default "projector".
-	// Two projectors with the same name share the work; with different
-	// names each projects every event (harmless: rows are idempotent).
+	// Consumer names the durable consumer of LEDGER. Required to project
+	// (New) and to ask for lag: the gateway's is broker.ProjectorConsumer,
+	// which operators' read-only permissions keep them off. Two projectors
+	// with the same name share the work; with different names each
+	// projects every event (harmless: rows are idempotent).
 	Consumer string
 	// AckWait is how long the broker waits for the projector to ack an
 	// event before it delivers it again. It must cover a batch's flush
@@ -101,9 +99,6 @@ func (c *Config) setDefaults() {
 	if c.FlushInterval == 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
-	if c.Consumer == "" {
-		c.Consumer = DefaultConsumer
-	}
 	if c.AckWait == 0 {
 		c.AckWait = DefaultAckWait
 	}
@@ -137,7 +132,7 @@ func (c Config) Validate() error {
 	if c.AckWait < 2*c.FlushInterval || c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack_wait is %s, want at least 1s and twice the flush interval (%s)", c.AckWait, c.FlushInterval))
 	}
-	if !consumerNameRe.MatchString(c.Consumer) {
+	if c.Consumer != "" && !consumerNameRe.MatchString(c.Consumer) {
 		errs = append(errs, fmt.Errorf("consumer %q: want 1 to 64 letters, digits, '_' or '-'", c.Consumer))
 	}
 	if c.LogEvery < 0 {

@@ -4,7 +4,9 @@
 // loop signals. The ledger stays the truth; everything here can be rebuilt
 // from it at any time.
 //
-// A Projector is a durable JetStream consumer of the LEDGER stream. It folds
+// A Projector is a durable JetStream consumer of the LEDGER stream, which it
+// reads through a *ledger.Ledger (this package does not import the broker:
+// the caller names the consumer in Config.Consumer). It folds
 // each run's events in stream order (so a hop.completed row carries the
 // caller, target, teams, depth, workflow and principal of its decision),
 // batches rows by size and time, inserts them with explicit column lists,

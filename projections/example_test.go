@@ -6,18 +6,18 @@ import (
 	"log"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections"
 )
 
 // A projector keeps ClickHouse up to date with the ledger until stopped.
 // It migrates the database at start.
 func ExampleProjector() {
-	var js jetstream.JetStream // the gateway's JetStream connection
-	p, err := projections.New(js, broker.DefaultSubjects(), projections.Config{
-		DSN: "clickhouse://127.0.0.1:19000/tollgate",
+	var l *ledger.Ledger // the gateway's ledger (gateway.Gateway.Ledger)
+	p, err := projections.New(l, projections.Config{
+		DSN:      "clickhouse://127.0.0.1:19000/tollgate",
+		Consumer: broker.ProjectorConsumer,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -181,6 +181,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	db := projectionstest.New(t)
+	db.Config.Consumer = broker.ProjectorConsumer // the gateway's projector
 	bus := brokertest.Start(t, brokertest.Options{})
 	return &env{bus: bus, db: db, l: ledger.New(bus.JS, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects)}
 }
@@ -200,7 +201,7 @@ func (e *env) start(t *testing.T, cfg projections.Config) *projections.Projector
 		base.MaxRuns = cfg.MaxRuns
 	}
 	base.Hooks = cfg.Hooks
-	p, err := projections.New(e.bus.JS, e.bus.Subjects, base)
+	p, err := projections.New(e.l, base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,20 +220,16 @@ func (e *env) start(t *testing.T, cfg projections.Config) *projections.Projector
 // event.
 func (e *env) waitCaughtUp(t *testing.T, consumer string) projections.Lag {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		lag, err := projections.ConsumerLag(ctxT(t), e.bus.JS, e.bus.Subjects, consumer)
+	return brokertest.WaitFor(t, 30*time.Second, func() (projections.Lag, error) {
+		lag, err := projections.ConsumerLag(ctxT(t), e.l, consumer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if lag.Exists && lag.Events() == 0 && lag.AckFloor == lag.StreamLastSeq {
-			return lag
+		if !lag.Exists || lag.Events() != 0 || lag.AckFloor != lag.StreamLastSeq {
+			return lag, fmt.Errorf("projector %s not caught up: %+v", consumer, lag)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("projector %s not caught up: %+v", consumer, lag)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return lag, nil
+	})
 }
 
 // totals are the figures every projection test compares.

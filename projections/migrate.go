@@ -6,10 +6,6 @@ import (
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
 
-// ErrSchemaNewer means the database was migrated by a newer Tollgate than
-// this one: its schema has versions this build does not know.
-var ErrSchemaNewer = store.ErrSchemaNewer
-
 // Migration is one versioned step of the projection's schema.
 type Migration struct {
 	Version int    `json:"version"`

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections/internal/rows"
 	"github.com/tollgate/tollgate/projections/internal/store"
@@ -22,19 +21,19 @@ import (
 // one other (the writer); they share no mutable state.
 type pipeline struct {
 	cfg      Config
-	subjects broker.Subjects
+	subjects ledger.Subjects
 	folder   *rows.Folder
 	decoder  *rows.Decoder
 	log      *slog.Logger
 	batches  uint64
 }
 
-func newPipeline(cfg Config, subjects broker.Subjects, l *ledger.Ledger) (*pipeline, error) {
+func newPipeline(cfg Config, l *ledger.Ledger) (*pipeline, error) {
 	folder, err := rows.NewFolder(l.Scan, cfg.MaxRuns)
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{cfg: cfg, subjects: subjects, folder: folder, decoder: rows.NewDecoder(), log: cfg.Logger}, nil
+	return &pipeline{cfg: cfg, subjects: l.Subjects(), folder: folder, decoder: rows.NewDecoder(), log: cfg.Logger}, nil
 }
 
 // batch is a batch being filled or written: its rows, and the messages to

@@ -10,27 +10,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections/internal/store"
-)
-
-// Projector errors.
-var (
-	// ErrStarted is returned by Start on a projector that was started
-	// before; create a new one to start again.
-	ErrStarted = errors.New("projections: projector already started")
-	// ErrNotStarted is returned by Stop on a projector never started.
-	ErrNotStarted = errors.New("projections: projector not started")
 )
 
 // Projector is the durable consumer of LEDGER that keeps ClickHouse up to
 // date. Create it with New, then Start it (or Run it); Stop flushes it.
 type Projector struct {
-	cfg      Config
-	js       jetstream.JetStream
-	subjects broker.Subjects
-	ledger   *ledger.Ledger
+	cfg    Config
+	ledger *ledger.Ledger
 
 	mu      sync.Mutex
 	started bool
@@ -49,19 +37,22 @@ type stats struct {
 	lastSeq, pending, buffered      atomic.Uint64
 	lastStored, lastBatch           atomic.Int64 // unix nanoseconds
 	lastErr                         atomic.Pointer[string]
+	errs                            atomic.Uint64
 }
 
-// New returns a projector of the LEDGER stream named by subjects into the
-// ClickHouse of cfg. It checks cfg but connects to nothing yet.
-func New(js jetstream.JetStream, subjects broker.Subjects, cfg Config) (*Projector, error) {
+// New returns a projector of the ledger's stream into the ClickHouse of
+// cfg, as the durable consumer cfg.Consumer, which is required (the
+// gateway's is broker.ProjectorConsumer). It checks cfg but connects to
+// nothing yet.
+func New(l *ledger.Ledger, cfg Config) (*Projector, error) {
 	cfg, err := cfg.resolved()
 	if err != nil {
 		return nil, err
 	}
-	return &Projector{
-		cfg: cfg, js: js, subjects: subjects,
-		ledger: ledger.New(js, subjects.Stream(broker.StreamLedger), subjects),
-	}, nil
+	if cfg.Consumer == "" {
+		return nil, fmt.Errorf("projections config: %w", ErrNoConsumer)
+	}
+	return &Projector{cfg: cfg, ledger: l}, nil
 }
 
 // Start connects to ClickHouse, applies the migrations the database
@@ -74,7 +65,7 @@ func (p *Projector) Start(ctx context.Context) (err error) {
 	if p.started {
 		return ErrStarted
 	}
-	pl, err := newPipeline(p.cfg, p.subjects, p.ledger)
+	pl, err := newPipeline(p.cfg, p.ledger)
 	if err != nil {
 		return err
 	}
@@ -90,10 +81,10 @@ func (p *Projector) Start(ctx context.Context) (err error) {
 	if _, err := p.st.Migrate(ctx); err != nil {
 		return fmt.Errorf("projector: migrate %s: %w", p.cfg.Database, err)
 	}
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, p.subjects.Stream(broker.StreamLedger), jetstream.ConsumerConfig{
+	cons, err := p.ledger.JetStream().CreateOrUpdateConsumer(ctx, p.ledger.StreamName(), jetstream.ConsumerConfig{
 		Durable:       p.cfg.Consumer,
 		Description:   "Tollgate projections: LEDGER into ClickHouse",
-		FilterSubject: p.subjects.LedgerAll(),
+		FilterSubject: p.ledger.Subjects().LedgerAll(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       p.cfg.AckWait,
@@ -190,6 +181,7 @@ func (p *Projector) fail(err error) {
 	p.mu.Unlock()
 	msg := err.Error()
 	p.stats.lastErr.Store(&msg)
+	p.stats.errs.Add(1)
 	p.cfg.Logger.Error("projector stopped", "err", err)
 	p.iter.Stop()
 	p.abort()
@@ -340,8 +332,10 @@ type Info struct {
 	// RunLoads counts the runs read back from the ledger because their
 	// earlier events were not in memory.
 	RunLoads uint64
-	// LastError is the last error the projector hit, if any.
+	// LastError is the last error the projector hit, if any, and Errors
+	// how many it hit.
 	LastError string
+	Errors    uint64
 }
 
 // Lag is how many events the projection trails the ledger by, as of the
@@ -356,7 +350,7 @@ func (p *Projector) Info() Info {
 		Consumer: p.cfg.Consumer, Database: p.cfg.Database,
 		Events: s.events.Load(), Skipped: s.skipped.Load(), Batches: s.batches.Load(),
 		LastStreamSeq: s.lastSeq.Load(), Pending: s.pending.Load(), Buffered: s.buffered.Load(),
-		RunLoads: s.loads.Load(),
+		RunLoads: s.loads.Load(), Errors: s.errs.Load(),
 	}
 	if ns := s.lastStored.Load(); ns != 0 {
 		i.LastEventStored = time.Unix(0, ns).UTC()
@@ -372,5 +366,5 @@ func (p *Projector) Info() Info {
 
 // Lag asks the broker how far the projector's consumer trails LEDGER.
 func (p *Projector) Lag(ctx context.Context) (Lag, error) {
-	return ConsumerLag(ctx, p.js, p.subjects, p.cfg.Consumer)
+	return ConsumerLag(ctx, p.ledger, p.cfg.Consumer)
 }

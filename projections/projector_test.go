@@ -3,9 +3,12 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/projections"
 )
 
@@ -13,7 +16,7 @@ func TestProjectorProjectsRunsExactly(t *testing.T) {
 	e := newEnv(t)
 	appendRuns(t, e.l, 3)
 	p := e.start(t, projections.Config{})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(3); got != want {
 		t.Fatalf("totals\n got %+v\nwant %+v", got, want)
 	}
@@ -32,7 +35,7 @@ func TestProjectorProjectsRunsExactly(t *testing.T) {
 	}
 	// Runs appended after the projector caught up are projected too.
 	appendRuns(t, e.l, 2)
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(5); got != want {
 		t.Fatalf("after more runs\n got %+v\nwant %+v", got, want)
 	}
@@ -45,7 +48,7 @@ func TestEveryEventProjectedTwiceCountsOnce(t *testing.T) {
 	e := newEnv(t)
 	appendRuns(t, e.l, 4)
 	e.start(t, projections.Config{})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	first := e.totals(t)
 	again := e.start(t, projections.Config{Consumer: "replay"})
 	e.waitCaughtUp(t, "replay")
@@ -64,7 +67,7 @@ func TestForgottenRunsAreReadBack(t *testing.T) {
 	e := newEnv(t)
 	appendRuns(t, e.l, 3)
 	p := e.start(t, projections.Config{MaxRuns: 1})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(3); got != want {
 		t.Fatalf("totals\n got %+v\nwant %+v", got, want)
 	}
@@ -96,7 +99,7 @@ func TestCrashMidBatchThenRestart(t *testing.T) {
 	if !errors.Is(p.Err(), crash) {
 		t.Fatalf("projector error %v, want the hook's", p.Err())
 	}
-	lag, err := projections.ConsumerLag(ctxT(t), e.bus.JS, e.bus.Subjects, projections.DefaultConsumer)
+	lag, err := projections.ConsumerLag(ctxT(t), e.l, broker.ProjectorConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +115,7 @@ func TestCrashMidBatchThenRestart(t *testing.T) {
 		t.Fatalf("%d events in ClickHouse after the crash, want 20 to 40", n)
 	}
 	e.start(t, projections.Config{})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(6); got != want {
 		t.Fatalf("after restart\n got %+v\nwant %+v", got, want)
 	}
@@ -123,20 +126,19 @@ func TestStopFlushesTheBatchInHand(t *testing.T) {
 	appendRuns(t, e.l, 2)
 	cfg := e.db.Config
 	cfg.FlushInterval, cfg.AckWait = time.Hour, 2*time.Hour // only Stop can flush
-	p, err := projections.New(e.bus.JS, e.bus.Subjects, cfg)
+	p, err := projections.New(e.l, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for p.Info().Buffered < 2*runEvents {
-		if time.Now().After(deadline) {
-			t.Fatalf("events not delivered: %+v", p.Info())
+	brokertest.WaitFor(t, 20*time.Second, func() (bool, error) {
+		if info := p.Info(); info.Buffered < 2*runEvents {
+			return false, fmt.Errorf("events not delivered: %+v", info)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true, nil
+	})
 	if n := e.db.Count("SELECT count() FROM events"); n != 0 {
 		t.Fatalf("%d events written before the flush", n)
 	}
@@ -148,7 +150,7 @@ func TestStopFlushesTheBatchInHand(t *testing.T) {
 	if got, want := e.totals(t), wantTotals(2); got != want {
 		t.Fatalf("after stop\n got %+v\nwant %+v", got, want)
 	}
-	lag, err := projections.ConsumerLag(ctxT(t), e.bus.JS, e.bus.Subjects, projections.DefaultConsumer)
+	lag, err := projections.ConsumerLag(ctxT(t), e.l, broker.ProjectorConsumer)
 	if err != nil || lag.Events() != 0 {
 		t.Fatalf("after stop: lag %+v, %v", lag, err)
 	}
@@ -158,10 +160,10 @@ func TestRebuildGivesIdenticalTotals(t *testing.T) {
 	e := newEnv(t)
 	appendRuns(t, e.l, 5)
 	e.start(t, projections.Config{})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	before := e.totals(t)
 	var passes []projections.RebuildProgress
-	res, err := projections.Rebuild(ctxT(t), e.bus.JS, e.bus.Subjects, e.db.Config, projections.RebuildOptions{
+	res, err := projections.Rebuild(ctxT(t), e.l, e.db.Config, projections.RebuildOptions{
 		Progress: func(p projections.RebuildProgress) { passes = append(passes, p) },
 	})
 	if err != nil {
@@ -182,7 +184,7 @@ func TestRebuildGivesIdenticalTotals(t *testing.T) {
 		t.Fatalf("%d raw event rows after rebuild, want %d", n, 5*runEvents)
 	}
 	appendRuns(t, e.l, 1)
-	e.waitCaughtUp(t, projections.DefaultConsumer)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(6); got != want {
 		t.Fatalf("projection after rebuild\n got %+v\nwant %+v", got, want)
 	}
@@ -208,7 +210,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v, %v", again, err)
 	}
-	st, err := projections.GetStatus(ctxT(t), e.bus.JS, e.bus.Subjects, e.db.Config)
+	st, err := projections.GetStatus(ctxT(t), e.l, e.db.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +231,7 @@ func TestStatusReportsLag(t *testing.T) {
 	if _, err := projections.Migrate(ctxT(t), e.db.Config); err != nil {
 		t.Fatal(err)
 	}
-	st, err := projections.GetStatus(ctxT(t), e.bus.JS, e.bus.Subjects, e.db.Config)
+	st, err := projections.GetStatus(ctxT(t), e.l, e.db.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +239,8 @@ func TestStatusReportsLag(t *testing.T) {
 		t.Fatalf("before projecting: %+v lag %+v", st, st.Lag)
 	}
 	e.start(t, projections.Config{})
-	e.waitCaughtUp(t, projections.DefaultConsumer)
-	st, err = projections.GetStatus(ctxT(t), e.bus.JS, e.bus.Subjects, e.db.Config)
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
+	st, err = projections.GetStatus(ctxT(t), e.l, e.db.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

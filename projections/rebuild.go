@@ -9,14 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
-
-// ErrMismatch means a rebuild finished but the events it holds differ in
-// number from the ledger's.
-var ErrMismatch = errors.New("projections: rebuilt events do not match the ledger")
 
 // RebuildOptions tune Rebuild.
 type RebuildOptions struct {
@@ -69,7 +64,7 @@ type RebuildResult struct {
 // idempotent, so nothing is lost or counted twice. Run one rebuild at a
 // time. The result's Events must equal LedgerEvents; when they differ the
 // error wraps ErrMismatch.
-func Rebuild(ctx context.Context, js jetstream.JetStream, subjects broker.Subjects, cfg Config, opts RebuildOptions) (*RebuildResult, error) {
+func Rebuild(ctx context.Context, l *ledger.Ledger, cfg Config, opts RebuildOptions) (*RebuildResult, error) {
 	cfg, err := cfg.resolved()
 	if err != nil {
 		return nil, err
@@ -99,11 +94,11 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, subjects broker.Subjec
 	if _, err := fresh.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", fresh.Database(), err)
 	}
-	pl, err := newPipeline(cfg, subjects, ledger.New(js, subjects.Stream(broker.StreamLedger), subjects))
+	pl, err := newPipeline(cfg, l)
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.Stream(ctx, subjects.Stream(broker.StreamLedger))
+	stream, err := l.JetStream().Stream(ctx, l.StreamName())
 	if err != nil {
 		return nil, fmt.Errorf("ledger stream: %w", err)
 	}
@@ -112,7 +107,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, subjects broker.Subjec
 	if err != nil {
 		return nil, err
 	}
-	if err := replay(ctx, js, subjects, pl, fresh, snapshot.FirstSeq, snapshot.LastSeq, 1, opts.Progress, res); err != nil {
+	if err := replay(ctx, l, pl, fresh, snapshot.FirstSeq, snapshot.LastSeq, 1, opts.Progress, res); err != nil {
 		return nil, fmt.Errorf("rebuild pass 1: %w", err)
 	}
 	if err := swap(ctx, live, fresh, old); err != nil {
@@ -124,7 +119,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, subjects broker.Subjec
 	}
 	if now.LastSeq > snapshot.LastSeq {
 		before := res.Skipped
-		if err := replay(ctx, js, subjects, pl, live, snapshot.LastSeq+1, now.LastSeq, 2, opts.Progress, res); err != nil {
+		if err := replay(ctx, l, pl, live, snapshot.LastSeq+1, now.LastSeq, 2, opts.Progress, res); err != nil {
 			return nil, fmt.Errorf("rebuild pass 2: %w", err)
 		}
 		res.CaughtUp = now.LastSeq - snapshot.LastSeq - (res.Skipped - before)
@@ -174,7 +169,7 @@ func streamState(ctx context.Context, s jetstream.Stream) (jetstream.StreamState
 
 // replay projects the LEDGER events from..to (stream sequences) into st,
 // in order, through an ordered consumer: nothing is acked.
-func replay(ctx context.Context, js jetstream.JetStream, subjects broker.Subjects, pl *pipeline, st *store.Store,
+func replay(ctx context.Context, l *ledger.Ledger, pl *pipeline, st *store.Store,
 	from, to uint64, pass int, progress func(RebuildProgress), res *RebuildResult) error {
 	if to < from || to == 0 {
 		return nil
@@ -186,8 +181,8 @@ func replay(ctx context.Context, js jetstream.JetStream, subjects broker.Subject
 		}
 	}
 	report(0)
-	cons, err := js.OrderedConsumer(ctx, subjects.Stream(broker.StreamLedger), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.LedgerAll()},
+	cons, err := l.JetStream().OrderedConsumer(ctx, l.StreamName(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.Subjects().LedgerAll()},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
 	})

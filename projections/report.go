@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,9 +11,6 @@ import (
 
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
-
-// ErrNoProjection means the database has no projection tables yet.
-var ErrNoProjection = errors.New("projections: the database has no projection yet (run `tollgate projections migrate` or a projector)")
 
 // Reader answers the reports (cost, call graph, loops) from ClickHouse.
 // It is safe for concurrent use.
@@ -123,6 +119,19 @@ type CostRow struct {
 	OutputTokens int64   `json:"output_tokens"`
 	Tokens       int64   `json:"tokens"`
 	CostUSD      float64 `json:"cost_usd"`
+}
+
+// CostBy returns the spend per dimension of dims (Cost for each).
+func (r *Reader) CostBy(ctx context.Context, dims []Dimension, f Filter) (map[Dimension][]CostRow, error) {
+	out := map[Dimension][]CostRow{}
+	for _, d := range dims {
+		rows, err := r.Cost(ctx, d, f)
+		if err != nil {
+			return nil, err
+		}
+		out[d] = rows
+	}
+	return out, nil
 }
 
 // Cost returns the spend per dim, most expensive first. Spend is what the

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections/internal/store"
 )
 
@@ -40,13 +40,13 @@ type Lag struct {
 func (l Lag) Events() uint64 { return l.Pending + l.AckPending }
 
 // ConsumerLag asks the broker how far the named projector consumer trails
-// LEDGER.
-func ConsumerLag(ctx context.Context, js jetstream.JetStream, subjects broker.Subjects, consumer string) (Lag, error) {
-	if consumer == "" {
-		consumer = DefaultConsumer
-	}
+// the ledger's stream. The name is required (ErrNoConsumer).
+func ConsumerLag(ctx context.Context, l *ledger.Ledger, consumer string) (Lag, error) {
 	lag := Lag{Consumer: consumer}
-	stream, err := js.Stream(ctx, subjects.Stream(broker.StreamLedger))
+	if consumer == "" {
+		return lag, ErrNoConsumer
+	}
+	stream, err := l.JetStream().Stream(ctx, l.StreamName())
 	if err != nil {
 		return lag, fmt.Errorf("ledger stream: %w", err)
 	}
@@ -55,7 +55,7 @@ func ConsumerLag(ctx context.Context, js jetstream.JetStream, subjects broker.Su
 		return lag, fmt.Errorf("ledger stream: %w", err)
 	}
 	lag.StreamLastSeq, lag.StreamEvents = si.State.LastSeq, si.State.Msgs
-	ci, err := js.Consumer(ctx, subjects.Stream(broker.StreamLedger), consumer)
+	ci, err := l.JetStream().Consumer(ctx, l.StreamName(), consumer)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		lag.Pending = si.State.Msgs
@@ -96,9 +96,9 @@ type Status struct {
 	Lag *Lag `json:"lag,omitempty"`
 }
 
-// GetStatus reports the projection's state in ClickHouse and, when js is
-// not nil, the lag of cfg's consumer.
-func GetStatus(ctx context.Context, js jetstream.JetStream, subjects broker.Subjects, cfg Config) (*Status, error) {
+// GetStatus reports the projection's state in ClickHouse and, when l is
+// not nil, the lag of cfg's consumer (required then: ErrNoConsumer).
+func GetStatus(ctx context.Context, l *ledger.Ledger, cfg Config) (*Status, error) {
 	cfg, err := cfg.resolved()
 	if err != nil {
 		return nil, err
@@ -133,8 +133,8 @@ func GetStatus(ctx context.Context, js jetstream.JetStream, subjects broker.Subj
 			return nil, err
 		}
 	}
-	if js != nil {
-		lag, err := ConsumerLag(ctx, js, subjects, cfg.Consumer)
+	if l != nil {
+		lag, err := ConsumerLag(ctx, l, cfg.Consumer)
 		if err != nil {
 			return nil, err
 		}

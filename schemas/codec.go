@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // SigningContext prefixes every signed envelope, so that a signature made for
@@ -170,29 +174,90 @@ func VerifyObject(compact []byte, signingContext string, pub ed25519.PublicKey) 
 // (ErrMalformed, with every problem listed) and other schema versions
 // (ErrVersion). Unknown members are ignored: they carry no authority.
 //
+// It is strict where parsers differ, so that no parser can be told
+// something else than the gateway saw: duplicate member names, invalid
+// UTF-8, and members of the envelope's own objects whose names are case
+// variants of its fields ("From" beside "from") are malformed.
+//
 // It also returns the envelope in compact wire form, which is what the
 // signature is checked over and what the ledger records.
 func DecodeEnvelope(data []byte, limit int) (*Envelope, []byte, error) {
 	if limit > 0 && len(data) > limit {
 		return nil, nil, fmt.Errorf("%w: envelope is %d bytes, the limit is %d", ErrTooLarge, len(data), limit)
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(data))
-	if err := json.Compact(&buf, data); err != nil {
+	compact := jsontext.Value(bytes.Clone(data))
+	if err := compact.Compact(); err != nil {
 		return nil, nil, malformed("envelope", err)
 	}
-	compact := buf.Bytes()
 	if len(compact) == 0 || compact[0] != '{' {
 		return nil, nil, malformed("envelope", errString("not a JSON object"))
 	}
+	if err := checkMemberNames(compact, envelopeFields); err != nil {
+		return nil, compact, malformed("envelope", err)
+	}
 	var e Envelope
-	if err := json.Unmarshal(compact, &e); err != nil {
-		return nil, nil, malformed("envelope", err)
+	if err := jsonv2.Unmarshal(compact, &e); err != nil {
+		return nil, compact, malformed("envelope", err)
 	}
 	if err := e.Validate(); err != nil {
 		return &e, compact, err
 	}
 	return &e, compact, nil
+}
+
+// Field names of the envelope's own objects, by the name of the member
+// that holds them ("" for the envelope itself). The A2A message and the
+// result's output are opaque to the gateway and not checked here.
+var envelopeFields = map[string][]string{
+	"":             {"v", "kind", "hop_id", "run_id", "parent_hop_id", "hop_key", "spawned_from", "from", "to", "message", "result", "usage", "estimate", "sent_at", "signature"},
+	"spawned_from": {"run_id", "hop_id"},
+	"result":       {"status", "output", "error"},
+	"usage":        {"input_tokens", "output_tokens", "cost_usd"},
+	"estimate":     {"input_tokens", "output_tokens", "cost_usd"},
+}
+
+// checkMemberNames refuses members of the envelope and of its result,
+// usage and estimate objects whose names fold to one of their fields'
+// names without being it.
+func checkMemberNames(obj jsontext.Value, fields map[string][]string) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(obj))
+	return checkObject(dec, "", fields)
+}
+
+func checkObject(dec *jsontext.Decoder, at string, fields map[string][]string) error {
+	if tok, err := dec.ReadToken(); err != nil {
+		return err
+	} else if tok.Kind() != '{' {
+		return dec.SkipValue()
+	}
+	known := fields[at]
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		name := tok.String()
+		for _, f := range known {
+			if name != f && strings.EqualFold(name, f) {
+				where := "the envelope"
+				if at != "" {
+					where = at
+				}
+				return fmt.Errorf("member %q of %s is a case variant of %q", name, where, f)
+			}
+		}
+		if _, nested := fields[name]; nested && at == "" && dec.PeekKind() == '{' {
+			if err := checkObject(dec, name, fields); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
 }
 
 type errString string
@@ -202,7 +267,13 @@ func (e errString) Error() string { return string(e) }
 func malformed(what string, err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var syn *jsontext.SyntacticError
+	var sem *jsonv2.SemanticError
 	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: %s is not valid JSON at byte %d: %v", ErrMalformed, what, syn.ByteOffset, syn.Err)
+	case errors.As(err, &sem):
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, what, sem)
 	case errors.As(err, &se):
 		return fmt.Errorf("%w: %s is not valid JSON at byte %d: %v", ErrMalformed, what, se.Offset, se)
 	case errors.As(err, &te):

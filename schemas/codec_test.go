@@ -215,3 +215,74 @@ func FuzzIDValidators(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeEnvelopeIsStrictWhereParsersDiffer: input that different JSON
+// parsers read differently is malformed, so no parser downstream can be
+// told another sender, target or kind than the gateway saw.
+func TestDecodeEnvelopeIsStrictWhereParsersDiffer(t *testing.T) {
+	wire, err := sampleEnvelope().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject := func(member string) []byte {
+		return append([]byte(`{`+member+`,`), wire[1:]...)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"duplicate from", inject(`"from":"writer"`), "duplicate"},
+		{"case-variant from", inject(`"From":"writer"`), `case variant of "from"`},
+		{"case-variant kind", inject(`"KIND":"reply"`), `case variant of "kind"`},
+		{"case-variant inside usage", []byte(strings.Replace(string(wire), `"estimate":{`, `"estimate":{"Cost_USD":9,`, 1)), `case variant of "cost_usd"`},
+		{"invalid UTF-8", inject("\"x\":\"\xff\""), "UTF-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := DecodeEnvelope(tc.in, 1<<20)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want malformed mentioning %q", err, tc.want)
+			}
+		})
+	}
+	// Unknown members that are no case variant are still ignored.
+	if _, _, err := DecodeEnvelope(inject(`"x_trace":"abc"`), 1<<20); err != nil {
+		t.Fatalf("unknown member refused: %v", err)
+	}
+}
+
+func TestDerivedHopIDs(t *testing.T) {
+	a, b := DeriveHopID("h1", "0"), DeriveHopID("h1", "1")
+	if a == b || a != DeriveHopID("h1", "") || a == DeriveHopID("h2", "0") || !ValidID(a) || len(a) != 26 {
+		t.Fatalf("derived ids %q %q are not distinct, stable, valid ids", a, b)
+	}
+	if DeriveHopID(RunScope("r1"), "0") == DeriveHopID("run:r1x", "0") {
+		t.Fatal("scopes collide")
+	}
+	env := sampleEnvelope()
+	env.HopID = NewID()
+	if err := env.Validate(); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "not derived") {
+		t.Fatalf("an invoke with a chosen hop id: %v", err)
+	}
+	root := sampleEnvelope()
+	root.ParentHopID, root.RunID = "", ""
+	root.HopID = root.DerivedHopID()
+	if err := root.Validate(); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "names its run") {
+		t.Fatalf("a root invoke without a run: %v", err)
+	}
+}
+
+func TestUsageIsBounded(t *testing.T) {
+	for _, u := range []Usage{{InputTokens: MaxTokens + 1}, {OutputTokens: 1 << 62}, {CostUSD: 2 * MaxCostUSD}, {InputTokens: -1}} {
+		env := sampleEnvelope()
+		env.Estimate = &u
+		if err := env.Validate(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("estimate %+v accepted: %v", u, err)
+		}
+	}
+	ok := sampleEnvelope()
+	ok.Estimate = &Usage{InputTokens: MaxTokens, OutputTokens: MaxTokens, CostUSD: MaxCostUSD}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("usage at the bounds refused: %v", err)
+	}
+}

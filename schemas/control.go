@@ -49,3 +49,72 @@ func DecodeHaltRequest(data []byte) (*HaltRequest, error) {
 	}
 	return &r, nil
 }
+
+// ApprovalRequest is an operator's answer to a hop held for approval, sent
+// as a NATS request on tg.ctl.approve.<run> and signed with the operator's
+// key like a HaltRequest.
+type ApprovalRequest struct {
+	Version int    `json:"v"`
+	RunID   string `json:"run_id"`
+	HopID   string `json:"hop_id"`
+	By      string `json:"by"`
+	// Approve releases the hop; false rejects it.
+	Approve bool `json:"approve"`
+	// Note says why; a rejection needs one (the caller is told it).
+	Note      string    `json:"note,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
+	Signature string    `json:"signature,omitempty"`
+}
+
+// ApprovalReply answers an ApprovalRequest.
+type ApprovalReply struct {
+	OK bool `json:"ok"`
+	// LedgerSeq is the seq of the hop.approved or hop.rejected event.
+	LedgerSeq uint64 `json:"ledger_seq,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// MaxNoteBytes bounds the note of an approval request.
+const MaxNoteBytes = 1024
+
+// DecodeApprovalRequest decodes and checks an approval request (not its
+// signature).
+func DecodeApprovalRequest(data []byte) (*ApprovalRequest, error) {
+	var r ApprovalRequest
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, malformed("approval request", err)
+	}
+	switch {
+	case r.Version != Version:
+		return nil, versionErr(r.Version)
+	case !ValidID(r.RunID):
+		return nil, fmt.Errorf("%w: run_id %q is not a valid id", ErrMalformed, r.RunID)
+	case !ValidID(r.HopID):
+		return nil, fmt.Errorf("%w: hop_id %q is not a valid id", ErrMalformed, r.HopID)
+	case !ValidPrincipalID(r.By):
+		return nil, fmt.Errorf("%w: by %q is not a valid id", ErrMalformed, r.By)
+	case !r.Approve && r.Note == "":
+		return nil, fmt.Errorf("%w: a rejection needs a note: the caller is told it", ErrMalformed)
+	case len(r.Note) > MaxNoteBytes:
+		return nil, fmt.Errorf("%w: the note is over %d bytes", ErrMalformed, MaxNoteBytes)
+	case r.SentAt.IsZero():
+		return nil, fmt.Errorf("%w: sent_at is missing", ErrMalformed)
+	}
+	return &r, nil
+}
+
+// HopStatus answers an identity's query about a hop it holds (see
+// broker.Subjects.Query): whether the hop is open, and how it ended.
+type HopStatus struct {
+	RunID string `json:"run_id"`
+	HopID string `json:"hop_id"`
+	// Known is false when the hop is not in the run, or not the asker's
+	// (it is neither its caller nor its target).
+	Known bool `json:"known"`
+	// Open is set while the hop waits for its reply.
+	Open bool `json:"open"`
+	// Status is open, denied, timed_out, or the terminal state the hop was
+	// closed with.
+	Status string `json:"status,omitempty"`
+	Error  string `json:"error,omitempty"`
+}

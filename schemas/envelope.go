@@ -57,15 +57,27 @@ type Envelope struct {
 	Version int `json:"v"`
 	// Kind is invoke, reply or cancel.
 	Kind Kind `json:"kind"`
-	// HopID names the hop: a fresh id for an invoke, the hop being answered
-	// or cancelled for a reply or cancel.
+	// HopID names the hop. For an invoke it is derived from the hop's
+	// scope and key (DeriveHopID), so it is unique across every run and a
+	// re-run of the same delegation names the same hop; for a reply or
+	// cancel it is the hop being answered or cancelled.
 	HopID string `json:"hop_id"`
-	// RunID names the run for a root invoke (no parent). For every other
-	// submission it is advisory: the run is the one the parent hop belongs to.
+	// RunID names the run for a root invoke (no parent), where it is
+	// required. For every other submission it is advisory: the run is the
+	// one the parent hop belongs to.
 	RunID string `json:"run_id,omitempty"`
 	// ParentHopID is the hop the caller is working on when it delegates. It
 	// must have been delivered to the caller. Empty for a root invoke.
 	ParentHopID string `json:"parent_hop_id,omitempty"`
+	// HopKey makes an invoke unique within its parent task (or its run, for
+	// a root invoke): the delegation's ordinal ("0", "1", ...) for the Go
+	// client, the A2A messageId at the HTTP ingress. Empty means "0".
+	HopKey string `json:"hop_key,omitempty"`
+	// SpawnedFrom, on a root invoke by an agent, names the hop (of another
+	// run) the agent is working on as it starts the run. The gateway checks
+	// it, and the new run continues that hop's principal, depth and budget
+	// instead of starting afresh.
+	SpawnedFrom *SpawnRef `json:"spawned_from,omitempty"`
 	// From is the sender's id; it must equal the caller token of the subject.
 	From string `json:"from"`
 	// To is the target's id: an agent, tool or model for an invoke.
@@ -119,6 +131,15 @@ func (u *Usage) Cost() float64 {
 	return u.CostUSD
 }
 
+// Bounds of one usage report. Sums of usage are kept in int64 and float64;
+// with each report bounded, no sum of them can wrap or lose its sign.
+const (
+	// MaxTokens bounds each token count of a usage (about 10^12).
+	MaxTokens = 1 << 40
+	// MaxCostUSD bounds the cost of a usage.
+	MaxCostUSD = 1e9
+)
+
 func (u *Usage) validate(field string) error {
 	if u == nil {
 		return nil
@@ -127,8 +148,11 @@ func (u *Usage) validate(field string) error {
 	if u.InputTokens < 0 || u.OutputTokens < 0 {
 		errs = append(errs, fmt.Errorf("%s: token counts must not be negative", field))
 	}
-	if u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) {
-		errs = append(errs, fmt.Errorf("%s: cost_usd must be a finite, non-negative number", field))
+	if u.InputTokens > MaxTokens || u.OutputTokens > MaxTokens {
+		errs = append(errs, fmt.Errorf("%s: a token count is over %d", field, int64(MaxTokens)))
+	}
+	if u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) || u.CostUSD > MaxCostUSD {
+		errs = append(errs, fmt.Errorf("%s: cost_usd must be a finite number from 0 to %g", field, float64(MaxCostUSD)))
 	}
 	return errors.Join(errs...)
 }
@@ -167,6 +191,23 @@ func (e *Envelope) Validate() error {
 	}
 	switch e.Kind {
 	case KindInvoke:
+		if e.ParentHopID == "" && e.RunID == "" {
+			bad("a root invoke names its run (run_id)")
+		}
+		if sp := e.SpawnedFrom; sp != nil {
+			if e.ParentHopID != "" {
+				bad("spawned_from is for a root invoke; a delegation names its parent_hop_id")
+			}
+			if !ValidID(sp.RunID) || !ValidID(sp.HopID) || sp.RunID == e.RunID {
+				bad("spawned_from must name another run and a hop of it")
+			}
+		}
+		if want := e.DerivedHopID(); e.HopID != "" && e.HopID != want {
+			bad("hop_id %q is not derived from its scope and hop_key %q (want %s; see DeriveHopID)", e.HopID, e.HopKey, want)
+		}
+		if len(e.HopKey) > 128 {
+			bad("hop_key is longer than 128 bytes")
+		}
 		if len(e.Message) == 0 {
 			bad("an invoke carries a message")
 		} else if err := checkA2AMessage(e.Message); err != nil {

@@ -19,12 +19,19 @@ const (
 	EventRunLimitBreached EventType = "run.limit_breached"
 	EventRunHalted        EventType = "run.halted"
 	EventRunCompleted     EventType = "run.completed"
+	// EventHopPending records a hop that a policy holds for a human's
+	// approval (data HopDecision with Approval set); EventHopApproved
+	// releases it to its target, EventHopRejected closes it unforwarded.
+	EventHopPending  EventType = "hop.pending"
+	EventHopApproved EventType = "hop.approved"
+	EventHopRejected EventType = "hop.rejected"
 )
 
 // EventTypes lists every event type in the order a run may produce them.
 var EventTypes = []EventType{
 	EventRunStarted, EventHopAllowed, EventHopDenied, EventHopCompleted,
 	EventHopTimedOut, EventRunLimitBreached, EventRunHalted, EventRunCompleted,
+	EventHopPending, EventHopApproved, EventHopRejected,
 }
 
 // Valid reports whether t is a known event type.
@@ -36,6 +43,11 @@ func (t EventType) Valid() bool {
 	}
 	return false
 }
+
+// GatewayActor is who the ledger and the alerts name when the gateway
+// itself acted (HopCompleted.By, RunHalted.By, Alert.By): it closed a hop
+// of a halted run, or halted a run after a breach.
+const GatewayActor = "gateway"
 
 // GenesisHash is the prev_hash of a run's first event.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -94,6 +106,16 @@ type RunStarted struct {
 	Limits *RunLimits `json:"limits,omitempty"`
 	// TraceID is the OpenTelemetry trace id of the run, when tracing is on.
 	TraceID string `json:"trace_id,omitempty"`
+	// SpawnedFrom is the run and hop an agent started this run from, inside
+	// a task of its; the run inherits that run's principal, workflow and
+	// limits, and its first hop continues that hop's depth and ancestry.
+	SpawnedFrom *SpawnRef `json:"spawned_from,omitempty"`
+}
+
+// SpawnRef names the hop of another run that a run was started from.
+type SpawnRef struct {
+	RunID string `json:"run_id"`
+	HopID string `json:"hop_id"`
 }
 
 // RunLimits is the snapshot of a run's limits recorded at run.started.
@@ -115,6 +137,9 @@ const (
 	ActionInvoke    Action = "invoke"
 	ActionCallTool  Action = "call_tool"
 	ActionCallModel Action = "call_model"
+	// ActionStartRun is asked, besides the hop's own action, when an agent
+	// starts a run.
+	ActionStartRun Action = "start_run"
 )
 
 // HopDecision is the data of hop.allowed and hop.denied: what was asked,
@@ -170,6 +195,75 @@ type HopDecision struct {
 	TraceID      string `json:"trace_id,omitempty"`
 	SpanID       string `json:"span_id,omitempty"`
 	ParentSpanID string `json:"parent_span_id,omitempty"`
+	// Guardrail is what the guardrails found in the invoke's message.
+	Guardrail *Guardrail `json:"guardrail,omitempty"`
+	// Tainted is set when the hop's content may come from an untrusted
+	// source; TaintSources says which (see docs/guardrails.md).
+	Tainted      bool     `json:"tainted,omitempty"`
+	TaintSources []string `json:"taint_sources,omitempty"`
+	// Redacted is the envelope delivered instead of Envelope when a
+	// guardrail redacted the message.
+	Redacted json.RawMessage `json:"redacted,omitempty"`
+	// Approval is set on hop.pending: who may release the hop, and until
+	// when.
+	Approval *Approval `json:"approval,omitempty"`
+}
+
+// Approval is what a hop held for a human's approval waits for: an
+// operator of one of the groups (any operator when none is named) to
+// approve or reject it before the deadline, past which it is rejected.
+type Approval struct {
+	// Approvers are the operator groups the requiring policies name.
+	Approvers []string `json:"approvers,omitempty"`
+	// PolicyIDs are the permits that require the approval.
+	PolicyIDs []string  `json:"policy_ids"`
+	Deadline  time.Time `json:"deadline"`
+}
+
+// HopApproved is the data of hop.approved: an operator released a held
+// hop; it is delivered to its target and open until Deadline.
+type HopApproved struct {
+	By       string    `json:"by"`
+	Note     string    `json:"note,omitempty"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// HopRejected is the data of hop.rejected: a held hop closed unforwarded,
+// by an operator or, past its approval deadline, by the gateway. Its
+// caller is told with reason approval.
+type HopRejected struct {
+	By      string `json:"by"`
+	Message string `json:"message"`
+}
+
+// Delivered is the envelope the hop's target was given: the redacted one
+// when a guardrail redacted the message, else the one received.
+func (d *HopDecision) Delivered() json.RawMessage {
+	if d.Redacted != nil {
+		return d.Redacted
+	}
+	return d.Envelope
+}
+
+// Guardrail is what the guardrails found in a message, and what was done:
+// flag (recorded, the hop goes on, tainted), redact (the matches replaced
+// in what is delivered; both digests recorded) or block (denied).
+type Guardrail struct {
+	Verdict        string             `json:"verdict"`
+	Rules          []string           `json:"rules"`
+	Findings       []GuardrailFinding `json:"findings,omitempty"`
+	OriginalSHA256 string             `json:"original_sha256,omitempty"`
+	RedactedSHA256 string             `json:"redacted_sha256,omitempty"`
+}
+
+// GuardrailFinding is one match of a guardrail rule.
+type GuardrailFinding struct {
+	Rule   string `json:"rule"`
+	Action string `json:"action"`
+	// Path is where in the message (RFC 6901), MatchSHA256 the digest of
+	// what matched (the match itself is not recorded).
+	Path        string `json:"path,omitempty"`
+	MatchSHA256 string `json:"match_sha256,omitempty"`
 }
 
 // Breach is a run limit and the value that went past its bound.
@@ -191,7 +285,7 @@ type Finding struct {
 type HopCompleted struct {
 	Status TaskState `json:"status"`
 	// By is who closed the hop: the callee (reply), the caller (cancel) or
-	// "gateway".
+	// the gateway (GatewayActor).
 	By        string `json:"by"`
 	Usage     *Usage `json:"usage,omitempty"`
 	LatencyMS int64  `json:"latency_ms"`
@@ -200,6 +294,25 @@ type HopCompleted struct {
 	// Envelope is the reply or cancel in wire form.
 	Envelope json.RawMessage `json:"envelope,omitempty"`
 	Digest   string          `json:"digest,omitempty"`
+	// Guardrail is what the guardrails found in the reply's output.
+	Guardrail *Guardrail `json:"guardrail,omitempty"`
+	// Tainted is set when the reply carries content from an untrusted
+	// source: the caller's task it answers is tainted from then on.
+	Tainted      bool     `json:"tainted,omitempty"`
+	TaintSources []string `json:"taint_sources,omitempty"`
+	// Redacted is the reply envelope delivered instead of Envelope when a
+	// guardrail redacted its output.
+	Redacted json.RawMessage `json:"redacted,omitempty"`
+}
+
+// Delivered is the envelope the hop's other party was given: the one the
+// gateway made (a redacted reply, or a failed one for a blocked reply)
+// when there is one, else the one received.
+func (d *HopCompleted) Delivered() json.RawMessage {
+	if d.Redacted != nil {
+		return d.Redacted
+	}
+	return d.Envelope
 }
 
 // HopTimedOut is the data of hop.timed_out.
@@ -226,7 +339,8 @@ type RunLimitBreached struct {
 // RunHalted is the data of run.halted.
 type RunHalted struct {
 	Reason string `json:"reason"`
-	// By is "gateway" for a breach, or the operator who pulled the switch.
+	// By is GatewayActor for a breach, or the operator who pulled the
+	// switch.
 	By string `json:"by"`
 	// Limit is the limit that tripped, when a breach halted the run.
 	Limit string `json:"limit,omitempty"`
@@ -281,8 +395,12 @@ func dataFor(t EventType) any {
 	switch t {
 	case EventRunStarted:
 		return &RunStarted{}
-	case EventHopAllowed, EventHopDenied:
+	case EventHopAllowed, EventHopDenied, EventHopPending:
 		return &HopDecision{}
+	case EventHopApproved:
+		return &HopApproved{}
+	case EventHopRejected:
+		return &HopRejected{}
 	case EventHopCompleted:
 		return &HopCompleted{}
 	case EventHopTimedOut:
@@ -299,7 +417,8 @@ func dataFor(t EventType) any {
 
 // DecodeData decodes the event's data into its type-specific struct (one of
 // *RunStarted, *HopDecision, *HopCompleted, *HopTimedOut,
-// *RunLimitBreached, *RunHalted, *RunCompleted).
+// *RunLimitBreached, *RunHalted, *RunCompleted, *HopApproved,
+// *HopRejected).
 //
 // Callers must not modify what it returns.
 func (e *Event) DecodeData() (any, error) {

@@ -2,6 +2,9 @@ package schemas
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -63,4 +66,43 @@ func CheckPrincipalID(id string) error {
 // NewID returns a fresh ULID: 26 characters, sortable by creation time.
 func NewID() string {
 	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
+}
+
+// hopIDEncoding writes derived hop ids: 26 characters of A-Z and 2-7.
+var hopIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// DeriveHopID is the id of the invoke with key made from scope: the parent
+// hop for a delegation, RunScope(run) for a run's root hop. It is the first
+// 128 bits of SHA-256("tollgate.hop.v1\n" + scope + "\n" + key) in
+// unpadded base32. Deriving hop ids makes them unique across every run
+// (scopes are unique), and makes a re-run of a task after a crash name the
+// same hops as the first run, which the gateway answers from the ledger.
+func DeriveHopID(scope, key string) string {
+	if key == "" {
+		key = "0"
+	}
+	sum := sha256.Sum256([]byte("tollgate.hop.v1\n" + scope + "\n" + key))
+	return hopIDEncoding.EncodeToString(sum[:16])
+}
+
+// RunScope is the scope of a run's root hop.
+func RunScope(run string) string { return "run:" + run }
+
+// DerivedHopID is the hop id an invoke must carry: DeriveHopID of its
+// parent hop (or its run, for a root invoke) and its hop key.
+func (e *Envelope) DerivedHopID() string {
+	scope := e.ParentHopID
+	if scope == "" {
+		scope = RunScope(e.RunID)
+	}
+	return DeriveHopID(scope, e.HopKey)
+}
+
+// Digest is the hex SHA-256 of b: how the ledger names a submission, and
+// the only Nats-Msg-Id a submission may carry. An id that is the digest of
+// the very bytes it names cannot be chosen ahead of time for someone
+// else's message, so one identity's id can never shadow another's.
+func Digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

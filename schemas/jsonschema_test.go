@@ -127,6 +127,9 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 		{"events/run.completed.json", "", RunCompleted{}},
 		{"events/hop-decision.json", "/properties/breach", Breach{}},
 		{"alert.json", "", Alert{}},
+		{"events/hop-decision.json", "/properties/approval", Approval{}},
+		{"events/hop.approved.json", "", HopApproved{}},
+		{"events/hop.rejected.json", "", HopRejected{}},
 	}
 	for _, tc := range cases {
 		name := tc.file + "#" + tc.pointer
@@ -145,12 +148,14 @@ func sampleMessage() json.RawMessage {
 }
 
 func sampleEnvelope() *Envelope {
-	return &Envelope{
-		Version: Version, Kind: KindInvoke, HopID: NewID(), RunID: NewID(), ParentHopID: NewID(),
+	e := &Envelope{
+		Version: Version, Kind: KindInvoke, RunID: NewID(), ParentHopID: NewID(), HopKey: "2",
 		From: "orchestrator", To: "research", Message: sampleMessage(),
 		Estimate: &Usage{InputTokens: 10, OutputTokens: 20, CostUSD: 0.01},
 		SentAt:   time.Date(2026, 11, 21, 10, 0, 0, 123000000, time.UTC),
 	}
+	e.HopID = e.DerivedHopID()
+	return e
 }
 
 func TestSamplesValidateAgainstSchemas(t *testing.T) {

@@ -45,4 +45,14 @@ const (
 	ReasonTimeout Reason = "timeout"
 	// ReasonOperator: an operator halted the run (alerts only).
 	ReasonOperator Reason = "operator"
+	// ReasonUnavailable: the gateway cannot record the hop now (the ledger
+	// is full or its store cannot be written), so it forwards nothing: try
+	// again later.
+	ReasonUnavailable Reason = "unavailable"
+	// ReasonGuardrail: a guardrail rule whose action is block matched the
+	// message (the rule ids are in the decision's guardrail record).
+	ReasonGuardrail Reason = "guardrail"
+	// ReasonApproval: a hop that needed a human's approval was rejected, or
+	// was not approved before its deadline.
+	ReasonApproval Reason = "approval"
 )

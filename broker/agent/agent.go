@@ -73,6 +73,7 @@ type Client struct {
 	mu      sync.Mutex
 	waiters map[string]chan *schemas.Delivery // hop id -> its outcome
 	running map[string]context.CancelFunc     // hop id -> its task
+	replied map[string]struct{}               // hops this process answered
 	closed  bool
 }
 
@@ -100,7 +101,9 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// The agent's account imports its consumer's API under the gateway's
+	// API prefix (see broker.AccountsConfig).
+	js, err := jetstream.NewWithAPIPrefix(nc, subj.JSAPIPrefix())
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: %w", cfg.ID, err)
@@ -110,6 +113,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		sem:     make(chan struct{}, cfg.MaxConcurrent),
 		waiters: map[string]chan *schemas.Delivery{},
 		running: map[string]context.CancelFunc{},
+		replied: map[string]struct{}{},
 	}
 	cons, err := js.Consumer(ctx, subj.Stream(broker.StreamDeliver), broker.AgentConsumer(cfg.ID))
 	if err != nil {
@@ -229,6 +233,14 @@ func WithRunID(id string) CallOption {
 	return func(e *schemas.Envelope) { e.RunID = id }
 }
 
+// WithHopKey names a delegation instead of its ordinal within the task
+// (see schemas.DeriveHopID): a handler whose delegations may come in
+// another order when it is run again names each one itself, so that a
+// re-run after a crash still finds the recorded outcome of each.
+func WithHopKey(key string) CallOption {
+	return func(e *schemas.Envelope) { e.HopKey = key }
+}
+
 // Start starts a new run by invoking the target, and waits for its reply.
 func (c *Client) Start(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
 	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: schemas.NewID(), To: to}
@@ -243,7 +255,7 @@ func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message) 
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
 	}
-	env.Message, env.HopID = raw, schemas.NewID()
+	env.Message, env.HopID = raw, env.DerivedHopID()
 	wait := make(chan *schemas.Delivery, 1)
 	c.mu.Lock()
 	c.waiters[env.HopID] = wait
@@ -304,8 +316,14 @@ func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) 
 	msg := nats.NewMsg(c.subj.Submit(c.cfg.ID, run))
 	msg.Data = wire
 	propagation.TraceContext{}.Inject(ctx, broker.HeaderCarrier(msg.Header))
-	if _, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(env.HopID+"."+string(env.Kind))); err != nil {
+	// The dedupe id is the digest of the very bytes sent: a retry of this
+	// publish is recognised, and no other identity can have used it first.
+	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(schemas.Digest(wire)))
+	if err != nil {
 		return fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
+	}
+	if ack.Duplicate {
+		c.log.Info("submission was already stored (an earlier attempt of this publish)", "kind", env.Kind, "hop", env.HopID, "seq", ack.Sequence)
 	}
 	return nil
 }

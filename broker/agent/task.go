@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,13 +32,42 @@ type Task struct {
 	Message *Message
 	// Envelope is the caller's envelope as delivered.
 	Envelope *schemas.Envelope
+
+	// delegations counts the task's delegations: each one's ordinal is
+	// its hop key, so a re-run of the task names the same hops.
+	delegations atomic.Int64
 }
 
 // Delegate invokes another agent (or tool, or model) as part of this task:
 // the new hop's parent is this task's hop, so the gateway derives its run,
-// depth and ancestry. It waits for the reply.
+// depth and ancestry. It waits for the reply. The hop is named by the
+// delegation's ordinal within the task (or WithHopKey), so a re-run of the
+// task after a crash makes the same hop, which the gateway answers with
+// its recorded outcome instead of running it again.
 func (t *Task) Delegate(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
-	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: t.Context.RunID, ParentHopID: t.Context.HopID, To: to}
+	ordinal := t.delegations.Add(1) - 1
+	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: t.Context.RunID, ParentHopID: t.Context.HopID, To: to,
+		HopKey: strconv.FormatInt(ordinal, 10)}
+	for _, o := range opts {
+		o(env)
+	}
+	return t.c.call(ctx, env, msg)
+}
+
+// Spawn starts a new run from inside this task, invoking the target as
+// its first hop, and waits for its reply. The gateway allows it only where
+// a policy permits the agent Action::"start_run"; the new run continues
+// this task's principal, workflow, limits, depth and ancestry
+// (spawned_from), so spawning resets nothing that delegating would not.
+//
+// Like a delegation, the run is named by the task's hop and the call's
+// ordinal, so a task run again after a crash spawns the same run, and is
+// answered from its ledger.
+func (t *Task) Spawn(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
+	ordinal := strconv.FormatInt(t.delegations.Add(1)-1, 10)
+	env := &schemas.Envelope{Kind: schemas.KindInvoke, To: to,
+		RunID:       schemas.DeriveHopID("spawn:"+t.Context.HopID, ordinal),
+		SpawnedFrom: &schemas.SpawnRef{RunID: t.Context.RunID, HopID: t.Context.HopID}}
 	for _, o := range opts {
 		o(env)
 	}
@@ -44,6 +75,13 @@ func (t *Task) Delegate(ctx context.Context, to string, msg *Message, opts ...Ca
 }
 
 func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
+	if redelivered(m) && c.answered(d.Context) {
+		// The task was answered before and only its acknowledgement was
+		// lost (a crash, a server restart): the reply is in the ledger. Run
+		// it again and it would run twice.
+		c.ackSync(m, d.Context.HopID)
+		return
+	}
 	env, err := d.DecodeEnvelope()
 	if err != nil || env == nil {
 		c.log.Warn("task without a readable envelope", "hop", d.Context.HopID, "err", err)
@@ -156,10 +194,73 @@ func (c *Client) finish(m jetstream.Msg, t *Task, res *Result) {
 		_ = m.Nak() // try again: the task will be redone
 		return
 	}
-	if err := m.Ack(); err != nil {
-		c.log.Warn("ack task", "hop", t.Context.HopID, "err", err)
-	}
+	// The reply is stored: only now is the task acknowledged, and the
+	// acknowledgement confirmed. If it is lost anyway, the redelivered task
+	// is recognised as answered (startTask).
+	c.remember(t.Context.HopID)
+	c.ackSync(m, t.Context.HopID)
 }
+
+// ackSync acknowledges a task and waits for the server to confirm it,
+// trying a few times (a server restarting loses unconfirmed acks).
+func (c *Client) ackSync(m jetstream.Msg, hop string) {
+	var err error
+	for attempt := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = m.DoubleAck(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	c.log.Warn("ack task", "hop", hop, "err", err)
+}
+
+// redelivered reports whether the broker delivered m before.
+func redelivered(m jetstream.Msg) bool {
+	meta, err := m.Metadata()
+	return err == nil && meta.NumDelivered > 1
+}
+
+// answered reports whether the task of hop hc is answered already: this
+// process replied to it, or the gateway's ledger shows the hop closed. A
+// failed query counts as not answered: the task runs (a crash mid-task
+// must redo it).
+func (c *Client) answered(hc schemas.Context) bool {
+	c.mu.Lock()
+	_, done := c.replied[hc.HopID]
+	c.mu.Unlock()
+	if done {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := c.nc.RequestWithContext(ctx, c.subj.Query(c.cfg.ID, hc.RunID, hc.HopID), nil)
+	if err != nil {
+		c.log.Warn("query hop", "hop", hc.HopID, "err", err)
+		return false
+	}
+	var st schemas.HopStatus
+	if err := json.Unmarshal(m.Data, &st); err != nil || st.Error != "" {
+		c.log.Warn("query hop", "hop", hc.HopID, "err", err, "answer", st.Error)
+		return false
+	}
+	return st.Known && !st.Open
+}
+
+// remember notes a hop this process replied to, in a bounded set.
+func (c *Client) remember(hop string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.replied) >= maxRemembered {
+		clear(c.replied) // the gateway's ledger still knows; this only spares a query
+	}
+	c.replied[hop] = struct{}{}
+}
+
+// maxRemembered bounds the hops a client remembers replying to.
+const maxRemembered = 4096
 
 // traceContext continues the trace context the gateway stamped on the
 // delivery (the hop's span).

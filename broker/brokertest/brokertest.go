@@ -2,6 +2,10 @@
 // one per test, on a random port, with its store in the test's temp folder,
 // and the Tollgate streams provisioned. It is to broker what httptest is to
 // net/http.
+//
+// It also holds the helpers every test package shares: Eventually and
+// WaitFor poll with a deadline instead of sleeping, and Golden compares
+// output with testdata/ (rewritten with -update).
 package brokertest
 
 import (
@@ -9,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -35,9 +38,11 @@ type Bus struct {
 
 // Options shape the server of a test.
 type Options struct {
-	// Users are added to the gateway's own user; with none and
-	// Open false, only the gateway can connect.
-	Users []*server.NkeyUser
+	// Layout lists the identities and operators that may connect, each in
+	// an account of its own, as serve lays the bus out; the gateway's own
+	// key is added to it. With an empty layout and Open false, only the
+	// gateway can connect.
+	Layout broker.Layout
 	// Open starts the server without authentication.
 	Open bool
 	// Streams tunes the provisioned streams.
@@ -58,14 +63,16 @@ func (b *Bus) start() {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var users []*server.NkeyUser
+	var accounts string
 	var gw nkeysPair
 	if !b.opts.Open {
 		gw = mustKey(t)
 		b.GatewayKey, b.gwKey = gw.pub, gw
-		users = append([]*server.NkeyUser{{Nkey: gw.pub}}, b.opts.Users...)
+		layout := b.opts.Layout
+		layout.GatewayKeys = append([]string{gw.pub}, layout.GatewayKeys...)
+		accounts = b.Subjects.AccountsConfig(layout)
 	}
-	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: b.dataDir, Port: -1, Users: users})
+	srv, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: b.dataDir, Port: -1, Accounts: accounts})
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}

@@ -1,7 +1,7 @@
 // Package operator is the operators' client of a running gateway: it
 // connects with an operator's key and sends signed control commands on
-// tg.ctl.> (halt a run), which the enforcer checks against the operators
-// registered in its config.
+// tg.ctl.> (halt a run, approve or reject a hop held for approval), which
+// the enforcer checks against the operators registered in its config.
 package operator
 
 import (
@@ -17,10 +17,6 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/schemas"
 )
-
-// ErrRefused is returned when the gateway refused a command; the error
-// says why.
-var ErrRefused = errors.New("operator: command refused")
 
 // Config says who the operator is and where the gateway is.
 type Config struct {
@@ -66,7 +62,8 @@ func (c *Client) Close() { c.nc.Close() }
 
 // Halt halts a run: the gateway records run.halted with reason, cancels
 // the run's open hops and publishes an alert. Halting a halted run is not
-// an error (the reply says Already). A refusal wraps ErrRefused.
+// an error (the reply says Already). A refusal wraps ErrRefused; no answer
+// in time, ErrNoAnswer.
 func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltReply, error) {
 	if reason == "" {
 		return nil, errors.New("operator: a halt needs a reason: the ledger and the alert record it")
@@ -82,7 +79,7 @@ func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltRep
 	}
 	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlHalt(run), signed)
 	if err != nil {
-		return nil, fmt.Errorf("halt %s: no answer from a gateway (%w)", run, err)
+		return nil, fmt.Errorf("halt %s: %w (%w)", run, ErrNoAnswer, err)
 	}
 	var reply schemas.HaltReply
 	if err := json.Unmarshal(m.Data, &reply); err != nil {
@@ -90,6 +87,52 @@ func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltRep
 	}
 	if reply.Error != "" && !reply.OK {
 		return &reply, fmt.Errorf("%w: halt %s: %s", ErrRefused, run, reply.Error)
+	}
+	return &reply, nil
+}
+
+// Approve releases a hop held for approval: the gateway records
+// hop.approved and delivers the invoke to its target. note is recorded.
+// The operator must be in one of the hop's approver groups. A refusal
+// wraps ErrRefused; no answer in time, ErrNoAnswer.
+func (c *Client) Approve(ctx context.Context, run, hop, note string) (*schemas.ApprovalReply, error) {
+	return c.answer(ctx, run, hop, true, note)
+}
+
+// Reject closes a hop held for approval unforwarded: the gateway records
+// hop.rejected and tells its caller (reason approval) why: note, which is
+// required.
+func (c *Client) Reject(ctx context.Context, run, hop, note string) (*schemas.ApprovalReply, error) {
+	if note == "" {
+		return nil, errors.New("operator: a rejection needs a note: the caller is told it")
+	}
+	return c.answer(ctx, run, hop, false, note)
+}
+
+func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note string) (*schemas.ApprovalReply, error) {
+	verb := "approve"
+	if !approve {
+		verb = "reject"
+	}
+	req := schemas.ApprovalRequest{Version: schemas.Version, RunID: run, HopID: hop, By: c.cfg.ID, Approve: approve, Note: note, SentAt: time.Now().UTC()}
+	body, err := schemas.Encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", verb, err)
+	}
+	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlApprove(run), signed)
+	if err != nil {
+		return nil, fmt.Errorf("%s hop %s of run %s: %w (%w)", verb, hop, run, ErrNoAnswer, err)
+	}
+	var reply schemas.ApprovalReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("%s hop %s: unreadable answer: %w", verb, hop, err)
+	}
+	if !reply.OK {
+		return &reply, fmt.Errorf("%w: %s hop %s of run %s: %s", ErrRefused, verb, hop, run, reply.Error)
 	}
 	return &reply, nil
 }

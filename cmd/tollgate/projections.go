@@ -2,21 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/gateway"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/projections"
 )
 
@@ -59,24 +56,19 @@ func (f *chFlags) config() (projections.Config, error) {
 
 // configFrom is config, falling back on the clickhouse section of the
 // gateway config src names (--config), if any.
-func (f *chFlags) configFrom(src *ledgerSource) (projections.Config, error) {
-	cfg := projections.Config{DSN: f.dsn, Database: f.database}
+func (f *chFlags) configFrom(src *sourceFlags) (projections.Config, error) {
+	var gw *gateway.Config
 	if f.dsn == "" && src != nil {
-		gw, err := src.loadConfig()
-		if err != nil {
-			return cfg, err
-		}
-		if gw != nil && gw.ClickHouse.DSN != "" {
-			cfg = gw.ClickHouse.Projections()
-			if f.database != "" {
-				cfg.Database = f.database
-			}
+		var err error
+		if gw, err = src.loadConfig(); err != nil {
+			return projections.Config{}, err
 		}
 	}
-	if cfg.DSN == "" {
+	cfg, err := gateway.ProjectionsConfig(gw, f.dsn, f.database)
+	if errors.Is(err, gateway.ErrNoClickHouse) {
 		return cfg, fmt.Errorf("no ClickHouse: pass --clickhouse, set $%s, or give a --config with a clickhouse dsn", envClickHouseDSN)
 	}
-	return cfg, cfg.Validate()
+	return cfg, err
 }
 
 func newProjectionsMigrateCmd() *cobra.Command {
@@ -115,7 +107,7 @@ func newProjectionsMigrateCmd() *cobra.Command {
 
 func newProjectionsRunCmd() *cobra.Command {
 	var ch chFlags
-	var src ledgerSource
+	var src sourceFlags
 	var batch int
 	var flush, every time.Duration
 	var consumer string
@@ -143,15 +135,18 @@ func newProjectionsRunCmd() *cobra.Command {
 			if flush != 0 {
 				cfg.FlushInterval = flush
 			}
-			cfg.Consumer, cfg.Logger, cfg.LogEvery = consumer, log, every
-			p, err := projections.New(l.js, l.subjects, cfg)
+			if consumer != "" {
+				cfg.Consumer = consumer
+			}
+			cfg.Logger, cfg.LogEvery = log, every
+			p, err := projections.New(l.Ledger, cfg)
 			if err != nil {
 				return err
 			}
 			if err := p.Start(setup); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "projecting %s into ClickHouse database %s; Ctrl-C stops\n", l.name, cfg.DatabaseName())
+			fmt.Fprintf(cmd.OutOrStdout(), "projecting %s into ClickHouse database %s; Ctrl-C stops\n", l.StreamName(), cfg.DatabaseName())
 			<-ctx.Done()
 			stopCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
 			defer stop()
@@ -162,14 +157,14 @@ func newProjectionsRunCmd() *cobra.Command {
 	src.addFlags(cmd.Flags())
 	cmd.Flags().IntVar(&batch, "batch-size", 0, "events per batch of inserts (default 20000)")
 	cmd.Flags().DurationVar(&flush, "flush-interval", 0, "longest an event waits for its batch (default 1s)")
-	cmd.Flags().StringVar(&consumer, "consumer", projections.DefaultConsumer, "durable consumer name")
+	cmd.Flags().StringVar(&consumer, "consumer", broker.ProjectorConsumer, "durable consumer name")
 	cmd.Flags().DurationVar(&every, "stats-every", 30*time.Second, "how often to log the projector's counters and lag")
 	return cmd
 }
 
 func newProjectionsRebuildCmd() *cobra.Command {
 	var ch chFlags
-	var src ledgerSource
+	var src sourceFlags
 	var asJSON, keepOld bool
 	cmd := &cobra.Command{
 		Use:   "rebuild",
@@ -191,9 +186,9 @@ meanwhile, and check that the rebuilt events match the ledger's count.`,
 				return err
 			}
 			defer l.Close()
-			bar := newProgressBar(cmd.ErrOrStderr())
-			res, err := projections.Rebuild(ctx, l.js, l.subjects, cfg, projections.RebuildOptions{Progress: bar.update, KeepOld: keepOld})
-			bar.finish()
+			bar := projections.NewProgressPrinter(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr()))
+			res, err := projections.Rebuild(ctx, l.Ledger, cfg, projections.RebuildOptions{Progress: bar.Update, KeepOld: keepOld})
+			bar.Finish()
 			if res == nil {
 				return err
 			}
@@ -203,13 +198,9 @@ meanwhile, and check that the rebuilt events match the ledger's count.`,
 				}
 				return err
 			}
-			verdict := "matches the ledger"
-			if err != nil {
-				verdict = "DOES NOT match the ledger"
+			if werr := res.WriteText(cmd.OutOrStdout(), err == nil); werr != nil {
+				return errors.Join(err, werr)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s in %s: %d ledger events, %d events projected (%d skipped), %d hops, %d runs, %d breaches; %d caught up after the swap; %s\n",
-				res.Database, res.Duration.Round(time.Millisecond), res.LedgerEvents, res.Events, res.Skipped, res.Hops, res.Runs,
-				res.Breaches, res.CaughtUp, verdict)
 			return err
 		},
 	}
@@ -222,7 +213,7 @@ meanwhile, and check that the rebuilt events match the ledger's count.`,
 
 func newProjectionsStatusCmd() *cobra.Command {
 	var ch chFlags
-	var src ledgerSource
+	var src sourceFlags
 	var asJSON bool
 	var consumer string
 	cmd := &cobra.Command{
@@ -234,150 +225,43 @@ func newProjectionsStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Consumer = consumer
+			if consumer != "" {
+				cfg.Consumer = consumer
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), src.timeout)
 			defer cancel()
-			var js jetstream.JetStream
-			subjects := broker.DefaultSubjects()
-			if src.data != "" || src.url != "" || src.config != "" {
+			var led *ledger.Ledger
+			if src.given() {
 				l, err := src.open(ctx)
 				if err != nil {
 					return err
 				}
 				defer l.Close()
-				js, subjects = l.js, l.subjects
+				led = l.Ledger
 			}
-			st, err := projections.GetStatus(ctx, js, subjects, cfg)
+			st, err := projections.GetStatus(ctx, led, cfg)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
-			return writeStatus(cmd.OutOrStdout(), st)
+			return st.WriteText(cmd.OutOrStdout())
 		},
 	}
 	ch.register(cmd.Flags())
 	src.addFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
-	cmd.Flags().StringVar(&consumer, "consumer", projections.DefaultConsumer, "durable consumer name")
+	cmd.Flags().StringVar(&consumer, "consumer", broker.ProjectorConsumer, "durable consumer name")
 	return cmd
 }
 
-func writeStatus(w io.Writer, st *projections.Status) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "database\t%s (ClickHouse %s)\n", st.Database, st.ServerVersion)
-	fmt.Fprintf(tw, "schema\tmigration %d of %d\n", st.SchemaVersion, st.LatestSchema)
-	fmt.Fprintf(tw, "rows\t%d events, %d hops, %d runs, %d breaches\n", st.Events, st.Hops, st.Runs, st.Breaches)
-	fmt.Fprintf(tw, "projected up to\tstream seq %d\n", st.ProjectedStreamSeq)
-	if l := st.Lag; l != nil {
-		state := "caught up"
-		if l.Events() > 0 {
-			state = fmt.Sprintf("%d events behind (%d pending, %d awaiting ack), oldest %s old", l.Events(), l.Pending, l.AckPending, l.Behind.Round(time.Millisecond))
-		}
-		if !l.Exists {
-			state = fmt.Sprintf("no projector has run as %q yet; %d events to project", l.Consumer, l.Events())
-		}
-		fmt.Fprintf(tw, "ledger\t%d events, last stream seq %d\n", l.StreamEvents, l.StreamLastSeq)
-		fmt.Fprintf(tw, "lag\t%s\n", state)
-	} else {
-		fmt.Fprintf(tw, "lag\tunknown (pass --data, --nats or --config to ask the bus)\n")
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	return tw.Flush()
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// progressBar draws rebuild progress on a terminal, and prints a line now
-// and then when the output is not one (CI logs).
-type progressBar struct {
-	w        io.Writer
-	tty      bool
-	pass     int
-	lastPct  int
-	lastLine time.Time
-	drawn    bool
-}
-
-func newProgressBar(w io.Writer) *progressBar {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	return &progressBar{w: w, tty: tty, lastPct: -1}
-}
-
-func (p *progressBar) update(pr projections.RebuildProgress) {
-	pct := 100
-	if pr.Total > 0 {
-		pct = int(pr.Done * 100 / pr.Total)
-	}
-	what := "re-projecting the ledger"
-	if pr.Pass == 2 {
-		what = "catching up after the swap"
-	}
-	if p.tty {
-		if p.drawn && pr.Pass != p.pass {
-			fmt.Fprintln(p.w)
-		}
-		p.pass = pr.Pass
-		const width = 30
-		fill := pct * width / 100
-		fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% %d/%d events ", what, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, pr.Done, pr.Total)
-		p.drawn = true
-		return
-	}
-	if pr.Pass != p.pass || pct >= p.lastPct+10 || time.Since(p.lastLine) > 5*time.Second || pr.Done == pr.Total {
-		if pr.Pass == p.pass && pct == p.lastPct {
-			return
-		}
-		fmt.Fprintf(p.w, "%s: %d%% (%d/%d events)\n", what, pct, pr.Done, pr.Total)
-		p.pass, p.lastPct, p.lastLine = pr.Pass, pct, time.Now()
-	}
-}
-
-func (p *progressBar) finish() {
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
-}
-
-// writeDemoCost waits until the gateway's projector has written every
-// ledger event, then prints the run's cost report read from ClickHouse.
-func writeDemoCost(ctx context.Context, w io.Writer, g *gateway.Gateway, run string) error {
-	for {
-		lag, err := g.Projector().Lag(ctx)
-		if err != nil {
-			return err
-		}
-		if lag.Events() == 0 && lag.AckFloor >= lag.StreamLastSeq {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("projection of run %s: %w", run, ctx.Err())
-		case <-g.Projector().Done():
-			return fmt.Errorf("projector stopped: %w", g.Projector().Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	r, err := projections.NewReader(ctx, g.Config().ClickHouse.Projections())
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	out := map[projections.Dimension][]projections.CostRow{}
-	for _, d := range projections.Dimensions {
-		if out[d], err = r.Cost(ctx, d, projections.Filter{RunID: run}); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(w, "\nFrom ClickHouse (database %s), run %s:\n\n", g.Config().ClickHouse.Projections().DatabaseName(), run)
-	return writeCost(w, projections.Dimensions, out)
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

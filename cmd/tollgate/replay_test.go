@@ -65,9 +65,9 @@ type replayOut struct {
 		SpanID                             string   `json:"span_id"`
 		PolicyIDs                          []string `json:"policy_ids"`
 	} `json:"hops"`
-	TraceID      string               `json:"trace_id"`
-	Verification runtree.Verification `json:"verification"`
-	Graph        runtree.Graph        `json:"graph"`
+	TraceID      string              `json:"trace_id"`
+	Verification ledger.Verification `json:"verification"`
+	Graph        runtree.Graph       `json:"graph"`
 }
 
 // TestReplayKeptDemo: a demo kept with --data is replayed from its folder,
@@ -85,7 +85,7 @@ func TestReplayKeptDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := r.Verification
-	if r.RunID != run || r.Status != "completed" || v.Chain != runtree.ChainIntact || v.Signatures != runtree.SigVerified || v.Checked != 8 || v.Broken != nil {
+	if r.RunID != run || r.Status != "completed" || v.Chain != ledger.ChainIntact || v.Signatures != ledger.SigVerified || v.Checked != 8 || v.Broken != nil {
 		t.Fatalf("replay of the demo: run %s status %s, verification %+v", r.RunID, r.Status, v)
 	}
 	if len(r.Hops) != 5 || r.Hops[2].From != "research" || r.Hops[2].To != "orchestrator" || r.Hops[2].Reason != "policy" ||
@@ -290,8 +290,8 @@ func TestReplayWhatIfLoopDemo(t *testing.T) {
 				PolicyIDs []string `json:"policy_ids"`
 			} `json:"candidate"`
 		} `json:"hops"`
-		Vanished     []json.RawMessage    `json:"vanished"`
-		Verification runtree.Verification `json:"verification"`
+		Vanished     []json.RawMessage   `json:"vanished"`
+		Verification ledger.Verification `json:"verification"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestReplayWhatIfLoopDemo(t *testing.T) {
 		first.Candidate.Reason != "policy" || first.Candidate.PolicyIDs[0] != "no-agent-invokes-an-orchestrator" {
 		t.Fatalf("first change %+v of %s", first, out)
 	}
-	if len(rep.Vanished) != 2 || rep.Verification.Signatures != runtree.SigVerified {
+	if len(rep.Vanished) != 2 || rep.Verification.Signatures != ledger.SigVerified {
 		t.Fatalf("vanished %d events, signatures %s", len(rep.Vanished), rep.Verification.Signatures)
 	}
 	text, _, err := tollgate(t, ctxTimeout(t), "replay", run, "--data", dir, "--policy", "../../deploy/policies")
@@ -346,40 +346,6 @@ func TestReplayArguments(t *testing.T) {
 		if _, _, err := tollgate(t, ctx, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
 		}
-	}
-}
-
-func TestReadKeyDir(t *testing.T) {
-	dir := t.TempDir()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	old, _ := nkeys.CreateUser()
-	oldPub, _ := old.PublicKey()
-	seed, _ := kp.Seed()
-	for name, body := range map[string]string{
-		"research.pub": "# research, newest last\n" + oldPub + "\n\n" + pub + "\n",
-		"writer.nk":    string(seed) + "\n",
-		"README.md":    "not a key",
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys, err := loadKeys(dir, nil, "")
-	if err != nil || len(keys["research"]) != 2 || len(keys["writer"]) != 1 || len(keys) != 2 {
-		t.Fatalf("keys %v, %v", keys, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "critic.pub"), []byte("SUAnotakey\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loadKeys(dir, nil, ""); err == nil || !strings.Contains(err.Error(), "critic.pub:1") {
-		t.Fatalf("a bad key file: %v", err)
-	}
-	if keys, err := loadKeys("", nil, t.TempDir()); err != nil || keys != nil {
-		t.Fatalf("no keys anywhere: %v, %v", keys, err)
 	}
 }
 

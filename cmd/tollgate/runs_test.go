@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,16 +12,27 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/ledger/runtree/runtreetest"
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// ledgerWithRuns starts a NATS server with the Tollgate streams and
-// appends a few runs to its ledger: a completed one, a halted one, one
-// still running, and the entry of a rejected submission.
-func ledgerWithRuns(t *testing.T) (url string, runs map[string][]ledger.Record) {
+// ledgerWithRuns starts a NATS server with the Tollgate streams, laid out
+// in accounts as serve lays them out with one operator, and appends a few
+// runs to its ledger: a completed one, a halted one, one still running,
+// and the entry of a rejected submission. The operator's seed file is
+// creds: reads go through its account's imports.
+// rejectedRun is the ledger entry of a submission that belonged to no run.
+const rejectedRun = ledger.RejectedPrefix + "7-0123456789ab"
+
+func ledgerWithRuns(t *testing.T) (url, creds string, runs map[string][]ledger.Record) {
 	t.Helper()
-	bus := brokertest.Start(t, brokertest.Options{Open: true})
+	opKey, opPub := brokertest.NewKey(t)
+	creds = filepath.Join(t.TempDir(), "ops.nk")
+	if err := broker.WriteSeed(creds, opKey); err != nil {
+		t.Fatal(err)
+	}
+	bus := brokertest.Start(t, brokertest.Options{Layout: broker.Layout{Operators: map[string]string{"ops": opPub}}})
 	l := ledger.New(bus.JS, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -56,7 +68,7 @@ func ledgerWithRuns(t *testing.T) (url string, runs map[string][]ledger.Record) 
 	add("run-c", c)
 
 	// A submission that belonged to no run is recorded on its own.
-	rej, err := schemas.NewEvent("_rejected-7-0123456789ab", schemas.EventHopDenied, "h1", day(2).Add(time.Hour),
+	rej, err := schemas.NewEvent(rejectedRun, schemas.EventHopDenied, "h1", day(2).Add(time.Hour),
 		&schemas.HopDecision{Kind: schemas.KindInvoke, From: "writer", To: "critic", Reason: schemas.ReasonRun, Message: "run r9 does not exist"})
 	if err != nil {
 		t.Fatal(err)
@@ -64,25 +76,25 @@ func ledgerWithRuns(t *testing.T) (url string, runs map[string][]ledger.Record) 
 	if _, _, err := l.Append(ctx, ledger.Head{}, rej); err != nil {
 		t.Fatal(err)
 	}
-	return bus.Server.ClientURL(), runs
+	return bus.Server.ClientURL(), creds, runs
 }
 
 func TestRunsList(t *testing.T) {
-	url, _ := ledgerWithRuns(t)
+	url, creds, _ := ledgerWithRuns(t)
 	ctx := ctxTimeout(t)
-	list := func(args ...string) []runSummary {
+	list := func(args ...string) []runtree.Summary {
 		t.Helper()
-		out, errOut, err := tollgate(t, ctx, append([]string{"runs", "list", "--nats", url, "--json"}, args...)...)
+		out, errOut, err := tollgate(t, ctx, append([]string{"runs", "list", "--nats", url, "--creds", creds, "--json"}, args...)...)
 		if err != nil {
 			t.Fatalf("runs list %v: %v\n%s", args, err, errOut)
 		}
-		var got []runSummary
+		var got []runtree.Summary
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("runs list %v: %v\n%s", args, err, out)
 		}
 		return got
 	}
-	ids := func(rs []runSummary) string {
+	ids := func(rs []runtree.Summary) string {
 		var s []string
 		for _, r := range rs {
 			s = append(s, r.RunID)
@@ -94,12 +106,12 @@ func TestRunsList(t *testing.T) {
 		want string
 	}{
 		{nil, "run-c run-b run-a"},
-		{[]string{"--rejects"}, "run-c _rejected-7-0123456789ab run-b run-a"},
+		{[]string{"--rejects"}, "run-c " + rejectedRun + " run-b run-a"},
 		{[]string{"--status", "halted"}, "run-b"},
 		{[]string{"--status", "running,completed"}, "run-c run-a"},
-		{[]string{"--rejects", "--status", "rejected"}, "_rejected-7-0123456789ab"},
+		{[]string{"--rejects", "--status", "rejected"}, rejectedRun},
 		{[]string{"--agent", "research"}, "run-b"},
-		{[]string{"--agent", "critic", "--rejects"}, "run-c _rejected-7-0123456789ab"},
+		{[]string{"--agent", "critic", "--rejects"}, "run-c " + rejectedRun},
 		{[]string{"--since", "2026-01-02"}, "run-c run-b"},
 		{[]string{"--limit", "1"}, "run-c"},
 		{[]string{"--agent", "nobody"}, ""},
@@ -118,7 +130,7 @@ func TestRunsList(t *testing.T) {
 		t.Errorf("run-b %+v", b)
 	}
 
-	out, errOut, err := tollgate(t, ctx, "runs", "list", "--nats", url, "--limit", "2")
+	out, errOut, err := tollgate(t, ctx, "runs", "list", "--nats", url, "--creds", creds, "--limit", "2")
 	if err != nil || !strings.HasPrefix(out, "RUN") || !strings.Contains(out, "run-b") || strings.Contains(out, "run-a") ||
 		!strings.Contains(errOut, "2 of 3 runs shown") {
 		t.Errorf("table: %v\n%s%s", err, out, errOut)
@@ -127,8 +139,8 @@ func TestRunsList(t *testing.T) {
 
 // TestRunsExportOverNATS: export writes the stored events, byte for byte.
 func TestRunsExportOverNATS(t *testing.T) {
-	url, runs := ledgerWithRuns(t)
-	out, errOut, err := tollgate(t, ctxTimeout(t), "runs", "export", "run-b", "--nats", url)
+	url, creds, runs := ledgerWithRuns(t)
+	out, errOut, err := tollgate(t, ctxTimeout(t), "runs", "export", "run-b", "--nats", url, "--creds", creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,33 +156,12 @@ func TestRunsExportOverNATS(t *testing.T) {
 	if !strings.Contains(errOut, "exported 6 events of run run-b; head "+last) {
 		t.Fatalf("export summary %q", errOut)
 	}
-	if _, _, err := tollgate(t, ctxTimeout(t), "runs", "export", "run-zz", "--nats", url); err == nil || !strings.Contains(err.Error(), "not in the ledger") {
+	if _, _, err := tollgate(t, ctxTimeout(t), "runs", "export", "run-zz", "--nats", url, "--creds", creds); err == nil || !strings.Contains(err.Error(), "not in the ledger") {
 		t.Fatalf("export of a missing run: %v", err)
 	}
 	// Replay over NATS reads the same run.
-	text, _, err := tollgate(t, ctxTimeout(t), "replay", "run-b", "--nats", url)
+	text, _, err := tollgate(t, ctxTimeout(t), "replay", "run-b", "--nats", url, "--creds", creds)
 	if err != nil || !strings.Contains(text, "Halted at #6 by gateway") || !strings.Contains(text, "signatures NOT checked") {
 		t.Fatalf("replay over nats: %v\n%s", err, text)
-	}
-}
-
-func TestParseRunsSince(t *testing.T) {
-	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"":                     {},
-		"24h":                  now.Add(-24 * time.Hour),
-		"7d":                   now.Add(-7 * 24 * time.Hour),
-		"2026-03-01":           time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
-		"2026-03-01T08:30:00Z": time.Date(2026, 3, 1, 8, 30, 0, 0, time.UTC),
-	} {
-		got, err := parseSince(in, now)
-		if err != nil || !got.Equal(want) {
-			t.Errorf("since %q: %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"-3h", "yesterday", "3x"} {
-		if _, err := parseSince(bad, now); err == nil {
-			t.Errorf("since %q parsed", bad)
-		}
 	}
 }

@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,12 +32,16 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 				cfg.NATS.DataDir = dataDir
 			}
 			log := logger(cmd)
+			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimit)
 			ctx := cmd.Context()
 			g, err := gateway.Start(ctx, cfg, gateway.Options{Logger: log, TraceOut: cmd.OutOrStdout()})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tollgate serving on %s; Ctrl-C stops\n", g.URL())
+			fmt.Fprintf(cmd.OutOrStdout(), "tollgate serving on %s; Ctrl-C stops, SIGHUP reloads %s\n", g.URL(), configPath)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			tick := time.NewTicker(30 * time.Second)
 			defer tick.Stop()
 		loop:
@@ -41,6 +49,8 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 				select {
 				case <-ctx.Done():
 					break loop
+				case <-hup:
+					reload(ctx, g, configPath, dataDir, log)
 				case <-tick.C:
 					s := g.Enforcer().Stats()
 					log.Info("enforcer", "allowed", s.Allowed, "denied", s.Denied, "completed", s.Completed, "redelivered", s.Redelivered, "errors", s.Errors)
@@ -51,7 +61,24 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			return g.Close(stopCtx)
 		},
 	}
-	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file")
+	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file (re-read on SIGHUP)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
 	return cmd
+}
+
+// reload re-reads the config file and applies it to the running gateway;
+// a config that fails is refused and the running one stays.
+func reload(ctx context.Context, g *gateway.Gateway, path, dataDir string, log *slog.Logger) {
+	cfg, err := gateway.LoadConfig(path)
+	if err == nil {
+		if dataDir != "" {
+			cfg.NATS.DataDir = dataDir
+		}
+		err = g.Reload(ctx, cfg, gateway.Options{})
+	}
+	if err != nil {
+		log.Error("reload refused; the running config stays", "config", path, "err", err)
+		return
+	}
+	log.Info("reloaded", "config", path)
 }

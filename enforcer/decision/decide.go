@@ -1,10 +1,14 @@
 package decision
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -16,13 +20,86 @@ import (
 type Plan struct {
 	Events []schemas.Event
 	Reject *schemas.HopDecision
+	// Dropped is set instead when a submission that fails the integrity
+	// checks finds its sender over the rate of rejected submissions: it is
+	// not recorded anywhere, so a flood of garbage cannot grow the ledger.
+	Dropped *Verdict
+	// Replayed is set instead when the submission repeats an invoke the run
+	// already decided (a task run again after a crash makes the same
+	// delegations, with the same derived hop ids): nothing is appended,
+	// and the caller is answered with the hop's recorded outcome.
+	Replayed *ledger.Hop
 }
 
 // Decide turns a submission into the events that record it, judged
 // against the run's state st at time now. Whatever is wrong with the
-// submission becomes a denial; only rate (the fleet-wide rate limit) can
-// make it fail.
-func (r *Rules) Decide(st *ledger.State, sub *Submission, now time.Time, rate RateFunc) (Plan, error) {
+// submission becomes a denial; only the inputs (I/O) can make it fail.
+func (r *Rules) Decide(st *ledger.State, sub *Submission, now time.Time, in Inputs) (Plan, error) {
+	p, err := r.decide(st, sub, now, in)
+	if err != nil || !p.charged() {
+		return p, err
+	}
+	return r.chargeRejection(st, sub, p, in.Rate)
+}
+
+// charged reports whether a plan counts against its sender's rate of
+// rejected submissions: every denial (an integrity denial, a governance
+// denial in a run, a run started only to record that its first hop is
+// denied) and every repeated invoke answered from the ledger. Allowed hops
+// are bounded by the run limits; these are bounded by that rate, so no
+// sender can grow the ledger, or the deliveries, without bound.
+func (p Plan) charged() bool {
+	if p.Reject != nil || p.Replayed != nil {
+		return true
+	}
+	for _, ev := range p.Events {
+		if ev.Type == schemas.EventHopDenied {
+			return true
+		}
+	}
+	return false
+}
+
+// chargeRejection counts a charged plan against its sender's rate of
+// rejected submissions, and drops it unrecorded when the sender is over
+// that rate, unless it records a breach the run has not recorded yet (a
+// breach changes the run: it may halt it).
+func (r *Rules) chargeRejection(st *ledger.State, sub *Submission, p Plan, rate RateFunc) (Plan, error) {
+	if rate == nil || !schemas.ValidPrincipalID(sub.Caller) {
+		return p, nil
+	}
+	lim := r.Limits.ForAgent(sub.Caller).RejectRateLimit
+	if lim.Unlimited() {
+		return p, nil
+	}
+	d, err := rate(limits.RejectKey(sub.Caller), lim)
+	if err != nil || d.Allowed || newBreach(st, p) {
+		return p, err
+	}
+	return Plan{Dropped: Deny(schemas.ReasonRate, "%s is over its rate of rejected submissions (%s): not recorded", sub.Caller, lim)}, nil
+}
+
+// newBreach reports whether p records a denial that trips a limit the run
+// has not recorded a breach of. A run that would only start to record its
+// first hop's denial has nothing a breach could halt.
+func newBreach(st *ledger.State, p Plan) bool {
+	if !st.Started {
+		return false
+	}
+	for _, ev := range p.Events {
+		if ev.Type != schemas.EventHopDenied {
+			continue
+		}
+		if data, err := ev.DecodeData(); err == nil {
+			if d, ok := data.(*schemas.HopDecision); ok && d.Breach != nil && !st.Breached(d.Breach.Limit) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *Rules) decide(st *ledger.State, sub *Submission, now time.Time, in Inputs) (Plan, error) {
 	if sub.DecodeErr != nil {
 		return r.denied(st, sub, Deny(schemas.ReasonMalformed, "%v", sub.DecodeErr), now), nil
 	}
@@ -37,11 +114,9 @@ func (r *Rules) Decide(st *ledger.State, sub *Submission, now time.Time, rate Ra
 	}
 	switch env.Kind {
 	case schemas.KindInvoke:
-		return r.decideInvoke(st, sub, caller, now, rate)
-	case schemas.KindReply:
-		return r.decideClose(st, sub, now, true), nil
+		return r.decideInvoke(st, sub, caller, now, in)
 	default:
-		return r.decideClose(st, sub, now, false), nil
+		return r.decideClose(st, sub, caller, now, in)
 	}
 }
 
@@ -73,25 +148,55 @@ func (r *Rules) authenticate(sub *Submission) (*broker.Identity, *Verdict) {
 	return id, nil
 }
 
-func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.Identity, now time.Time, rate RateFunc) (Plan, error) {
+func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.Identity, now time.Time, in Inputs) (Plan, error) {
 	env := sub.Env
+	if h := st.Hops[env.HopID]; h != nil && h.From == caller.ID && h.ParentID == env.ParentHopID && h.To == env.To {
+		return Plan{Replayed: h}, nil
+	}
 	d := &schemas.HopDecision{
 		Kind: schemas.KindInvoke, From: caller.ID, To: env.To,
 		FromType: caller.Type, FromTeam: caller.Team, FromTags: caller.Tags, Estimate: env.Estimate,
 	}
-	var parent *ledger.Hop
-	newRun := false
+	// parent is the hop the caller works on; above is the task the hop
+	// comes from: the parent, or the hop of another run a run is spawned
+	// from.
+	var parent, above *ledger.Hop
+	var start *schemas.RunStarted // set for a run's first hop
+	lim := r.LimitsOf(st)
 	if env.ParentHopID == "" {
-		if env.RunID != "" && env.RunID != sub.RunToken {
+		if env.RunID != sub.RunToken {
 			return r.denied(st, sub, Deny(schemas.ReasonMalformed, "run_id %q differs from the run %q of the subject", env.RunID, sub.RunToken), now), nil
 		}
 		if st.Started && (st.RootHopID != env.HopID || st.Hops[env.HopID] != nil) {
 			return r.denied(st, sub, Deny(schemas.ReasonRun, "run %s already exists; start a run with a fresh run id", st.RunID), now), nil
 		}
 		// A run that started but whose first hop was not decided yet is a
-		// crash between the two appends: decide the hop now.
-		newRun = !st.Started
+		// crash between the two appends: decide the hop now, as it was
+		// started.
+		start = &schemas.RunStarted{RootHopID: env.HopID, Caller: caller.ID, CallerType: caller.Type, OnBehalfOf: caller.ID}
 		d.Ancestry, d.OnBehalfOf = []string{caller.ID}, caller.ID
+		start.Workflow = r.WorkflowFor(env.To)
+		lim = r.Limits.ForWorkflow(start.Workflow)
+		if sp := env.SpawnedFrom; sp != nil {
+			from, v, err := r.spawnedFrom(sub, caller, in)
+			if err != nil {
+				return Plan{}, err
+			}
+			if v != nil {
+				return r.denied(st, sub, v, now), nil
+			}
+			// The run continues the run it was started from: its principal,
+			// workflow and limits, and the depth and ancestry of the hop.
+			start.SpawnedFrom, start.OnBehalfOf, start.Workflow = sp, from.OnBehalfOf, from.Workflow
+			lim = r.LimitsOf(from)
+			above = from.Hops[sp.HopID]
+			d.Depth, d.Ancestry = ledger.ChildContext(above)
+			d.OnBehalfOf = from.OnBehalfOf
+		}
+		start.Limits = lim.Record()
+		if st.Started {
+			lim = r.LimitsOf(st) // as the run recorded them
+		}
 	} else {
 		if !st.Started {
 			return r.denied(st, sub, Deny(schemas.ReasonRun, "run %s does not exist", sub.RunToken), now), nil
@@ -100,40 +205,78 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 			return r.denied(st, sub, v, now), nil
 		}
 		parent = st.Hops[env.ParentHopID]
+		above = parent
 		d.Depth, d.Ancestry = ledger.ChildContext(parent)
 		d.OnBehalfOf, d.ParentHopID = st.OnBehalfOf, parent.ID
 	}
 	d.Cycle = slices.Contains(d.Ancestry, env.To)
+	if t := invokeTaint(above, caller); t.tainted {
+		d.Tainted, d.TaintSources = true, t.sources
+	}
 	d.TraceID, d.SpanID, d.ParentSpanID = hopTrace(st, sub, parent)
 
 	var events []schemas.Event
-	lim := r.LimitsOf(st)
-	if newRun {
-		workflow := r.WorkflowFor(env.To)
-		lim = r.Limits.ForWorkflow(workflow)
-		started := &schemas.RunStarted{
-			RootHopID: env.HopID, Caller: caller.ID, CallerType: caller.Type, OnBehalfOf: d.OnBehalfOf,
-			Workflow: workflow, Limits: lim.Record(), TraceID: d.TraceID,
+	if start != nil {
+		start.TraceID = d.TraceID
+		if !st.Started {
+			events = append(events, schemas.EventOf(sub.RunToken, schemas.EventRunStarted, "", now, start))
+			// Decide against the run as it will be once started.
+			st = ledger.StartedState(st.RunID, now, start)
 		}
-		events = append(events, schemas.EventOf(sub.RunToken, schemas.EventRunStarted, "", now, started))
-		// Decide against the run as it will be once started.
-		st = startedState(st.RunID, now, started)
 	}
 	target, v := r.checkTarget(env.To)
 	if v == nil {
 		d.Action = ActionFor(target.Type)
 		d.ToType, d.ToTeam, d.ToTags = target.Type, target.Team, target.Tags
-		inv := &Invoke{State: st, Caller: caller, Target: target, Decision: d, Estimate: env.Estimate, Limits: lim, Now: now}
-		g, err := r.Govern(inv, r.Engine, rate)
+		inv := &Invoke{
+			State: st, Caller: caller, Target: target, Decision: d, Estimate: env.Estimate, Limits: lim, Now: now,
+			Message: env.Message, Scan: r.scanner(in),
+		}
+		g, err := r.Govern(inv, r.Engine, in.Rate)
 		if err != nil {
 			return Plan{}, err
 		}
 		d.PolicyIDs, d.Audit, v = g.PolicyIDs, g.Findings, g.Denial
+		if v == nil && g.Redacted != nil {
+			if d.Redacted, err = redactedEnvelope(env, g.Redacted, nil); err != nil {
+				return Plan{}, err
+			}
+		}
 	}
 	if v == nil {
+		r.holdForApproval(d, caller, now)
+	}
+	if v == nil && d.Approval == nil {
 		d.Deadline = now.Add(r.TimeoutFor(target)).UTC()
 	}
 	return Plan{Events: append(events, decisionEvent(sub, d, v, now))}, nil
+}
+
+// spawnedFrom checks the hop an agent says it starts a run from: a hop of
+// another run, open, and delivered to the agent. It returns that run.
+func (r *Rules) spawnedFrom(sub *Submission, caller *broker.Identity, in Inputs) (*ledger.State, *Verdict, error) {
+	sp := sub.Env.SpawnedFrom
+	if in.Run == nil {
+		return nil, Deny(schemas.ReasonParent, "spawned_from cannot be checked here"), nil
+	}
+	from, err := in.Run(sp.RunID)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := from.Hops[sp.HopID]
+	switch {
+	case !from.Started:
+		return nil, Deny(schemas.ReasonParent, "spawned_from names run %s, which does not exist", sp.RunID), nil
+	case from.Closed():
+		return nil, Deny(schemas.ReasonParent, "spawned_from names run %s, which has ended", sp.RunID), nil
+	case h == nil || h.Status == ledger.HopDenied:
+		return nil, Deny(schemas.ReasonParent, "spawned_from names hop %s, which is not an allowed hop of run %s", sp.HopID, sp.RunID), nil
+	case h.To != caller.ID:
+		return nil, Deny(schemas.ReasonParent, "spawned_from names hop %s, which was delivered to %q, not to %q", h.ID, h.To, caller.ID), nil
+	case !h.Open():
+		return nil, Deny(schemas.ReasonParent, "spawned_from names hop %s, which is closed (%s)", h.ID, h.Status), nil
+	}
+	return from, nil, nil
 }
 
 func (r *Rules) checkTarget(to string) (*broker.Identity, *Verdict) {
@@ -161,10 +304,12 @@ func (r *Rules) checkParent(st *ledger.State, sub *Submission) *Verdict {
 		return Deny(schemas.ReasonParent, "parent hop %s is not an allowed hop of run %s", env.ParentHopID, st.RunID)
 	case parent.To != sub.Caller:
 		return Deny(schemas.ReasonParent, "parent hop %s was delivered to %q, not to %q", parent.ID, parent.To, sub.Caller)
+	case parent.Pending():
+		return Deny(schemas.ReasonParent, "parent hop %s is held for approval: it was not delivered", parent.ID)
 	case !parent.Open():
 		return Deny(schemas.ReasonParent, "parent hop %s is closed (%s)", parent.ID, parent.Status)
 	case st.Hops[env.HopID] != nil:
-		return Deny(schemas.ReasonReplay, "hop id %s is already used in run %s", env.HopID, st.RunID)
+		return Deny(schemas.ReasonReplay, "hop id %s is already used in run %s, for another call", env.HopID, st.RunID)
 	}
 	return nil
 }
@@ -178,10 +323,11 @@ func closedRun(st *ledger.State) *Verdict {
 
 // decideClose handles a reply (from the hop's target) or a cancel (from its
 // caller): the hop must be open and the sender's to close.
-func (r *Rules) decideClose(st *ledger.State, sub *Submission, now time.Time, reply bool) Plan {
+func (r *Rules) decideClose(st *ledger.State, sub *Submission, sender *broker.Identity, now time.Time, in Inputs) (Plan, error) {
 	env := sub.Env
+	reply := env.Kind == schemas.KindReply
 	if !st.Started {
-		return r.denied(st, sub, Deny(schemas.ReasonRun, "run %s does not exist", sub.RunToken), now)
+		return r.denied(st, sub, Deny(schemas.ReasonRun, "run %s does not exist", sub.RunToken), now), nil
 	}
 	hop := st.Hops[env.HopID]
 	var v *Verdict
@@ -194,13 +340,15 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, now time.Time, re
 		v = Deny(schemas.ReasonHop, "reply is addressed to %q but hop %s was called by %q", env.To, hop.ID, hop.From)
 	case !reply && hop.From != sub.Caller:
 		v = Deny(schemas.ReasonHop, "hop %s was called by %q; only it may cancel", hop.ID, hop.From)
+	case hop.Pending():
+		v = Deny(schemas.ReasonHop, "hop %s is held for approval: it was not delivered, and only an operator can answer it now", hop.ID)
 	case !hop.Open() && st.Halted:
 		v = Deny(schemas.ReasonHalted, "run %s is halted; hop %s was cancelled", st.RunID, hop.ID)
 	case !hop.Open():
 		v = Deny(schemas.ReasonHop, "hop %s is already closed (%s)", hop.ID, hop.Status)
 	}
 	if v != nil {
-		return r.denied(st, sub, v, now)
+		return r.denied(st, sub, v, now), nil
 	}
 	done := &schemas.HopCompleted{
 		Status: schemas.StateCanceled, By: sub.Caller, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
@@ -208,44 +356,132 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, now time.Time, re
 	}
 	if reply {
 		done.Status, done.Usage, done.Error = env.Result.Status, env.Usage, env.Result.Error
+		if err := r.guardReply(hop, sender, env, done, in); err != nil {
+			return Plan{}, err
+		}
 	}
-	return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopCompleted, hop.ID, now, done)}}
+	return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopCompleted, hop.ID, now, done)}}, nil
 }
 
-// denied records a denial: in the run's ledger when the run exists,
-// otherwise in a ledger entry of its own.
+// guardReply scans a reply's result with the replier's outbound guardrail
+// policy and works out its taint. A blocked reply does not reach the
+// caller: a failed one the gateway makes, saying why, does instead. A
+// reply is tainted when the task it answers was, when its sender is
+// untrusted, or when a guardrail flagged or redacted it; its taint passes
+// to the caller's task (ledger.State).
+func (r *Rules) guardReply(hop *ledger.Hop, sender *broker.Identity, env *schemas.Envelope, done *schemas.HopCompleted, in Inputs) error {
+	var t taint
+	t.inherit(hop)
+	if sender.Untrusted {
+		t.add(taintUntrusted + sender.ID)
+	}
+	if scan := r.scanner(in); scan != nil {
+		res, redacted := r.scanReply(scan, hop, env)
+		done.Guardrail = guardrailRecord(&res)
+		var err error
+		switch {
+		case res.Blocked():
+			failed := &schemas.Result{Status: schemas.StateFailed, Error: guardrailDenial(&res, "reply").Message}
+			done.Status, done.Error = failed.Status, failed.Error
+			done.Redacted, err = redactedEnvelope(env, nil, failed)
+			return err // nothing of the reply reaches the caller: no taint
+		case redacted != nil:
+			if done.Redacted, err = redactedEnvelope(env, nil, redacted); err != nil {
+				return err
+			}
+		}
+		t.flagged(&res)
+	}
+	done.Tainted, done.TaintSources = t.tainted, t.sources
+	return nil
+}
+
+// denied records a denial by the integrity checks: in the run's ledger
+// when the sender is a member of the run (it holds one of its open hops),
+// otherwise in a ledger entry of its own, so that nobody can add to a run
+// they have no part in.
 func (r *Rules) denied(st *ledger.State, sub *Submission, v *Verdict, now time.Time) Plan {
 	d := &schemas.HopDecision{From: sub.Caller}
 	if env := sub.Env; env != nil {
 		d.Kind, d.To, d.ParentHopID = env.Kind, env.To, env.ParentHopID
 	}
-	if !st.Started {
+	if !st.Started || !Member(st, sub.Caller) {
 		fillDecision(sub, d, v)
 		return Plan{Reject: d}
 	}
 	return Plan{Events: []schemas.Event{decisionEvent(sub, d, v, now)}}
 }
 
+// Member reports whether id holds an open hop of the run, as its caller
+// or its target: only members may add to a run's ledger.
+func Member(st *ledger.State, id string) bool {
+	for hop := range st.Open {
+		if h := st.Hops[hop]; h != nil && (h.To == id || h.From == id) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdForApproval sets d.Approval when a permit that allows the hop
+// requires a human's approval (policy.ApprovalAnnotation): the hop is
+// then recorded as pending and forwarded only once approved. A caller in
+// audit mode is not held; the hold is recorded as a finding instead.
+func (r *Rules) holdForApproval(d *schemas.HopDecision, caller *broker.Identity, now time.Time) {
+	a := r.Engine.Set().ApprovalFor(policy.Decision{Allow: true, PolicyIDs: d.PolicyIDs})
+	if !a.Required {
+		return
+	}
+	if r.Limits.ForAgent(caller.ID).Mode == limits.ModeAudit {
+		d.Audit = append(d.Audit, schemas.Finding{Reason: schemas.ReasonApproval, PolicyIDs: a.PolicyIDs,
+			Message: fmt.Sprintf("would be held for approval by %s", approversText(a.Approvers))})
+		return
+	}
+	d.Approval = &schemas.Approval{Approvers: a.Approvers, PolicyIDs: a.PolicyIDs, Deadline: now.Add(r.approvalTimeout()).UTC()}
+}
+
+func approversText(groups []string) string {
+	if len(groups) == 0 {
+		return "any operator"
+	}
+	return "an operator of " + strings.Join(groups, " or ")
+}
+
+// DefaultApprovalTimeout is how long a hop waits for approval when the
+// rules set no ApprovalTimeout.
+const DefaultApprovalTimeout = time.Hour
+
+func (r *Rules) approvalTimeout() time.Duration {
+	if r.ApprovalTimeout > 0 {
+		return r.ApprovalTimeout
+	}
+	return DefaultApprovalTimeout
+}
+
 // decisionEvent completes d with the verdict and the submission as
-// received, and wraps it in hop.allowed (v nil) or hop.denied.
+// received, and wraps it in hop.allowed (v nil), hop.pending (v nil, held
+// for approval) or hop.denied.
 func decisionEvent(sub *Submission, d *schemas.HopDecision, v *Verdict, now time.Time) schemas.Event {
 	fillDecision(sub, d, v)
 	typ := schemas.EventHopAllowed
-	if v != nil {
+	switch {
+	case v != nil:
 		typ = schemas.EventHopDenied
+	case d.Approval != nil:
+		typ = schemas.EventHopPending
 	}
 	return schemas.EventOf(sub.RunToken, typ, sub.HopID(), now, d)
 }
 
 func fillDecision(sub *Submission, d *schemas.HopDecision, v *Verdict) {
 	d.SubmitSeq, d.Size, d.Digest = sub.Seq, len(sub.Raw), sub.Digest
-	d.Envelope, d.Raw = sub.recorded()
+	d.Envelope, d.Raw = sub.recorded(v != nil)
 	if v != nil {
 		d.Reason, d.Message, d.Breach = v.Reason, v.Message, v.Breach
 		if v.PolicyIDs != nil {
 			d.PolicyIDs = v.PolicyIDs
 		}
-		d.Deadline = time.Time{}
+		d.Deadline, d.Redacted, d.Approval = time.Time{}, nil, nil
 	}
 }
 

@@ -30,20 +30,31 @@ type fixture struct {
 	rules *decision.Rules
 	keys  map[string]nkeys.KeyPair
 	seq   uint64
+	// hops maps the names tests give hops ("h1") to their derived ids.
+	hops map[string]string
+	// runs are the runs decided so far, for spawned_from.
+	runs map[string]*ledger.State
 }
 
-func newFixture(t *testing.T, lim limits.Set, extraPolicy string) *fixture {
+func (f *fixture) run(id string) (*ledger.State, error) {
+	if st, ok := f.runs[id]; ok {
+		return st, nil
+	}
+	return ledger.NewState(id), nil
+}
+
+func newFixture(t *testing.T, lim limits.Set, extraPolicy string, extraIDs ...broker.Identity) *fixture {
 	t.Helper()
-	f := &fixture{t: t, keys: map[string]nkeys.KeyPair{}}
+	f := &fixture{t: t, keys: map[string]nkeys.KeyPair{}, hops: map[string]string{}, runs: map[string]*ledger.State{}}
 	var ids []broker.Identity
-	for _, id := range []broker.Identity{
+	for _, id := range append([]broker.Identity{
 		{ID: "tomas", Type: schemas.TypeUser, Team: "research"},
 		{ID: "orchestrator", Type: schemas.TypeAgent, Team: "platform", Tags: []string{"entry", "orchestrator"}},
 		{ID: "research", Type: schemas.TypeAgent, Team: "research"},
 		{ID: "writer", Type: schemas.TypeAgent, Team: "content"},
 		{ID: "search", Type: schemas.TypeTool, Team: "research"},
 		{ID: "off", Type: schemas.TypeAgent, Disabled: true},
-	} {
+	}, extraIDs...) {
 		kp, err := nkeys.CreateUser()
 		if err != nil {
 			t.Fatal(err)
@@ -77,10 +88,26 @@ func newFixture(t *testing.T, lim limits.Set, extraPolicy string) *fixture {
 	return f
 }
 
-// sub builds a signed submission from id on run.
+// sub builds a signed submission from id on run. Hops are named in tests
+// ("h1"); an invoke's name is its hop key, and its id is derived.
 func (f *fixture) sub(id, run string, env *schemas.Envelope) *decision.Submission {
 	f.t.Helper()
 	env.Version, env.From = schemas.Version, id
+	if p, ok := f.hops[env.ParentHopID]; ok {
+		env.ParentHopID = p
+	}
+	if env.Kind == schemas.KindInvoke {
+		if env.ParentHopID == "" {
+			env.RunID = run
+		}
+		name := env.HopKey
+		env.HopID = env.DerivedHopID()
+		if _, seen := f.hops[name]; !seen {
+			f.hops[name] = env.HopID
+		}
+	} else if h, ok := f.hops[env.HopID]; ok {
+		env.HopID = h
+	}
 	if env.SentAt.IsZero() {
 		env.SentAt = t0
 	}
@@ -89,13 +116,13 @@ func (f *fixture) sub(id, run string, env *schemas.Envelope) *decision.Submissio
 		f.t.Fatal(err)
 	}
 	f.seq++
-	s := decision.Parse("tg.submit."+id+"."+run, id, run, wire, 1<<16)
+	s := decision.Parse("tg.submit."+id+"."+run, id, run, "", wire, 1<<16)
 	s.Seq, s.StoredAt = f.seq, t0
 	return s
 }
 
 func invoke(hop, parent, to string) *schemas.Envelope {
-	return &schemas.Envelope{Kind: schemas.KindInvoke, HopID: hop, ParentHopID: parent, To: to,
+	return &schemas.Envelope{Kind: schemas.KindInvoke, HopKey: hop, ParentHopID: parent, To: to,
 		Message: json.RawMessage(`{"kind":"message","messageId":"m1","role":"user","parts":[{"kind":"text","text":"hi"}]}`)}
 }
 
@@ -108,7 +135,7 @@ func reply(hop, to string, u *schemas.Usage) *schemas.Envelope {
 // the enforcer would, returning the events.
 func (f *fixture) decide(st *ledger.State, s *decision.Submission, rate decision.RateFunc) []schemas.Event {
 	f.t.Helper()
-	p, err := f.rules.Decide(st, s, t0, rate)
+	p, err := f.rules.Decide(st, s, t0, decision.Inputs{Rate: rate, Run: f.run})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -164,10 +191,11 @@ func types(evs []schemas.Event) string {
 // delegation h2 (orchestrator -> research) are open.
 func (f *fixture) started() *ledger.State {
 	st := ledger.NewState("r1")
+	f.runs["r1"] = st
 	f.decide(st, f.sub("tomas", "r1", invoke("h1", "", "orchestrator")), nil)
 	f.decide(st, f.sub("orchestrator", "r1", invoke("h2", "h1", "research")), nil)
-	if !st.Hops["h2"].Open() {
-		f.t.Fatalf("setup: h2 is %s", st.Hops["h2"].Status)
+	if h := st.Hops[f.hops["h2"]]; h == nil || !h.Open() {
+		f.t.Fatalf("setup: h2 is %+v", h)
 	}
 	return st
 }
@@ -202,7 +230,7 @@ func TestDenials(t *testing.T) {
 		reject  bool // recorded in an entry of its own: no run
 	}{
 		{name: "not json", reason: schemas.ReasonMalformed, reject: true, build: func(f *fixture) (*ledger.State, *decision.Submission) {
-			return ledger.NewState("r1"), decision.Parse("tg.submit.tomas.r1", "tomas", "r1", []byte("{nope"), 1<<16)
+			return ledger.NewState("r1"), decision.Parse("tg.submit.tomas.r1", "tomas", "r1", "", []byte("{nope"), 1<<16)
 		}},
 		{name: "from is not the subject's caller", reason: schemas.ReasonIdentity, reject: true, message: "published by", build: func(f *fixture) (*ledger.State, *decision.Submission) {
 			s := f.sub("tomas", "r1", invoke("h1", "", "orchestrator"))
@@ -227,11 +255,14 @@ func TestDenials(t *testing.T) {
 		{name: "parent of an unknown run", reason: schemas.ReasonRun, reject: true, build: func(f *fixture) (*ledger.State, *decision.Submission) {
 			return ledger.NewState("r9"), f.sub("orchestrator", "r9", invoke("h5", "h1", "research"))
 		}},
-		{name: "parent delivered to someone else", reason: schemas.ReasonParent, message: "was delivered to", build: func(f *fixture) (*ledger.State, *decision.Submission) {
+		{name: "parent delivered to someone else (not a member)", reason: schemas.ReasonParent, message: "was delivered to", reject: true, build: func(f *fixture) (*ledger.State, *decision.Submission) {
 			return f.started(), f.sub("writer", "r1", invoke("h5", "h2", "research"))
 		}},
-		{name: "hop id reused in the run", reason: schemas.ReasonReplay, build: func(f *fixture) (*ledger.State, *decision.Submission) {
-			return f.started(), f.sub("research", "r1", invoke("h1", "h2", "writer"))
+		{name: "reply to a hop that is not yours, by a member", reason: schemas.ReasonHop, message: "only it may reply", build: func(f *fixture) (*ledger.State, *decision.Submission) {
+			return f.started(), f.sub("research", "r1", reply("h1", "tomas", nil))
+		}},
+		{name: "hop id reused in the run for another call", reason: schemas.ReasonReplay, build: func(f *fixture) (*ledger.State, *decision.Submission) {
+			return f.started(), f.sub("orchestrator", "r1", invoke("h2", "h1", "writer"))
 		}},
 		{name: "unknown target", reason: schemas.ReasonTarget, build: func(f *fixture) (*ledger.State, *decision.Submission) {
 			return f.started(), f.sub("research", "r1", invoke("h5", "h2", "nobody"))
@@ -254,7 +285,7 @@ func TestDenials(t *testing.T) {
 			env.Estimate = &schemas.Usage{CostUSD: 2}
 			return f.started(), f.sub("research", "r1", env)
 		}},
-		{name: "reply from someone other than the callee", reason: schemas.ReasonHop, message: "only it may reply", build: func(f *fixture) (*ledger.State, *decision.Submission) {
+		{name: "reply from someone other than the callee (not a member)", reason: schemas.ReasonHop, message: "only it may reply", reject: true, build: func(f *fixture) (*ledger.State, *decision.Submission) {
 			return f.started(), f.sub("writer", "r1", reply("h2", "orchestrator", nil))
 		}},
 	}
@@ -270,7 +301,7 @@ func TestDenials(t *testing.T) {
 			if ev.Type != schemas.EventHopDenied {
 				t.Fatalf("first event %s, want hop.denied (all: %s)", ev.Type, types(evs))
 			}
-			if tc.reject != strings.HasPrefix(ev.RunID, decision.RejectedPrefix) {
+			if tc.reject != strings.HasPrefix(ev.RunID, ledger.RejectedPrefix) {
 				t.Errorf("run %q: rejected entry %v, want %v", ev.RunID, !tc.reject, tc.reject)
 			}
 			d := decisionOf(t, ev)
@@ -338,13 +369,15 @@ func TestRateIsCheckedFirstAndCountsEveryAttempt(t *testing.T) {
 	if d.Reason != schemas.ReasonRate || d.Breach == nil || d.Breach.Limit != limits.Rate {
 		t.Fatalf("reason %s breach %+v, want the rate limit first", d.Reason, d.Breach)
 	}
-	if len(takes) != 1 || takes[0] != "research" {
-		t.Errorf("takes %v, want one for research", takes)
+	// One take from research's invoke bucket; the denial is then charged
+	// to its rejection bucket, and kept though over it: it records a breach.
+	if len(takes) != 2 || takes[0] != "research" || takes[1] != limits.RejectKey("research") {
+		t.Errorf("takes %v, want research's invoke bucket, then its rejection bucket", takes)
 	}
 	failing := func(string, ratelimit.Rate) (ratelimit.Decision, error) {
 		return ratelimit.Decision{}, errors.New("kv down")
 	}
-	if _, err := f.rules.Decide(st, f.sub("research", "r1", invoke("h6", "h2", "writer")), t0, failing); err == nil {
+	if _, err := f.rules.Decide(st, f.sub("research", "r1", invoke("h6", "h2", "writer")), t0, decision.Inputs{Rate: failing}); err == nil {
 		t.Error("a failing rate store must fail the decision (to be retried), not allow or deny")
 	}
 }
@@ -450,5 +483,115 @@ func TestRegovernReplaysTheRecordedLimits(t *testing.T) {
 	g, evaluated = decision.Regovern(inv, open, nil)
 	if g.Denial == nil || g.Denial.Limit() != limits.Cycle || !evaluated {
 		t.Fatalf("denial %+v, want the cycle", g.Denial)
+	}
+}
+
+func TestRejectedSubmissionsAreRateLimitedThenDropped(t *testing.T) {
+	f := newFixture(t, limits.Set{PerAgent: limits.Agent{RejectRateLimit: ratelimit.Rate{Count: 2, Period: time.Minute}}}, "")
+	st := f.started()
+	left := map[string]int{}
+	bucket := func(key string, rate ratelimit.Rate) (ratelimit.Decision, error) {
+		if _, ok := left[key]; !ok {
+			left[key] = rate.Count
+		}
+		left[key]--
+		return ratelimit.Decision{Allowed: left[key] >= 0}, nil
+	}
+	garbage := func() *decision.Submission {
+		return decision.Parse("tg.submit.writer.r1", "writer", "r1", "", []byte("{garbage"), 1<<16)
+	}
+	for i := range 2 {
+		p, err := f.rules.Decide(st, garbage(), t0, decision.Inputs{Rate: bucket})
+		if err != nil || p.Reject == nil || p.Dropped != nil {
+			t.Fatalf("rejection %d within the rate: %+v, %v", i, p, err)
+		}
+	}
+	p, err := f.rules.Decide(st, garbage(), t0, decision.Inputs{Rate: bucket})
+	if err != nil || p.Dropped == nil || p.Reject != nil || len(p.Events) != 0 {
+		t.Fatalf("rejection over the rate: %+v, %v; want it dropped unrecorded", p, err)
+	}
+	if _, ok := left[limits.RejectKey("writer")]; !ok || len(left) != 1 {
+		t.Errorf("buckets taken %v, want the writer's rejection bucket only", left)
+	}
+	// A hop the governance checks decide is not charged as a rejection.
+	p, err = f.rules.Decide(st, f.sub("research", "r1", invoke("h9", "h2", "writer")), t0, decision.Inputs{Rate: bucket})
+	if err != nil || len(p.Events) == 0 || p.Dropped != nil || len(left) != 1 {
+		t.Fatalf("an allowed hop: %+v %v, buckets %v", p, err, left)
+	}
+}
+
+func TestDeniedBodiesAreBounded(t *testing.T) {
+	f := newFixture(t, limits.Set{}, "")
+	st := f.started()
+	env := invoke("h5", "h2", "orchestrator") // policy forbids it
+	env.Message = json.RawMessage(`{"kind":"message","messageId":"m1","role":"user","parts":[{"kind":"text","text":"` + strings.Repeat("x", 32<<10) + `"}]}`)
+	s := f.sub("research", "r1", env)
+	d := decisionOf(t, f.decide(st, s, nil)[0])
+	if d.Reason != schemas.ReasonPolicy || d.Envelope != nil || len(d.Raw) > 1024 || d.Size != len(s.Raw) || d.Digest != s.Digest {
+		t.Fatalf("denied 32 KiB body (%s) recorded as envelope %d bytes, raw %d bytes, size %d of %d", d.Reason, len(d.Envelope), len(d.Raw), d.Size, len(s.Raw))
+	}
+}
+
+// TestRunLaundering: an agent starting a fresh run instead of delegating
+// is refused unless a policy permits start_run; a run it starts from
+// inside a task continues that task's principal, depth and ancestry.
+func TestRunLaundering(t *testing.T) {
+	const permit = `@id("research-may-start-runs") permit (principal == Agent::"research", action == Action::"start_run", resource);`
+	t.Run("denied by default", func(t *testing.T) {
+		f := newFixture(t, limits.Set{}, "")
+		f.started()
+		st := ledger.NewState("r2")
+		evs := f.decide(st, f.sub("research", "r2", invoke("x", "", "writer")), nil)
+		if got := types(evs); got != "run.started,hop.denied,run.completed" {
+			t.Fatalf("events %s", got)
+		}
+		if d := decisionOf(t, evs[1]); d.Reason != schemas.ReasonPolicy || !strings.Contains(d.Message, "start_run") {
+			t.Fatalf("an agent starting a run: %s %q", d.Reason, d.Message)
+		}
+	})
+	t.Run("spawned from its task", func(t *testing.T) {
+		f := newFixture(t, limits.Set{}, permit)
+		parent := f.started()
+		env := invoke("x", "", "writer")
+		env.SpawnedFrom = &schemas.SpawnRef{RunID: "r1", HopID: f.hops["h2"]}
+		st := ledger.NewState("r2")
+		evs := f.decide(st, f.sub("research", "r2", env), nil)
+		if got := types(evs); got != "run.started,hop.allowed" {
+			t.Fatalf("events %s (%s)", got, decisionOf(t, evs[len(evs)-1]).Message)
+		}
+		d := decisionOf(t, evs[1])
+		if st.OnBehalfOf != "tomas" || d.OnBehalfOf != "tomas" || d.Depth != 2 || len(d.Ancestry) != 3 || d.Ancestry[2] != "research" {
+			t.Errorf("spawned run: principal %q, hop depth %d ancestry %v; want tomas's, continuing hop h2", st.OnBehalfOf, d.Depth, d.Ancestry)
+		}
+		if st.Limits == nil || *st.Limits != *parent.Limits {
+			t.Errorf("spawned run limits %+v, want the parent run's %+v", st.Limits, parent.Limits)
+		}
+	})
+	t.Run("spawned from someone else's hop", func(t *testing.T) {
+		f := newFixture(t, limits.Set{}, permit)
+		f.started()
+		env := invoke("x", "", "writer")
+		env.SpawnedFrom = &schemas.SpawnRef{RunID: "r1", HopID: f.hops["h1"]} // delivered to the orchestrator
+		evs := f.decide(ledger.NewState("r2"), f.sub("research", "r2", env), nil)
+		d := decisionOf(t, evs[0])
+		if !strings.HasPrefix(evs[0].RunID, ledger.RejectedPrefix) || d.Reason != schemas.ReasonParent {
+			t.Fatalf("%s in %s: %s %q; want a rejection of its own", evs[0].Type, evs[0].RunID, d.Reason, d.Message)
+		}
+	})
+}
+
+// TestRepeatedDelegationIsAnsweredFromTheLedger: a task run again after a
+// crash makes the same delegation, with the same derived hop id; it is
+// answered with the recorded hop, and nothing is appended or spent.
+func TestRepeatedDelegationIsAnsweredFromTheLedger(t *testing.T) {
+	f := newFixture(t, limits.Set{}, "")
+	st := f.started()
+	before := st.Head
+	p, err := f.rules.Decide(st, f.sub("orchestrator", "r1", invoke("h2", "h1", "research")), t0, decision.Inputs{})
+	if err != nil || p.Replayed == nil || p.Replayed.ID != f.hops["h2"] || len(p.Events) != 0 || p.Reject != nil {
+		t.Fatalf("repeated delegation: %+v, %v; want the recorded hop h2 and nothing to append", p, err)
+	}
+	if st.Head != before || st.Allowed != 2 {
+		t.Fatalf("the run changed: head %+v allowed %d", st.Head, st.Allowed)
 	}
 }

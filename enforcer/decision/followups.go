@@ -9,10 +9,6 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// GatewayActor is who the ledger names when the gateway itself acted: it
-// closed a hop of a halted run, or halted a run after a breach.
-const GatewayActor = "gateway"
-
 // FollowUp returns the next event a run's state calls for, if any. Such
 // events are derived from state alone, so a crash between two appends is
 // finished by whatever touches the run next:
@@ -36,7 +32,7 @@ func (r *Rules) FollowUp(st *ledger.State, now time.Time) (schemas.Event, bool) 
 			b := st.Breaches[n-1]
 			return schemas.EventOf(st.RunID, schemas.EventRunHalted, "", now, &schemas.RunHalted{
 				Reason: fmt.Sprintf("%s tripped on %s -> %s (%g > %g)", b.Limit, b.From, b.To, b.Value, b.Bound),
-				By:     GatewayActor, Limit: b.Limit, OpenHops: OpenHopIDs(st),
+				By:     schemas.GatewayActor, Limit: b.Limit, OpenHops: OpenHopIDs(st),
 			}), true
 		}
 		if limit, value, bound, over := OverBudget(st, lim); over && !st.Breached(limit) {
@@ -46,7 +42,7 @@ func (r *Rules) FollowUp(st *ledger.State, now time.Time) (schemas.Event, bool) 
 		}
 	}
 	if !st.Completed && !st.Halted {
-		if root := st.Hops[st.RootHopID]; root != nil && !root.Open() {
+		if root := st.Hops[st.RootHopID]; root != nil && !root.Live() {
 			status := schemas.TaskState(root.Status)
 			switch root.Status {
 			case ledger.HopDenied:
@@ -83,8 +79,9 @@ func OpenHopIDs(st *ledger.State) []string {
 }
 
 // Due returns the events a run's timer firing at now calls for: every
-// open hop past its deadline times out, and a run past its wall clock has
-// its breach recorded.
+// open hop past its deadline times out, every hop held for approval past
+// its deadline is rejected, and a run past its wall clock has its breach
+// recorded.
 func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 	if !st.Started || st.Closed() {
 		return nil
@@ -92,6 +89,12 @@ func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 	var events []schemas.Event
 	for _, hop := range st.OpenHops() {
 		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
+			continue
+		}
+		if hop.Pending() {
+			events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRejected, hop.ID, now, &schemas.HopRejected{
+				By: schemas.GatewayActor, Message: fmt.Sprintf("not approved before its deadline %s", hop.Deadline.Format(time.RFC3339)),
+			}))
 			continue
 		}
 		events = append(events, schemas.EventOf(st.RunID, schemas.EventHopTimedOut, hop.ID, now, &schemas.HopTimedOut{

@@ -1,10 +1,12 @@
 package decision
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -12,11 +14,25 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// RateFunc takes a token from caller's fleet-wide bucket of the given rate.
-// It is the one input of a decision that lives outside the run: the
-// enforcer backs it with the KV token buckets, tests and the what-if with
-// what they know.
-type RateFunc func(caller string, rate ratelimit.Rate) (ratelimit.Decision, error)
+// RateFunc takes a token from a fleet-wide bucket (a caller's, see
+// limits.RejectKey for the others) of the given rate. The enforcer backs
+// it with the KV token buckets, tests with what they know.
+type RateFunc func(key string, rate ratelimit.Rate) (ratelimit.Decision, error)
+
+// Inputs are what a decision reads beyond the run it decides on, each a
+// function the caller backs with I/O (the decision core does none). A nil
+// function means the input is not available: no rate limit is taken, and
+// a run cannot be started from another run's hop.
+type Inputs struct {
+	// Rate takes a token from a fleet-wide rate-limit bucket.
+	Rate RateFunc
+	// Run returns another run's state, folded from the ledger: the run an
+	// agent starts a run from (spawned_from).
+	Run func(id string) (*ledger.State, error)
+	// Scan scans a message with Rules.Guard and the external checker; nil
+	// scans with Rules.Guard alone.
+	Scan ScanFunc
+}
 
 // Invoke is an invoke that passed the integrity checks, as the governance
 // checks see it.
@@ -31,6 +47,10 @@ type Invoke struct {
 	Estimate *schemas.Usage
 	Limits   limits.Run
 	Now      time.Time
+	// Message is the invoke's A2A message, and Scan how the guardrail check
+	// scans it: nil for no guardrails.
+	Message json.RawMessage
+	Scan    ScanFunc
 }
 
 // Governance is what the governance checks found.
@@ -42,6 +62,9 @@ type Governance struct {
 	// PolicyIDs are the policies Cedar decided with (the permits of an
 	// allow, the forbids of a deny).
 	PolicyIDs []string
+	// Redacted is the message with what the guardrails redacted replaced,
+	// when they redacted something: what is delivered instead.
+	Redacted json.RawMessage
 }
 
 // check is one governance check. Checks run in the order of checks.
@@ -62,6 +85,9 @@ type check struct {
 // with it and the what-if replays it.
 var checks = []check{
 	{name: "rate", reason: schemas.ReasonRate, limits: []string{limits.Rate}, run: (*governing).rate},
+	{name: "guardrail", reason: schemas.ReasonGuardrail, run: (*governing).guardrail},
+	{name: "start", reason: schemas.ReasonPolicy, readsPolicy: true, run: (*governing).start},
+	{name: "runs", reason: schemas.ReasonRate, limits: []string{limits.RunRate}, run: (*governing).runs},
 	{name: "policy", reason: schemas.ReasonPolicy, readsPolicy: true, run: (*governing).policy},
 	{name: "depth", reason: schemas.ReasonDepth, limits: []string{limits.Depth}, run: (*governing).depth},
 	{name: "cycle", reason: schemas.ReasonLoop, limits: []string{limits.Cycle}, readsPolicy: true, run: (*governing).cycle},
@@ -71,12 +97,15 @@ var checks = []check{
 
 // governing is one evaluation of the checks.
 type governing struct {
-	inv    *Invoke
-	engine *policy.Engine
-	take   RateFunc
-	agent  limits.Agent
-	req    policy.Request
-	cedar  policy.Decision
+	inv       *Invoke
+	engine    *policy.Engine
+	take      RateFunc
+	agent     limits.Agent
+	principal limits.Principal
+	req       policy.Request
+	cedar     policy.Decision
+	// redacted is the message as the guardrail check redacted it.
+	redacted json.RawMessage
 }
 
 // Govern applies the governance checks to an invoke in order: the caller's
@@ -87,6 +116,7 @@ type governing struct {
 // rate limit is taken). Only rate returns an error.
 func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Governance, error) {
 	g := newGoverning(inv, engine, rate, r.Limits.ForAgent(inv.Caller.ID))
+	g.principal = r.Limits.PerPrincipal
 	audit := g.agent.Mode == limits.ModeAudit
 	var out Governance
 	for _, c := range checks {
@@ -94,7 +124,7 @@ func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Gover
 		if err != nil {
 			return Governance{}, err
 		}
-		out.PolicyIDs = g.cedar.PolicyIDs
+		out.PolicyIDs, out.Redacted = g.cedar.PolicyIDs, g.redacted
 		if v == nil {
 			continue
 		}
@@ -169,6 +199,7 @@ func PolicyRequest(st *ledger.State, caller, target *broker.Identity, d *schemas
 			RunID: st.RunID, Workflow: st.Workflow, Depth: d.Depth, Ancestry: d.Ancestry, OnBehalfOf: d.OnBehalfOf,
 			IsCycle: d.Cycle, HopsSoFar: st.Allowed, TokensSoFar: st.Spent.Tokens, CostSoFar: st.Spent.CostUSD,
 			EdgeCalls: st.Edges[ledger.Edge{From: caller.ID, To: target.ID}],
+			Tainted:   d.Tainted, TaintSources: d.TaintSources,
 		},
 	}
 }
@@ -189,6 +220,62 @@ func (g *governing) rate() (*Verdict, error) {
 	}
 	return Breached(schemas.ReasonRate, limits.Rate, float64(rate.Count+1), float64(rate.Count),
 		"%s is over its invoke rate limit of %s (next token in %s)", g.inv.Caller.ID, rate, d.RetryAfter.Round(time.Millisecond)), nil
+}
+
+// start denies an agent that starts a run unless a policy permits it
+// (action start_run): by default only users start runs.
+func (g *governing) start() (*Verdict, error) {
+	d := g.inv.Decision
+	if d.ParentHopID != "" || g.inv.Caller.Type == schemas.TypeUser {
+		return nil, nil
+	}
+	req := g.req
+	req.Action = schemas.ActionStartRun
+	dec := g.engine.Decide(req)
+	if v := PolicyVerdict(dec, req); v != nil {
+		v.Message = "agents start runs only where a policy permits start_run: " + v.Message
+		return v, nil
+	}
+	return nil, nil
+}
+
+// runs takes a token from the bucket of runs started on behalf of the
+// run's principal, for a run's first hop.
+func (g *governing) runs() (*Verdict, error) {
+	rate, d := g.principal.RunRate, g.inv.Decision
+	if d.ParentHopID != "" || rate.Unlimited() || g.take == nil {
+		return nil, nil
+	}
+	dec, err := g.take(limits.RunsKey(d.OnBehalfOf), rate)
+	if err != nil || dec.Allowed {
+		return nil, err
+	}
+	return Breached(schemas.ReasonRate, limits.RunRate, float64(rate.Count+1), float64(rate.Count),
+		"%s has started its %s of runs (next in %s)", d.OnBehalfOf, rate, dec.RetryAfter.Round(time.Millisecond)), nil
+}
+
+// guardrail scans the invoke's message with the target's inbound
+// guardrail policy. A block denies; a flag or a redaction taints the hop
+// (the policy checks after it see the taint), and a redaction changes what
+// is delivered. The scan is recorded in the decision whatever its verdict.
+func (g *governing) guardrail() (*Verdict, error) {
+	if g.inv.Scan == nil {
+		return nil, nil
+	}
+	d := g.inv.Decision
+	res := g.inv.Scan(guardrail.Request{Direction: guardrail.Inbound, From: d.From, To: d.To, Message: g.inv.Message})
+	d.Guardrail = guardrailRecord(&res)
+	t := taint{tainted: d.Tainted, sources: d.TaintSources}
+	t.flagged(&res)
+	d.Tainted, d.TaintSources = t.tainted, t.sources
+	g.req.Context.Tainted, g.req.Context.TaintSources = t.tainted, t.sources
+	if res.Verdict == guardrail.Redacted {
+		g.redacted = res.Redacted
+	}
+	if res.Blocked() {
+		return guardrailDenial(&res, "message"), nil
+	}
+	return nil, nil
 }
 
 func (g *governing) policy() (*Verdict, error) {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
@@ -22,11 +23,21 @@ type Rules struct {
 	// it would deny is recorded in the hop's audit findings.
 	Audit  *policy.Engine
 	Limits limits.Set
+	// Guard, when set, scans every invoke's message and every reply's
+	// result before the decision (docs/guardrails.md).
+	Guard *guardrail.Engine
+	// Checker is the external guardrail checker the enforcer consults with
+	// Guard (guardrail.Engine.Check) for the agents whose hook mode is on;
+	// nil for none. The decision core never calls it itself.
+	Checker guardrail.Checker
 	// ReplayWindow is how far an envelope's sent_at may be from the time
 	// the broker stored it.
 	ReplayWindow time.Duration
 	// DefaultTimeout is a hop's timeout when its target sets none.
 	DefaultTimeout time.Duration
+	// ApprovalTimeout is how long a hop held for approval waits before it
+	// is rejected (DefaultApprovalTimeout when zero).
+	ApprovalTimeout time.Duration
 }
 
 // LimitsOf returns the limits a run is held to: those recorded when it

@@ -10,13 +10,13 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// rawKeep is how much of a submission that is not JSON the ledger keeps.
+// rawKeep is how much of a submission the ledger keeps when it does not
+// keep the whole: one that is not JSON, or a denied one over deniedKeep.
 const rawKeep = 1024
 
-// RejectedPrefix starts the ledger subject of a rejected submission that
-// belongs to no run (see Submission.RejectRun). The leading underscore
-// keeps it apart from every valid run id.
-const RejectedPrefix = "_rejected-"
+// deniedKeep is the largest denied envelope the ledger keeps whole; of a
+// larger one it keeps the size, the digest and the first rawKeep bytes.
+const deniedKeep = 4096
 
 // Submission is one message from SUBMIT, decoded as far as it decodes.
 type Submission struct {
@@ -44,12 +44,18 @@ type Submission struct {
 }
 
 // Parse decodes a submission that arrived on subject, whose caller and run
-// tokens are given (both empty when subject is not a submit subject); limit
-// is the largest envelope decoded.
-func Parse(subject, caller, run string, raw []byte, limit int) *Submission {
+// tokens are given (run empty when subject is not a valid submit subject,
+// caller too when its caller token cannot be read), with the Nats-Msg-Id
+// header msgID; limit is the largest envelope decoded.
+func Parse(subject, caller, run, msgID string, raw []byte, limit int) *Submission {
 	s := &Submission{Caller: caller, RunToken: run, Raw: raw}
-	if caller == "" || run == "" {
+	switch {
+	case caller == "" || run == "":
 		s.DecodeErr = fmt.Errorf("%w: subject %q is not a submit subject", schemas.ErrMalformed, subject)
+	case msgID != "" && msgID != schemas.Digest(raw):
+		// An id chosen otherwise could have been chosen ahead of time to
+		// shadow another identity's submission in SUBMIT's dedupe window.
+		s.DecodeErr = fmt.Errorf("%w: Nats-Msg-Id %q is not the hex SHA-256 of the message; leave it out or use the digest", schemas.ErrMalformed, msgID)
 	}
 	env, wire, err := schemas.DecodeEnvelope(raw, limit)
 	s.Wire = wire
@@ -60,9 +66,9 @@ func Parse(subject, caller, run string, raw []byte, limit int) *Submission {
 		}
 	}
 	if wire != nil {
-		s.Digest = ledger.Digest(wire)
+		s.Digest = schemas.Digest(wire)
 	} else {
-		s.Digest = ledger.Digest(raw)
+		s.Digest = schemas.Digest(raw)
 	}
 	return s
 }
@@ -83,14 +89,18 @@ func (s *Submission) DenialToken() string {
 
 // RejectRun names the ledger entry of a submission that belongs to no run.
 func (s *Submission) RejectRun() string {
-	return fmt.Sprintf("%s%d-%.12s", RejectedPrefix, s.Seq, s.Digest)
+	return fmt.Sprintf("%s%d-%.12s", ledger.RejectedPrefix, s.Seq, s.Digest)
 }
 
 // recorded returns what the ledger keeps of the submission: its wire form
-// when it was JSON, or its first bytes.
-func (s *Submission) recorded() (envelope []byte, raw []byte) {
-	if s.Wire != nil {
+// when it was JSON (and, if denied, no larger than deniedKeep), or its
+// first bytes.
+func (s *Submission) recorded(denied bool) (envelope []byte, raw []byte) {
+	if s.Wire != nil && (!denied || len(s.Wire) <= deniedKeep) {
 		return s.Wire, nil
+	}
+	if s.Wire != nil {
+		return nil, s.Wire[:rawKeep]
 	}
 	if len(s.Raw) > rawKeep {
 		return nil, s.Raw[:rawKeep]

@@ -1,11 +1,8 @@
 package decision
 
 import (
-	"time"
-
 	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/ledger"
-	"github.com/tollgate/tollgate/schemas"
 )
 
 // hopTrace fixes the trace ids of a hop at admission: the run's trace (the
@@ -30,13 +27,4 @@ func hopTrace(st *ledger.State, sub *Submission, parent *ledger.Hop) (traceID, s
 		parentSpanID = parent.SpanID
 	}
 	return traceID, spanID, parentSpanID
-}
-
-// startedState is the state a new run will have once its run.started is
-// appended, for deciding its first hop before anything is written.
-func startedState(run string, at time.Time, d *schemas.RunStarted) *ledger.State {
-	view := ledger.NewState(run)
-	view.Started, view.StartedAt, view.Limits = true, at, d.Limits
-	view.Workflow, view.TraceID = d.Workflow, d.TraceID
-	return view
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,15 +31,21 @@ type Config struct {
 	Policies []string `yaml:"policies"`
 	// AuditPolicies are evaluated on every allowed invoke but only
 	// recorded: what they would deny lands in the hop's audit findings.
-	AuditPolicies []string                  `yaml:"audit_policies"`
-	RunLimits     limits.Run                `yaml:"run_limits"`
-	PerAgent      PerAgentConfig            `yaml:"per_agent"`
-	Workflows     map[string]WorkflowConfig `yaml:"workflows"`
-	Enforcer      EnforcerConfig            `yaml:"enforcer"`
+	AuditPolicies []string       `yaml:"audit_policies"`
+	RunLimits     limits.Run     `yaml:"run_limits"`
+	PerAgent      PerAgentConfig `yaml:"per_agent"`
+	// PerPrincipal bounds what is done on behalf of one principal.
+	PerPrincipal limits.Principal          `yaml:"per_principal"`
+	Workflows    map[string]WorkflowConfig `yaml:"workflows"`
+	Enforcer     EnforcerConfig            `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
+	// Admin is the operators' HTTP listener: health, metrics, the console.
+	Admin AdminConfig `yaml:"admin"`
+	// Guardrails scan every governed message (on unless disabled).
+	Guardrails GuardrailsConfig `yaml:"guardrails"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -61,6 +68,20 @@ type NATSConfig struct {
 	// DeliverMaxAge is how long deliveries are kept (and so how long a
 	// crashed enforcer may stay down without a second delivery).
 	DeliverMaxAge time.Duration `yaml:"deliver_max_age"`
+	// LedgerMaxBytes caps the ledger stream; at the cap the gateway fails
+	// closed (every submission is denied "unavailable", nothing forwarded)
+	// until there is room. Zero: no cap but the disk.
+	LedgerMaxBytes int64 `yaml:"ledger_max_bytes"`
+	// AccountsFile, with an external server, is where the gateway writes
+	// the accounts block of the server's config (the server's config
+	// includes it; see docs/operations.md). It is rewritten at start and on
+	// every reload.
+	AccountsFile string `yaml:"accounts_file"`
+	// SystemCredentials, with an external server, is the nkey seed of a
+	// user of the server's system account: with it the gateway reloads
+	// every server's config itself after writing AccountsFile, so identity
+	// changes take effect without anyone touching the servers.
+	SystemCredentials string `yaml:"system_credentials"`
 }
 
 // IdentityConfig registers an agent, tool, model or user.
@@ -76,6 +97,9 @@ type IdentityConfig struct {
 	TimeoutSeconds   int    `yaml:"timeout_seconds,omitempty"`
 	Workflow         string `yaml:"workflow,omitempty"`
 	Disabled         bool   `yaml:"disabled,omitempty"`
+	// Untrusted taints every hop the identity makes and every reply it
+	// sends (docs/guardrails.md).
+	Untrusted bool `yaml:"untrusted,omitempty"`
 	// InvokeRateLimit and Mode override per_agent for this agent.
 	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
 	Mode            string          `yaml:"mode,omitempty"`
@@ -83,6 +107,9 @@ type IdentityConfig struct {
 
 // PerAgentConfig governs every calling agent unless the agent overrides it.
 type PerAgentConfig struct {
+	// RejectRateLimit bounds the agent's submissions the integrity checks
+	// deny; past it they are dropped unrecorded (default 600/min).
+	RejectRateLimit ratelimit.Rate `yaml:"reject_rate_limit"`
 	// InvokeRateLimit bounds each agent's invokes fleet-wide ("60/min").
 	InvokeRateLimit ratelimit.Rate `yaml:"invoke_rate_limit"`
 	// TimeoutSeconds is a hop's timeout when its target sets none.
@@ -108,6 +135,10 @@ func (ic IdentityConfig) RequiresSignature() bool {
 type OperatorConfig struct {
 	ID        string `yaml:"id"`
 	PublicKey string `yaml:"public_key"`
+	// Groups are the approver groups the operator belongs to: a hop held
+	// by a policy annotated @approvers("finance") is answered only by an
+	// operator of group finance.
+	Groups []string `yaml:"groups,omitempty,flow"`
 }
 
 // EnforcerConfig tunes the enforcer.
@@ -121,6 +152,15 @@ type EnforcerConfig struct {
 	// Connections is how many extra NATS connections shards append and
 	// forward on (default 4; see docs/config.md).
 	Connections *int `yaml:"connections"`
+	// RunCacheBytes bounds the run states kept in memory (default 128 MiB).
+	RunCacheBytes int `yaml:"run_cache_bytes"`
+	// MemoryLimit is the soft limit of the serve process's memory
+	// (runtime/debug.SetMemoryLimit), default 1 GiB; GOMEMLIMIT in the
+	// environment wins. -1 sets none.
+	MemoryLimit int64 `yaml:"memory_limit"`
+	// ApprovalTimeout is how long a hop held for approval waits before it
+	// is rejected (default 1 hour).
+	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
 }
 
 // DefaultListen is the embedded server's address: not NATS's 4222, which a
@@ -204,6 +244,12 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.URL != "" && c.NATS.Credentials == "" {
 		errs = append(errs, errors.New("nats: an external server (url) needs the gateway's credentials (nkey seed file)"))
 	}
+	if c.NATS.URL == "" && (c.NATS.AccountsFile != "" || c.NATS.SystemCredentials != "") {
+		errs = append(errs, errors.New("nats: accounts_file and system_credentials are for an external server (url)"))
+	}
+	if c.NATS.SystemCredentials != "" && c.NATS.AccountsFile == "" {
+		errs = append(errs, errors.New("nats: system_credentials reloads the servers after writing accounts_file, which is not set"))
+	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
@@ -224,6 +270,11 @@ func (c *Config) validate(needPolicies bool) error {
 		if _, err := broker.ParsePublicKey(op.PublicKey); err != nil {
 			errs = append(errs, fmt.Errorf("operators[%d] %q: %w", i, op.ID, err))
 		}
+		for _, g := range op.Groups {
+			if err := schemas.CheckPrincipalID(g); err != nil {
+				errs = append(errs, fmt.Errorf("operators[%d] %q: group %q: %w", i, op.ID, g, err))
+			}
+		}
 	}
 	if needPolicies && len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
@@ -235,6 +286,12 @@ func (c *Config) validate(needPolicies bool) error {
 		errs = append(errs, fmt.Errorf("enforcer: %w", err))
 	}
 	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Admin.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Guardrails.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -255,7 +312,7 @@ func (c *Config) Directory() (*broker.Directory, error) {
 		}
 		ids = append(ids, broker.Identity{
 			ID: ic.ID, Type: typ, Team: ic.Team, Tags: ic.Tags, PublicKey: ic.PublicKey, RequireSignature: require,
-			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled,
+			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled, Untrusted: ic.Untrusted,
 		})
 	}
 	for _, a := range c.Agents {
@@ -272,6 +329,20 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	return dir, nil
 }
 
+// Identities returns every identity the config registers; none when they
+// do not validate.
+func (c *Config) Identities() []broker.Identity {
+	dir, err := c.Directory()
+	if err != nil {
+		return nil
+	}
+	var ids []broker.Identity
+	for _, id := range dir.All() {
+		ids = append(ids, *id)
+	}
+	return ids
+}
+
 // IdentityTypes maps the identity types of the config file to principal
 // types.
 var IdentityTypes = map[string]schemas.PrincipalType{
@@ -283,11 +354,12 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 	ec := enforcer.Config{
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
-		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending,
-		PerAgent:  limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode},
-		Agents:    map[string]limits.Agent{},
-		Workflows: map[string]limits.Run{},
-		Operators: map[string]string{},
+		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
+		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
+		PerPrincipal: c.PerPrincipal,
+		Agents:       map[string]limits.Agent{},
+		Workflows:    map[string]limits.Run{},
+		Operators:    map[string]string{},
 	}
 	if c.PerAgent.TimeoutSeconds > 0 {
 		ec.DefaultTimeout = time.Duration(c.PerAgent.TimeoutSeconds) * time.Second
@@ -302,9 +374,12 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 	for name, w := range c.Workflows {
 		ec.Workflows[name] = w.RunLimits
 	}
+	ec.OperatorGroups = map[string][]string{}
 	for _, op := range c.Operators {
 		ec.Operators[op.ID] = op.PublicKey
+		ec.OperatorGroups[op.ID] = op.Groups
 	}
+	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
 	return ec
 }
 
@@ -334,7 +409,56 @@ func (c *ClickHouseConfig) Validate() error {
 	return c.Projections().Validate()
 }
 
-// Projections is the projector config of the section.
+// Projections is the projector config of the section, as the gateway's
+// projector: the durable consumer broker.ProjectorConsumer.
 func (c *ClickHouseConfig) Projections() projections.Config {
-	return projections.Config{DSN: c.DSN, Database: c.Database, BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}
+	return projections.Config{DSN: c.DSN, Database: c.Database, BatchSize: c.BatchSize, FlushInterval: c.FlushInterval,
+		Consumer: broker.ProjectorConsumer}
+}
+
+// ProjectionsConfig is the projections config of a ClickHouse DSN and
+// database given on their own (the CLI's flags) or, when dsn is empty, of
+// cfg's clickhouse section, with database, when set, instead of the
+// section's. Its consumer is the gateway's projector's. No DSN at all is
+// ErrNoClickHouse.
+func ProjectionsConfig(cfg *Config, dsn, database string) (projections.Config, error) {
+	pc := projections.Config{DSN: dsn, Database: database, Consumer: broker.ProjectorConsumer}
+	if dsn == "" && cfg != nil && cfg.ClickHouse.DSN != "" {
+		pc = cfg.ClickHouse.Projections()
+		if database != "" {
+			pc.Database = database
+		}
+	}
+	if pc.DSN == "" {
+		return pc, ErrNoClickHouse
+	}
+	return pc, pc.Validate()
+}
+
+// Layout is the bus layout of the config: the gateway's own keys, every
+// identity of dir and every operator (see broker.AccountsConfig).
+func (c *Config) Layout(dir *broker.Directory, gatewayKeys ...string) broker.Layout {
+	l := broker.Layout{GatewayKeys: gatewayKeys, Identities: dir.All(), Operators: map[string]string{}}
+	for _, op := range c.Operators {
+		l.Operators[op.ID] = op.PublicKey
+	}
+	return l
+}
+
+// AdminConfig is the admin section: an HTTP listener for operators, off
+// the agents' path.
+type AdminConfig struct {
+	// Listen is host:port; empty serves no admin listener.
+	Listen string `yaml:"listen"`
+}
+
+// Validate checks the section.
+func (c AdminConfig) Validate() error {
+	if c.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
+	}
+	return nil
 }

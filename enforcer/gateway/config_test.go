@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,46 @@ func TestClickHouseConfigValidate(t *testing.T) {
 		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.wantErr)
 		}
+	}
+}
+
+// TestConfigListsEveryProblem: a config file with many mistakes is
+// refused with every one of them listed; an unknown key is an error.
+func TestConfigListsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	bad := `
+nats:
+  replicas: 9
+agents:
+  - id: Bad.Id
+  - id: research
+    type: robot
+  - id: research
+users:
+  - id: tomas
+    public_key: nope
+run_limits:
+  on_breach: explode
+per_agent:
+  mode: lenient
+`
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := gateway.LoadConfig(path)
+	if err == nil {
+		t.Fatal("a config with many mistakes loaded")
+	}
+	for _, want := range []string{"replicas is 9", `"Bad.Id" is not a valid id`, `type "robot"`, "registered twice", "nkey user public key",
+		"policies: at least one", "on_breach", "mode is \"lenient\"", "public_key is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("nats:\n  urll: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gateway.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "urll") {
+		t.Fatalf("unknown key: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/gofrs/flock"
+	"github.com/nats-io/nats.go"
 
 	"github.com/tollgate/tollgate/broker"
 )
@@ -19,8 +20,8 @@ const storeDir = "jetstream"
 // as the store is open: two servers on one store would corrupt it.
 const dataLockName = "tollgate.lock"
 
-// LockDataDir takes a data folder's lock without waiting; it fails when
-// another process (a gateway, a replay) holds it.
+// LockDataDir takes a data folder's lock without waiting; it fails with
+// ErrDataDirInUse when another process (a gateway, a replay) holds it.
 func LockDataDir(dir string) (unlock func(), err error) {
 	l := flock.New(filepath.Join(dir, dataLockName), flock.SetPermissions(0o600))
 	ok, err := l.TryLock()
@@ -28,28 +29,45 @@ func LockDataDir(dir string) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%s is in use: a gateway (or another replay) has its store open and holds %s; "+
-			"stop it, or read the ledger through it with --nats URL", dir, dataLockName)
+		return nil, &explained{err: ErrDataDirInUse, msg: fmt.Sprintf("%s is in use: a gateway (or another replay) has its store open and holds %s; "+
+			"stop it, or read the ledger through it with --nats URL", dir, dataLockName)}
 	}
 	return func() { _ = l.Unlock() }, nil
 }
 
 // OpenDataDir starts an embedded server on the store of a data folder that
 // a gateway left behind, listening nowhere, after taking the folder's
-// lock. It provisions nothing. Close releases both.
-func OpenDataDir(ctx context.Context, dir string) (emb *broker.Embedded, close func(), err error) {
+// lock, and connects to it in-process as the gateway account's user (the
+// streams live in that account). It provisions nothing. Close releases
+// the connection, the server and the lock. A folder without a store is
+// ErrNoStore; one in use, ErrDataDirInUse.
+func OpenDataDir(ctx context.Context, dir string, subjects broker.Subjects) (nc *nats.Conn, close func(), err error) {
 	store := filepath.Join(dir, storeDir)
 	if fi, err := os.Stat(store); err != nil || !fi.IsDir() {
-		return nil, nil, fmt.Errorf("%s holds no ledger: %s is missing (give the folder that `tollgate demo --data` or `serve --data` used)", dir, store)
+		return nil, nil, fmt.Errorf("%s %w: %s is missing (give the folder that `tollgate demo --data` or `serve --data` used)", dir, ErrNoStore, store)
 	}
 	unlock, err := LockDataDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	emb, err = broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: store, NoListen: true})
+	key, err := broker.NewKey()
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	pub, _ := key.PublicKey()
+	accounts := subjects.AccountsConfig(broker.Layout{GatewayKeys: []string{pub}})
+	emb, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{DataDir: store, NoListen: true, Accounts: accounts})
 	if err != nil {
 		unlock()
 		return nil, nil, fmt.Errorf("open the store in %s: %w", dir, err)
 	}
-	return emb, func() { emb.Shutdown(); unlock() }, nil
+	nc, err = broker.Connect(broker.ConnectConfig{InProcess: emb, Key: key, Name: "tollgate reader",
+		Options: []nats.Option{nats.MaxReconnects(0)}})
+	if err != nil {
+		emb.Shutdown()
+		unlock()
+		return nil, nil, err
+	}
+	return nc, func() { nc.Close(); emb.Shutdown(); unlock() }, nil
 }

@@ -6,9 +6,18 @@
 // the benchmarks all start gateways through Start; nothing else wires one
 // together.
 //
-// It also owns the gateway config file (Config, LoadConfig) and the lock
-// of an embedded gateway's data folder, which read-only tools (replay,
-// runs, projections) honour when they open a folder a gateway left behind.
+// It also owns the gateway config file (Config, LoadConfig, AddIdentity)
+// and the layout of an embedded gateway's data folder: its store, its lock,
+// and the key folder of its identities (DataKeysDir). The tools that read a
+// gateway's ledger while it runs or after it stopped (replay, runs,
+// projections) open it through OpenLedger, from a Source: a data folder
+// (honouring the lock), a NATS server with an operator's key, or a config
+// naming one of them.
+//
+// This is the one package that assembles the others, and the only one
+// besides cmd (and the demo, which runs a gateway) that may import both
+// the enforcer and projections: the projector is part of a running gateway,
+// yet projections itself knows nothing of the enforcer or the broker.
 package gateway
 
 import (
@@ -20,6 +29,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -30,6 +40,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/ledger"
@@ -77,6 +88,10 @@ type Gateway struct {
 	extra []*nats.Conn
 	// unlock releases the embedded data folder's lock.
 	unlock func()
+	// admin is the operators' HTTP listener, when configured, and metrics
+	// what its /metrics serves.
+	admin   *admin
+	metrics *metrics
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -103,10 +118,14 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 			g.Close(context.Background())
 		}
 	}()
+	g.metrics = g.newMetrics()
+	if err := g.startAdmin(); err != nil {
+		return nil, err
+	}
 	if err := g.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge}); err != nil {
+	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes}); err != nil {
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
@@ -130,7 +149,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
 		pc.Logger, pc.LogEvery = g.log, projectorLogEvery
-		if g.proj, err = projections.New(g.js, g.subjects, pc); err != nil {
+		if g.proj, err = projections.New(g.ledger, pc); err != nil {
 			return nil, err
 		}
 		if err := g.proj.Start(ctx); err != nil {
@@ -173,6 +192,9 @@ func (g *Gateway) compile() error {
 	if reg.Engine, err = policy.NewEngine(g.policies, dir); err != nil {
 		return err
 	}
+	if reg.Guard, reg.Checker, err = g.cfg.Guardrails.Guard(); err != nil {
+		return err
+	}
 	if audit != nil {
 		set, err := policy.Compile(audit)
 		if err != nil {
@@ -205,15 +227,19 @@ func (c *Config) ReadPolicies() ([]policy.File, error) {
 }
 
 // StartEnforcer starts an enforcer with ec on the gateway's bus; any
-// enforcer the gateway ran must have been stopped (StopEnforcer). What ec
+// enforcer the gateway ran must have been stopped (StopEnforcer), else it
+// returns ErrEnforcerRunning. What ec
 // leaves unset of its publishing connections, logger and tracer provider,
 // the gateway fills in.
 func (g *Gateway) StartEnforcer(ctx context.Context, ec enforcer.Config) error {
 	if g.enf != nil {
-		return errors.New("gateway: an enforcer is running")
+		return ErrEnforcerRunning
 	}
 	if ec.Logger == nil {
 		ec.Logger = g.log
+	}
+	if ec.Metrics == nil && g.metrics != nil {
+		ec.Metrics = g.metrics.enforcer
 	}
 	if ec.TracerProvider == nil && g.tracer != nil {
 		ec.TracerProvider = g.tracer
@@ -298,6 +324,13 @@ func (g *Gateway) connect(ctx context.Context) error {
 			return err
 		}
 		g.key = kp
+		l, err := g.layout(cfg, g.registry.Dir)
+		if err != nil {
+			return err
+		}
+		if err := g.externalLayout(ctx, cfg, l, nil); err != nil {
+			return err
+		}
 		if g.nc, err = g.Connect("tollgate gateway"); err != nil {
 			return err
 		}
@@ -308,16 +341,13 @@ func (g *Gateway) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub, err := key.PublicKey()
+	g.key = key
+	l, err := g.layout(cfg, g.registry.Dir)
 	if err != nil {
 		return err
 	}
-	operators := map[string]string{}
-	for _, op := range cfg.Operators {
-		operators[op.ID] = op.PublicKey
-	}
 	dataDir := cfg.Path(cfg.NATS.DataDir)
-	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Users: g.subjects.NkeyUsers(g.registry.Dir, pub, operators)}
+	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Accounts: g.subjects.AccountsConfig(l)}
 	if cfg.NATS.Listen == ListenNone {
 		ec.NoListen = true
 	} else {
@@ -341,7 +371,6 @@ func (g *Gateway) connect(ctx context.Context) error {
 	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
 		return err
 	}
-	g.key = key
 	if g.nc, err = g.Connect("tollgate gateway"); err != nil {
 		return err
 	}
@@ -400,6 +429,9 @@ func (g *Gateway) Projector() *projections.Projector { return g.proj }
 // left), then the bus.
 func (g *Gateway) Close(ctx context.Context) error {
 	var errs []error
+	if g.admin != nil {
+		errs = append(errs, g.admin.srv.Shutdown(ctx))
+	}
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
@@ -418,6 +450,119 @@ func (g *Gateway) Close(ctx context.Context) error {
 	}
 	if g.unlock != nil {
 		g.unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Reload applies a changed config to the running gateway: identities
+// (added, rotated, disabled, removed), operators, policies, audit
+// policies, limits and workflows. The new config is checked whole first; a
+// config that fails is refused with every problem listed, and the old one
+// keeps serving. With the embedded server, the accounts are reloaded and
+// the connections of identities that are gone or disabled are closed.
+// Settings that need a restart (the nats and enforcer sections) are
+// refused. A refused config's error wraps ErrReloadRefused.
+func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
+	cfg.SetDefaults()
+	if err := cfg.validate(o.Policies == nil); err != nil {
+		g.reloaded(false)
+		return fmt.Errorf("%w, the running config stays:\n%w", ErrReloadRefused, err)
+	}
+	if err := restartOnly(g.cfg, cfg); err != nil {
+		g.reloaded(false)
+		return fmt.Errorf("%w, the running config stays: %w", ErrReloadRefused, err)
+	}
+	next := &Gateway{cfg: cfg, opts: o}
+	if err := next.compile(); err != nil {
+		g.reloaded(false)
+		return fmt.Errorf("%w, the running config stays:\n%w", ErrReloadRefused, err)
+	}
+	for _, id := range next.registry.Dir.All() {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
+	// An identity no longer registered (not only disabled) loses what was
+	// waiting for it: whoever is registered under its id later starts
+	// afresh.
+	for _, id := range g.registry.Dir.All() {
+		if _, still := next.registry.Dir.Get(id.ID); !still {
+			if err := broker.RemoveIdentity(ctx, g.js, g.subjects, id.ID); err != nil {
+				return fmt.Errorf("reload: %w", err)
+			}
+		}
+	}
+	l, err := g.layout(cfg, next.registry.Dir)
+	if err != nil {
+		return err
+	}
+	if g.emb != nil {
+		err = g.emb.SetLayout(g.subjects, l)
+	} else {
+		var prev broker.Layout
+		if prev, err = g.layout(g.cfg, g.registry.Dir); err == nil {
+			err = g.externalLayout(ctx, cfg, l, &prev)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	reg := next.registry
+	ec := cfg.EnforcerConfig()
+	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal}
+	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
+	if g.enf != nil {
+		g.enf.Reload(reg)
+	}
+	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
+	g.reloaded(true)
+	return nil
+}
+
+// reloaded counts a reload's outcome.
+func (g *Gateway) reloaded(ok bool) {
+	if g.metrics == nil {
+		return
+	}
+	outcome := "ok"
+	if !ok {
+		outcome = "refused"
+	}
+	g.metrics.reloads.WithLabelValues(outcome).Inc()
+}
+
+// layout is the bus layout of cfg over dir, with the gateway's own key and,
+// for an external server, the system account's.
+func (g *Gateway) layout(cfg *Config, dir *broker.Directory) (broker.Layout, error) {
+	pub, err := g.key.PublicKey()
+	if err != nil {
+		return broker.Layout{}, err
+	}
+	l := cfg.Layout(dir, pub)
+	if cfg.NATS.SystemCredentials != "" {
+		kp, err := broker.LoadSeed(cfg.Path(cfg.NATS.SystemCredentials))
+		if err != nil {
+			return broker.Layout{}, fmt.Errorf("system credentials: %w", err)
+		}
+		sys, err := kp.PublicKey()
+		if err != nil {
+			return broker.Layout{}, err
+		}
+		l.SystemKeys = []string{sys}
+	}
+	return l, nil
+}
+
+// restartOnly reports the settings that differ between two configs and
+// can only change with a restart.
+func restartOnly(old, cur *Config) error {
+	var errs []error
+	if old.NATS != cur.NATS {
+		errs = append(errs, errors.New("the nats section changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
+		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
 	}
 	return errors.Join(errs...)
 }

@@ -38,6 +38,7 @@ const (
 	EdgeRepeats = "max_edge_repeats"
 	Cycle       = "cycle"
 	Rate        = "invoke_rate_limit"
+	RunRate     = "per_principal.run_rate"
 )
 
 // Run bounds a run. A run is held to the limits recorded when it started
@@ -172,6 +173,27 @@ type Agent struct {
 	// hops are never denied by policy or limits; what would have been
 	// denied is recorded in the ledger instead.
 	Mode string `yaml:"mode"`
+	// RejectRateLimit bounds the submissions of the agent that the
+	// integrity checks deny (malformed, forged, not its run, ...), across
+	// every enforcer instance; past it they are dropped unrecorded.
+	// Default 600/min.
+	RejectRateLimit ratelimit.Rate `yaml:"reject_rate_limit"`
+}
+
+// RejectKey is the rate-limit bucket of an agent's rejected submissions.
+func RejectKey(id string) string { return "rejected." + id }
+
+// RunsKey is the rate-limit bucket of the runs started on behalf of a
+// principal.
+func RunsKey(principal string) string { return "runs." + principal }
+
+// Principal bounds what is done on behalf of one principal (the user who
+// started a run, or the agent that started one of its own), across all its
+// runs, so that starting more runs cannot reset a run's limits.
+type Principal struct {
+	// RunRate bounds the runs started on the principal's behalf, spawned
+	// ones included, across every enforcer instance. Default 1000/min.
+	RunRate ratelimit.Rate `yaml:"run_rate"`
 }
 
 // Override returns a with every field o sets taken from o.
@@ -181,6 +203,9 @@ func (a Agent) Override(o Agent) Agent {
 	}
 	if o.Mode != "" {
 		a.Mode = o.Mode
+	}
+	if o.RejectRateLimit.Count != 0 {
+		a.RejectRateLimit = o.RejectRateLimit
 	}
 	return a
 }
@@ -201,6 +226,8 @@ type Set struct {
 	Workflows map[string]Run
 	PerAgent  Agent
 	Agents    map[string]Agent
+	// PerPrincipal bounds every principal.
+	PerPrincipal Principal
 }
 
 // SetDefaults fills the defaults of the gateway-wide limits.
@@ -208,6 +235,12 @@ func (s *Set) SetDefaults() {
 	s.Run.SetDefaults()
 	if s.PerAgent.Mode == "" {
 		s.PerAgent.Mode = ModeEnforce
+	}
+	if s.PerAgent.RejectRateLimit.Count == 0 {
+		s.PerAgent.RejectRateLimit = ratelimit.Rate{Count: 600, Period: time.Minute}
+	}
+	if s.PerPrincipal.RunRate.Count == 0 {
+		s.PerPrincipal.RunRate = ratelimit.Rate{Count: 1000, Period: time.Minute}
 	}
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -10,22 +11,6 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/schemas"
 )
-
-// Context is what the gateway knows about a hop; it becomes the Cedar
-// context record (see HopContext in the Cedar schema).
-type Context struct {
-	RunID       string
-	Workflow    string
-	Depth       int
-	Ancestry    []string
-	OnBehalfOf  string
-	IsCycle     bool
-	HopsSoFar   int
-	TokensSoFar int64
-	CostSoFar   float64
-	EdgeCalls   int
-	Tainted     bool
-}
 
 // Request asks whether principal may perform action on resource.
 type Request struct {
@@ -41,53 +26,40 @@ type Decision struct {
 	// PolicyIDs are the policies that decided: the forbids for a deny, the
 	// permits for an allow. Empty for a default deny.
 	PolicyIDs []string
-	// Errors lists policies that failed to evaluate; any makes it a deny.
+	// Errors lists policies that failed to evaluate, in policy id order;
+	// any makes it a deny.
 	Errors []string
 }
 
-// Engine decides hops with a policy set over the entities of a directory.
-// It is immutable and safe for concurrent use; reload by building a new one.
-type Engine struct {
-	set      *Set
-	entities types.EntityMap
-}
-
-// NewEngine builds the Cedar entities of every identity in dir, validates
-// them against the schema and returns an engine over set.
-func NewEngine(set *Set, dir *broker.Directory) (*Engine, error) {
-	entities := types.EntityMap{}
-	for _, id := range dir.All() {
-		e := types.Entity{
-			UID: uid(id),
-			Attributes: types.NewRecord(types.RecordMap{
-				"team": types.String(id.Team),
-				"tags": stringSet(id.Tags),
-			}),
-		}
-		if err := set.validator.Entity(e); err != nil {
-			return nil, fmt.Errorf("entity %s: %w", e.UID, err)
-		}
-		entities[e.UID] = e
-	}
-	return &Engine{set: set, entities: entities}, nil
-}
+// candidatePool recycles the candidate lists of decisions.
+var candidatePool = sync.Pool{New: func() any { return newCandidates() }}
 
 // Set returns the engine's policy set.
 func (e *Engine) Set() *Set { return e.set }
 
 // Decide evaluates a request. Default deny: without a permit the answer is
-// no; any forbid wins; any evaluation error is a deny naming the policy.
+// no; any forbid wins; any evaluation error is a deny naming the policy,
+// and so is a request that does not match the schema.
+//
+// Only the policies whose scope can match the request are evaluated (see
+// index.go), and the context record holds only the attributes they read:
+// the decision, its policies and its errors are those of evaluating every
+// policy with the whole record.
 func (e *Engine) Decide(r Request) Decision {
-	req := types.Request{
-		Principal: uid(r.Principal),
-		Action:    types.NewEntityUID("Action", types.String(r.Action)),
-		Resource:  uid(r.Resource),
-		Context:   r.Context.record(),
+	if r.Principal == nil || r.Resource == nil {
+		return Decision{Errors: []string{"request does not match the schema: it has no principal or no resource"}}
 	}
-	if err := e.set.validator.Request(req); err != nil {
-		return Decision{Errors: []string{"request does not match the schema: " + err.Error()}}
+	p, a, res := e.subject(r.Principal), e.action(r.Action), e.subject(r.Resource)
+	var whole *types.Record
+	if !e.matchesSchema(p, a, res) {
+		rec := r.Context.record()
+		whole = &rec
+		req := types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid, Context: rec}
+		if err := e.set.validator.Request(req); err != nil {
+			return Decision{Errors: []string{"request does not match the schema: " + err.Error()}}
+		}
 	}
-	decision, diag := cedar.Authorize(e.set.policies, e.entities, req)
+	decision, diag := e.authorize(p, a, res, &r.Context, whole)
 	var d Decision
 	for _, de := range diag.Errors {
 		d.Errors = append(d.Errors, fmt.Sprintf("%s: %s", de.PolicyID, de.Message))
@@ -105,34 +77,42 @@ func (e *Engine) Decide(r Request) Decision {
 	return d
 }
 
-func uid(id *broker.Identity) types.EntityUID {
-	return types.NewEntityUID(types.EntityType(id.Type), types.String(id.ID))
+// authorize evaluates with Cedar the policies whose scope can match the
+// request, with a context record of the attributes they read (whole, when
+// given, instead).
+func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, whole *types.Record) (cedar.Decision, cedar.Diagnostic) {
+	c := candidatePool.Get().(*candidates)
+	defer func() {
+		c.ix, c.entities = nil, requestEntities{}
+		candidatePool.Put(c)
+	}()
+	c.ix = e.set.index
+	c.entities = requestEntities{p: p, r: res, all: e.entities}
+	c.positions = collect(c.positions[:0], e.typed(p, a, res), &p.as[principalTerm], a.candidates, &res.as[resourceTerm])
+	req := types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid}
+	if whole != nil {
+		req.Context = *whole
+	} else {
+		req.Context = ctx.recordOf(c.ix.readsAll(c.positions))
+	}
+	return cedar.Authorize(c, &c.entities, req)
 }
 
-func stringSet(ss []string) types.Set {
-	vals := make([]types.Value, len(ss))
-	for i, s := range ss {
-		vals[i] = types.String(s)
-	}
-	return types.NewSet(vals...)
+// requestEntities answers Cedar's entity look-ups, those of the request's
+// principal and resource without hashing their uids.
+type requestEntities struct {
+	p, r *subject
+	all  types.EntityMap
 }
 
-func (c Context) record() types.Record {
-	cost, err := types.NewDecimalFromFloat(c.CostSoFar)
-	if err != nil { // beyond decimal's range: saturate, it only grows
-		cost, _ = types.NewDecimal(922337203685477, 0)
+// Get returns the entity of uid, as the engine's entity map does.
+func (g *requestEntities) Get(uid types.EntityUID) (types.Entity, bool) {
+	switch uid {
+	case g.p.uid:
+		return g.p.entity, g.p.known
+	case g.r.uid:
+		return g.r.entity, g.r.known
 	}
-	return types.NewRecord(types.RecordMap{
-		"run_id":        types.String(c.RunID),
-		"workflow":      types.String(c.Workflow),
-		"depth":         types.Long(c.Depth),
-		"ancestry":      stringSet(c.Ancestry),
-		"on_behalf_of":  types.String(c.OnBehalfOf),
-		"is_cycle":      types.Boolean(c.IsCycle),
-		"hops_so_far":   types.Long(c.HopsSoFar),
-		"tokens_so_far": types.Long(c.TokensSoFar),
-		"cost_so_far":   cost,
-		"edge_calls":    types.Long(c.EdgeCalls),
-		"tainted":       types.Boolean(c.Tainted),
-	})
+	e, ok := g.all[uid]
+	return e, ok
 }

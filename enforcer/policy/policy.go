@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -41,7 +42,7 @@ func ReadFiles(paths []string) ([]File, error) {
 			continue
 		}
 		if len(matches) == 0 {
-			errs = append(errs, fmt.Errorf("policy path %q matches no file", p))
+			errs = append(errs, fmt.Errorf("policy path %q %w", p, ErrNoMatch))
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
@@ -54,6 +55,19 @@ func ReadFiles(paths []string) ([]File, error) {
 		}
 	}
 	return files, errors.Join(errs...)
+}
+
+// ReadPaths is ReadFiles where a path may also be a folder, which stands for
+// its .cedar files.
+func ReadPaths(paths []string) ([]File, error) {
+	globs := make([]string, len(paths))
+	for i, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			p = filepath.Join(p, "*.cedar")
+		}
+		globs[i] = p
+	}
+	return ReadFiles(globs)
 }
 
 // ReadFS reads every .cedar file of a file system (such as deploy.Policies()),
@@ -78,8 +92,8 @@ func ReadFS(fsys fs.FS, prefix string) ([]File, error) {
 // is known by its @id annotation, or by file:line when it has none.
 type Set struct {
 	policies  *cedar.PolicySet
+	index     *index
 	validator *validate.Validator
-	count     int
 }
 
 // Compile parses and validates policy files against the Cedar schema. It
@@ -102,12 +116,16 @@ func Compile(files []File) (*Set, error) {
 			id := policyName(f.Name, p)
 			where := fmt.Sprintf("%s:%d", f.Name, p.Position().Line)
 			if prev, dup := seen[id]; dup {
-				errs = append(errs, fmt.Errorf("%s: policy id %q is also used at %s", where, id, prev))
+				errs = append(errs, fmt.Errorf("%s: policy id %q %w at %s", where, id, ErrDuplicateID, prev))
 				continue
 			}
 			seen[id] = where
 			if err := v.Policy(id, (*cedarast.Policy)(p.AST())); err != nil {
-				errs = append(errs, fmt.Errorf("%s: policy %q does not match the schema: %w", where, id, err))
+				errs = append(errs, fmt.Errorf("%s: policy %q %w: %w", where, id, ErrSchema, err))
+				continue
+			}
+			if err := checkApproval(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s: policy %q: %w", where, id, err))
 				continue
 			}
 			set.Add(cedar.PolicyID(id), p)
@@ -116,19 +134,18 @@ func Compile(files []File) (*Set, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Set{policies: set, validator: v, count: len(seen)}, nil
+	return &Set{policies: set, index: newIndex(set), validator: v}, nil
 }
 
 // Len is the number of policies in the set.
-func (s *Set) Len() int { return s.count }
+func (s *Set) Len() int { return len(s.index.ids) }
 
 // IDs lists the policy ids in the set, sorted.
 func (s *Set) IDs() []string {
 	var out []string
-	for id := range s.policies.All() {
+	for _, id := range s.index.ids {
 		out = append(out, string(id))
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -150,6 +167,90 @@ func (s *Set) AllowsCycle(d Decision) bool {
 		}
 	}
 	return false
+}
+
+// ApprovalAnnotation marks a permit whose hops are held for a human's
+// approval: @approval("required"). ApproversAnnotation names the operator
+// groups that may approve them, comma-separated (@approvers("finance"));
+// without it any operator may.
+const (
+	ApprovalAnnotation  = "approval"
+	ApproversAnnotation = "approvers"
+)
+
+// Approval is what the permits of an allow require before the hop goes
+// through.
+type Approval struct {
+	// Required is set when a deciding permit is annotated
+	// @approval("required").
+	Required bool
+	// PolicyIDs are those permits; Approvers the groups they name (any
+	// operator when empty, or when one of them names none).
+	PolicyIDs []string
+	Approvers []string
+}
+
+// ApprovalFor returns what the permits of an allow d require. A hop needs
+// approval when any permit that allowed it requires one; its approvers
+// are all the groups those permits name, unless one names none.
+func (s *Set) ApprovalFor(d Decision) Approval {
+	var a Approval
+	if !d.Allow {
+		return a
+	}
+	anyone := false
+	for _, id := range d.PolicyIDs {
+		if s.Annotation(id, ApprovalAnnotation) != "required" {
+			continue
+		}
+		a.Required = true
+		a.PolicyIDs = append(a.PolicyIDs, id)
+		groups := approvers(s.Annotation(id, ApproversAnnotation))
+		anyone = anyone || len(groups) == 0
+		for _, g := range groups {
+			if !slices.Contains(a.Approvers, g) {
+				a.Approvers = append(a.Approvers, g)
+			}
+		}
+	}
+	if anyone {
+		a.Approvers = nil
+	}
+	slices.Sort(a.Approvers)
+	return a
+}
+
+func approvers(v string) []string {
+	var out []string
+	for g := range strings.SplitSeq(v, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// checkApproval checks the approval annotations of a policy: @approval
+// only as "required" and only on a permit, @approvers only with it and
+// naming valid group ids.
+func checkApproval(p *cedar.Policy) error {
+	ann := p.Annotations()
+	v, has := ann[ApprovalAnnotation]
+	groups, hasGroups := ann[ApproversAnnotation]
+	switch {
+	case has && v != "required":
+		return fmt.Errorf("@%s(%q): the only value is \"required\"", ApprovalAnnotation, v)
+	case has && p.Effect() != cedar.Permit:
+		return fmt.Errorf("@%s on a forbid: only a permit can require approval", ApprovalAnnotation)
+	case hasGroups && !has:
+		return fmt.Errorf("@%s without @%s(\"required\")", ApproversAnnotation, ApprovalAnnotation)
+	}
+	for _, g := range approvers(string(groups)) {
+		if err := schemas.CheckPrincipalID(g); err != nil {
+			return fmt.Errorf("@%s: group %q: %w", ApproversAnnotation, g, err)
+		}
+	}
+	return nil
 }
 
 // Annotation returns the value of an annotation of a policy, "" if none.

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,6 +177,60 @@ func TestAllowsCycle(t *testing.T) {
 	for _, tc := range cases {
 		if got := set.AllowsCycle(tc.d); got != tc.want {
 			t.Errorf("AllowsCycle(%+v) = %v, want %v", tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestEmptySetDeniesEverything(t *testing.T) {
+	e, dir := engine(t, nil)
+	a, _ := dir.Get("orchestrator")
+	b, _ := dir.Get("research")
+	if d := e.Decide(policy.Request{Principal: a, Action: schemas.ActionInvoke, Resource: b}); d.Allow || len(d.PolicyIDs) > 0 || len(d.Errors) > 0 {
+		t.Fatalf("no policy: %+v", d)
+	}
+	if d := e.Decide(policy.Request{Action: schemas.ActionInvoke, Resource: b}); d.Allow || len(d.Errors) == 0 {
+		t.Fatalf("no principal: %+v", d)
+	}
+}
+
+// TestDecideConcurrently: an engine is shared by every shard; decisions
+// made at once are the ones made one at a time (run with -race).
+func TestDecideConcurrently(t *testing.T) {
+	e, dir := engine(t, examplePolicies(t))
+	ids := dir.All()
+	var reqs []policy.Request
+	var want []policy.Decision
+	for i, p := range ids {
+		for j, r := range ids {
+			action := schemas.ActionInvoke
+			switch r.Type {
+			case schemas.TypeTool:
+				action = schemas.ActionCallTool
+			case schemas.TypeModel:
+				action = schemas.ActionCallModel
+			}
+			req := policy.Request{Principal: p, Action: action, Resource: r, Context: policy.Context{Depth: i + j, Ancestry: []string{p.ID}}}
+			reqs = append(reqs, req)
+			want = append(want, e.Decide(req))
+		}
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for range 50 {
+				for i, r := range reqs {
+					if got := e.Decide(r); got.Allow != want[i].Allow || !slices.Equal(got.PolicyIDs, want[i].PolicyIDs) || !slices.Equal(got.Errors, want[i].Errors) {
+						errs <- fmt.Errorf("request %d: got %+v, want %+v", i, got, want[i])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -21,7 +21,7 @@ func TestParseRate(t *testing.T) {
 		{"60/min", ratelimit.Rate{Count: 60, Period: time.Minute}, false},
 		{"5/s", ratelimit.Rate{Count: 5, Period: time.Second}, false},
 		{"10/30s", ratelimit.Rate{Count: 10, Period: 30 * time.Second}, false},
-		{"unlimited", ratelimit.Rate{}, false},
+		{"unlimited", ratelimit.Rate{Count: -1}, false},
 		{"", ratelimit.Rate{}, false},
 		{"60", ratelimit.Rate{}, true},
 		{"-1/min", ratelimit.Rate{}, true},

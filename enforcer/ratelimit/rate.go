@@ -38,8 +38,13 @@ var units = map[string]time.Duration{"s": time.Second, "min": time.Minute, "h": 
 // ParseRate reads "60/min", "5/s", "1000/h", "10/30s" or "unlimited".
 func ParseRate(s string) (Rate, error) {
 	s = strings.TrimSpace(s)
-	if s == "" || s == "unlimited" {
+	switch s {
+	case "":
 		return Rate{}, nil
+	case "unlimited":
+		// Explicitly unlimited, unlike the zero Rate, which leaves a
+		// default in place.
+		return Rate{Count: -1}, nil
 	}
 	n, per, ok := strings.Cut(s, "/")
 	if !ok {

@@ -3,17 +3,18 @@ package whatif_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/whatif"
 	"github.com/tollgate/tollgate/ledger"
-	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -53,25 +54,21 @@ func runLoop(t *testing.T, files []policy.File) []ledger.Record {
 	defer cancel()
 	_, _ = tomas.Start(ctx, "orchestrator", agent.UserText("Write a brief"), agent.WithRunID(run)) // halted: an error is expected
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	brokertest.WaitFor(t, 20*time.Second, func() (bool, error) {
 		st, err := g.Ledger.Load(ctx, run)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Halted {
-			break
+		if !st.Halted {
+			return false, fmt.Errorf("run %s did not halt: %d allowed, %d denied", run, st.Allowed, st.Denied)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s did not halt: %d allowed, %d denied", run, st.Allowed, st.Denied)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true, nil
+	})
 	recs, err := g.Ledger.Read(ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := runtree.Keys{}
+	keys := ledger.Keys{}
 	for id, kp := range g.Keys {
 		pub, err := kp.PublicKey()
 		if err != nil {
@@ -83,7 +80,7 @@ func runLoop(t *testing.T, files []policy.File) []ledger.Record {
 		}
 		keys[id] = []ed25519.PublicKey{k}
 	}
-	if v := runtree.Verify(run, recs, keys); !v.OK() || v.Signatures != runtree.SigVerified {
+	if v := ledger.Verify(run, recs, keys); !v.OK() || v.Signatures != ledger.SigVerified {
 		t.Fatalf("the recorded loop does not verify: %s", v.Summary())
 	}
 	return recs

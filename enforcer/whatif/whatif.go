@@ -66,8 +66,8 @@ const (
 
 // Decisions of a Verdict.
 const (
-	Allowed = "allowed"
-	Denied  = "denied"
+	Allowed = ledger.DecisionAllowed
+	Denied  = ledger.DecisionDenied
 )
 
 // Verdict is a decision with its reasons.
@@ -221,7 +221,7 @@ func isInvoke(t schemas.EventType, d *schemas.HopDecision) bool {
 }
 
 func recorded(t schemas.EventType, d *schemas.HopDecision) Verdict {
-	if t == schemas.EventHopAllowed {
+	if t == schemas.EventHopAllowed || t == schemas.EventHopPending { // a held hop was allowed, then waited
 		return Verdict{Decision: Allowed, PolicyIDs: d.PolicyIDs}
 	}
 	v := Verdict{Decision: Denied, Reason: d.Reason, Message: d.Message}
@@ -368,7 +368,7 @@ func (r *Report) tally(recs []ledger.Record, datas []any, byID map[string]*Hop) 
 				vanishedLimits[d.Limit] = because
 			}
 		case *schemas.RunHalted:
-			if because, ok := vanishedLimits[d.Limit]; ok && d.Limit != "" && d.By == "gateway" {
+			if because, ok := vanishedLimits[d.Limit]; ok && d.Limit != "" && d.By == schemas.GatewayActor {
 				r.Vanished = append(r.Vanished, Vanished{Seq: rec.Event.Seq, Type: rec.Event.Type, Because: because,
 					What: fmt.Sprintf("run halted by the gateway (%s), cancelling %d open hops", d.Limit, len(d.OpenHops))})
 			}

@@ -2,7 +2,6 @@ package runtree_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"io"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/ledger/runtree/runtreetest"
-	"github.com/tollgate/tollgate/schemas"
 )
 
 // benchHops is the size of the benchmark run: 10,000 hops, each an
@@ -26,7 +24,7 @@ const benchHops = 10000
 // benchLedger appends the benchmark run to a fresh embedded JetStream
 // ledger (in-process connection, as replay --data reads) and returns it
 // with the senders' keys.
-func benchLedger(b *testing.B) (*ledger.Ledger, *brokertest.Bus, runtree.Keys) {
+func benchLedger(b *testing.B) (*ledger.Ledger, *brokertest.Bus, ledger.Keys) {
 	b.Helper()
 	bus := brokertest.Start(b, brokertest.Options{})
 	l := ledger.New(bus.JS, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects)
@@ -35,7 +33,7 @@ func benchLedger(b *testing.B) (*ledger.Ledger, *brokertest.Bus, runtree.Keys) {
 	if _, err := runtreetest.Wide("bench", time.Unix(1767225600, 0), benchHops).AppendTo(ctx, l); err != nil {
 		b.Fatal(err)
 	}
-	keys := runtree.Keys{}
+	keys := ledger.Keys{}
 	for _, m := range runtreetest.WideCast() {
 		k, err := broker.ParsePublicKey(runtreetest.PublicKey(m.ID))
 		if err != nil {
@@ -55,9 +53,9 @@ func benchLedger(b *testing.B) (*ledger.Ledger, *brokertest.Bus, runtree.Keys) {
 func BenchmarkReplay10k(b *testing.B) {
 	l, bus, keys := benchLedger(b)
 	ctx := context.Background()
-	replay := func(b *testing.B, keys runtree.Keys, render bool) {
+	replay := func(b *testing.B, keys ledger.Keys, render bool) {
 		for b.Loop() {
-			v := runtree.NewVerifier("bench", keys)
+			v := ledger.NewVerifier("bench", keys)
 			err := l.Scan(ctx, "bench", func(r ledger.Record) error { v.Add(r); return nil })
 			res := v.Finish()
 			if err != nil {
@@ -66,7 +64,7 @@ func BenchmarkReplay10k(b *testing.B) {
 			if !res.OK() || keys != nil && res.Checked != 2*benchHops || res.Events != 2*benchHops+2 {
 				b.Fatalf("%s (%d signatures checked)", res.Summary(), res.Checked)
 			}
-			tree, err := res.Tree()
+			tree, err := runtree.FromVerified(res)
 			if err != nil || len(tree.Hops) != benchHops {
 				b.Fatal(err)
 			}
@@ -116,9 +114,7 @@ func rawRead(b *testing.B, js jetstream.JetStream, s broker.Subjects) int {
 }
 
 // BenchmarkVerify10k is the verification alone, on records in memory
-// (decoded from their raw bytes by the verifier, every signature checked),
-// against the ledger's own Verify and VerifySignatures, one after the
-// other on one goroutine.
+// (decoded from their raw bytes by the verifier, every signature checked).
 func BenchmarkVerify10k(b *testing.B) {
 	built, err := runtreetest.Wide("bench", time.Unix(1767225600, 0), benchHops).Records()
 	if err != nil {
@@ -128,39 +124,15 @@ func BenchmarkVerify10k(b *testing.B) {
 	for i, r := range built {
 		raw[i] = ledger.Record{Raw: r.Raw}
 	}
-	keys := runtree.Keys{}
+	keys := ledger.Keys{}
 	for _, m := range runtreetest.WideCast() {
 		k, _ := broker.ParsePublicKey(runtreetest.PublicKey(m.ID))
 		keys.Add(m.ID, k)
 	}
-	b.Run("runtree.Verify", func(b *testing.B) {
+	b.Run("ledger.Verify", func(b *testing.B) {
 		for b.Loop() {
-			if v := runtree.Verify("bench", raw, keys); !v.OK() || v.Checked != 2*benchHops {
+			if v := ledger.Verify("bench", raw, keys); !v.OK() || v.Checked != 2*benchHops {
 				b.Fatal(v.Summary())
-			}
-		}
-	})
-	b.Run("ledger.Verify+VerifySignatures", func(b *testing.B) {
-		keyFunc := func(id string) ed25519.PublicKey {
-			if k := keys[id]; len(k) > 0 {
-				return k[0]
-			}
-			return nil
-		}
-		for b.Loop() {
-			if err := ledger.Verify("bench", raw); err != nil {
-				b.Fatal(err)
-			}
-			decoded := make([]ledger.Record, len(raw))
-			for i, r := range raw {
-				ev, err := schemas.DecodeEvent(r.Raw)
-				if err != nil {
-					b.Fatal(err)
-				}
-				decoded[i] = ledger.Record{Event: *ev, Raw: r.Raw}
-			}
-			if err := ledger.VerifySignatures(decoded, keyFunc); err != nil {
-				b.Fatal(err)
 			}
 		}
 	})

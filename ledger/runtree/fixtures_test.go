@@ -85,9 +85,9 @@ func decoded(t testing.TB, recs []ledger.Record) []ledger.Record {
 }
 
 // demoKeys are the keys of the demo cast, as runtreetest signs with them.
-func demoKeys(t testing.TB) runtree.Keys {
+func demoKeys(t testing.TB) ledger.Keys {
 	t.Helper()
-	keys := runtree.Keys{}
+	keys := ledger.Keys{}
 	for _, m := range runtreetest.DemoCast() {
 		k, err := broker.ParsePublicKey(runtreetest.PublicKey(m.ID))
 		if err != nil {
@@ -109,11 +109,11 @@ func runOf(t testing.TB, recs []ledger.Record) string {
 
 func verifiedTree(t testing.TB, recs []ledger.Record) *runtree.Run {
 	t.Helper()
-	v := runtree.Verify(runOf(t, recs), recs, demoKeys(t))
-	if !v.OK() || v.Signatures != runtree.SigVerified {
+	v := ledger.Verify(runOf(t, recs), recs, demoKeys(t))
+	if !v.OK() || v.Signatures != ledger.SigVerified {
 		t.Fatalf("fixture does not verify: %v (signatures %s)", v.Err(), v.Signatures)
 	}
-	r, err := v.Tree()
+	r, err := runtree.FromVerified(v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,9 +29,9 @@ func FuzzReadCopy(f *testing.F) {
 		if err != nil {
 			return
 		}
-		v := runtree.Verify(run, recs, keys)
+		v := ledger.Verify(run, recs, keys)
 		_ = v.Summary()
-		r, err := v.Tree()
+		r, err := runtree.FromVerified(v)
 		if err != nil {
 			if v.OK() {
 				t.Fatalf("a copy that verifies does not build: %v", err)
@@ -52,7 +52,7 @@ func FuzzReadCopy(f *testing.F) {
 			t.Fatal(err)
 		}
 		if v.Valid > 0 {
-			if _, err := v.TreeAsOf(uint64(v.Valid)); err != nil {
+			if _, err := runtree.FromVerifiedAsOf(v, uint64(v.Valid)); err != nil {
 				t.Fatalf("as of the last valid event: %v", err)
 			}
 		}

@@ -3,9 +3,11 @@ package runtree
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -37,6 +39,31 @@ func WriteJSONL(w io.Writer, recs []ledger.Record) error {
 	return bw.Flush()
 }
 
+// Export writes the copy of a run read from the ledger to w, as stored. It
+// returns how many events it wrote and the hash of the last, the head the
+// ledger vouches for. A run with no events is ledger.ErrNoRun.
+func Export(ctx context.Context, l *ledger.Ledger, run string, w io.Writer) (n int, head string, err error) {
+	var buf []ledger.Record
+	flush := func() error {
+		err := WriteJSONL(w, buf)
+		buf = buf[:0]
+		return err
+	}
+	err = l.Scan(ctx, run, func(r ledger.Record) error {
+		n++
+		head = r.Event.Hash
+		buf = append(buf, r)
+		if len(buf) == 512 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return n, head, err
+	}
+	return n, head, flush()
+}
+
 // ReadJSONL reads a copy of a run. It returns the records undecoded (Raw
 // only, as Verify takes them), so that any line, however damaged, is
 // reported by Verify as a broken link at its position rather than stopping
@@ -65,6 +92,43 @@ func ReadJSONL(r io.Reader) (recs []ledger.Record, run string, err error) {
 			return nil, "", fmt.Errorf("read line %d: %w", n, err)
 		}
 	}
+}
+
+// ReadCopy reads the copy of a run in the file at path, or in stdin when
+// path is "-" (see ReadJSONL). A copy without events is an error.
+func ReadCopy(path string, stdin io.Reader) (recs []ledger.Record, run string, err error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, "", err
+		}
+		defer f.Close()
+		r = f
+	}
+	if recs, run, err = ReadJSONL(r); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	if len(recs) == 0 {
+		return nil, "", fmt.Errorf("%s holds no events", path)
+	}
+	return recs, run, nil
+}
+
+// VerifyCopy reads the copy of a run (ReadCopy) and verifies it with keys
+// (nil skips signatures) as a copy of run, or, when run is empty, of the
+// run its first readable event names.
+func VerifyCopy(path string, stdin io.Reader, run string, keys ledger.Keys) (*ledger.Verified, error) {
+	recs, fileRun, err := ReadCopy(path, stdin)
+	if err != nil {
+		return nil, err
+	}
+	if run == "" {
+		if run = fileRun; run == "" {
+			return nil, fmt.Errorf("%s: no line is a readable ledger event; name the run to verify it against", path)
+		}
+	}
+	return ledger.Verify(run, recs, keys), nil
 }
 
 // readLine reads up to and including the next newline, giving up past

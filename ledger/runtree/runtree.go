@@ -4,10 +4,10 @@
 // halted the run, plus the spend per agent and the call graph. The demo,
 // replay and reports render it as text, JSON, DOT or Mermaid.
 //
-// Verify checks a run's records before they are shown: the hash chain as
-// ledger.Verify does and the envelope signatures as
-// ledger.VerifySignatures does, spread over every CPU, and it keeps what it
-// decoded so that the tree is built from exactly the bytes it verified.
+// The tree is a view of ledger.State: the state decides which hops opened
+// and closed and what the run spent, and the tree shows each change. Verify
+// a run with ledger.Verify first and build its tree with FromVerified, so
+// that the tree is built from exactly the bytes that were verified.
 package runtree
 
 import (
@@ -21,25 +21,32 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// Run statuses besides the terminal A2A states a completed run reports.
-const (
-	StatusRunning = "running"
-	StatusHalted  = "halted"
-)
+// statusDenied is the status of a denial that records no hop.
+const statusDenied = string(ledger.HopDenied)
 
-// Hop statuses that are not A2A task states.
+// Hop decisions: ledger.DecisionAllowed, ledger.DecisionDenied, and an
+// allowed hop the audit policies would have denied.
 const (
-	statusOpen     = string(ledger.HopOpen)
-	statusDenied   = string(ledger.HopDenied)
-	statusTimedOut = string(ledger.HopTimedOut)
-)
-
-// Hop decisions.
-const (
-	DecisionAllowed      = "allowed"
+	DecisionAllowed      = ledger.DecisionAllowed
 	DecisionAllowedAudit = "allowed (audit: would deny)"
-	DecisionDenied       = "denied"
+	DecisionDenied       = ledger.DecisionDenied
+	// DecisionHeld is a hop a policy held for a human's approval
+	// (hop.pending); Hop.Approval says what became of it.
+	DecisionHeld = "held for approval"
 )
+
+// Approval is what happened to a hop held for approval.
+type Approval struct {
+	Approvers []string  `json:"approvers,omitempty"`
+	PolicyIDs []string  `json:"policy_ids"`
+	Deadline  time.Time `json:"deadline"`
+	// Outcome is "pending", "approved" or "rejected"; By, Note and Seq say
+	// who answered, why, and in which event.
+	Outcome string `json:"outcome"`
+	By      string `json:"by,omitempty"`
+	Note    string `json:"note,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+}
 
 // Run is a run as a tree.
 type Run struct {
@@ -114,7 +121,7 @@ type Hop struct {
 	// was closed with.
 	Status string `json:"status"`
 	// ClosedBy is who closed the hop: the callee (reply), the caller
-	// (cancel), or "gateway" (halt).
+	// (cancel), or schemas.GatewayActor (halt).
 	ClosedBy  string    `json:"closed_by,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	LatencyMS int64     `json:"latency_ms,omitempty"`
@@ -128,6 +135,17 @@ type Hop struct {
 	TraceID      string `json:"trace_id,omitempty"`
 	SpanID       string `json:"span_id,omitempty"`
 	ParentSpanID string `json:"parent_span_id,omitempty"`
+	// Approval is set for a hop held for a human's approval.
+	Approval *Approval `json:"approval,omitempty"`
+	// Guardrail is what the guardrails found in the invoke's message, and
+	// ReplyGuardrail in the reply's result.
+	Guardrail      *schemas.Guardrail `json:"guardrail,omitempty"`
+	ReplyGuardrail *schemas.Guardrail `json:"reply_guardrail,omitempty"`
+	// Tainted is set when the hop's content may come from an untrusted
+	// source; TaintSources says which (docs/guardrails.md). A tainted
+	// reply below the hop adds its sources.
+	Tainted      bool     `json:"tainted,omitempty"`
+	TaintSources []string `json:"taint_sources,omitempty"`
 	// Input and Output are the A2A message in and the result out, filled
 	// by Run.LoadPayloads.
 	Input  string `json:"input,omitempty"`
@@ -136,7 +154,6 @@ type Hop struct {
 	Children []*Hop `json:"-"`
 
 	invoke, reply json.RawMessage
-	estimate      *schemas.Usage
 }
 
 // Halt is a recorded run.halted.
@@ -158,25 +175,18 @@ type AgentCost struct {
 	CostUSD float64 `json:"cost_usd"`
 }
 
-// event is a record with its data decoded.
-type event struct {
-	ev        schemas.Event
-	data      any
-	streamSeq uint64
-}
-
 // Build folds a run's records into its tree. The records must be the run's
 // events in order from the first (seq 1, 2, ...); Build does not check
-// hashes or signatures: Verify does, and builds the same tree with
-// Verified.Tree.
+// hashes or signatures: ledger.Verify does, and FromVerified builds the
+// same tree from what it verified.
 func Build(run string, recs []ledger.Record) (*Run, error) {
-	evs := make([]event, len(recs))
+	evs := make([]ledger.Entry, len(recs))
 	for i := range recs {
 		data, err := recs[i].Event.DecodeData()
 		if err != nil {
 			return nil, fmt.Errorf("run %s event %d: %w", run, recs[i].Event.Seq, err)
 		}
-		evs[i] = event{ev: recs[i].Event, data: data, streamSeq: recs[i].StreamSeq}
+		evs[i] = ledger.Entry{Event: recs[i].Event, Data: data, StreamSeq: recs[i].StreamSeq}
 	}
 	return build(run, evs)
 }
@@ -195,66 +205,97 @@ func AsOf(run string, recs []ledger.Record, seq uint64) (*Run, error) {
 	return r, nil
 }
 
-func build(run string, evs []event) (*Run, error) {
-	r := &Run{RunID: run, Events: len(evs), Hops: []*Hop{}, HeadHash: schemas.GenesisHash}
+// FromVerified builds the tree of a verified run's valid events (all of
+// them when the run verified), from the events as the verifier decoded
+// them: exactly the bytes it verified.
+func FromVerified(v *ledger.Verified) (*Run, error) { return build(v.RunID, v.Entries()) }
+
+// FromVerifiedAsOf builds the tree of a verified run as of event seq: the
+// first seq events only. It refuses a seq past the valid events.
+func FromVerifiedAsOf(v *ledger.Verified, seq uint64) (*Run, error) {
+	if seq < 1 || seq > uint64(v.Events) {
+		return nil, fmt.Errorf("run %s has events 1 to %d; there is no event %d", v.RunID, v.Events, seq)
+	}
+	if seq > uint64(v.Valid) {
+		return nil, fmt.Errorf("event %d of run %s is past the first broken link (event %d)", seq, v.RunID, v.Valid+1)
+	}
+	r, err := build(v.RunID, v.Entries()[:seq])
+	if err != nil {
+		return nil, err
+	}
+	r.AsOf = seq
+	return r, nil
+}
+
+// build folds the events with ledger.State, which decides every hop's
+// status and the run's spend, and dresses each change with what the tree
+// shows: who, what, why, latency, payloads, the per-agent cost.
+func build(run string, evs []ledger.Entry) (*Run, error) {
+	r := &Run{RunID: run, Events: len(evs), Hops: []*Hop{}}
+	st := ledger.NewViewState(run)
+	// views are the tree's hops of the state's hops; byID the first hop
+	// shown under each id (ids are unique in the tree, and children hang
+	// below the hop their parent id names).
+	views := map[*ledger.Hop]*Hop{}
 	byID := map[string]*Hop{}
 	costs := map[string]*AgentCost{}
-	completed := false
-	var completedStatus schemas.TaskState
 	for i := range evs {
 		e := &evs[i]
-		ev := &e.ev
-		if ev.Seq != uint64(i+1) {
-			return nil, fmt.Errorf("run %s: event seq %d does not follow %d", run, ev.Seq, i)
+		ev := &e.Event
+		c, err := st.ApplyDecoded(ev, e.Data, e.StreamSeq)
+		if err != nil {
+			return nil, err
 		}
-		switch d := e.data.(type) {
-		case *schemas.RunStarted:
-			r.Caller, r.CallerType, r.OnBehalfOf, r.Workflow = d.Caller, d.CallerType, d.OnBehalfOf, d.Workflow
-			r.Limits, r.TraceID, r.StartedAt = d.Limits, d.TraceID, ev.At
+		switch d := e.Data.(type) {
 		case *schemas.HopDecision:
-			if ev.Type == schemas.EventHopDenied && d.Kind != schemas.KindInvoke && d.Kind != "" {
+			if c.Kind == ledger.ChangeDenial && d.Kind != schemas.KindInvoke && d.Kind != "" {
 				continue // a refused reply or cancel: not a hop of its own
 			}
-			h := newHop(ev, d)
+			h := newHop(ev, d, c.Hop)
+			if c.Hop != nil {
+				views[c.Hop] = h
+			}
 			if h.HopID == "" || byID[h.HopID] != nil {
 				h.HopID = fmt.Sprintf("%s#%d", h.HopID, ev.Seq) // a replayed or unreadable id
 			}
-			if h.TraceID == r.TraceID {
+			if h.TraceID == st.TraceID {
 				h.TraceID = ""
 			}
 			byID[h.HopID] = h
 			r.Hops = append(r.Hops, h)
+		case *schemas.HopApproved:
+			if h := views[c.Hop]; c.Kind == ledger.ChangeApproved && h != nil && h.Approval != nil {
+				h.Status = string(c.Hop.Status)
+				h.Approval.Outcome, h.Approval.By, h.Approval.Note, h.Approval.Seq = "approved", d.By, d.Note, ev.Seq
+			}
+		case *schemas.HopRejected:
+			if h := views[c.Hop]; c.Kind == ledger.ChangeRejected && h != nil && h.Approval != nil {
+				h.Status, h.Reason, h.Message, h.ClosedBy, h.ClosedSeq = string(c.Hop.Status), schemas.ReasonApproval, d.Message, d.By, ev.Seq
+				h.Approval.Outcome, h.Approval.By, h.Approval.Note, h.Approval.Seq = "rejected", d.By, d.Message, ev.Seq
+			}
 		case *schemas.HopCompleted:
-			h := byID[ev.HopID]
-			if h == nil {
+			h := views[c.Hop]
+			if c.Kind != ledger.ChangeClosed || h == nil {
 				continue
 			}
-			if d.Usage != nil {
-				r.Tokens += d.Usage.Tokens()
-				r.CostUSD += d.Usage.Cost()
-			}
-			if h.Status != statusOpen {
-				continue
-			}
-			h.Status, h.ClosedBy, h.Error, h.LatencyMS, h.ClosedSeq = string(d.Status), d.By, d.Error, d.LatencyMS, ev.Seq
-			h.reply = d.Envelope
-			if d.Usage != nil {
-				h.Tokens, h.CostUSD = d.Usage.Tokens(), d.Usage.Cost()
-				c := costs[h.To]
-				if c == nil {
-					c = &AgentCost{Agent: h.To}
-					costs[h.To] = c
+			h.Status, h.ClosedBy, h.Error, h.LatencyMS, h.ClosedSeq = string(c.Hop.Status), d.By, d.Error, d.LatencyMS, ev.Seq
+			h.reply, h.ReplyGuardrail = d.Envelope, d.Guardrail
+			if u := c.Hop.Usage; u != nil {
+				h.Tokens, h.CostUSD = u.Tokens(), u.Cost()
+				ac := costs[h.To]
+				if ac == nil {
+					ac = &AgentCost{Agent: h.To}
+					costs[h.To] = ac
 				}
-				c.Hops++
-				c.Tokens += h.Tokens
-				c.CostUSD += h.CostUSD
+				ac.Hops++
+				ac.Tokens += h.Tokens
+				ac.CostUSD += h.CostUSD
 			}
 		case *schemas.HopTimedOut:
-			if h := byID[ev.HopID]; h != nil && h.Status == statusOpen {
-				h.Status, h.LatencyMS, h.ClosedSeq = statusTimedOut, d.LatencyMS, ev.Seq
+			if h := views[c.Hop]; c.Kind == ledger.ChangeTimedOut && h != nil {
+				h.Status, h.LatencyMS, h.ClosedSeq = string(c.Hop.Status), d.LatencyMS, ev.Seq
 			}
 		case *schemas.RunLimitBreached:
-			r.Breaches = append(r.Breaches, *d)
 			if h := byID[d.HopID]; h != nil && d.HopID != "" {
 				h.BreachAction, h.BreachSeq = d.Action, ev.Seq
 				if h.Breach == nil {
@@ -262,28 +303,22 @@ func build(run string, evs []event) (*Run, error) {
 				}
 			}
 		case *schemas.RunHalted:
-			r.Halted = true
 			r.Halt = &Halt{Seq: ev.Seq, At: ev.At, By: d.By, Reason: d.Reason, Limit: d.Limit}
-			for _, id := range d.OpenHops {
-				if h := byID[id]; h != nil && h.Status == statusOpen {
-					h.Status, h.ClosedBy, h.ClosedSeq = string(schemas.StateCanceled), "gateway", ev.Seq
+			for _, sh := range c.Cancelled {
+				if h := views[sh]; h != nil {
+					h.Status, h.ClosedBy, h.ClosedSeq = string(sh.Status), schemas.GatewayActor, ev.Seq
 					h.LatencyMS = ev.At.Sub(h.At).Milliseconds()
-					r.Halt.Cancelled = append(r.Halt.Cancelled, id)
 				}
+				r.Halt.Cancelled = append(r.Halt.Cancelled, sh.ID)
 			}
-		case *schemas.RunCompleted:
-			completed, completedStatus = true, d.Status
 		}
-		r.HeadHash, r.LastAt = ev.Hash, ev.At
 	}
-	switch {
-	case r.Halted:
-		r.Status = StatusHalted
-	case completed:
-		r.Status = string(completedStatus)
-	default:
-		r.Status = StatusRunning
-	}
+	r.Caller, r.CallerType, r.OnBehalfOf, r.Workflow = st.Caller, st.CallerType, st.OnBehalfOf, st.Workflow
+	r.Limits, r.TraceID, r.StartedAt = st.Limits, st.TraceID, st.StartedAt
+	r.HeadHash, r.LastAt = st.Head.Hash, st.LastAt
+	r.Breaches, r.Halted = st.Breaches, st.Halted
+	r.Tokens, r.CostUSD = st.Spent.Tokens, st.Spent.CostUSD
+	r.Status = st.RunStatus()
 	for _, h := range r.Hops {
 		// A parent precedes its children in the ledger; linking only to an
 		// earlier hop keeps even a doctored ledger a tree.
@@ -292,11 +327,18 @@ func build(run string, evs []event) (*Run, error) {
 		} else {
 			r.Roots = append(r.Roots, h)
 		}
-		if h.Status == statusOpen {
-			r.OpenHops = append(r.OpenHops, h.HopID)
-			r.ReservedTokens += h.estimate.Tokens()
-			r.ReservedCostUSD += h.estimate.Cost()
+	}
+	for sh, h := range views {
+		h.Tainted, h.TaintSources = sh.Tainted, sh.TaintSources // as tainted replies left it
+	}
+	for _, sh := range st.OpenHops() {
+		id := sh.ID
+		if h := views[sh]; h != nil { // every hop of the state has its view
+			id = h.HopID
 		}
+		r.OpenHops = append(r.OpenHops, id)
+		r.ReservedTokens += sh.Estimate.Tokens()
+		r.ReservedCostUSD += sh.Estimate.Cost()
 	}
 	r.CostByAgent = make(map[string]AgentCost, len(costs))
 	for _, c := range costs {
@@ -305,18 +347,30 @@ func build(run string, evs []event) (*Run, error) {
 	return r, nil
 }
 
-func newHop(ev *schemas.Event, d *schemas.HopDecision) *Hop {
+// newHop is the tree's hop of a decision; sh is the state's hop it
+// recorded, nil for a denial that records none.
+func newHop(ev *schemas.Event, d *schemas.HopDecision, sh *ledger.Hop) *Hop {
 	h := &Hop{HopID: ev.HopID, ParentID: d.ParentHopID, From: d.From, FromType: d.FromType, To: d.To, ToType: d.ToType,
 		Action: d.Action, Depth: d.Depth, Reason: d.Reason, Message: d.Message, PolicyIDs: d.PolicyIDs, Audit: d.Audit,
 		Cycle: d.Cycle, Breach: d.Breach, Seq: ev.Seq, At: ev.At, TraceID: d.TraceID, SpanID: d.SpanID,
-		ParentSpanID: d.ParentSpanID, invoke: d.Envelope, estimate: d.Estimate}
-	if ev.Type == schemas.EventHopAllowed {
-		h.Decision, h.Status = DecisionAllowed, statusOpen
+		ParentSpanID: d.ParentSpanID, invoke: d.Envelope, Status: statusDenied,
+		Guardrail: d.Guardrail, Tainted: d.Tainted, TaintSources: d.TaintSources}
+	if sh != nil {
+		h.Status = string(sh.Status)
+	}
+	switch ev.Type {
+	case schemas.EventHopAllowed:
+		h.Decision = DecisionAllowed
 		if len(d.Audit) > 0 {
 			h.Decision = DecisionAllowedAudit
 		}
-	} else {
-		h.Decision, h.Status = DecisionDenied, statusDenied
+	case schemas.EventHopPending:
+		h.Decision = DecisionHeld
+		if a := d.Approval; a != nil {
+			h.Approval = &Approval{Approvers: a.Approvers, PolicyIDs: a.PolicyIDs, Deadline: a.Deadline, Outcome: "pending"}
+		}
+	default:
+		h.Decision = DecisionDenied
 	}
 	return h
 }

@@ -3,42 +3,16 @@ package runtree_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/ledger/runtree/runtreetest"
 	"github.com/tollgate/tollgate/schemas"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run the test with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (rerun with -update after checking):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 func TestGolden(t *testing.T) {
 	render := map[string]func(*runtree.Run) ([]byte, error){
@@ -76,14 +50,14 @@ func TestGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				golden(t, name+"."+ext, got)
+				brokertest.Golden(t, name+"."+ext, got)
 			})
 		}
 	}
 	t.Run("incident.at5.txt", func(t *testing.T) {
 		recs := incident(t)
-		v := runtree.Verify("run-incident", recs, nil)
-		r, err := v.TreeAsOf(5)
+		v := ledger.Verify("run-incident", recs, nil)
+		r, err := runtree.FromVerifiedAsOf(v, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +65,7 @@ func TestGolden(t *testing.T) {
 		if err := r.WriteText(&b); err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "incident.at5.txt", b.Bytes())
+		brokertest.Golden(t, "incident.at5.txt", b.Bytes())
 	})
 }
 
@@ -257,4 +231,81 @@ func TestTimedOutHop(t *testing.T) {
 	if !strings.Contains(text.String(), "timed_out") {
 		t.Fatalf("text tree does not show the timeout:\n%s", text.String())
 	}
+}
+
+// TestTreeFollowsTheFold: what opens and closes a hop and what spend
+// counts is ledger.State's to decide, on any ledger: a reply to a hop that
+// is already closed, or to no hop at all, counts nothing and changes no
+// hop; a refused reply is no hop of its own.
+func TestTreeFollowsTheFold(t *testing.T) {
+	recs := oddRun(t)
+	st, err := ledger.Fold("run-odd", recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runtree.Build("run-odd", recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tokens != 10 || st.Spent.Tokens != 10 || r.CostByAgent["research"].Tokens != 10 || r.CostByAgent["ghost"].Hops != 0 {
+		t.Fatalf("tree counts %d tokens (%+v), the fold %d; want the one reply that closed an open hop", r.Tokens, r.CostByAgent, st.Spent.Tokens)
+	}
+	if len(r.Hops) != 2 || r.Hops[1].Status != "completed" || r.Hops[1].Tokens != 10 || r.Hops[1].ClosedSeq != 4 {
+		t.Fatalf("hops %d; b: %+v", len(r.Hops), r.Hops[1])
+	}
+	if len(r.OpenHops) != 1 || r.OpenHops[0] != "a" || r.HeadHash != st.Head.Hash || r.Status != ledger.RunRunning {
+		t.Fatalf("open %v, head %s (fold %s), status %s", r.OpenHops, r.HeadHash, st.Head.Hash, r.Status)
+	}
+}
+
+// TestSummaryFollowsTheFold: the runs listing counts what the fold counts
+// (it used to add the usage of a reply to a hop the run does not have).
+func TestSummaryFollowsTheFold(t *testing.T) {
+	recs := oddRun(t)
+	s := runtree.NewSummary("run-odd")
+	for _, r := range recs {
+		if err := s.Add(&r.Event, r.StreamSeq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := recs[len(recs)-1].Event
+	if s.Tokens != 10 || s.Hops != 2 || s.Denied != 0 || s.Events != 8 || s.Status != ledger.RunRunning || s.HeadHash != last.Hash ||
+		!s.LastAt.Equal(last.At) || strings.Join(s.Agents, ",") != "orchestrator,research,tomas" || !s.Involves("research") || s.Involves("ghost") {
+		t.Fatalf("summary %+v", s)
+	}
+	if err := s.Add(&recs[2].Event, 0); err == nil || s.Events != 8 {
+		t.Fatalf("an event out of order: %v, %d events", err, s.Events)
+	}
+}
+
+// oddRun is a run no gateway writes, chained all the same: a reply to a
+// closed hop, a reply to no hop, a refused reply, a timeout of a closed hop.
+func oddRun(t *testing.T) []ledger.Record {
+	t.Helper()
+	var recs []ledger.Record
+	var head ledger.Head
+	add := func(typ schemas.EventType, hop string, data any) {
+		ev, err := schemas.NewEvent("run-odd", typ, hop, t0.Add(time.Duration(len(recs))*time.Second), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := ledger.Seal(&ev, head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = ledger.Head{Seq: ev.Seq, Hash: ev.Hash}
+		recs = append(recs, ledger.Record{Raw: raw})
+	}
+	reply := func(by string, tokens int64) *schemas.HopCompleted {
+		return &schemas.HopCompleted{Status: schemas.StateCompleted, By: by, Usage: &schemas.Usage{InputTokens: tokens}}
+	}
+	add(schemas.EventRunStarted, "", &schemas.RunStarted{RootHopID: "a", Caller: "tomas", CallerType: schemas.TypeUser, OnBehalfOf: "tomas"})
+	add(schemas.EventHopAllowed, "a", &schemas.HopDecision{Kind: schemas.KindInvoke, From: "tomas", To: "orchestrator", Ancestry: []string{"tomas"}})
+	add(schemas.EventHopAllowed, "b", &schemas.HopDecision{Kind: schemas.KindInvoke, ParentHopID: "a", From: "orchestrator", To: "research", Depth: 1})
+	add(schemas.EventHopCompleted, "b", reply("research", 10))
+	add(schemas.EventHopCompleted, "b", reply("research", 1000)) // b is closed
+	add(schemas.EventHopCompleted, "zz", reply("ghost", 99))     // no such hop
+	add(schemas.EventHopDenied, "b", &schemas.HopDecision{Kind: schemas.KindReply, From: "research", To: "orchestrator", Reason: schemas.ReasonHop})
+	add(schemas.EventHopTimedOut, "b", &schemas.HopTimedOut{LatencyMS: 30000}) // closed already
+	return decoded(t, recs)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -171,6 +172,7 @@ func (r *Run) writeNotes(p *printer) {
 			}
 		}
 	}
+	r.writeGuardrails(p)
 	byID := map[string]*Hop{}
 	for _, h := range r.Hops {
 		byID[h.HopID] = h
@@ -201,7 +203,7 @@ func (r *Run) writeNotes(p *printer) {
 		}
 		p.line(s)
 	}
-	if r.Status == StatusRunning && len(r.OpenHops) > 0 {
+	if r.Status == ledger.RunRunning && len(r.OpenHops) > 0 {
 		p.line("")
 		var open []string
 		for _, id := range r.OpenHops {
@@ -211,6 +213,62 @@ func (r *Run) writeNotes(p *printer) {
 		}
 		p.line(fmt.Sprintf("Open hops: %s", strings.Join(open, ", ")))
 		p.line(fmt.Sprintf("Spent %d tokens, %s; reserved by open hops %d tokens, %s", r.Tokens, money(r.CostUSD), r.ReservedTokens, money(r.ReservedCostUSD)))
+	}
+}
+
+// writeGuardrails lists what the guardrails found and the tainted hops
+// with where their taint came from.
+func (r *Run) writeGuardrails(p *printer) {
+	var found, tainted []string
+	for _, h := range r.Hops {
+		if g := h.Guardrail; g != nil {
+			found = append(found, fmt.Sprintf("  #%d %s → %s message: %s %s", h.Seq, clean(h.From), clean(h.To), clean(g.Verdict), clean(strings.Join(g.Rules, ", "))))
+		}
+		if g := h.ReplyGuardrail; g != nil {
+			found = append(found, fmt.Sprintf("  #%d %s → %s reply: %s %s", h.ClosedSeq, clean(h.To), clean(h.From), clean(g.Verdict), clean(strings.Join(g.Rules, ", "))))
+		}
+		if h.Tainted {
+			tainted = append(tainted, fmt.Sprintf("  #%d %s → %s: %s", h.Seq, clean(h.From), clean(h.To), clean(strings.Join(h.TaintSources, ", "))))
+		}
+	}
+	var held []string
+	for _, h := range r.Hops {
+		if a := h.Approval; a != nil {
+			who := "any operator"
+			if len(a.Approvers) > 0 {
+				who = "group " + strings.Join(a.Approvers, " or ")
+			}
+			line := fmt.Sprintf("  #%d %s → %s held by %s for %s until %s: %s", h.Seq, clean(h.From), clean(h.To),
+				clean(strings.Join(a.PolicyIDs, ",")), clean(who), a.Deadline.UTC().Format(time.RFC3339), a.Outcome)
+			if a.By != "" {
+				line += fmt.Sprintf(" by %s at #%d", clean(a.By), a.Seq)
+			}
+			if a.Note != "" {
+				line += ": " + clean(a.Note)
+			}
+			held = append(held, line)
+		}
+	}
+	if len(held) > 0 {
+		p.line("")
+		p.line("Approvals")
+		for _, l := range held {
+			p.line(l)
+		}
+	}
+	if len(found) > 0 {
+		p.line("")
+		p.line("Guardrail findings")
+		for _, l := range found {
+			p.line(l)
+		}
+	}
+	if len(tainted) > 0 {
+		p.line("")
+		p.line("Tainted hops (content from untrusted sources)")
+		for _, l := range tainted {
+			p.line(l)
+		}
 	}
 }
 
@@ -230,6 +288,9 @@ func decision(h *Hop) string {
 	}
 	if h.Cycle {
 		s += " ↻cycle"
+	}
+	if h.Tainted {
+		s += " ☣tainted"
 	}
 	if h.Breach != nil {
 		s += ", tripped " + h.Breach.Limit

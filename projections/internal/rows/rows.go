@@ -50,7 +50,7 @@ type Hop struct {
 	Depth       uint32
 	Ancestry    []string
 	Cycle       bool
-	// Decision is "allowed" or "denied".
+	// Decision is ledger.DecisionAllowed or ledger.DecisionDenied.
 	Decision  string
 	Reason    string
 	Message   string
@@ -71,6 +71,15 @@ type Hop struct {
 	Workflow  string
 	Principal string
 	Rejected  bool
+	// Tainted and TaintSources are the hop's taint as of this version;
+	// GuardrailVerdict and GuardrailRules what the guardrails found in its
+	// message, ReplyGuardrail* in its reply.
+	Tainted               bool
+	TaintSources          []string
+	GuardrailVerdict      string
+	GuardrailRules        []string
+	ReplyGuardrailVerdict string
+	ReplyGuardrailRules   []string
 	// Version is the ledger seq of the event that last changed the row.
 	Version uint64
 }
@@ -155,11 +164,5 @@ func (b *Batch) Empty() bool {
 func (b *Batch) putHop(h *Hop) {
 	if old := b.Hops[h.Key()]; old == nil || h.Version >= old.Version {
 		b.Hops[h.Key()] = h
-	}
-}
-
-func (b *Batch) putRun(r *Run) {
-	if old := b.Runs[r.RunID]; old == nil || r.Version >= old.Version {
-		b.Runs[r.RunID] = r
 	}
 }

@@ -79,7 +79,9 @@ func hopColumns(hs map[rows.HopKey]*rows.Hop) []column {
 		hopSeq, version                                                          = make([]uint64, n), make([]uint64, n)
 		depth, openedNS, closedNS                                                = make([]uint32, n), make([]uint32, n), make([]uint32, n)
 		ancestry, policies                                                       = make([][]string, n), make([][]string, n)
-		cycle, rejected                                                          = make([]uint8, n), make([]uint8, n)
+		cycle, rejected, tainted                                                 = make([]uint8, n), make([]uint8, n), make([]uint8, n)
+		taintSources, guardRules, replyRules                                     = make([][]string, n), make([][]string, n), make([][]string, n)
+		guardVerdict, replyVerdict                                               = str(), str()
 		opened, closed, days                                                     = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 		latency, in, out                                                         = make([]int64, n), make([]int64, n), make([]int64, n)
 		cost                                                                     = make([]decimal.Decimal, n)
@@ -94,6 +96,8 @@ func hopColumns(hs map[rows.HopKey]*rows.Hop) []column {
 		opened[i], openedNS[i], closed[i], closedNS[i] = dateTime(h.OpenedAt), nanos(h.OpenedAt), dateTime(h.ClosedAt), nanos(h.ClosedAt)
 		latency[i], in[i], out[i], cost[i] = h.LatencyMS, h.InputTokens, h.OutputTokens, usd(h.CostUSD)
 		workflow[i], principal[i], rejected[i], days[i], version[i] = h.Workflow, h.Principal, flag(h.Rejected), day(h.OpenedAt), h.Version
+		tainted[i], taintSources[i], guardVerdict[i], guardRules[i] = flag(h.Tainted), array(h.TaintSources), h.GuardrailVerdict, array(h.GuardrailRules)
+		replyVerdict[i], replyRules[i] = h.ReplyGuardrailVerdict, array(h.ReplyGuardrailRules)
 		i++
 	}
 	return []column{{"run_id", run}, {"hop_seq", hopSeq}, {"hop_id", hopID}, {"parent_hop_id", parent}, {"kind", kind},
@@ -102,7 +106,9 @@ func hopColumns(hs map[rows.HopKey]*rows.Hop) []column {
 		{"message", message}, {"policy_ids", policies}, {"status", status}, {"closed_by", closedBy}, {"error", errs},
 		{"opened_at", opened}, {"opened_at_ns", openedNS}, {"closed_at", closed}, {"closed_at_ns", closedNS},
 		{"latency_ms", latency}, {"input_tokens", in}, {"output_tokens", out}, {"cost_usd", cost}, {"workflow", workflow},
-		{"principal", principal}, {"rejected", rejected}, {"day", days}, {"version", version}}
+		{"principal", principal}, {"rejected", rejected}, {"day", days}, {"version", version},
+		{"tainted", tainted}, {"taint_sources", taintSources}, {"guardrail_verdict", guardVerdict},
+		{"guardrail_rules", guardRules}, {"reply_guardrail_verdict", replyVerdict}, {"reply_guardrail_rules", replyRules}}
 }
 
 func runColumns(rs map[string]*rows.Run) []column {

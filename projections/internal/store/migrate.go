@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,6 +87,31 @@ func SplitStatements(src string) []string {
 	return out
 }
 
+// addColumn matches the one form of ALTER the migrations use,
+// "ALTER TABLE {db}.<table> ADD COLUMN IF NOT EXISTS <column> <type>".
+// ClickHouse 18.16 does not know IF NOT EXISTS there; execMigration checks
+// for the column itself.
+var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\{db\}\.(\w+)\s+ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+(.+)$`)
+
+// execMigration runs one statement of a migration, an ADD COLUMN IF NOT
+// EXISTS as the oldest supported server can.
+func (s *Store) execMigration(ctx context.Context, stmt string) error {
+	m := addColumn.FindStringSubmatch(stmt)
+	if m == nil {
+		return s.Exec(ctx, stmt)
+	}
+	table, column, typ := m[1], m[2], m[3]
+	var n uint64
+	if err := s.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+		[]any{&n}, s.db, table, column); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	return s.Exec(ctx, "ALTER TABLE {db}."+table+" ADD COLUMN "+column+" "+typ)
+}
+
 // SchemaVersion returns the highest migration applied to the database, 0
 // when it has none (or does not exist).
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
@@ -136,7 +162,7 @@ ORDER BY version`); err != nil {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.Exec(ctx, stmt); err != nil {
+			if err := s.execMigration(ctx, stmt); err != nil {
 				return applied, fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -146,12 +147,15 @@ func (e *env) load(ctx context.Context, w Workload, keys map[string]nkeys.KeyPai
 		return err
 	}
 	for range w.Runs {
-		run, root := schemas.NewID(), schemas.NewID()
+		run := schemas.NewID()
+		root := schemas.DeriveHopID(schemas.RunScope(run), "0")
 		if err := publish("tomas", run, &schemas.Envelope{HopID: root, RunID: run, To: "orchestrator"}); err != nil {
 			return err
 		}
-		for range w.Hops {
-			if err := publish("orchestrator", run, &schemas.Envelope{HopID: schemas.NewID(), ParentHopID: root, To: "research"}); err != nil {
+		for i := range w.Hops {
+			key := strconv.Itoa(i)
+			env := &schemas.Envelope{HopKey: key, HopID: schemas.DeriveHopID(root, key), ParentHopID: root, To: "research"}
+			if err := publish("orchestrator", run, env); err != nil {
 				return err
 			}
 		}
@@ -198,6 +202,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	cfg := e.g.Config().EnforcerConfig()
 	cfg.Shards, cfg.MaxAckPending = w.Shards, 20000
 	cfg.Limits = limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1}
+	cfg.PerPrincipal.RunRate.Count = -1 // the workload starts its runs at once
 	if w.RateLimit {
 		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
 	}

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TypeOperator is the type `tollgate agent add` takes for an operator,
+// beside the identity types (IdentityTypes).
+const TypeOperator = "operator"
+
+// NewIdentity is an identity being registered (`tollgate agent add`).
+type NewIdentity struct {
+	ID, Type, Team string
+	Tags           []string
+	// PublicKey is its nkey public key.
+	PublicKey string
+}
+
+// List names the list of the config file the identity belongs in: users,
+// operators or agents (agents, tools and models).
+func (n NewIdentity) List() string {
+	switch n.Type {
+	case "user":
+		return "users"
+	case TypeOperator:
+		return "operators"
+	}
+	return "agents"
+}
+
+// Entry is the identity's entry in its list: an OperatorConfig or an
+// IdentityConfig (a user's without a type, which users do not name).
+func (n NewIdentity) Entry() any {
+	switch n.Type {
+	case TypeOperator:
+		return OperatorConfig{ID: n.ID, PublicKey: n.PublicKey}
+	case "user":
+		return IdentityConfig{ID: n.ID, Team: n.Team, Tags: n.Tags, PublicKey: n.PublicKey}
+	}
+	return IdentityConfig{ID: n.ID, Type: n.Type, Team: n.Team, Tags: n.Tags, PublicKey: n.PublicKey}
+}
+
+// AddIdentity adds n to its list in the config file at path, editing the
+// YAML tree so that comments and layout survive. An id the list holds
+// already is an error.
+func AddIdentity(path string, n NewIdentity) error {
+	list := n.List()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return errors.New("config is not a YAML mapping")
+	}
+	root := doc.Content[0]
+	var seq *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == list {
+			seq = root.Content[i+1]
+		}
+	}
+	if seq == nil {
+		seq = &yaml.Node{Kind: yaml.SequenceNode}
+		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: list}, seq)
+	}
+	if seq.Kind != yaml.SequenceNode {
+		if seq.Tag != "!!null" {
+			return fmt.Errorf("config: %s is not a list", list)
+		}
+		seq.Kind, seq.Tag, seq.Value = yaml.SequenceNode, "", ""
+	}
+	for _, node := range seq.Content {
+		var existing struct {
+			ID string `yaml:"id"`
+		}
+		if err := node.Decode(&existing); err == nil && existing.ID == n.ID {
+			return fmt.Errorf("config: %s already has %q", list, n.ID)
+		}
+	}
+	var node yaml.Node
+	if err := node.Encode(n.Entry()); err != nil {
+		return fmt.Errorf("config entry of %s: %w", n.ID, err)
+	}
+	seq.Content = append(seq.Content, &node)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkDecide measures one decision with 1,000 agents and 5, 200 and
+// 2,000 policies (see scalePolicies), in the same run on the full scan
+// (path=scan: decideScan, Decide as it was before the policy index) and on
+// Decide (path=decide). Figures in docs/benchmarks.md.
+func BenchmarkDecide(b *testing.B) {
+	const agents = 1000
+	dir := scaleDirectory(b, agents)
+	reqs := scaleRequests(b, dir, agents, 1024)
+	for _, n := range []int{5, 200, 2000} {
+		set, err := Compile(scalePolicies(b, n, agents))
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := NewEngine(set, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("policies=%d/path=scan", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				e.decideScan(reqs[i%len(reqs)])
+			}
+		})
+		b.Run(fmt.Sprintf("policies=%d/path=decide", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				e.Decide(reqs[i%len(reqs)])
+			}
+		})
+	}
+}
