@@ -349,7 +349,6 @@ func (i *Ingress) Lookup(ctx context.Context, caller, run, hop string) (*Hop, er
 	return out, nil
 }
 
-
 // Await waits for the outcome of an open hop of run the caller made
 // (SubscribeToTask): the pending hop, as Invoke returns it.
 func (i *Ingress) Await(caller, run, hop string) (*Pending, error) {

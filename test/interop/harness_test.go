@@ -2,13 +2,13 @@ package interop
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
