@@ -253,6 +253,16 @@ func (g *Gateway) Authenticator() *bearer.Authenticator {
 	return &bearer.Authenticator{Keeper: g.bearer, Directory: g.directory}
 }
 
+// IngressNKey is the ingress key's nkey public key ("U..."); "" without
+// an http section.
+func (g *Gateway) IngressNKey() string {
+	if g.ingressKey == nil {
+		return ""
+	}
+	pub, _ := g.ingressKey.PublicKey()
+	return pub
+}
+
 // IngressPublicKey is the key the ingress signs its submissions with; nil
 // without an http section.
 func (g *Gateway) IngressPublicKey() ed25519.PublicKey { return g.registry.Ingress }
