@@ -181,8 +181,12 @@ func (g *Gateway) mountA2A() error {
 	if public == "" {
 		public = "http://" + g.http.ln.Addr().String()
 	}
+	natsURL := g.cfg.NATS.URL
+	if natsURL == "" && g.emb != nil {
+		natsURL = g.emb.ClientURL()
+	}
 	srv, err := a2ahttp.New(a2ahttp.Config{
-		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public,
+		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public, NATSURL: natsURL,
 		Cards: g.cards, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout, Logger: g.log,
 	})
 	if err != nil {
