@@ -27,7 +27,7 @@ type cast struct {
 	sleeperCancelled                    chan struct{}
 }
 
-func startCast(t *testing.T, e *env) *cast {
+func startCast(t testing.TB, e *env) *cast {
 	t.Helper()
 	c := &cast{sleeperCancelled: make(chan struct{}, 4)}
 	c.researcher = &executor{do: func(ctx context.Context, ec *a2asrv.ExecutorContext) (string, map[string]any, error) {

@@ -39,14 +39,14 @@ forbid (principal, action, resource == Agent::"vault");
 
 // env is a gateway with its HTTP listener, and the identities' keys.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	g    *gateway.Gateway
 	cfg  *gateway.Config
 	keys map[string]nkeys.KeyPair
 	base string // http://addr of the gateway's listener
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, keys: map[string]nkeys.KeyPair{}}
 	e.cfg = &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "none"}, HTTP: gateway.HTTPConfig{Listen: "127.0.0.1:0"}}
@@ -161,7 +161,7 @@ func (x *executor) Cancel(ctx context.Context, ec *a2asrv.ExecutorContext) iter.
 
 // a2aServer serves x as an unmodified a2a-go/v2 JSON-RPC server with its
 // card, and returns its base URL.
-func a2aServer(t *testing.T, name string, x *executor) string {
+func a2aServer(t testing.TB, name string, x *executor) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
@@ -217,7 +217,7 @@ func userText(s string) *a2a.SendMessageRequest {
 
 func isA2A(err, target error) bool { return errors.Is(err, target) }
 
-func must[T any](t *testing.T, v T, err error) T {
+func must[T any](t testing.TB, v T, err error) T {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
