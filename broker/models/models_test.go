@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/models"
+	"github.com/tollgate/tollgate/broker/operator"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
@@ -114,6 +115,10 @@ type rig struct {
 }
 
 func newRig(t *testing.T, lim limits.Run) *rig {
+	return newRigWith(t, lim, nil)
+}
+
+func newRigWith(t *testing.T, lim limits.Run, operators []string) *rig {
 	t.Helper()
 	t.Setenv("TOLLGATE_TEST_UPSTREAM_KEY", "sk-test")
 	up := newUpstream(t)
@@ -125,8 +130,14 @@ func newRig(t *testing.T, lim limits.Run) *rig {
 			{ID: "gpt", Type: schemas.TypeModel, Team: "models"},
 		},
 		Policies: []policy.File{{Name: "models.cedar", Src: []byte(modelPolicy)}},
-		Config:   enforcer.Config{Limits: lim},
+		Operators:  operators,
+		NoEnforcer: true,
 	})
+	ops := map[string]string{}
+	for _, id := range operators {
+		ops[id], _ = g.Keys[id].PublicKey()
+	}
+	g.StartEnforcer(enforcer.Config{Limits: lim, Operators: ops})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := models.StartBridge(ctx, models.BridgeConfig{
@@ -306,5 +317,58 @@ func TestModelStreamCutAtReservation(t *testing.T) {
 	h := modelHop(t, st)
 	if h.Usage == nil || h.Usage.OutputTokens <= 40 || h.Usage.CostUSD <= 0 {
 		t.Fatalf("usage %+v, want the streamed tokens (> 40) charged", h.Usage)
+	}
+}
+
+// TestModelStreamCutWhenRunHalted: an operator halts the run while the
+// model streams: the gateway cancels the hop, the bridge cuts the
+// upstream stream, and the caller is told.
+func TestModelStreamCutWhenRunHalted(t *testing.T) {
+	r := newRigWith(t, limits.Run{}, []string{"oncall"})
+	r.up.endless = true
+	runs := make(chan string, 1)
+	got := make(chan error, 1)
+	r.g.Agent("research", func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
+		runs <- task.Context.RunID
+		_, err := task.Delegate(ctx, "gpt", models.ChatMessage(chat("Write forever.", map[string]any{"stream": true, "max_tokens": float64(100000)})),
+			agent.WithEstimate(schemas.Usage{OutputTokens: 100000}))
+		got <- err
+		return nil, err
+	})
+	tomas := r.g.Agent("tomas", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { _, _ = tomas.Start(ctx, "research", agent.UserText("go")) }()
+	run := <-runs
+	for r.up.calls.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the upstream was never called")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	op, err := operator.Connect(operator.Config{ID: "oncall", Key: r.g.Keys["oncall"], URL: r.g.Server.ClientURL(), Subjects: &r.g.Subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	if _, err := op.Halt(ctx, run, "runaway stream"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.up.gone:
+	case <-ctx.Done():
+		t.Fatal("the upstream stream was not cut after the halt")
+	}
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("the caller was not told its model call was cut")
+		}
+	case <-ctx.Done():
+		t.Fatal("the caller's call did not end")
+	}
+	if st := r.state(t, run); !st.Halted {
+		t.Fatal("the run is not halted in the ledger")
 	}
 }
