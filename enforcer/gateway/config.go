@@ -44,6 +44,9 @@ type Config struct {
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	// Admin is the operators' HTTP listener: health, metrics, the console.
 	Admin AdminConfig `yaml:"admin"`
+	// HTTP is the agents' HTTP listener: the A2A ingress (and the model
+	// and tool gateways), with per-identity bearer tokens.
+	HTTP HTTPConfig `yaml:"http"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
 
@@ -287,6 +290,12 @@ func (c *Config) validate(needPolicies bool) error {
 	}
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTP.Listen != "" && c.HTTPKeysDir() == "" {
+		errs = append(errs, errors.New("http.keys: with an external NATS server, name the folder of the HTTP listener's keys"))
 	}
 	if err := c.Admin.Validate(); err != nil {
 		errs = append(errs, err)

@@ -39,6 +39,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/bearer"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -92,6 +93,11 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// http is the agents' HTTP listener, bearer its token keeper and
+	// ingressKey the key the ingress signs with (the http section).
+	http       *httpServer
+	bearer     *bearer.Keeper
+	ingressKey nkeys.KeyPair
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -120,6 +126,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	}()
 	g.metrics = g.newMetrics()
 	if err := g.startAdmin(); err != nil {
+		return nil, err
+	}
+	if err := g.startHTTP(); err != nil {
 		return nil, err
 	}
 	if err := g.connect(ctx); err != nil {
@@ -432,6 +441,9 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
 	}
+	if g.http != nil {
+		errs = append(errs, g.http.srv.Shutdown(ctx))
+	}
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
@@ -508,6 +520,10 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	reg := next.registry
+	reg.Ingress = g.registry.Ingress
+	if g.bearer != nil {
+		g.bearer.SetRevoked(cfg.HTTP.RevokedTokens)
+	}
 	ec := cfg.EnforcerConfig()
 	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
@@ -560,6 +576,9 @@ func restartOnly(old, cur *Config) error {
 	var errs []error
 	if old.NATS != cur.NATS {
 		errs = append(errs, errors.New("the nats section changed: restart the gateway for that"))
+	}
+	if old.HTTP.Listen != cur.HTTP.Listen || old.HTTPKeysDir() != cur.HTTPKeysDir() || old.HTTP.MaxBodyBytes != cur.HTTP.MaxBodyBytes {
+		errs = append(errs, errors.New("http.listen, http.keys or http.max_body_bytes changed: restart the gateway for that"))
 	}
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
