@@ -32,6 +32,7 @@ import (
 type upstream struct {
 	*httptest.Server
 	noUsage, endless bool
+	gate             chan struct{} // when set, the stream waits for it after its first chunk
 	calls            atomic.Int64
 	gone             chan struct{} // closed when an endless stream's client left
 	last             atomic.Value  // map[string]any: the last request body
@@ -89,8 +90,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	for _, s := range []string{"Hello", " world", "!"} {
+	for i, s := range []string{"Hello", " world", "!"} {
 		send(chunk(s))
+		if i == 0 && u.gate != nil {
+			<-u.gate
+		}
 	}
 	opts, _ := req["stream_options"].(map[string]any)
 	if inc, _ := opts["include_usage"].(bool); inc && !u.noUsage {
