@@ -98,6 +98,8 @@ type Gateway struct {
 	http       *httpServer
 	bearer     *bearer.Keeper
 	ingressKey nkeys.KeyPair
+	// hops are the model and tool bridges (models, tools sections).
+	hops *hops
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -154,6 +156,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		if err := g.StartEnforcer(ctx, ec); err != nil {
 			return nil, err
 		}
+	}
+	if err := g.startHops(ctx); err != nil {
+		return nil, err
 	}
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
@@ -444,6 +449,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.http != nil {
 		errs = append(errs, g.http.srv.Shutdown(ctx))
 	}
+	g.stopHops()
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
