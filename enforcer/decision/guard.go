@@ -70,9 +70,12 @@ func (t *taint) inherit(h *ledger.Hop) {
 // invokeTaint is what a new hop is tainted by before its message is
 // scanned: the task it is delegated from, an untrusted caller, and the
 // ingress for a call from outside.
-func invokeTaint(parent *ledger.Hop, caller *broker.Identity) taint {
+func invokeTaint(parent *ledger.Hop, caller *broker.Identity, env *schemas.Envelope) taint {
 	var t taint
 	t.inherit(parent)
+	if env.Via == schemas.ViaIngress {
+		t.add(TaintIngress)
+	}
 	if caller.Untrusted {
 		t.add(taintUntrusted + caller.ID)
 	}
