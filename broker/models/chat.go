@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/a2aproject/a2a-go/a2a"
+	"github.com/a2aproject/a2a-go/v2/a2a"
 
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -117,17 +117,36 @@ func (r *Request) Estimate(p Price, defaultMax int64) schemas.Usage {
 // part holding the request, marked ChatRequestKind. It is what an agent
 // sends a model.
 func ChatMessage(req map[string]any) *a2a.Message {
-	return a2a.NewMessage(a2a.MessageRoleUser, a2a.DataPart{Data: req, Metadata: map[string]any{MetaKey: ChatRequestKind}})
+	return a2a.NewMessage(a2a.MessageRoleUser, dataPart(req, ChatRequestKind))
+}
+
+// dataPart is a data part holding v, marked kind.
+func dataPart(v map[string]any, kind string) *a2a.Part {
+	p := a2a.NewDataPart(v)
+	p.Metadata = map[string]any{MetaKey: kind}
+	return p
+}
+
+// dataOf returns the object of the first data part of m marked kind.
+func dataOf(m *a2a.Message, kind string) (map[string]any, bool) {
+	if m == nil {
+		return nil, false
+	}
+	for _, p := range m.Parts {
+		if p == nil || p.Metadata[MetaKey] != kind {
+			continue
+		}
+		if d, ok := p.Data().(map[string]any); ok {
+			return d, true
+		}
+	}
+	return nil, false
 }
 
 // RequestFrom finds the chat request in an A2A message.
 func RequestFrom(m *a2a.Message) (*Request, error) {
-	if m != nil {
-		for _, p := range m.Parts {
-			if d, ok := p.(a2a.DataPart); ok && d.Metadata[MetaKey] == ChatRequestKind {
-				return requestOf(d.Data)
-			}
-		}
+	if d, ok := dataOf(m, ChatRequestKind); ok {
+		return requestOf(d)
 	}
 	return nil, fmt.Errorf("%w: the message has no data part marked %s=%s", ErrRequest, MetaKey, ChatRequestKind)
 }
@@ -135,22 +154,14 @@ func RequestFrom(m *a2a.Message) (*Request, error) {
 // ResponseMessage is a model's answer as an A2A message: the completion's
 // text, and the chat completion object in a data part.
 func ResponseMessage(text string, completion map[string]any) *a2a.Message {
-	parts := []a2a.Part{a2a.TextPart{Text: text}}
+	parts := []*a2a.Part{a2a.NewTextPart(text)}
 	if completion != nil {
-		parts = append(parts, a2a.DataPart{Data: completion, Metadata: map[string]any{MetaKey: ChatResponseKind}})
+		parts = append(parts, dataPart(completion, ChatResponseKind))
 	}
 	return a2a.NewMessage(a2a.MessageRoleAgent, parts...)
 }
 
 // CompletionFrom finds the chat completion object in a model's answer.
 func CompletionFrom(m *a2a.Message) (map[string]any, bool) {
-	if m == nil {
-		return nil, false
-	}
-	for _, p := range m.Parts {
-		if d, ok := p.(a2a.DataPart); ok && d.Metadata[MetaKey] == ChatResponseKind {
-			return d.Data, true
-		}
-	}
-	return nil, false
+	return dataOf(m, ChatResponseKind)
 }
