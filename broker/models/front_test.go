@@ -155,7 +155,9 @@ func TestFrontRefuses(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp := r.post(t, c.as, map[string]any{"model": c.model, "messages": msg})
-			var out struct{ Error struct{ Code, Message string } }
+			var out struct {
+				Error struct{ Code, Message string }
+			}
 			_ = json.NewDecoder(resp.Body).Decode(&out)
 			if resp.StatusCode != c.status || out.Error.Code != c.code || out.Error.Message == "" {
 				t.Fatalf("status %d %+v, want %d %s", resp.StatusCode, out.Error, c.status, c.code)
@@ -202,4 +204,3 @@ func TestFrontStream(t *testing.T) {
 	close(r.release)
 	wantUsage(t, modelHop(t, r.state(t, r.run)).Usage, 12, 3)
 }
-

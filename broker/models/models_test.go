@@ -133,7 +133,7 @@ func newRigWith(t *testing.T, lim limits.Run, operators []string) *rig {
 			{ID: "intern", Type: schemas.TypeAgent, Team: "interns", Tags: []string{"entry"}},
 			{ID: "gpt", Type: schemas.TypeModel, Team: "models"},
 		},
-		Policies: []policy.File{{Name: "models.cedar", Src: []byte(modelPolicy)}},
+		Policies:   []policy.File{{Name: "models.cedar", Src: []byte(modelPolicy)}},
 		Operators:  operators,
 		NoEnforcer: true,
 	})
