@@ -24,19 +24,27 @@ import (
 // depth, ancestry, budget and taint from it.
 const ParentHopHeader = "X-Tollgate-Parent-Hop"
 
+// RunHeader names the run of the parent hop (the delivery's run_id): it
+// routes the submission to the enforcer instance that owns the run.
+const RunHeader = "X-Tollgate-Run"
+
 // ErrParentHop means a request names no usable parent hop.
 var ErrParentHop = errors.New("hopfront: parent hop")
 
-// ParentHop reads and checks the parent hop header.
-func ParentHop(r *http.Request) (string, error) {
-	h := r.Header.Get(ParentHopHeader)
+// ParentHop reads and checks the parent hop and run headers.
+func ParentHop(h http.Header) (hop, run string, err error) {
+	hop, run = h.Get(ParentHopHeader), h.Get(RunHeader)
 	switch {
-	case h == "":
-		return "", fmt.Errorf("%w: the %s header is missing: a model or tool call is made from inside a task, naming its hop", ErrParentHop, ParentHopHeader)
-	case !schemas.ValidID(h):
-		return "", fmt.Errorf("%w: %s %q is not a hop id", ErrParentHop, ParentHopHeader, h)
+	case hop == "":
+		return "", "", fmt.Errorf("%w: the %s header is missing: a model or tool call is made from inside a task, naming its hop", ErrParentHop, ParentHopHeader)
+	case !schemas.ValidID(hop):
+		return "", "", fmt.Errorf("%w: %s %q is not a hop id", ErrParentHop, ParentHopHeader, hop)
+	case run == "":
+		return "", "", fmt.Errorf("%w: the %s header is missing: name the run of the parent hop", ErrParentHop, RunHeader)
+	case !schemas.ValidID(run):
+		return "", "", fmt.Errorf("%w: %s %q is not a run id", ErrParentHop, RunHeader, run)
 	}
-	return h, nil
+	return hop, run, nil
 }
 
 // Authenticate returns the identity an HTTP request's credential is bound
@@ -47,8 +55,8 @@ type Authenticate func(r *http.Request) (*broker.Identity, error)
 type Submission struct {
 	// Caller is the authenticated identity; the hop is its delegation.
 	Caller *broker.Identity
-	// ParentHop is the hop the caller serves.
-	ParentHop string
+	// ParentHop is the hop the caller serves, RunID its run.
+	ParentHop, RunID string
 	// To is the model or tool identity.
 	To string
 	// Message is the hop's A2A message.

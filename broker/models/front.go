@@ -58,7 +58,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusForbidden, "not_a_caller", fmt.Sprintf("%s is a %s: only agents call models", caller.ID, caller.Type))
 		return
 	}
-	parent, err := hopfront.ParentHop(r)
+	parent, run, err := hopfront.ParentHop(r.Header)
 	if err != nil {
 		hopfront.Deny(w, http.StatusBadRequest, "parent_hop", err.Error())
 		return
@@ -92,7 +92,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Raw["max_tokens"] = req.MaxTokens
 	}
 	est := req.Estimate(cfg.Prices, cfg.DefaultMaxTokens)
-	sub := hopfront.Submission{Caller: caller, ParentHop: parent, To: name, Message: ChatMessage(req.Raw), Estimate: &est, Key: key}
+	sub := hopfront.Submission{Caller: caller, ParentHop: parent, RunID: run, To: name, Message: ChatMessage(req.Raw), Estimate: &est, Key: key}
 	if req.Stream {
 		f.stream(r.Context(), w, b, req, sub)
 		return

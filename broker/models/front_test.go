@@ -101,6 +101,7 @@ func (r *frontRig) post(t *testing.T, as string, body map[string]any) *http.Resp
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	req.Header.Set(hopfront.ParentHopHeader, r.hop)
+	req.Header.Set(hopfront.RunHeader, r.run)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

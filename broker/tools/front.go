@@ -119,11 +119,11 @@ func (f *Front) server(r *http.Request) *mcp.Server {
 // What the gateway decides comes back as a tool error the caller's model
 // can read; a missing parent hop is a protocol error.
 func (f *Front) call(ctx context.Context, caller *broker.Identity, tool string, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	hr := &http.Request{Header: http.Header{}}
+	h := http.Header{}
 	if req.Extra != nil && req.Extra.Header != nil {
-		hr.Header = req.Extra.Header
+		h = req.Extra.Header
 	}
-	parent, err := hopfront.ParentHop(hr)
+	parent, run, err := hopfront.ParentHop(h)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (f *Front) call(ctx context.Context, caller *broker.Identity, tool string, 
 		}
 	}
 	reply, err := f.cfg.Submit(ctx, hopfront.Submission{
-		Caller: caller, ParentHop: parent, To: tool, Message: CallMessage(args),
+		Caller: caller, ParentHop: parent, RunID: run, To: tool, Message: CallMessage(args),
 		Estimate: &schemas.Usage{CostUSD: f.cfg.Costs[tool]},
 	})
 	var denied *agent.DeniedError

@@ -322,12 +322,13 @@ func TestFront(t *testing.T) {
 	srv := httptest.NewServer(front)
 	defer srv.Close()
 
+	var run string
 	session := func(id, hop string) *mcp.ClientSession {
 		tok, _, err := keeper.Issue(id, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hc := &http.Client{Transport: headers{"Authorization": "Bearer " + tok, hopfront.ParentHopHeader: hop}}
+		hc := &http.Client{Transport: headers{"Authorization": "Bearer " + tok, hopfront.ParentHopHeader: hop, hopfront.RunHeader: run}}
 		c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
 		cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: srv.URL, HTTPClient: hc, DisableStandaloneSSE: true}, nil)
 		if err != nil {
@@ -353,6 +354,7 @@ func TestFront(t *testing.T) {
 	}
 	wait := r.start(t, "research", func(ctx context.Context, task *agent.Task) {
 		tasks[task.Context.HopID] = task
+		run = task.Context.RunID
 		ready <- task.Context.HopID
 		<-release
 	})

@@ -31,7 +31,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/a2aproject/a2a-go/v2/a2a"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +43,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/bearer"
+	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -99,7 +105,14 @@ type Gateway struct {
 	bearer     *bearer.Keeper
 	ingressKey nkeys.KeyPair
 	// hops are the model and tool bridges (models, tools sections).
-	hops *hops
+	hops    *hops
+	ingress *ingress.Ingress
+	a2a     *a2ahttp.Server
+	// dir is the identities in force, for the HTTP handlers' goroutines;
+	// cardOf the agent cards bridges fetched.
+	dir    atomic.Pointer[broker.Directory]
+	cardMu sync.RWMutex
+	cardOf map[string]*a2a.AgentCard
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -145,6 +158,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.mountA2A(); err != nil {
+		return nil, err
+	}
 	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
 		return nil, err
 	}
@@ -219,6 +235,7 @@ func (g *Gateway) compile() error {
 		}
 	}
 	g.registry = reg
+	g.dir.Store(reg.Dir)
 	return nil
 }
 
@@ -537,6 +554,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		g.enf.Reload(reg)
 	}
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.dir.Store(reg.Dir)
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil

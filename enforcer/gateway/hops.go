@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/hopfront"
+	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -129,8 +131,8 @@ func (c *Config) untrustedTools() []string {
 type hops struct {
 	models map[string]*models.Bridge
 	tools  []*tools.Bridge
-	// submit is what the fronts submit hops with: the HTTP ingress's,
-	// set by SetHopSubmitter.
+	// submit, when set (SetHopSubmitter), replaces the ingress the
+	// fronts submit hops with.
 	submit hopfront.Submit
 }
 
@@ -199,10 +201,10 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return id, err
 	}
 	submit := func(ctx context.Context, s hopfront.Submission) (*agent.Reply, error) {
-		if h.submit == nil {
-			return nil, errors.New("the gateway's ingress is not running: model and tool hops cannot be submitted over HTTP")
+		if h.submit != nil {
+			return h.submit(ctx, s)
 		}
-		return h.submit(ctx, s)
+		return g.submitHop(ctx, s)
 	}
 	if len(h.models) > 0 {
 		g.HandleHTTP("POST "+ChatCompletionsPath, models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit}))
@@ -232,8 +234,50 @@ func (g *Gateway) mayCallTool(caller *broker.Identity, tool string) bool {
 	}).Allow
 }
 
-// SetHopSubmitter gives the model and tool fronts the function that
-// submits a hop on an authenticated caller's behalf (the HTTP ingress).
+// submitHop submits a model or tool hop through the ingress, on the
+// authenticated caller's behalf, and waits for its outcome.
+func (g *Gateway) submitHop(ctx context.Context, s hopfront.Submission) (*agent.Reply, error) {
+	if g.ingress == nil {
+		return nil, errors.New("the gateway's ingress is not running: model and tool hops cannot be submitted over HTTP")
+	}
+	msg, err := json.Marshal(s.Message)
+	if err != nil {
+		return nil, fmt.Errorf("encode message: %w", err)
+	}
+	p, err := g.ingress.Invoke(ctx, ingress.Call{Caller: s.Caller.ID, To: s.To, ParentHopID: s.ParentHop, RunID: s.RunID,
+		Key: s.Key, Message: msg, Estimate: s.Estimate})
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.Wait(ctx)
+	r := &agent.Reply{RunID: p.RunID, HopID: p.HopID}
+	if out != nil {
+		r.Delivery = out.Delivery
+	}
+	var denied *ingress.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		r.Status = schemas.StateRejected
+		return r, &agent.DeniedError{Denial: denied.Denial, HopID: denied.HopID}
+	case errors.Is(err, ingress.ErrTimedOut):
+		r.Status = schemas.StateFailed
+		return r, fmt.Errorf("%w: %w", agent.ErrTimedOut, err)
+	case err != nil:
+		return nil, err
+	}
+	res := out.Reply.Result
+	r.Status, r.Usage, r.Error = res.Status, out.Reply.Usage, res.Error
+	if len(res.Output) > 0 {
+		var m agent.Message
+		if err := json.Unmarshal(res.Output, &m); err == nil {
+			r.Output = &m
+		}
+	}
+	return r, nil
+}
+
+// SetHopSubmitter replaces the function the model and tool fronts submit
+// hops with (default: the gateway's ingress).
 func (g *Gateway) SetHopSubmitter(s hopfront.Submit) {
 	if g.hops != nil {
 		g.hops.submit = s

@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/a2aproject/a2a-go/v2/a2a"
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/bearer"
+	"github.com/tollgate/tollgate/broker/ingress"
 )
 
 // HTTPConfig is the http section: the listener agents and unmodified A2A
@@ -32,6 +35,12 @@ type HTTPConfig struct {
 	RevokedTokens []string `yaml:"revoked_tokens"`
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// PublicURL is the listener as callers reach it; the agent cards point
+	// there. Default: http:// and the listen address.
+	PublicURL string `yaml:"public_url"`
+	// CallTimeout bounds how long an HTTP call waits for its hop's
+	// outcome. Default 5 minutes.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // DefaultMaxBodyBytes bounds an HTTP request body when http.max_body_bytes
@@ -157,6 +166,63 @@ func (g *Gateway) startHTTP() error {
 	return nil
 }
 
+// mountA2A serves the A2A ingress (broker/a2ahttp) on the HTTP listener,
+// at "/": the least specific pattern, so handlers mounted at their own
+// prefixes (HandleHTTP("/v1/", ...)) take precedence over agent ids.
+func (g *Gateway) mountA2A() error {
+	if g.http == nil {
+		return nil
+	}
+	ing, err := ingress.New(ingress.Config{Conn: g.nc, JetStream: g.js, Subjects: g.subjects, Key: g.ingressKey, Ledger: g.ledger, Logger: g.log})
+	if err != nil {
+		return err
+	}
+	public := g.cfg.HTTP.PublicURL
+	if public == "" {
+		public = "http://" + g.http.ln.Addr().String()
+	}
+	srv, err := a2ahttp.New(a2ahttp.Config{
+		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public,
+		Cards: g.cards, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout, Logger: g.log,
+	})
+	if err != nil {
+		return err
+	}
+	g.ingress = ing
+	g.a2a = srv
+	g.http.mux.Handle("/", srv)
+	return nil
+}
+
+// directory returns the identities in force (safe from any goroutine).
+func (g *Gateway) directory() *broker.Directory { return g.dir.Load() }
+
+// cards returns the card an agent's bridge fetched from its A2A server.
+func (g *Gateway) cards(agent string) *a2a.AgentCard {
+	g.cardMu.RLock()
+	defer g.cardMu.RUnlock()
+	return g.cardOf[agent]
+}
+
+// SetAgentCard sets the card the ingress serves for agent (rewritten to
+// point at the gateway); bridges set their server's.
+func (g *Gateway) SetAgentCard(agent string, card *a2a.AgentCard) {
+	g.cardMu.Lock()
+	defer g.cardMu.Unlock()
+	if g.cardOf == nil {
+		g.cardOf = map[string]*a2a.AgentCard{}
+	}
+	g.cardOf[agent] = card
+}
+
+// Ingress submits hops on behalf of HTTP callers the gateway
+// authenticated (the A2A ingress uses it; so can the model and tool
+// gateways); nil without an HTTP listener.
+func (g *Gateway) Ingress() *ingress.Ingress { return g.ingress }
+
+// A2A is the A2A ingress handler; nil without an HTTP listener.
+func (g *Gateway) A2A() *a2ahttp.Server { return g.a2a }
+
 // HTTPAddr is the HTTP listener's address; "" without one.
 func (g *Gateway) HTTPAddr() string {
 	if g.http == nil {
@@ -184,7 +250,7 @@ func (g *Gateway) Authenticator() *bearer.Authenticator {
 	if g.bearer == nil {
 		return nil
 	}
-	return &bearer.Authenticator{Keeper: g.bearer, Directory: func() *broker.Directory { return g.registry.Dir }}
+	return &bearer.Authenticator{Keeper: g.bearer, Directory: g.directory}
 }
 
 // IngressPublicKey is the key the ingress signs its submissions with; nil
