@@ -26,7 +26,7 @@ import (
 )
 
 // seedFile writes id's seed where a model's or tool's key_file points.
-func (c *cast) seedFile(t *testing.T, id string) string {
+func (c *cast) seedFile(t testing.TB, id string) string {
 	t.Helper()
 	seed, err := c.keys[id].Seed()
 	if err != nil {
