@@ -607,5 +607,8 @@ func restartOnly(old, cur *Config) error {
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
 	}
+	if !reflect.DeepEqual(old.Models, cur.Models) || !reflect.DeepEqual(old.MCPServers, cur.MCPServers) || !reflect.DeepEqual(old.Tools, cur.Tools) {
+		errs = append(errs, errors.New("the models, mcp_servers or tools section changed: restart the gateway for that"))
+	}
 	return errors.Join(errs...)
 }
