@@ -2,6 +2,7 @@ package a2ahttp
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 
 	"github.com/a2aproject/a2a-go/v2/a2a"
@@ -54,7 +55,7 @@ func (s *Server) Card(agent string) *a2a.AgentCard {
 			&a2a.AgentInterface{URL: s.cfg.NATSURL, ProtocolBinding: a2a.TransportProtocol(NATSBindingURI), ProtocolVersion: a2a.Version})
 	}
 	card.SecuritySchemes = a2a.NamedSecuritySchemes{SecuritySchemeName: a2a.HTTPAuthSecurityScheme{
-		Scheme: "Bearer", Description: "a per-identity Tollgate token: tollgate agent token <id>"}}
+		Scheme: "Bearer", Description: bearerDescription}}
 	card.SecurityRequirements = a2a.SecurityRequirementsOptions{{SecuritySchemeName: a2a.SecuritySchemeScopes{}}}
 	card.Capabilities.Streaming = true
 	card.Capabilities.PushNotifications = false
@@ -64,10 +65,39 @@ func (s *Server) Card(agent string) *a2a.AgentCard {
 	return &card
 }
 
-// serveCard serves an agent's card, readable by v1.0 and v0.3 clients.
+// serveCard serves an agent's card, readable by v1.0 and v0.3 clients:
+// a2av0's union of the two formats, with each security scheme written in
+// both shapes in one object (v0.3's "type" members beside v1.0's
+// "httpAuthSecurityScheme"), which each version's parser reads as its own.
 func (s *Server) serveCard(w http.ResponseWriter, r *http.Request, agent string) {
-	producer := a2av0.NewAgentCardProducer(a2asrv.AgentCardProducerFn(func(context.Context) (*a2a.AgentCard, error) {
-		return s.Card(agent), nil
-	}))
-	a2asrv.NewAgentCardHandler(producer).ServeHTTP(w, r)
+	a2asrv.NewAgentCardHandler(unionCard{s: s, agent: agent}).ServeHTTP(w, r)
 }
+
+type unionCard struct {
+	s     *Server
+	agent string
+}
+
+func (u unionCard) Card(context.Context) (*a2a.AgentCard, error) { return u.s.Card(u.agent), nil }
+
+func (u unionCard) CardJSON(ctx context.Context) ([]byte, error) {
+	compat := a2av0.NewAgentCardProducer(u).(a2asrv.AgentCardJSONProducer)
+	b, err := compat.CardJSON(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var card map[string]json.RawMessage
+	if err := json.Unmarshal(b, &card); err != nil {
+		return nil, err
+	}
+	scheme := map[string]any{
+		"type": "http", "scheme": "Bearer", "description": bearerDescription,
+		"httpAuthSecurityScheme": map[string]any{"scheme": "Bearer", "description": bearerDescription},
+	}
+	if card["securitySchemes"], err = json.Marshal(map[string]any{SecuritySchemeName: scheme}); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(card, "", "  ")
+}
+
+const bearerDescription = "a per-identity Tollgate token: tollgate agent token <id>"

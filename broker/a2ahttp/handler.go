@@ -3,12 +3,12 @@ package a2ahttp
 import (
 	"cmp"
 	"context"
-	"maps"
-	"slices"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/a2aproject/a2a-go/v2/a2a"

@@ -155,7 +155,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rest != "":
 		writeJSONRPCError(w, http.StatusNotFound, -32601, "no such path: the agent's JSON-RPC endpoint is /"+agent+"/")
 	case version == "" || version == "0.3":
-		s.v0.ServeHTTP(w, r)
+		vw := &v03Errors{w: w}
+		s.v0.ServeHTTP(vw, r)
+		vw.finish()
 	case isV1(version):
 		s.v1.ServeHTTP(w, r)
 	default:

@@ -125,7 +125,7 @@ func RootRunID(caller, key string) string { return schemas.DeriveHopID("ingress:
 // Pending is a submitted hop whose outcome is awaited.
 type Pending struct {
 	RunID, HopID string
-	sub          *nats.Subscription
+	sub, extra   *nats.Subscription
 	ch           chan *nats.Msg
 }
 
@@ -159,11 +159,45 @@ func (i *Ingress) Invoke(ctx context.Context, call Call) (*Pending, error) {
 		return nil, err
 	}
 	p.RunID = env.RunID
-	if err := i.submit(ctx, call.Caller, run, env); err != nil {
+	seq, digest, err := i.submit(ctx, call.Caller, run, env)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	// A denial is delivered under a token of the submission (its SUBMIT
+	// sequence and digest), not the hop id the submission claims.
+	if err := i.awaitDenial(ctx, p, call.Caller, fmt.Sprintf("s%d-%.12s", seq, digest)); err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
+}
+
+// awaitDenial adds the subject of the submission's denial to p, and looks
+// for a denial delivered before the subscription was in place.
+func (i *Ingress) awaitDenial(ctx context.Context, p *Pending, caller, token string) error {
+	subject := i.cfg.Subjects.Deliver(caller, token, schemas.DeliverDenied)
+	sub, err := i.cfg.Conn.ChanSubscribe(subject, p.ch)
+	if err != nil {
+		return fmt.Errorf("ingress: subscribe to the denial of hop %s: %w", p.HopID, err)
+	}
+	p.extra = sub
+	if err := i.cfg.Conn.Flush(); err != nil {
+		return fmt.Errorf("ingress: subscribe: %w", err)
+	}
+	stream, err := i.cfg.JetStream.Stream(ctx, i.cfg.Subjects.Stream(broker.StreamDeliver))
+	if err != nil {
+		return fmt.Errorf("ingress: deliveries: %w", err)
+	}
+	if m, err := stream.GetLastMsgForSubject(ctx, subject); err == nil {
+		select {
+		case p.ch <- &nats.Msg{Subject: m.Subject, Data: m.Data}:
+		default:
+		}
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("ingress: read the denial of hop %s: %w", p.HopID, err)
+	}
+	return nil
 }
 
 func (i *Ingress) await(caller, hop string) (*Pending, error) {
@@ -180,7 +214,12 @@ func (i *Ingress) await(caller, hop string) (*Pending, error) {
 }
 
 // Close stops waiting.
-func (p *Pending) Close() { _ = p.sub.Unsubscribe() }
+func (p *Pending) Close() {
+	_ = p.sub.Unsubscribe()
+	if p.extra != nil {
+		_ = p.extra.Unsubscribe()
+	}
+}
 
 // Outcome is how a hop ended, as the gateway delivered it to the caller.
 type Outcome struct {
@@ -245,23 +284,27 @@ func outcome(d *schemas.Delivery) (*Outcome, error) {
 // Wait of the hop ignores.
 func (i *Ingress) Cancel(ctx context.Context, caller, run, hop, to string) error {
 	env := &schemas.Envelope{Kind: schemas.KindCancel, HopID: hop, RunID: run, To: to}
-	return i.submit(ctx, caller, run, env)
+	_, _, err := i.submit(ctx, caller, run, env)
+	return err
 }
 
 // submit signs env with the ingress key, for caller, and publishes it on
-// caller's submit subject.
-func (i *Ingress) submit(ctx context.Context, caller, run string, env *schemas.Envelope) error {
+// caller's submit subject. It returns the submission's SUBMIT sequence
+// and digest.
+func (i *Ingress) submit(ctx context.Context, caller, run string, env *schemas.Envelope) (uint64, string, error) {
 	env.Version, env.Via, env.From, env.SentAt = schemas.EnvelopeVersion, schemas.ViaIngress, caller, time.Now().UTC()
 	wire, err := env.Sign(i.cfg.Key.Sign)
 	if err != nil {
-		return fmt.Errorf("ingress: sign: %w", err)
+		return 0, "", fmt.Errorf("ingress: sign: %w", err)
 	}
+	digest := schemas.Digest(wire)
 	msg := nats.NewMsg(i.cfg.Subjects.Submit(caller, run))
 	msg.Data = wire
-	if _, err := i.cfg.JetStream.PublishMsg(ctx, msg, jetstream.WithMsgID(schemas.Digest(wire))); err != nil {
-		return fmt.Errorf("ingress: submit %s hop %s for %s: %w", env.Kind, env.HopID, caller, err)
+	ack, err := i.cfg.JetStream.PublishMsg(ctx, msg, jetstream.WithMsgID(digest))
+	if err != nil {
+		return 0, "", fmt.Errorf("ingress: submit %s hop %s for %s: %w", env.Kind, env.HopID, caller, err)
 	}
-	return nil
+	return ack.Sequence, digest, nil
 }
 
 // Hop is what the ledger says of a hop the caller made (GetTask).
@@ -305,7 +348,6 @@ func (i *Ingress) Lookup(ctx context.Context, caller, run, hop string) (*Hop, er
 	}
 	return out, nil
 }
-
 
 // Await waits for the outcome of an open hop of run the caller made
 // (SubscribeToTask): the pending hop, as Invoke returns it.
