@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -51,6 +52,13 @@ type Config struct {
 	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Models are the models the gateway serves (call_model hops), each a
+	// registered model identity with its upstream (docs/models-and-tools.md).
+	Models []ModelConfig `yaml:"models"`
+	// MCPServers are the MCP servers the gateway fronts; Tools the
+	// governed tools of them (call_tool hops), each a tool identity.
+	MCPServers []tools.ServerConfig `yaml:"mcp_servers"`
+	Tools      []ToolConfig         `yaml:"tools"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -258,7 +266,11 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
-	if _, err := c.Directory(); err != nil {
+	dir, err := c.Directory()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateHops(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if c.NATS.URL == "" {
@@ -334,6 +346,14 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	}
 	for _, u := range c.Users {
 		add("users", u, "user")
+	}
+	// A tool whose MCP server is untrusted is untrusted itself.
+	for _, t := range c.untrustedTools() {
+		for i := range ids {
+			if ids[i].ID == t {
+				ids[i].Untrusted = true
+			}
+		}
 	}
 	dir, err := broker.NewDirectory(ids)
 	errs = append(errs, err)

@@ -104,8 +104,10 @@ type Gateway struct {
 	http       *httpServer
 	bearer     *bearer.Keeper
 	ingressKey nkeys.KeyPair
-	ingress    *ingress.Ingress
-	a2a        *a2ahttp.Server
+	// hops are the model and tool bridges (models, tools sections).
+	hops    *hops
+	ingress *ingress.Ingress
+	a2a     *a2ahttp.Server
 	// dir is the identities in force, for the HTTP handlers' goroutines;
 	// cardOf the agent cards bridges fetched.
 	dir    atomic.Pointer[broker.Directory]
@@ -173,6 +175,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		if err := g.StartEnforcer(ctx, ec); err != nil {
 			return nil, err
 		}
+	}
+	if err := g.startHops(ctx); err != nil {
+		return nil, err
 	}
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
@@ -469,6 +474,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.http != nil {
 		errs = append(errs, g.http.srv.Shutdown(ctx))
 	}
+	g.stopHops()
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
@@ -611,6 +617,9 @@ func restartOnly(old, cur *Config) error {
 	}
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Models, cur.Models) || !reflect.DeepEqual(old.MCPServers, cur.MCPServers) || !reflect.DeepEqual(old.Tools, cur.Tools) {
+		errs = append(errs, errors.New("the models, mcp_servers or tools section changed: restart the gateway for that"))
 	}
 	return errors.Join(errs...)
 }
