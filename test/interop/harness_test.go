@@ -2,8 +2,6 @@ package interop
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
@@ -215,8 +213,6 @@ func userText(s string) *a2a.SendMessageRequest {
 	return &a2a.SendMessageRequest{Message: a2a.NewMessage(a2a.MessageRoleUser, a2a.NewTextPart(s))}
 }
 
-func isA2A(err, target error) bool { return errors.Is(err, target) }
-
 func must[T any](t testing.TB, v T, err error) T {
 	t.Helper()
 	if err != nil {
@@ -225,7 +221,6 @@ func must[T any](t testing.TB, v T, err error) T {
 	return v
 }
 
-var _ = fmt.Sprintf
 
 // testLogger logs to stderr when TOLLGATE_TEST_LOG is set.
 func testLogger() *slog.Logger {
