@@ -221,7 +221,6 @@ func must[T any](t testing.TB, v T, err error) T {
 	return v
 }
 
-
 // testLogger logs to stderr when TOLLGATE_TEST_LOG is set.
 func testLogger() *slog.Logger {
 	if os.Getenv("TOLLGATE_TEST_LOG") == "" {
