@@ -44,7 +44,11 @@ type env struct {
 	base string // http://addr of the gateway's listener
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the config changed by edit before the gateway
+// starts.
+func newEnvWith(t testing.TB, edit func(e *env)) *env {
 	t.Helper()
 	e := &env{t: t, keys: map[string]nkeys.KeyPair{}}
 	e.cfg = &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "none"}, HTTP: gateway.HTTPConfig{Listen: "127.0.0.1:0"}}
@@ -64,6 +68,9 @@ func newEnv(t testing.TB) *env {
 		} else {
 			e.cfg.Agents = append(e.cfg.Agents, id)
 		}
+	}
+	if edit != nil {
+		edit(e)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
