@@ -223,12 +223,11 @@ func (g *Gateway) startHops(ctx context.Context) error {
 // of a run of the caller's, untainted)? The call itself is decided on the
 // hop, with its real context.
 func (g *Gateway) mayCallTool(caller *broker.Identity, tool string) bool {
-	reg := g.registry
-	target, ok := reg.Dir.Get(tool)
+	target, ok := g.directory().Get(tool)
 	if !ok || target.Disabled || target.Type != schemas.TypeTool {
 		return false
 	}
-	return reg.Engine.Decide(policy.Request{
+	return g.engine.Load().Decide(policy.Request{
 		Principal: caller, Action: schemas.ActionCallTool, Resource: target,
 		Context: policy.Context{Workflow: "default", Depth: 1, Ancestry: []string{caller.ID}, OnBehalfOf: caller.ID},
 	}).Allow
