@@ -48,6 +48,8 @@ type Config struct {
 	// HTTP is the agents' HTTP listener: the A2A ingress (and the model
 	// and tool gateways), with per-identity bearer tokens.
 	HTTP HTTPConfig `yaml:"http"`
+	// Bridges put existing A2A servers behind the gateway as agents.
+	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
 	// Models are the models the gateway serves (call_model hops), each a
@@ -304,6 +306,9 @@ func (c *Config) validate(needPolicies bool) error {
 		errs = append(errs, err)
 	}
 	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateBridges(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.HTTP.Listen != "" && c.HTTPKeysDir() == "" {

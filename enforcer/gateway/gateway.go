@@ -115,6 +115,9 @@ type Gateway struct {
 	engine atomic.Pointer[policy.Engine]
 	cardMu sync.RWMutex
 	cardOf map[string]*a2a.AgentCard
+	// stopBridges stops the configured bridges; bridgeWG waits for them.
+	stopBridges context.CancelFunc
+	bridgeWG    sync.WaitGroup
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -189,6 +192,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 			return nil, err
 		}
 	}
+	g.startBridges(ctx)
 	g.log.Info("gateway started", "identities", len(g.registry.Dir.All()), "policies", g.policies.Len(), "nats", g.URL())
 	return g, nil
 }
@@ -466,6 +470,10 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
 	}
+	if g.stopBridges != nil {
+		g.stopBridges()
+		g.bridgeWG.Wait()
+	}
 	if g.http != nil {
 		errs = append(errs, g.http.srv.Shutdown(ctx))
 	}
@@ -607,6 +615,9 @@ func restartOnly(old, cur *Config) error {
 	}
 	if old.HTTP.Listen != cur.HTTP.Listen || old.HTTPKeysDir() != cur.HTTPKeysDir() || old.HTTP.MaxBodyBytes != cur.HTTP.MaxBodyBytes {
 		errs = append(errs, errors.New("http.listen, http.keys or http.max_body_bytes changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Bridges, cur.Bridges) {
+		errs = append(errs, errors.New("the bridges changed: restart the gateway for that"))
 	}
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))

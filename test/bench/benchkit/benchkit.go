@@ -45,6 +45,9 @@ type Workload struct {
 	// Conns is how many extra connections the enforcer publishes on
 	// (enforcer.connections); -1 leaves the gateway's default (4).
 	Conns int
+	// NoGuardrails turns message scanning off (guardrails.disabled), to
+	// measure its cost.
+	NoGuardrails bool
 }
 
 // Total is the number of submissions.
@@ -81,6 +84,7 @@ func newEnv(ctx context.Context, w Workload) (*env, error) {
 	}
 	keys := map[string]nkeys.KeyPair{}
 	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: dir, Listen: gateway.ListenNone}}
+	cfg.Guardrails.Disabled = w.NoGuardrails
 	require := !w.Unsigned
 	for _, id := range []struct {
 		id, typ string
