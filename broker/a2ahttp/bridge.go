@@ -189,7 +189,7 @@ func (b *Bridge) result(ctx context.Context, final a2a.Event) (*agent.Result, er
 				usage = UsageOf(m.Metadata)
 			}
 		}
-		res := &agent.Result{Status: hopState(r.Status.State), Usage: usage}
+		res := &agent.Result{Status: HopState(r.Status.State), Usage: usage}
 		if len(out.Parts) > 0 {
 			res.Output = out
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer/gateway"
@@ -52,7 +53,7 @@ const runTimeout = 60 * time.Second
 
 // Options shape a demo.
 type Options struct {
-	// Scenario is Incident or Loop (ErrScenario otherwise).
+	// Scenario is Incident, Loop or A2A (ErrScenario otherwise).
 	Scenario string
 	// DataDir keeps the embedded server's data, and the cast's public keys
 	// (gateway.DataKeysDir), for replay. Empty: a temporary folder,
@@ -106,8 +107,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != Injection {
-		return nil, fmt.Errorf("%w %q: want %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, Injection)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != A2A && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, A2A, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
@@ -140,6 +141,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.ClickHouse.DSN = o.ClickHouse
+	if o.Scenario == A2A {
+		cfg.HTTP.Listen = "127.0.0.1:0"
+	}
 	files, err := Policies(o.Scenario)
 	if err != nil {
 		return nil, err
@@ -154,9 +158,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer cancel()
 		g.Close(stopCtx)
 	}()
+	if pub := g.IngressNKey(); keep && pub != "" { // replay --data checks the ingress's signatures too
+		if err := broker.AddPublicKey(gateway.DataKeysDir(dataDir), schemas.ViaIngress, pub); err != nil {
+			return nil, fmt.Errorf("demo keys: %w", err)
+		}
+	}
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
 	for _, a := range castFor(o.Scenario) {
+		if o.Scenario == A2A && a.id == "critic" {
+			stop, err := serveCritic(ctx, g, keys[a.id], say)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			continue
+		}
 		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
 		if err != nil {
 			return nil, err
@@ -177,10 +194,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("%s asks the orchestrator for a brief on %s", User, topic)
 	started := time.Now()
-	reply, err := user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
-	var denied *agent.DeniedError
-	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
-		return nil, fmt.Errorf("run: %w", err)
+	reply := &agent.Reply{}
+	if o.Scenario == A2A {
+		run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
+		if err != nil {
+			return nil, err
+		}
+		reply.RunID, reply.Status = run, a2ahttp.HopState(state)
+	} else {
+		reply, err = user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
+		var denied *agent.DeniedError
+		if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+			return nil, fmt.Errorf("run: %w", err)
+		}
 	}
 	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 

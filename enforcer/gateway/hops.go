@@ -27,17 +27,17 @@ const (
 // by a bridge to its upstream (docs/models-and-tools.md).
 type ModelConfig struct {
 	models.Config `yaml:",inline"`
-	// KeyFile is the model identity's nkey seed (`tollgate agent add <id>
+	// Seed is the model identity's nkey seed (`tollgate agent add <id>
 	// --type model`): the bridge consumes the model's deliveries with it.
-	KeyFile string `yaml:"key_file"`
+	Seed string `yaml:"seed"`
 }
 
 // ToolConfig is one entry of the tools section: a tool identity mapped to
 // a tool of an MCP server.
 type ToolConfig struct {
 	tools.Config `yaml:",inline"`
-	// KeyFile is the tool identity's nkey seed.
-	KeyFile string `yaml:"key_file"`
+	// Seed is the tool identity's nkey seed.
+	Seed string `yaml:"seed"`
 }
 
 // validateHops checks the models, mcp_servers and tools sections against
@@ -58,16 +58,16 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("%s %q: registered as a %s, want type %s", what, id, ident.Type, typeOf(typ)))
 		}
 		if keyFile == "" {
-			errs = append(errs, fmt.Errorf("%s %q: key_file is required (the identity's nkey seed)", what, id))
+			errs = append(errs, fmt.Errorf("%s %q: seed is required (the identity's nkey seed)", what, id))
 			return
 		}
 		kp, err := broker.LoadSeed(c.Path(keyFile))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: key_file: %w", what, id, err))
+			errs = append(errs, fmt.Errorf("%s %q: seed: %w", what, id, err))
 			return
 		}
 		if pub, _ := kp.PublicKey(); pub != ident.PublicKey {
-			errs = append(errs, fmt.Errorf("%s %q: key_file holds %s, not the registered public_key", what, id, pub))
+			errs = append(errs, fmt.Errorf("%s %q: seed holds %s, not the registered public_key", what, id, pub))
 		}
 	}
 	seen := map[string]bool{}
@@ -79,7 +79,7 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("model %q: listed twice", m.ID))
 		}
 		seen[m.ID] = true
-		check("model", m.ID, schemas.TypeModel, m.KeyFile)
+		check("model", m.ID, schemas.TypeModel, m.Seed)
 	}
 	servers := map[string]tools.ServerConfig{}
 	for _, s := range c.MCPServers {
@@ -97,7 +97,7 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("tool %q: listed twice", t.ID))
 		}
 		seen[t.ID] = true
-		check("tool", t.ID, schemas.TypeTool, t.KeyFile)
+		check("tool", t.ID, schemas.TypeTool, t.Seed)
 	}
 	return errors.Join(errs...)
 }
@@ -148,7 +148,7 @@ func (g *Gateway) startHops(ctx context.Context) error {
 	conn := func(id, keyFile string) (agent.Config, error) {
 		kp, err := broker.LoadSeed(g.cfg.Path(keyFile))
 		if err != nil {
-			return agent.Config{}, fmt.Errorf("%s: key_file: %w", id, err)
+			return agent.Config{}, fmt.Errorf("%s: seed: %w", id, err)
 		}
 		ac := agent.Config{ID: id, Key: kp, Subjects: &g.subjects, Logger: g.log}
 		if g.emb != nil {
@@ -159,11 +159,13 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return ac, nil
 	}
 	for _, m := range g.cfg.Models {
-		ac, err := conn(m.ID, m.KeyFile)
+		ac, err := conn(m.ID, m.Seed)
 		if err != nil {
 			return err
 		}
-		b, err := models.StartBridge(ctx, models.BridgeConfig{Model: m.Config, Agent: ac})
+		mc := m.Config
+		mc.APIKeyFile = g.cfg.Path(mc.APIKeyFile)
+		b, err := models.StartBridge(ctx, models.BridgeConfig{Model: mc, Agent: ac})
 		if err != nil {
 			return err
 		}
@@ -176,7 +178,7 @@ func (g *Gateway) startHops(ctx context.Context) error {
 			if t.Server != s.ID {
 				continue
 			}
-			ac, err := conn(t.ID, t.KeyFile)
+			ac, err := conn(t.ID, t.Seed)
 			if err != nil {
 				return err
 			}

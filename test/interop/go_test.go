@@ -95,7 +95,6 @@ func TestGoInterop(t *testing.T) {
 
 	res, err := alice.SendMessage(ctx, userText("agent governance"))
 	if err != nil {
-		dumpRuns(t, e)
 		t.Fatal(err)
 	}
 	task, ok := res.(*a2a.Task)

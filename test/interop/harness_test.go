@@ -53,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	for _, id := range []gateway.IdentityConfig{
 		{ID: "alice", Type: "user"}, {ID: "bob", Type: "user"},
 		{ID: "planner", Tags: []string{"entry"}}, {ID: "researcher"}, {ID: "vault"},
-		{ID: "sleeper", Tags: []string{"entry"}}, {ID: "echo", Tags: []string{"entry"}},
+		{ID: "sleeper", Tags: []string{"entry"}}, {ID: "jsagent", Tags: []string{"entry"}}, {ID: "jslegacy", Tags: []string{"entry"}},
 	} {
 		kp, err := broker.NewKey()
 		if err != nil {
