@@ -20,6 +20,7 @@ import (
 // Paths the model and tool fronts are mounted at on the HTTP listener.
 const (
 	ChatCompletionsPath = "/v1/chat/completions"
+	ResponsesPath       = "/v1/responses"
 	MCPPath             = "/mcp"
 )
 
@@ -137,8 +138,8 @@ type hops struct {
 }
 
 // startHops starts a bridge per configured model and MCP server, and with
-// an HTTP listener mounts the fronts: POST /v1/chat/completions and the
-// MCP endpoint /mcp.
+// an HTTP listener mounts the fronts: POST /v1/chat/completions, POST
+// /v1/responses and the MCP endpoint /mcp.
 func (g *Gateway) startHops(ctx context.Context) error {
 	if len(g.cfg.Models) == 0 && len(g.cfg.Tools) == 0 {
 		return nil
@@ -209,7 +210,9 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return g.submitHop(ctx, s)
 	}
 	if len(h.models) > 0 {
-		g.HandleHTTP("POST "+ChatCompletionsPath, models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit}))
+		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit})
+		g.HandleHTTP("POST "+ChatCompletionsPath, front)
+		g.HandleHTTP("POST "+ResponsesPath, front.Responses())
 	}
 	if len(h.tools) > 0 {
 		g.HandleHTTP(MCPPath, tools.NewFront(tools.FrontConfig{

@@ -221,6 +221,21 @@ func TestHopsHTTP(t *testing.T) {
 		t.Fatalf("plain call: %d %+v %v", resp.StatusCode, plain, err)
 	}
 
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+gateway.ResponsesPath, strings.NewReader(`{"model":"gpt","input":"hi"}`))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	rresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var response struct{ Object, Status string }
+	err = json.NewDecoder(rresp.Body).Decode(&response)
+	rresp.Body.Close()
+	if err != nil || rresp.StatusCode != 200 || response.Object != "response" || response.Status != "completed" {
+		t.Fatalf("responses call: %d %+v %v", rresp.StatusCode, response, err)
+	}
+
 	resp = post(`{"model":"gpt","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`)
 	sc := bufio.NewScanner(resp.Body)
 	var events []string
@@ -277,7 +292,7 @@ func TestHopsHTTP(t *testing.T) {
 		}
 	}
 	slices.Sort(calls)
-	if want := []string{"call_model gpt 6", "call_model gpt 9", "call_tool web-fetch 0"}; !slices.Equal(calls, want) {
+	if want := []string{"call_model gpt 6", "call_model gpt 6", "call_model gpt 9", "call_tool web-fetch 0"}; !slices.Equal(calls, want) {
 		t.Fatalf("hops under the task %v, want %v", calls, want)
 	}
 }
