@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/hopfront"
@@ -31,6 +32,11 @@ type FrontConfig struct {
 	Authenticate hopfront.Authenticate
 	// Submit submits a call as a call_model hop on the caller's behalf.
 	Submit hopfront.Submit
+	// MaxBodyBytes bounds a request body (default 4 MiB); Timeout how
+	// long a call waits for its hop's outcome (default: as long as the
+	// client waits).
+	MaxBodyBytes int64
+	Timeout      time.Duration
 }
 
 // Front is the OpenAI-compatible chat completions endpoint
@@ -98,7 +104,11 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusBadRequest, "hop_key", HopKeyHeader+" is longer than 128 bytes")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	limit := f.cfg.MaxBodyBytes
+	if limit <= 0 {
+		limit = maxRequestBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		hopfront.Deny(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
 		return
@@ -122,11 +132,17 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	est := req.Estimate(cfg.Prices, cfg.DefaultMaxTokens)
 	sub := hopfront.Submission{Caller: caller, ParentHop: parent, RunID: run, To: name, Message: ChatMessage(req.Raw), Estimate: &est, Key: key}
 	hop := schemas.DeriveHopID(sub.ParentHop, sub.Key)
+	ctx := r.Context()
+	if f.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.cfg.Timeout)
+		defer cancel()
+	}
 	if req.Stream {
-		f.stream(r.Context(), w, b, req, sub, hop)
+		f.stream(ctx, w, b, req, sub, hop)
 		return
 	}
-	reply, err := f.cfg.Submit(r.Context(), sub)
+	reply, err := f.cfg.Submit(ctx, sub)
 	if err != nil {
 		denyHop(w, err)
 		return

@@ -210,14 +210,15 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return g.submitHop(ctx, s)
 	}
 	if len(h.models) > 0 {
-		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit})
+		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit,
+			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout})
 		g.HandleHTTP("POST "+ChatCompletionsPath, front)
 		g.HandleHTTP("POST "+ResponsesPath, front.Responses())
 	}
 	if len(h.tools) > 0 {
 		g.HandleHTTP(MCPPath, tools.NewFront(tools.FrontConfig{
 			Bridges: h.tools, Authenticate: authenticate, Submit: submit, Costs: costs,
-			Allowed: g.mayCallTool,
+			Allowed: g.mayCallTool, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout,
 		}))
 	}
 	return nil
