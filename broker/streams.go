@@ -153,7 +153,30 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	if _, err := ProvisionRateBucket(ctx, js, s, o.Replicas); err != nil {
 		return err
 	}
+	if _, err := ProvisionQuotaBucket(ctx, js, s, o.Replicas); err != nil {
+		return err
+	}
 	return nil
+}
+
+// ProvisionQuotaBucket creates or updates the KV bucket of spend quotas:
+// one entry per quota and scope value, updated by compare-and-set by every
+// enforcer instance.
+func ProvisionQuotaBucket(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) (jetstream.KeyValue, error) {
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.Bucket(BucketQuota),
+		Description: "Tollgate spend quotas (settled and reserved spend per window)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision quota bucket: %w", err)
+	}
+	return kv, nil
 }
 
 func retryableProvisionError(err error) bool {

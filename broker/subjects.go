@@ -21,6 +21,8 @@ const (
 	StreamTimers = "TIMERS"
 	// BucketRate is the KV bucket of per-agent rate-limit token buckets.
 	BucketRate = "tollgate_rate"
+	// BucketQuota is the KV bucket of spend quotas (enforcer/quota).
+	BucketQuota = "tollgate_quota"
 )
 
 // TimerRunKey is the timer key of a run's wall clock (hop ids never start

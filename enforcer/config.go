@@ -25,6 +25,10 @@ type Config struct {
 	Agents   map[string]limits.Agent
 	// PerPrincipal bounds what is done on behalf of one principal.
 	PerPrincipal limits.Principal
+	// Quotas bound spend across runs over time windows (limits.Quota);
+	// QuotaZone is the time zone of their calendar windows (nil: UTC).
+	Quotas    []limits.Quota
+	QuotaZone *time.Location
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
@@ -160,7 +164,8 @@ func (c Config) Validate() error {
 
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
-	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal}
+	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
+		Quotas: c.Quotas, QuotaZone: c.QuotaZone}
 	s.SetDefaults()
 	return s
 }

@@ -231,6 +231,7 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		inv := &Invoke{
 			State: st, Caller: caller, Target: target, Decision: d, Estimate: env.Estimate, Limits: lim, Now: now,
 			Message: env.Message, Scan: r.scanner(in),
+			Quota: in.Quota, QuotaUsed: in.QuotaUsed, QuotaUntil: now.Add(r.TimeoutFor(target) + QuotaGrace), HopID: env.HopID,
 		}
 		g, err := r.Govern(inv, r.Engine, in.Rate)
 		if err != nil {
