@@ -67,6 +67,9 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
+		if err := e.settleQuota(ctx, st, hop, d.Usage); err != nil {
+			return nil, err
+		}
 		if d.By == hop.To {
 			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
 		}
@@ -74,6 +77,9 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 	case *schemas.HopTimedOut:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		if err := e.settleQuota(ctx, st, hop, nil); err != nil {
+			return nil, err
 		}
 		hc := contextOf(st, hop)
 		return []outgoing{
@@ -102,9 +108,17 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
+		if err := e.settleQuota(ctx, st, hop, nil); err != nil {
+			return nil, err
+		}
 		denial := &schemas.Denial{Reason: schemas.ReasonApproval, Message: fmt.Sprintf("not approved (%s): %s", d.By, d.Message), SubmitKind: schemas.KindInvoke}
 		return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, contextOf(st, hop), ev.Seq, denial)}, nil
 	case *schemas.RunHalted:
+		for _, id := range d.OpenHops {
+			if err := e.settleQuota(ctx, st, st.Hops[id], nil); err != nil {
+				return nil, err
+			}
+		}
 		return e.haltEffects(st, ev, d)
 	}
 	return nil, nil

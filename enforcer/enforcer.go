@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/quota"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -51,6 +52,7 @@ type Enforcer struct {
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
+	quotas   *quota.Store
 	tracer   trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
@@ -133,6 +135,11 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
+	qkv, err := e.js.KeyValue(ctx, e.subjects.Bucket(broker.BucketQuota))
+	if err != nil {
+		return fmt.Errorf("enforcer: quota bucket (provision the streams first): %w", err)
+	}
+	e.quotas = quota.New(qkv)
 	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
 	if err != nil {
 		return err

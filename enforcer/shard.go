@@ -331,6 +331,7 @@ func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time
 			return s.e.limiter.Take(ctx, key, rate, now)
 		}
 	}
+	s.e.quotaInputs(ctx, rules, now, &in)
 	if rules.Guard != nil && rules.Checker != nil {
 		in.Scan = func(req guardrail.Request) guardrail.Result {
 			return rules.Guard.Check(ctx, rules.Checker, req)

@@ -37,7 +37,12 @@ type Config struct {
 	// PerPrincipal bounds what is done on behalf of one principal.
 	PerPrincipal limits.Principal          `yaml:"per_principal"`
 	Workflows    map[string]WorkflowConfig `yaml:"workflows"`
-	Enforcer     EnforcerConfig            `yaml:"enforcer"`
+	// Quotas bound spend across runs over hour, day, month or rolling
+	// windows (docs/limits.md); QuotaTimeZone is the IANA zone calendar
+	// windows align to (default UTC).
+	Quotas        []limits.Quota `yaml:"quotas"`
+	QuotaTimeZone string         `yaml:"quota_time_zone"`
+	Enforcer      EnforcerConfig `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
@@ -100,6 +105,9 @@ type IdentityConfig struct {
 	// Untrusted taints every hop the identity makes and every reply it
 	// sends (docs/guardrails.md).
 	Untrusted bool `yaml:"untrusted,omitempty"`
+	// Environment is the deployment environment the identity runs in
+	// (production, staging, ...), a quota scope.
+	Environment string `yaml:"environment,omitempty"`
 	// InvokeRateLimit and Mode override per_agent for this agent.
 	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
 	Mode            string          `yaml:"mode,omitempty"`
@@ -256,6 +264,11 @@ func (c *Config) validate(needPolicies bool) error {
 	if _, err := c.Directory(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.QuotaTimeZone != "" {
+		if _, err := time.LoadLocation(c.QuotaTimeZone); err != nil {
+			errs = append(errs, fmt.Errorf("quota_time_zone %q: %w", c.QuotaTimeZone, err))
+		}
+	}
 	if c.NATS.URL == "" {
 		for _, id := range append(append([]IdentityConfig{}, c.Agents...), c.Users...) {
 			if id.PublicKey == "" && !id.Disabled {
@@ -313,6 +326,7 @@ func (c *Config) Directory() (*broker.Directory, error) {
 		ids = append(ids, broker.Identity{
 			ID: ic.ID, Type: typ, Team: ic.Team, Tags: ic.Tags, PublicKey: ic.PublicKey, RequireSignature: require,
 			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled, Untrusted: ic.Untrusted,
+			Environment: ic.Environment,
 		})
 	}
 	for _, a := range c.Agents {
@@ -357,6 +371,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
+		Quotas:       c.Quotas,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
@@ -380,6 +395,9 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
+		ec.QuotaZone = zone
+	}
 	return ec
 }
 

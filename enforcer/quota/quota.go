@@ -479,3 +479,18 @@ func ParseKey(key string) (name, value string, ok bool) {
 	}
 	return "", "", false
 }
+
+// Cached is a quota's usage for one scope value as this instance last saw
+// it, without reading the store; false when it never read it.
+func (s *Store) Cached(zone *time.Location, ap limits.Applied, now time.Time) (Usage, bool) {
+	e := s.entry(Key(ap.Quota.Name, ap.Value))
+	e.mu.Lock()
+	if e.rev == 0 {
+		e.mu.Unlock()
+		return Usage{}, false
+	}
+	st := e.val.clone()
+	e.mu.Unlock()
+	st.normalize(ap.Quota, zone, now)
+	return st.usage(ap, zone, now), true
+}
