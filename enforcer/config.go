@@ -162,6 +162,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// LimitSet returns every limit of the config as one set, with defaults.
+func (c Config) LimitSet() limits.Set { return c.limitSet() }
+
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
 	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
