@@ -159,9 +159,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	return nil
 }
 
-// ProvisionQuotaBucket creates or updates the KV bucket of spend quotas:
+// ProvisionQuotaBucket creates or updates the KV buckets of spend quotas:
 // one entry per quota and scope value, updated by compare-and-set by every
-// enforcer instance.
+// enforcer instance (returned), and the holds of open hops
+// (BucketQuotaHolds).
 func ProvisionQuotaBucket(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) (jetstream.KeyValue, error) {
 	if replicas == 0 {
 		replicas = 1
@@ -175,6 +176,16 @@ func ProvisionQuotaBucket(ctx context.Context, js jetstream.JetStream, s Subject
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision quota bucket: %w", err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.Bucket(BucketQuotaHolds),
+		Description: "Tollgate spend quotas: the reservations of open hops",
+		History:     1,
+		TTL:         QuotaHoldsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("provision quota holds bucket: %w", err)
 	}
 	return kv, nil
 }

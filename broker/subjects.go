@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -23,6 +24,12 @@ const (
 	BucketRate = "tollgate_rate"
 	// BucketQuota is the KV bucket of spend quotas (enforcer/quota).
 	BucketQuota = "tollgate_quota"
+	// BucketQuotaHolds holds one key per open hop and quota it reserved in,
+	// so that reserving and settling are idempotent per hop.
+	BucketQuotaHolds = "tollgate_quota_holds"
+	// QuotaHoldsMaxAge is how long a hold is kept: a hop open longer than
+	// this settles nothing.
+	QuotaHoldsMaxAge = 7 * 24 * time.Hour
 )
 
 // TimerRunKey is the timer key of a run's wall clock (hop ids never start

@@ -135,11 +135,9 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
-	qkv, err := e.js.KeyValue(ctx, e.subjects.Bucket(broker.BucketQuota))
-	if err != nil {
-		return fmt.Errorf("enforcer: quota bucket (provision the streams first): %w", err)
+	if e.quotas, err = quota.Open(ctx, e.js, e.subjects); err != nil {
+		return fmt.Errorf("enforcer: %w (provision the streams first)", err)
 	}
-	e.quotas = quota.New(qkv)
 	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/quota"
 )
@@ -63,13 +62,13 @@ func quotaStatus(ctx context.Context, stdout io.Writer, o *quotaStatusOptions) e
 		return err
 	}
 	defer l.Close()
-	kv, err := l.JS.KeyValue(ctx, l.Subjects.Bucket(broker.BucketQuota))
+	store, err := quota.Open(ctx, l.JS, l.Subjects)
 	if err != nil {
-		return fmt.Errorf("quota bucket %s at %s (read it with --data or the gateway's credentials): %w", l.Subjects.Bucket(broker.BucketQuota), l.Where, err)
+		return fmt.Errorf("%w at %s (read the quotas with --data or the gateway's credentials)", err, l.Where)
 	}
 	ec := cfg.EnforcerConfig()
 	set := ec.LimitSet()
-	usage, err := enforcer.QuotaStatus(ctx, quota.New(kv), set, time.Now())
+	usage, err := enforcer.QuotaStatus(ctx, store, set, time.Now())
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/quota"
@@ -40,12 +39,12 @@ func TestQuotaStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := gw.JetStream().KeyValue(ctx, gw.Subjects().Bucket(broker.BucketQuota))
+	store, err := quota.Open(ctx, gw.JetStream(), gw.Subjects())
 	if err != nil {
 		t.Fatal(err)
 	}
 	set := cfg.EnforcerConfig().LimitSet()
-	store, now := quota.New(kv), time.Now()
+	now := time.Now()
 	research := []limits.Applied{{Quota: &set.Quotas[0], Value: "research"}}
 	if _, err := store.Reserve(ctx, set.Zone(), research, "run/hop1", quota.Amount{Tokens: 300}, now.Add(time.Hour), now, false); err != nil {
 		t.Fatal(err)

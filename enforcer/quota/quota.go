@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/limits"
 )
 
@@ -65,7 +67,10 @@ type Usage struct {
 // costSlack absorbs float rounding when a sum of costs meets its bound.
 const costSlack = 1e-9
 
-// state is what the store keeps for one quota and scope value.
+// state is what the store keeps for one quota and scope value: settled
+// spend and the sum of open reservations. Which hops hold a reservation is
+// kept apart, one key per hop in the holds bucket, so an entry stays small
+// however many hops are open.
 type state struct {
 	// Window is the start (unix seconds) of the calendar window Tokens and
 	// Cost were settled in.
@@ -74,8 +79,10 @@ type state struct {
 	CostUSD float64 `json:"c,omitempty"`
 	// Slots are a rolling window's settled spend, per slot start.
 	Slots []slot `json:"s,omitempty"`
-	// Held are the open reservations, by hop ("run/hop").
-	Held map[string]held `json:"h,omitempty"`
+	// Reserved sums the open reservations by the minute (unix seconds)
+	// they lapse at, if their hop never settles (an enforcer crashed
+	// between reserving and recording it).
+	Reserved map[int64]reserved `json:"r,omitempty"`
 }
 
 type slot struct {
@@ -84,12 +91,25 @@ type slot struct {
 	CostUSD float64 `json:"c,omitempty"`
 }
 
-type held struct {
+type reserved struct {
 	Tokens  int64   `json:"t,omitempty"`
 	CostUSD float64 `json:"c,omitempty"`
-	// Until (unix seconds) is when the reservation lapses if the hop never
-	// settles (an enforcer crashed between reserving and recording).
-	Until int64 `json:"u"`
+	// Hops counts the reservations.
+	Hops int `json:"n"`
+}
+
+// hold is one hop's reservation in one entry, stored under HoldKey.
+type hold struct {
+	Tokens  int64   `json:"t,omitempty"`
+	CostUSD float64 `json:"c,omitempty"`
+	// Lapse is the minute its amount is summed under in state.Reserved.
+	Lapse int64 `json:"l"`
+}
+
+// lapseMinute is the minute a reservation until lapses at: the next whole
+// minute, so few sums are kept.
+func lapseMinute(until time.Time) int64 {
+	return (until.Unix() + 59) / 60 * 60
 }
 
 // rollingSlots is how many slots a rolling window is counted in.
@@ -139,9 +159,9 @@ func (s *state) normalize(q *limits.Quota, zone *time.Location, now time.Time) {
 		}
 		s.Slots = nil
 	}
-	for hop, h := range s.Held {
-		if h.Until < now.Unix() {
-			delete(s.Held, hop)
+	for at := range s.Reserved {
+		if at < now.Unix() {
+			delete(s.Reserved, at)
 		}
 	}
 }
@@ -155,13 +175,43 @@ func (s *state) settled() Amount {
 	return a
 }
 
-func (s *state) reserved() Amount {
+func (s *state) reserved() (Amount, int) {
 	var a Amount
-	for _, h := range s.Held {
-		a.Tokens += h.Tokens
-		a.CostUSD += h.CostUSD
+	n := 0
+	for _, r := range s.Reserved {
+		a.Tokens += r.Tokens
+		a.CostUSD += r.CostUSD
+		n += r.Hops
 	}
-	return a
+	return a, n
+}
+
+// reserve adds a hold to the sums.
+func (s *state) reserve(h hold) {
+	if s.Reserved == nil {
+		s.Reserved = map[int64]reserved{}
+	}
+	r := s.Reserved[h.Lapse]
+	r.Tokens += h.Tokens
+	r.CostUSD += h.CostUSD
+	r.Hops++
+	s.Reserved[h.Lapse] = r
+}
+
+// release takes a hold out of the sums (nothing when its minute lapsed).
+func (s *state) release(h hold) {
+	r, ok := s.Reserved[h.Lapse]
+	if !ok {
+		return
+	}
+	r.Tokens = max(r.Tokens-h.Tokens, 0)
+	r.CostUSD = max(r.CostUSD-h.CostUSD, 0)
+	r.Hops--
+	if r.Hops <= 0 {
+		delete(s.Reserved, h.Lapse)
+		return
+	}
+	s.Reserved[h.Lapse] = r
 }
 
 // add counts settled spend at now.
@@ -188,7 +238,7 @@ func (s *state) add(q *limits.Quota, a Amount, now time.Time) {
 func (s *state) over(ap limits.Applied, est Amount) *Over {
 	q := ap.Quota
 	used := s.settled()
-	r := s.reserved()
+	r, _ := s.reserved()
 	used.Tokens += r.Tokens
 	used.CostUSD += r.CostUSD
 	if q.MaxTokens > 0 && used.Tokens+est.Tokens > q.MaxTokens {
@@ -205,8 +255,9 @@ func (s *state) over(ap limits.Applied, est Amount) *Over {
 func (s *state) usage(ap limits.Applied, zone *time.Location, now time.Time) Usage {
 	q := ap.Quota
 	start, end := Window(q, zone, now)
+	r, n := s.reserved()
 	u := Usage{Quota: q.Name, Scope: q.Scope, Value: ap.Value, Window: q.Window, Start: start, End: end,
-		Settled: s.settled(), Reserved: s.reserved(), Held: len(s.Held), MaxTokens: q.MaxTokens, MaxCostUSD: q.MaxCostUSD}
+		Settled: s.settled(), Reserved: r, Held: n, MaxTokens: q.MaxTokens, MaxCostUSD: q.MaxCostUSD}
 	if q.MaxTokens > 0 {
 		u.Percent = 100 * float64(u.Settled.Tokens+u.Reserved.Tokens) / float64(q.MaxTokens)
 	}
@@ -231,7 +282,7 @@ func Key(name, value string) string {
 // Store keeps the quotas in a KV bucket. It is safe for concurrent use;
 // several Stores over one bucket (one per enforcer instance) agree.
 type Store struct {
-	kv jetstream.KeyValue
+	kv, holds jetstream.KeyValue
 
 	mu   sync.Mutex
 	keys map[string]*entry
@@ -247,9 +298,20 @@ type entry struct {
 
 const newKey = ^uint64(0)
 
-// New returns a store over kv (see broker.ProvisionQuotaBucket).
-func New(kv jetstream.KeyValue) *Store {
-	return &Store{kv: kv, keys: map[string]*entry{}}
+// New returns a store over the quota bucket kv and the holds bucket holds
+// (see broker.ProvisionQuotaBucket).
+func New(kv, holds jetstream.KeyValue) *Store {
+	return &Store{kv: kv, holds: holds, keys: map[string]*entry{}}
+}
+
+// HoldKey is the key of hop's reservation in an entry: hop is "run/hop",
+// whose ids are plain tokens.
+func HoldKey(entry, hop string) string {
+	run, id, _ := strings.Cut(hop, "/")
+	if !plainValue.MatchString(run) || !plainValue.MatchString(id) {
+		return entry + ".=" + hex.EncodeToString([]byte(hop))
+	}
+	return entry + "." + run + "." + id
 }
 
 // maxAttempts bounds compare-and-set retries under contention.
@@ -324,10 +386,10 @@ func (s *Store) entry(key string) *entry {
 func (st state) clone() state {
 	c := st
 	c.Slots = append([]slot(nil), st.Slots...)
-	if st.Held != nil {
-		c.Held = make(map[string]held, len(st.Held)+1)
-		for k, v := range st.Held {
-			c.Held[k] = v
+	if st.Reserved != nil {
+		c.Reserved = make(map[int64]reserved, len(st.Reserved)+1)
+		for k, v := range st.Reserved {
+			c.Reserved[k] = v
 		}
 	}
 	return c
@@ -337,38 +399,51 @@ func (st state) clone() state {
 // one would pass its bound it returns which, and releases what it had
 // reserved. With force (a caller in audit mode), and in a quota whose
 // mode is audit, it reserves whatever the bound and still reports the
-// first quota passed (Over.Quota.Mode then says whether it is enforced). A hop already holding a
-// reservation keeps it (a decision taken again reserves nothing more).
-// until is when the reservation lapses if the hop never settles.
+// first quota passed (Over.Quota.Mode then says whether it is enforced).
+// A hop already holding a reservation in a quota keeps it: a decision
+// taken again reserves nothing more. until is when the reservation lapses
+// if the hop never settles.
+//
+// Each quota costs two writes: the hop's hold (a create, which fails for
+// a hop that holds one) and a compare-and-set of the quota's entry.
 func (s *Store) Reserve(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, est Amount, until, now time.Time, force bool) (*Over, error) {
 	var first *Over
+	h := hold{Tokens: est.Tokens, CostUSD: est.CostUSD, Lapse: lapseMinute(until)}
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
 	for i, ap := range applied {
+		key := Key(ap.Quota.Name, ap.Value)
+		holdKey := HoldKey(key, hop)
+		if _, err := s.holds.Create(ctx, holdKey, hb); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // reserved when the hop was decided before
+			}
+			return nil, fmt.Errorf("quota %s: hold of %s: %w", key, hop, err)
+		}
+		enforced := !force && ap.Quota.Mode != limits.ModeAudit
 		var over *Over
-		err := s.update(ctx, Key(ap.Quota.Name, ap.Value), func(st *state) bool {
+		err := s.update(ctx, key, func(st *state) bool {
 			st.normalize(ap.Quota, zone, now)
-			if _, ok := st.Held[hop]; ok {
+			if over = st.over(ap, est); over != nil && enforced {
 				return false
 			}
-			if over = st.over(ap, est); over != nil && !force && ap.Quota.Mode != limits.ModeAudit {
-				return false
-			}
-			if st.Held == nil {
-				st.Held = map[string]held{}
-			}
-			st.Held[hop] = held{Tokens: est.Tokens, CostUSD: est.CostUSD, Until: until.Unix()}
+			st.reserve(h)
 			return true
 		})
+		if err == nil && over != nil && enforced {
+			err = s.holds.Delete(ctx, holdKey)
+		}
 		if err != nil {
 			return nil, err
 		}
 		if over != nil && first == nil {
 			first = over
 		}
-		if over != nil && !force && ap.Quota.Mode != limits.ModeAudit {
-			for _, done := range applied[:i] {
-				if err := s.Settle(ctx, zone, []limits.Applied{done}, hop, nil, now); err != nil {
-					return nil, err
-				}
+		if over != nil && enforced {
+			if err := s.Settle(ctx, zone, applied[:i], hop, nil, now); err != nil {
+				return nil, err
 			}
 			return over, nil
 		}
@@ -376,19 +451,36 @@ func (s *Store) Reserve(ctx context.Context, zone *time.Location, applied []limi
 	return first, nil
 }
 
-// Settle closes hop's reservations in the applied quotas: each is dropped,
-// and used (nil for a hop that spent nothing it reported: cancelled,
-// timed out) is counted in the window of now. A hop that holds no
-// reservation there (already settled, or admitted before the quota
-// existed) changes nothing, so settling twice counts once.
+// Settle closes hop's reservations in the applied quotas: each is
+// released, and used (nil for a hop that spent nothing it reported:
+// cancelled, timed out) is counted in the window of now. A hop that holds
+// no reservation there (already settled, or admitted before the quota
+// existed) changes nothing, so settling twice counts once: the hold is
+// deleted (compare-and-delete on its revision) before the entry changes.
 func (s *Store) Settle(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, now time.Time) error {
 	for _, ap := range applied {
-		err := s.update(ctx, Key(ap.Quota.Name, ap.Value), func(st *state) bool {
-			if _, ok := st.Held[hop]; !ok {
-				return false
+		key := Key(ap.Quota.Name, ap.Value)
+		holdKey := HoldKey(key, hop)
+		kve, err := s.holds.Get(ctx, holdKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("quota %s: hold of %s: %w", key, hop, err)
+		}
+		var h hold
+		if err := json.Unmarshal(kve.Value(), &h); err != nil {
+			return fmt.Errorf("quota %s: hold of %s does not decode: %w", key, hop, err)
+		}
+		if err := s.holds.Delete(ctx, holdKey, jetstream.LastRevision(kve.Revision())); err != nil {
+			if isConflict(err) {
+				continue // settled by another instance just now
 			}
+			return fmt.Errorf("quota %s: release hold of %s: %w", key, hop, err)
+		}
+		err = s.update(ctx, key, func(st *state) bool {
 			st.normalize(ap.Quota, zone, now)
-			delete(st.Held, hop)
+			st.release(h)
 			if used != nil {
 				st.add(ap.Quota, *used, now)
 			}
@@ -493,4 +585,18 @@ func (s *Store) Cached(zone *time.Location, ap limits.Applied, now time.Time) (U
 	e.mu.Unlock()
 	st.normalize(ap.Quota, zone, now)
 	return st.usage(ap, zone, now), true
+}
+
+// Open returns a store over the quota buckets of a gateway (provisioned by
+// broker.Provision) through js.
+func Open(ctx context.Context, js jetstream.JetStream, subjects broker.Subjects) (*Store, error) {
+	kv, err := js.KeyValue(ctx, subjects.Bucket(broker.BucketQuota))
+	if err != nil {
+		return nil, fmt.Errorf("quota bucket %s: %w", subjects.Bucket(broker.BucketQuota), err)
+	}
+	holds, err := js.KeyValue(ctx, subjects.Bucket(broker.BucketQuotaHolds))
+	if err != nil {
+		return nil, fmt.Errorf("quota holds bucket %s: %w", subjects.Bucket(broker.BucketQuotaHolds), err)
+	}
+	return New(kv, holds), nil
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/quota"
@@ -14,11 +13,11 @@ import (
 func store(t *testing.T) *quota.Store {
 	t.Helper()
 	bus := brokertest.Start(t, brokertest.Options{})
-	kv, err := bus.JS.KeyValue(context.Background(), bus.Subjects.Bucket(broker.BucketQuota))
+	s, err := quota.Open(context.Background(), bus.JS, bus.Subjects)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return quota.New(kv)
+	return s
 }
 
 func TestWindowsAlignToTheZone(t *testing.T) {
