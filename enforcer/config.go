@@ -29,6 +29,10 @@ type Config struct {
 	// QuotaZone is the time zone of their calendar windows (nil: UTC).
 	Quotas    []limits.Quota
 	QuotaZone *time.Location
+	// Targets are the retry policies, fallbacks and circuit breakers of
+	// hops to each target; WorkflowRetries override retries per workflow.
+	Targets         map[string]limits.Target
+	WorkflowRetries map[string]map[string]limits.Retry
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
@@ -168,7 +172,7 @@ func (c Config) LimitSet() limits.Set { return c.limitSet() }
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
 	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
-		Quotas: c.Quotas, QuotaZone: c.QuotaZone}
+		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries}
 	s.SetDefaults()
 	return s
 }

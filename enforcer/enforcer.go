@@ -237,12 +237,12 @@ func (e *Enforcer) dispatch(m jetstream.Msg) {
 
 // dispatchTimer hands a fired timer to its run's shard.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, _, ok := e.subjects.ParseTimerFire(m.Subject())
+	run, key, ok := e.subjects.ParseTimerFire(m.Subject())
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.shardFor(run).in <- work{run: run, msg: m, timer: true}
+	e.shardFor(run).in <- work{run: run, msg: m, timer: true, timerKey: key}
 }
 
 func (e *Enforcer) shardFor(run string) *shard {

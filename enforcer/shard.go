@@ -29,6 +29,8 @@ type work struct {
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
+	// timerKey is the fired timer's key: the run's own, or a hop's retry.
+	timerKey string
 	// halt is an operator's halt request, approve an operator's answer
 	// to a hop held for approval.
 	halt    *haltRequest
@@ -172,7 +174,7 @@ func (s *shard) handle(w work) {
 		case w.approve != nil:
 			out, err = s.processApprove(ctx, w.approve)
 		case w.timer:
-			out, err = s.processTimer(ctx, w.run, redelivered(w.msg))
+			out, err = s.processTimer(ctx, w.run, w.timerKey, redelivered(w.msg))
 		default:
 			out, err = s.process(ctx, sub)
 		}

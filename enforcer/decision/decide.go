@@ -355,6 +355,14 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, sender *broker.Id
 		Status: schemas.StateCanceled, By: sub.Caller, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
 		SubmitSeq: sub.Seq, Envelope: sub.Wire, Digest: sub.Digest,
 	}
+	if reply && env.Result.Status == schemas.StateFailed && env.Result.ErrorClass != "" {
+		if d, ok := r.retry(st, hop, schemas.RetryFailed, env.Result.ErrorClass, 0, now); ok {
+			// The failure stays between the gateway and the target: the
+			// hop is delivered again, the caller hears only the outcome.
+			d.Error, d.SubmitSeq, d.Digest, d.Usage = env.Result.Error, sub.Seq, sub.Digest, env.Usage
+			return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopRetried, hop.ID, now, d)}}, nil
+		}
+	}
 	if reply {
 		done.Status, done.Usage, done.Error = env.Result.Status, env.Usage, env.Result.Error
 		if err := r.guardReply(hop, sender, env, done, in); err != nil {

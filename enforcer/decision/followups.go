@@ -87,9 +87,17 @@ func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 		return nil
 	}
 	var events []schemas.Event
+	retried := 0
 	for _, hop := range st.OpenHops() {
 		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
 			continue
+		}
+		if !hop.Pending() {
+			if d, ok := r.retry(st, hop, schemas.RetryTimeout, "", retried, now); ok {
+				retried++
+				events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRetried, hop.ID, now, d))
+				continue
+			}
 		}
 		if hop.Pending() {
 			events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRejected, hop.ID, now, &schemas.HopRejected{

@@ -108,6 +108,11 @@ type IdentityConfig struct {
 	// Environment is the deployment environment the identity runs in
 	// (production, staging, ...), a quota scope.
 	Environment string `yaml:"environment,omitempty"`
+	// Retry, Fallback and Breaker govern the delivery of hops to this
+	// agent (docs/limits.md, retries and fallbacks).
+	Retry    limits.Retry   `yaml:"retry,omitempty"`
+	Fallback []string       `yaml:"fallback,omitempty,flow"`
+	Breaker  limits.Breaker `yaml:"breaker,omitempty"`
 	// InvokeRateLimit and Mode override per_agent for this agent.
 	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
 	Mode            string          `yaml:"mode,omitempty"`
@@ -129,6 +134,9 @@ type PerAgentConfig struct {
 // WorkflowConfig overrides run limits for the runs of one workflow.
 type WorkflowConfig struct {
 	RunLimits limits.Run `yaml:"run_limits"`
+	// Retries override the retry policy of hops to each named agent in
+	// this workflow's runs.
+	Retries map[string]limits.Retry `yaml:"retries"`
 }
 
 // RequiresSignature is require_signature, defaulting to true with a key.
@@ -388,6 +396,20 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 	}
 	for name, w := range c.Workflows {
 		ec.Workflows[name] = w.RunLimits
+		if len(w.Retries) > 0 {
+			if ec.WorkflowRetries == nil {
+				ec.WorkflowRetries = map[string]map[string]limits.Retry{}
+			}
+			ec.WorkflowRetries[name] = w.Retries
+		}
+	}
+	for _, a := range c.Agents {
+		if a.Retry.MaxAttempts != 0 || len(a.Fallback) > 0 || a.Breaker.Failures != 0 {
+			if ec.Targets == nil {
+				ec.Targets = map[string]limits.Target{}
+			}
+			ec.Targets[a.ID] = limits.Target{Retry: a.Retry, Fallback: a.Fallback, Breaker: a.Breaker}
+		}
 	}
 	ec.OperatorGroups = map[string][]string{}
 	for _, op := range c.Operators {

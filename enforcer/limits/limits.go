@@ -234,6 +234,11 @@ type Set struct {
 	// QuotaZone is the time zone calendar quota windows align to; nil is
 	// UTC.
 	QuotaZone *time.Location
+	// Targets are the retry policy, fallbacks and circuit breaker of hops
+	// to each target agent (retry.go); WorkflowRetries override the retry
+	// policy per workflow and target.
+	Targets         map[string]Target
+	WorkflowRetries map[string]map[string]Retry
 }
 
 // SetDefaults fills the defaults of the gateway-wide limits.
@@ -271,6 +276,18 @@ func (s Set) Validate() error {
 	for id, a := range s.Agents {
 		if err := a.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("agent %q: %w", id, err))
+		}
+	}
+	for id, t := range s.Targets {
+		if err := t.Validate(id); err != nil {
+			errs = append(errs, fmt.Errorf("agent %q: %w", id, err))
+		}
+	}
+	for wf, rs := range s.WorkflowRetries {
+		for id, r := range rs {
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("workflow %q: retries of %q: %w", wf, id, err))
+			}
 		}
 	}
 	names := map[string]bool{}
