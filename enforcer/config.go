@@ -33,6 +33,11 @@ type Config struct {
 	// hops to each target; WorkflowRetries override retries per workflow.
 	Targets         map[string]limits.Target
 	WorkflowRetries map[string]map[string]limits.Retry
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery, when it has no pull request waiting, to count as bound: a
+	// target with fallbacks and no consumer bound has its hops re-routed.
+	// Default 10 s.
+	BindWindow time.Duration
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
@@ -102,6 +107,9 @@ type Hooks struct {
 
 func (c *Config) setDefaults() {
 	c.Limits.SetDefaults()
+	if c.BindWindow == 0 {
+		c.BindWindow = 10 * time.Second
+	}
 	if c.PerAgent.Mode == "" {
 		c.PerAgent.Mode = limits.ModeEnforce
 	}

@@ -49,6 +49,9 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			if hop == nil {
 				return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 			}
+			if hop.To != d.To {
+				return nil, nil // re-routed at admission: hop.rerouted delivers it
+			}
 			return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
 		}
 		if !schemas.ValidPrincipalID(d.From) || sub == nil {
@@ -102,6 +105,11 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			out = append(out, e.delivery(hop.To, decision.AttemptToken(hop.ID, d.Attempt-1), schemas.DeliverCancel, nil, hc, ev.Seq, nil))
 		}
 		return append(out, e.timerAt(st.RunID, hop.ID, d.RetryAt)), nil
+	case *schemas.HopRerouted:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		return e.rerouteEffects(ctx, st, ev, hop, d)
 	case *schemas.HopApproved:
 		if hop == nil || hop.DecisionStreamSeq == 0 {
 			return nil, fmt.Errorf("effects: approved hop %s of run %s is not in its state", ev.HopID, ev.RunID)
@@ -386,4 +394,36 @@ func (e *Enforcer) timersStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 	e.timers = s
 	return s, nil
+}
+
+// rerouteEffects cancel a hop at the target it left (when it had been
+// delivered there) and deliver it to the fallback: the invoke as recorded
+// when the hop was decided. A hop re-routed again since is delivered by
+// its last hop.rerouted.
+func (e *Enforcer) rerouteEffects(ctx context.Context, st *ledger.State, ev *schemas.Event, hop *ledger.Hop, d *schemas.HopRerouted) ([]outgoing, error) {
+	var out []outgoing
+	hc := contextOf(st, hop)
+	if d.Cause == schemas.RerouteTimeout {
+		cancel := hc
+		if cancel.Attempt = d.Attempts; cancel.Attempt < 2 {
+			cancel.Attempt = 0
+		}
+		out = append(out, e.delivery(d.From, decision.AttemptToken(hop.ID, d.Attempts), schemas.DeliverCancel, nil, cancel, ev.Seq, nil))
+	}
+	if hop.To != d.To {
+		return out, nil
+	}
+	rec, err := e.ledger.Get(ctx, hop.DecisionStreamSeq)
+	if err != nil {
+		return nil, fmt.Errorf("re-route of hop %s: its decision: %w", hop.ID, err)
+	}
+	data, err := rec.Event.DecodeData()
+	if err != nil {
+		return nil, fmt.Errorf("re-route of hop %s: its decision: %w", hop.ID, err)
+	}
+	dec, ok := data.(*schemas.HopDecision)
+	if !ok {
+		return nil, fmt.Errorf("re-route of hop %s: decided by a %s", hop.ID, rec.Event.Type)
+	}
+	return append(out, e.delivery(d.To, hop.ID, schemas.DeliverInvoke, dec.Delivered(), hc, ev.Seq, nil)), nil
 }

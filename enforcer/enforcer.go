@@ -53,6 +53,7 @@ type Enforcer struct {
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
 	quotas   *quota.Store
+	binds    bindings
 	tracer   trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]

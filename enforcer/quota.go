@@ -16,6 +16,7 @@ import (
 // store: reservations at admission, and the share used for
 // context.quota_used from what this instance last saw.
 func (e *Enforcer) quotaInputs(ctx context.Context, rules *decision.Rules, now time.Time, in *decision.Inputs) {
+	in.Bound = func(target string) (bool, error) { return e.bound(ctx, target) }
 	if e.quotas == nil || len(rules.Limits.Quotas) == 0 {
 		return
 	}

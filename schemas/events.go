@@ -359,6 +359,8 @@ type HopRerouted struct {
 	// Skipped are fallbacks passed over, each with why (policy, circuit).
 	Skipped  []string  `json:"skipped,omitempty"`
 	Deadline time.Time `json:"deadline"`
+	// Attempts counts the deliveries made to From.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // Re-route causes.

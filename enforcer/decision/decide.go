@@ -225,6 +225,9 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		}
 	}
 	target, v := r.checkTarget(env.To)
+	if v == nil && in.Circuit != nil && in.Circuit(target.ID) && len(r.Limits.TargetFor(st.Workflow, target.ID).Fallback) == 0 {
+		v = Deny(schemas.ReasonUnavailable, "the circuit of %s is open: it failed repeatedly; try again after its cool-down", target.ID)
+	}
 	if v == nil {
 		d.Action = ActionFor(target.Type)
 		d.ToType, d.ToTeam, d.ToTags = target.Type, target.Team, target.Tags
@@ -250,7 +253,17 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 	if v == nil && d.Approval == nil {
 		d.Deadline = now.Add(r.TimeoutFor(target)).UTC()
 	}
-	return Plan{Events: append(events, decisionEvent(sub, d, v, now))}, nil
+	events = append(events, decisionEvent(sub, d, v, now))
+	if v == nil && d.Approval == nil {
+		rr, err := r.rerouteAtAdmission(st, events[len(events)-1], target, now, in)
+		if err != nil {
+			return Plan{}, err
+		}
+		if rr != nil {
+			events = append(events, *rr)
+		}
+	}
+	return Plan{Events: events}, nil
 }
 
 // spawnedFrom checks the hop an agent says it starts a run from: a hop of

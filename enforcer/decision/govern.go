@@ -39,6 +39,11 @@ type Inputs struct {
 	// quotas are not checked.
 	Quota     QuotaFunc
 	QuotaUsed QuotaUsedFunc
+	// Circuit reports whether a target's circuit is open; Bound whether a
+	// target has a consumer bound (asked only of targets with fallbacks).
+	// nil: every circuit closed, every target bound.
+	Circuit CircuitFunc
+	Bound   func(target string) (bool, error)
 }
 
 // QuotaFunc reserves a hop's estimate in the quotas that apply to it, all

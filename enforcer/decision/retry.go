@@ -75,4 +75,3 @@ func itoa(n int) string {
 func RetryDue(hop *ledger.Hop, now time.Time) bool {
 	return hop != nil && hop.Open() && hop.Attempt > 1 && !hop.RetryAt.IsZero() && !now.Before(hop.RetryAt)
 }
-
