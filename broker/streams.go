@@ -156,6 +156,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	if _, err := ProvisionQuotaBucket(ctx, js, s, o.Replicas); err != nil {
 		return err
 	}
+	replicas := max(o.Replicas, 1)
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: s.Bucket(BucketBreakers), Description: "Tollgate circuit breakers, one entry per target",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	}); err != nil {
+		return fmt.Errorf("provision breakers bucket: %w", err)
+	}
 	return nil
 }
 

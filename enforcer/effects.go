@@ -74,7 +74,8 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			return nil, err
 		}
 		if d.By == hop.To {
-			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
+			out := e.circuitResult(ctx, hop.To, d.Status == schemas.StateFailed, ev.At)
+			return append(out, e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)), nil
 		}
 		return []outgoing{e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.CurrentAttempt()), schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
 	case *schemas.HopTimedOut:
@@ -85,10 +86,10 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			return nil, err
 		}
 		hc := contextOf(st, hop)
-		return []outgoing{
+		return append(e.circuitResult(ctx, hop.To, true, ev.At),
 			e.delivery(hop.From, hop.ID, schemas.DeliverTimeout, nil, hc, ev.Seq, nil),
 			e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.CurrentAttempt()), schemas.DeliverCancel, nil, hc, ev.Seq, nil),
-		}, nil
+		), nil
 	case *schemas.HopRetried:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
@@ -96,7 +97,7 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		// The attempt that failed is cancelled at the target (one that
 		// answered failed needs no cancel), and the next one is delivered
 		// when its timer fires (retryDelivery).
-		var out []outgoing
+		out := e.circuitResult(ctx, hop.To, true, ev.At)
 		if d.Cause == schemas.RetryTimeout {
 			hc := contextOf(st, hop)
 			if hc.Attempt = d.Attempt - 1; hc.Attempt < 2 {
@@ -404,6 +405,7 @@ func (e *Enforcer) rerouteEffects(ctx context.Context, st *ledger.State, ev *sch
 	var out []outgoing
 	hc := contextOf(st, hop)
 	if d.Cause == schemas.RerouteTimeout {
+		out = append(out, e.circuitResult(ctx, d.From, true, ev.At)...)
 		cancel := hc
 		if cancel.Attempt = d.Attempts; cancel.Attempt < 2 {
 			cancel.Attempt = 0

@@ -54,6 +54,9 @@ type Enforcer struct {
 	limiter  *ratelimit.Limiter
 	quotas   *quota.Store
 	binds    bindings
+	// breakers is the circuit-breaker bucket, opened on first use.
+	breakerMu sync.Mutex
+	breakers  jetstream.KeyValue
 	tracer   trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]

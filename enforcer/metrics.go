@@ -25,6 +25,7 @@ type Metrics struct {
 	errors      prometheus.Counter
 	redelivered prometheus.Counter
 	quotaOver   *prometheus.CounterVec
+	circuits    *prometheus.CounterVec
 	quotaPct    *prometheus.GaugeVec
 }
 
@@ -59,7 +60,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Hops whose estimate would pass a spend quota (denied, or recorded in audit mode), by quota."}, []string{"quota"})
 	m.quotaPct = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tollgate_quota_used_percent",
 		Help: "Share of a spend quota settled and reserved in its current window, as this instance last saw it, by quota and scope value."}, []string{"quota", "value"})
-	reg.MustRegister(m.quotaOver, m.quotaPct)
+	m.circuits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tollgate_circuit_transitions_total",
+		Help: "Circuit-breaker state changes, by target and new state (closed, open, half_open)."}, []string{"target", "state"})
+	reg.MustRegister(m.quotaOver, m.quotaPct, m.circuits)
 	reg.MustRegister(m.hops, m.decision, m.deliver, m.halts, m.alerts, m.limited, m.signatures, m.dropped,
 		m.replayed, m.unavailable, m.errors, m.redelivered)
 	return m

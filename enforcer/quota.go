@@ -15,8 +15,9 @@ import (
 // quotaInputs back the decision core's quota inputs with the fleet-wide
 // store: reservations at admission, and the share used for
 // context.quota_used from what this instance last saw.
-func (e *Enforcer) quotaInputs(ctx context.Context, rules *decision.Rules, now time.Time, in *decision.Inputs) {
+func (e *Enforcer) quotaInputs(ctx context.Context, rules *decision.Rules, now time.Time, in *decision.Inputs, extra *[]outgoing) {
 	in.Bound = func(target string) (bool, error) { return e.bound(ctx, target) }
+	in.Circuit = e.circuitFunc(ctx, rules, now, extra)
 	if e.quotas == nil || len(rules.Limits.Quotas) == 0 {
 		return
 	}
@@ -131,4 +132,19 @@ func containsString(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// circuitFunc reports open circuits to the decision core; the alerts of
+// the state changes it causes (an open circuit letting its trial hop
+// through) are added to extra. Only targets with a breaker are asked.
+func (e *Enforcer) circuitFunc(ctx context.Context, rules *decision.Rules, now time.Time, extra *[]outgoing) decision.CircuitFunc {
+	return func(target string) bool {
+		b := rules.Limits.Targets[target].Breaker
+		if !b.Enabled() {
+			return false
+		}
+		open, out := e.circuitOpen(ctx, target, b, now)
+		*extra = append(*extra, out...)
+		return open
+	}
 }

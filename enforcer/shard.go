@@ -63,6 +63,10 @@ type shard struct {
 	open                   int
 	reported, reportedOpen int
 
+	// extra are outgoing messages the decision's inputs called for (circuit
+	// alerts), published with the work's own.
+	extra []outgoing
+
 	// armed is the due time this shard last set each run's timer to.
 	armedMu sync.Mutex
 	armed   map[string]time.Time
@@ -159,6 +163,7 @@ func (s *shard) nak(m jetstream.Msg) {
 // retry; nothing about a message's content can make it fail.
 func (s *shard) handle(w work) {
 	began := time.Now()
+	s.extra = nil
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
 	var sub *decision.Submission
@@ -211,6 +216,8 @@ func (s *shard) handle(w work) {
 		return
 	}
 	s.account(w.run)
+	out = append(out, s.extra...)
+	s.extra = nil
 	if sub != nil {
 		s.e.cfg.Metrics.decided(time.Since(began))
 	}
@@ -333,7 +340,7 @@ func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time
 			return s.e.limiter.Take(ctx, key, rate, now)
 		}
 	}
-	s.e.quotaInputs(ctx, rules, now, &in)
+	s.e.quotaInputs(ctx, rules, now, &in, &s.extra)
 	if rules.Guard != nil && rules.Checker != nil {
 		in.Scan = func(req guardrail.Request) guardrail.Result {
 			return rules.Guard.Check(ctx, rules.Checker, req)

@@ -38,7 +38,8 @@ func (s *shard) processTimer(ctx context.Context, run, key string, redelivered b
 			return nil, err
 		}
 	}
-	events := s.e.rules.Load().Due(st, s.e.cfg.Clock())
+	rules, now := s.e.rules.Load(), s.e.cfg.Clock()
+	events := rules.DueWith(st, now, s.e.circuitFunc(ctx, rules, now, &s.extra))
 	if len(events) == 0 {
 		return out, nil
 	}

@@ -225,7 +225,8 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		}
 	}
 	target, v := r.checkTarget(env.To)
-	if v == nil && in.Circuit != nil && in.Circuit(target.ID) && len(r.Limits.TargetFor(st.Workflow, target.ID).Fallback) == 0 {
+	circuitOpen := v == nil && in.Circuit != nil && in.Circuit(target.ID)
+	if circuitOpen && len(r.Limits.TargetFor(st.Workflow, target.ID).Fallback) == 0 {
 		v = Deny(schemas.ReasonUnavailable, "the circuit of %s is open: it failed repeatedly; try again after its cool-down", target.ID)
 	}
 	if v == nil {
@@ -255,7 +256,7 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 	}
 	events = append(events, decisionEvent(sub, d, v, now))
 	if v == nil && d.Approval == nil {
-		rr, err := r.rerouteAtAdmission(st, events[len(events)-1], target, now, in)
+		rr, err := r.rerouteAtAdmission(st, events[len(events)-1], target, circuitOpen, now, in)
 		if err != nil {
 			return Plan{}, err
 		}

@@ -84,13 +84,13 @@ type CircuitFunc func(target string) bool
 // its deliveries. Only targets with fallbacks are asked. The hop.rerouted
 // follows the hop.allowed in the same step; nothing is delivered to
 // target.
-func (r *Rules) rerouteAtAdmission(st *ledger.State, allowed schemas.Event, target *broker.Identity, now time.Time, in Inputs) (*schemas.Event, error) {
+func (r *Rules) rerouteAtAdmission(st *ledger.State, allowed schemas.Event, target *broker.Identity, circuitOpen bool, now time.Time, in Inputs) (*schemas.Event, error) {
 	if len(r.Limits.TargetFor(st.Workflow, target.ID).Fallback) == 0 {
 		return nil, nil
 	}
 	cause := ""
 	switch {
-	case in.Circuit != nil && in.Circuit(target.ID):
+	case circuitOpen:
 		cause = schemas.RerouteCircuit
 	case in.Bound != nil:
 		bound, err := in.Bound(target.ID)
