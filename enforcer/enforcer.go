@@ -57,7 +57,7 @@ type Enforcer struct {
 	// breakers is the circuit-breaker bucket, opened on first use.
 	breakerMu sync.Mutex
 	breakers  jetstream.KeyValue
-	tracer   trace.Tracer
+	tracer    trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
 	// operators maps the operators allowed to send control commands to
