@@ -559,7 +559,8 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		g.bearer.SetRevoked(cfg.HTTP.RevokedTokens)
 	}
 	ec := cfg.EnforcerConfig()
-	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal}
+	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal,
+		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
 	if g.enf != nil {
 		g.enf.Reload(reg)
