@@ -107,8 +107,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != Injection && o.Scenario != A2A {
-		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, Injection, A2A)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != A2A && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, A2A, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
