@@ -101,6 +101,8 @@ func (s Subjects) operatorExports() []export {
 	return []export{
 		{subject: s.CtlAll(), threshold: "30s"},
 		withThreshold(s.jsAPI("STREAM.INFO."+ledger), "10s"),
+		// The projector's progress, for projections status.
+		withThreshold(s.jsAPI("CONSUMER.INFO."+ledger+"."+ProjectorConsumer), "10s"),
 		withThreshold(s.jsAPI("STREAM.MSG.GET."+ledger), "10s"),
 		direct,
 		withThreshold(s.jsAPI("DIRECT.GET."+ledger+".>"), "10s"),

@@ -37,8 +37,15 @@ type Client struct {
 	nc   *nats.Conn
 }
 
-// Connect connects as the operator.
+// Connect connects as the operator. A key that is not operator cfg.ID's
+// is refused at once with an error wrapping broker.ErrWrongKey that names
+// whose key it is.
 func Connect(cfg Config) (*Client, error) {
+	return ConnectContext(context.Background(), cfg)
+}
+
+// ConnectContext is Connect with a context bounding the key check.
+func ConnectContext(ctx context.Context, cfg Config) (*Client, error) {
 	if err := schemas.CheckPrincipalID(cfg.ID); err != nil {
 		return nil, fmt.Errorf("operator: %w", err)
 	}
@@ -53,6 +60,10 @@ func Connect(cfg Config) (*Client, error) {
 		Name: "tollgate operator " + cfg.ID, Options: []nats.Option{nats.MaxReconnects(2)}})
 	if err != nil {
 		return nil, err
+	}
+	if _, err := subj.CheckOwner(ctx, nc, "the key given for operator "+cfg.ID, broker.OwnerOperator, cfg.ID); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	return &Client{cfg: cfg, subj: subj, nc: nc}, nil
 }

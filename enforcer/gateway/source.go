@@ -26,7 +26,9 @@ type Source struct {
 	// ledger's read API under the gateway's JetStream API prefix.
 	URL, Creds string
 	// Config, when set, says where the ledger is if neither DataDir nor
-	// URL does: its nats.url (with its credentials), else its data folder.
+	// URL does: its nats.url (with its credentials, unless Creds is set);
+	// for an embedded gateway, its nats.listen address when Creds is set
+	// (an operator reading the running gateway), else its data folder.
 	Config *Config
 	// SubjectPrefix and StreamPrefix are the gateway's names (empty: the
 	// defaults).
@@ -37,9 +39,15 @@ type Source struct {
 // that exactly one place is named (ErrNoSource, ErrTwoSources).
 func (s Source) resolved() (Source, error) {
 	if cfg := s.Config; cfg != nil && s.DataDir == "" && s.URL == "" {
-		if cfg.NATS.URL != "" {
-			s.URL, s.Creds = cfg.NATS.URL, cfg.Path(cfg.NATS.Credentials)
-		} else {
+		switch {
+		case cfg.NATS.URL != "":
+			s.URL = cfg.NATS.URL
+			if s.Creds == "" {
+				s.Creds = cfg.Path(cfg.NATS.Credentials)
+			}
+		case s.Creds != "" && cfg.NATS.Listen != ListenNone:
+			s.URL = "nats://" + cfg.NATS.Listen
+		default:
 			s.DataDir = cfg.Path(cfg.NATS.DataDir)
 		}
 	}
@@ -131,10 +139,29 @@ func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
 			return nil, err
 		}
 		c.closers = append(c.closers, nc.Close)
-		// An operator's account imports the ledger's read API under the
-		// gateway's API prefix.
-		if js, err = jetstream.NewWithAPIPrefix(nc, subjects.JSAPIPrefix()); err != nil {
-			return nil, fmt.Errorf("ledger at %s: %w", c.Where, err)
+		// Say at once when the key is not an operator's (nor the
+		// gateway's own), instead of waiting for a read that cannot be
+		// answered.
+		owner, err := subjects.WhoAmI(ctx, nc)
+		switch {
+		case errors.Is(err, broker.ErrWhoAmIUnavailable):
+		case err != nil:
+			return nil, err
+		case owner.Kind == broker.OwnerGateway:
+			// The gateway's own key reaches the streams directly.
+			if js, err = jetstream.New(nc); err != nil {
+				return nil, fmt.Errorf("ledger at %s: %w", c.Where, err)
+			}
+		case owner.Kind == broker.OwnerIdentity:
+			return nil, fmt.Errorf("%w: the key in %s is %s; reading the ledger needs an operator's key (operators in the gateway config)",
+				broker.ErrWrongKey, credsName(src.Creds), owner)
+		}
+		if js == nil {
+			// An operator's account imports the ledger's read API under
+			// the gateway's API prefix.
+			if js, err = jetstream.NewWithAPIPrefix(nc, subjects.JSAPIPrefix()); err != nil {
+				return nil, fmt.Errorf("ledger at %s: %w", c.Where, err)
+			}
 		}
 	}
 	name := subjects.Stream(broker.StreamLedger)
@@ -147,4 +174,12 @@ func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
 	}
 	c.Ledger = ledger.New(js, name, subjects)
 	return c, nil
+}
+
+// credsName names a key file for people ("no key" when none was given).
+func credsName(path string) string {
+	if path == "" {
+		return "(no key given)"
+	}
+	return path
 }
