@@ -203,6 +203,9 @@ func (s Subjects) ParseCtlApprove(subject string) (string, bool) {
 	return run, found && schemas.ValidID(run)
 }
 
+// CtlReload is where operators ask the gateways to reload their config.
+func (s Subjects) CtlReload() string { return s.prefix + ".ctl.reload" }
+
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }
 

@@ -41,19 +41,35 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr")
+	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr (same as --log-level debug)")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json (one JSON object a line)")
+	root.PersistentFlags().String("log-level", "info", "least level logged: debug (every denial), info, warn or error")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd(), newApproveCmd(true), newApproveCmd(false))
-	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newReloadCmd(), newConfigCmd())
 	return root
 }
 
-func logger(cmd *cobra.Command) *slog.Logger {
-	level := slog.LevelInfo
+// logger is the slog logger --log-format, --log-level and --debug ask for,
+// writing to standard error.
+func logger(cmd *cobra.Command) (*slog.Logger, error) {
+	var level slog.Level
+	name, _ := cmd.Flags().GetString("log-level")
+	if err := level.UnmarshalText([]byte(name)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", name)
+	}
 	if debug, _ := cmd.Flags().GetBool("debug"); debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	switch format, _ := cmd.Flags().GetString("log-format"); format {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
 }
 
 // parseSince reads --since: empty, a duration back from now (with a "d"

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,6 +62,10 @@ type Options struct {
 	// NoEnforcer starts everything but the enforcer; StartEnforcer starts
 	// it later.
 	NoEnforcer bool
+	// LoadConfig, when set, reads the config again for a reload (SIGHUP in
+	// serve, ReloadFromSource, and operators' signed `tollgate reload`).
+	// Without it, reload requests are refused.
+	LoadConfig func() (*Config, error)
 	// Enforcer, when set, replaces the enforcer config the gateway config
 	// gives (tests set hooks, a clock or limits); Start still fills in the
 	// publishing connections, logger and tracer provider it leaves unset.
@@ -92,6 +97,12 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// reloadSub answers tg.ctl.reload; mu guards the parts a reload
+	// replaces (cfg, opts, registry, policies) and runs one reload at a
+	// time.
+	reloadSub *nats.Subscription
+	mu        sync.Mutex
+	reloading sync.Mutex
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -134,6 +145,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.listenReload(); err != nil {
+		return nil, err
+	}
 	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
 		return nil, err
 	}
@@ -396,7 +410,11 @@ func (g *Gateway) URL() string {
 }
 
 // Config returns the gateway's config.
-func (g *Gateway) Config() *Config { return g.cfg }
+func (g *Gateway) Config() *Config {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg
+}
 
 // Subjects returns the gateway's subject and stream names.
 func (g *Gateway) Subjects() broker.Subjects { return g.subjects }
@@ -411,10 +429,18 @@ func (g *Gateway) Conn() *nats.Conn { return g.nc }
 func (g *Gateway) JetStream() jetstream.JetStream { return g.js }
 
 // Registry returns the identities and policy engines in force.
-func (g *Gateway) Registry() enforcer.Registry { return g.registry }
+func (g *Gateway) Registry() enforcer.Registry {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.registry
+}
 
 // Policies returns the enforced policy set.
-func (g *Gateway) Policies() *policy.Set { return g.policies }
+func (g *Gateway) Policies() *policy.Set {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.policies
+}
 
 // Enforcer returns the running enforcer; nil when none runs.
 func (g *Gateway) Enforcer() *enforcer.Enforcer { return g.enf }
@@ -429,6 +455,9 @@ func (g *Gateway) Projector() *projections.Projector { return g.proj }
 // left), then the bus.
 func (g *Gateway) Close(ctx context.Context) error {
 	var errs []error
+	if g.reloadSub != nil {
+		_ = g.reloadSub.Unsubscribe()
+	}
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
 	}
@@ -463,6 +492,8 @@ func (g *Gateway) Close(ctx context.Context) error {
 // Settings that need a restart (the nats and enforcer sections) are
 // refused. A refused config's error wraps ErrReloadRefused.
 func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
+	g.reloading.Lock()
+	defer g.reloading.Unlock()
 	cfg.SetDefaults()
 	if err := cfg.validate(o.Policies == nil); err != nil {
 		g.reloaded(false)
@@ -514,7 +545,15 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	if g.enf != nil {
 		g.enf.Reload(reg)
 	}
+	if o.Logger == nil {
+		o.Logger = g.opts.Logger
+	}
+	if o.LoadConfig == nil {
+		o.LoadConfig = g.opts.LoadConfig
+	}
+	g.mu.Lock()
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.mu.Unlock()
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil

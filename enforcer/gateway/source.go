@@ -46,7 +46,7 @@ func (s Source) resolved() (Source, error) {
 				s.Creds = cfg.Path(cfg.NATS.Credentials)
 			}
 		case s.Creds != "" && cfg.NATS.Listen != ListenNone:
-			s.URL = "nats://" + cfg.NATS.Listen
+			s.URL, _ = cfg.ClientURL()
 		default:
 			s.DataDir = cfg.Path(cfg.NATS.DataDir)
 		}
