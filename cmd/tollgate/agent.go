@@ -351,4 +351,3 @@ func newConfigCmd() *cobra.Command {
 	cmd.AddCommand(validate)
 	return cmd
 }
-

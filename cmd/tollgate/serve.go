@@ -77,4 +77,3 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
 	return cmd
 }
-

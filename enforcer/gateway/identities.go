@@ -210,7 +210,6 @@ func RemoveIdentity(path, id string) (string, error) {
 	return list, d.write()
 }
 
-
 // CheckConfigFile lists every problem of the config file at path: strict
 // YAML decoding (unknown keys, type errors) and the semantic checks, with
 // line numbers where they have one, then the policy files it names (Cedar
