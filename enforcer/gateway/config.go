@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/notify"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -49,6 +50,9 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Alerts, with sinks, makes serve deliver every alert to them
+	// (webhooks, Slack, a command); see docs/operations.md.
+	Alerts notify.Config `yaml:"alerts"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -375,6 +379,9 @@ func (c *Config) validate(needPolicies bool) error {
 		errs = append(errs, err)
 	}
 	if err := c.Guardrails.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Alerts.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

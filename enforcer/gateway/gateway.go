@@ -40,6 +40,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/notify"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -101,6 +102,7 @@ type Gateway struct {
 	// replaces (cfg, opts, registry, policies) and runs one reload at a
 	// time.
 	reloadSub *nats.Subscription
+	notifier  *notify.Notifier
 	mu        sync.Mutex
 	reloading sync.Mutex
 }
@@ -168,6 +170,16 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 		if err := g.proj.Start(ctx); err != nil {
 			g.proj = nil
+			return nil, err
+		}
+	}
+	if cfg.Alerts.Enabled() {
+		if g.notifier, err = notify.New(cfg.Alerts, notify.Options{Dial: g.Connect, Subjects: g.subjects, Logger: g.log,
+			Registerer: g.metrics.reg}); err != nil {
+			return nil, err
+		}
+		if err := g.notifier.Start(ctx); err != nil {
+			g.notifier = nil
 			return nil, err
 		}
 	}
@@ -461,6 +473,9 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
 	}
+	if g.notifier != nil {
+		errs = append(errs, g.notifier.Close())
+	}
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
@@ -599,6 +614,9 @@ func restartOnly(old, cur *Config) error {
 	var errs []error
 	if old.NATS != cur.NATS {
 		errs = append(errs, errors.New("the nats section changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Alerts, cur.Alerts) {
+		errs = append(errs, errors.New("the alerts section changed: restart the gateway for that"))
 	}
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
