@@ -46,7 +46,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "least level logged: debug (every denial), info, warn or error")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd(), newApproveCmd(true), newApproveCmd(false))
-	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newReloadCmd(), newConfigCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newReloadCmd(), newConfigCmd(), newAlertsCmd())
 	return root
 }
 
