@@ -208,7 +208,9 @@ func (s Subjects) ParseCtlApprove(subject string) (string, bool) {
 
 // DeadLetterAlerts is where the alerts a sink refused after every retry
 // go.
-func (s Subjects) DeadLetterAlerts(sink string) string { return s.prefix + ".deadletter.alerts." + sink }
+func (s Subjects) DeadLetterAlerts(sink string) string {
+	return s.prefix + ".deadletter.alerts." + sink
+}
 
 // DeadLetterAll matches every dead letter.
 func (s Subjects) DeadLetterAll() string { return s.prefix + ".deadletter.>" }
