@@ -566,6 +566,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	if o.LoadConfig == nil {
 		o.LoadConfig = g.opts.LoadConfig
 	}
+	g.logIdentityChanges(g.cfg, cfg)
 	g.mu.Lock()
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
 	g.mu.Unlock()
@@ -622,4 +623,36 @@ func restartOnly(old, cur *Config) error {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
 	}
 	return errors.Join(errs...)
+}
+
+// logIdentityChanges logs, at info, every identity and operator a reload
+// adds, removes, disables, enables or gives a new key.
+func (g *Gateway) logIdentityChanges(old, cur *Config) {
+	index := func(c *Config) map[string]IdentityEntry {
+		m := map[string]IdentityEntry{}
+		for _, e := range c.Entries() {
+			m[e.ID] = e
+		}
+		return m
+	}
+	before, after := index(old), index(cur)
+	for id, e := range after {
+		b, had := before[id]
+		switch {
+		case !had:
+			g.log.Info("identity added", "id", id, "type", e.Type, "disabled", e.Disabled)
+		case !b.Disabled && e.Disabled:
+			g.log.Info("identity disabled", "id", id, "type", e.Type)
+		case b.Disabled && !e.Disabled:
+			g.log.Info("identity enabled", "id", id, "type", e.Type)
+		}
+		if had && b.PublicKey != e.PublicKey {
+			g.log.Info("identity key rotated", "id", id, "type", e.Type, "public_key", e.PublicKey)
+		}
+	}
+	for id, b := range before {
+		if _, ok := after[id]; !ok {
+			g.log.Info("identity removed", "id", id, "type", b.Type)
+		}
+	}
 }

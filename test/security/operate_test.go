@@ -284,7 +284,7 @@ func TestOperateLiveGateway(t *testing.T) {
 	// The logs say what happened; no line per allowed hop above debug.
 	logs := g.out.String()
 	for _, want := range []string{`msg="hop denied"`, "no-sink-after-reload", `msg=reloaded by=SIGHUP`, `by="operator ops"`,
-		`msg="reload refused`, `msg="run halted"`, `msg="alert delivered" sink=oncall run=` + open.ID} {
+		`msg="reload refused`, `msg="run halted"`, `msg="identity disabled" id=sink`, `msg="alert delivered" sink=oncall run=` + open.ID} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the logs lack %q", want)
 		}
