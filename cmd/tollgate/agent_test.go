@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/enforcer/gateway"
+	"github.com/tollgate/tollgate/projections/projectionstest"
 )
 
 // TestAgentLifecycleCommands: list, show, disable, enable, rotate and
@@ -149,4 +150,17 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestDemoClickHouseOwnDatabase: demo --clickhouse writes into a database
+// of its own (--database, default tollgate_demo), never the DSN's.
+func TestDemoClickHouseOwnDatabase(t *testing.T) {
+	db := projectionstest.New(t)
+	out, errOut, err := tollgate(t, context.Background(), "demo", "--clickhouse", db.Config.DSN+"/tollgate", "--database", db.Name)
+	if err != nil || !strings.Contains(out, "From ClickHouse (database "+db.Name+")") {
+		t.Fatalf("demo --clickhouse: %v\n%s%s", err, out, errOut)
+	}
+	if f := newDemoCmd().Flags().Lookup("database"); f == nil || f.DefValue != "tollgate_demo" {
+		t.Fatalf("demo --database default: %+v", f)
+	}
 }

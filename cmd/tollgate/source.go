@@ -73,7 +73,7 @@ func explain(err error) error {
 	case errors.Is(err, gateway.ErrTwoSources):
 		return errors.New("give either --data or --nats, not both")
 	case errors.Is(err, gateway.ErrNoSource):
-		return errors.New("say where the gateway is: --data DIR (a demo's or gateway's data folder), --nats URL --creds OPERATOR.nk, or --config FILE (with --creds OPERATOR.nk while it runs)")
+		return errors.New("say where the ledger is: --data DIR (a demo's or gateway's data folder), --nats URL --creds OPERATOR.nk, or --config FILE (with --creds OPERATOR.nk while it runs)")
 	}
 	return err
 }

@@ -87,7 +87,7 @@ type Gateway struct {
 	enf      *enforcer.Enforcer
 	ledger   *ledger.Ledger
 	tracer   *sdktrace.TracerProvider
-	proj     *projections.Projector
+	sup      *supervisor
 	// key is the gateway's own nkey; extra are the enforcer's publishing
 	// connections.
 	key   nkeys.KeyPair
@@ -165,13 +165,12 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
 		pc.Logger, pc.LogEvery = g.log, projectorLogEvery
-		if g.proj, err = projections.New(g.ledger, pc); err != nil {
+		if _, err := projections.New(g.ledger, pc); err != nil {
 			return nil, err
 		}
-		if err := g.proj.Start(ctx); err != nil {
-			g.proj = nil
-			return nil, err
-		}
+		// In the background, retried with backoff: ClickHouse being down
+		// never stops the gateway from governing.
+		g.startProjector(pc)
 	}
 	if cfg.Alerts.Enabled() {
 		if g.notifier, err = notify.New(cfg.Alerts, notify.Options{Dial: g.Connect, Subjects: g.subjects, Logger: g.log,
@@ -461,7 +460,21 @@ func (g *Gateway) Enforcer() *enforcer.Enforcer { return g.enf }
 func (g *Gateway) Ledger() *ledger.Ledger { return g.ledger }
 
 // Projector returns the ClickHouse projector; nil without a DSN.
-func (g *Gateway) Projector() *projections.Projector { return g.proj }
+func (g *Gateway) Projector() *projections.Projector {
+	if g.sup == nil {
+		return nil
+	}
+	return g.sup.cur.Load()
+}
+
+// ProjectorState is the projector's state (running, retrying while
+// ClickHouse is down); ok is false without a ClickHouse DSN.
+func (g *Gateway) ProjectorState() (st ProjectorState, ok bool) {
+	if g.sup == nil {
+		return ProjectorState{}, false
+	}
+	return g.sup.State(), true
+}
 
 // Close stops the enforcer, then the projector (which writes what it has
 // left), then the bus.
@@ -477,8 +490,8 @@ func (g *Gateway) Close(ctx context.Context) error {
 		errs = append(errs, g.notifier.Close())
 	}
 	errs = append(errs, g.StopEnforcer(ctx))
-	if g.proj != nil {
-		errs = append(errs, g.proj.Stop(ctx))
+	if g.sup != nil {
+		errs = append(errs, g.sup.close(ctx))
 	}
 	if g.tracer != nil {
 		errs = append(errs, g.tracer.Shutdown(ctx))
