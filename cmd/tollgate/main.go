@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +26,8 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
-		if code, ok := err.(exitCoder); ok {
+		var code exitCoder
+		if errors.As(err, &code) {
 			os.Exit(code.ExitCode())
 		}
 		os.Exit(1)
@@ -37,6 +40,7 @@ type exitCoder interface{ ExitCode() int }
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "tollgate",
+		Version:       version(),
 		Short:         "Tollgate governs agent-to-agent traffic: identity, policy, limits and a hash-chained run ledger",
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -107,4 +111,28 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// version is the module version the binary was built from, with its VCS
+// revision when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " (" + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += ", modified"
+			}
+		}
+	}
+	if strings.Contains(v, "(") {
+		v += ")"
+	}
+	return v
 }
