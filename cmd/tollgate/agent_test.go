@@ -164,3 +164,22 @@ func TestDemoClickHouseOwnDatabase(t *testing.T) {
 		t.Fatalf("demo --database default: %+v", f)
 	}
 }
+
+// TestCompletionAndVersion: shells complete run ids from the ledger the
+// flags name and identity ids from the config; --version answers.
+func TestCompletionAndVersion(t *testing.T) {
+	dir, run := keptDemo(t)
+	out, _, err := tollgate(t, context.Background(), "__complete", "replay", "--data", dir, "")
+	if err != nil || !strings.Contains(out, run+"\t") {
+		t.Fatalf("run ids: %v\n%s", err, out)
+	}
+	_, config := writeGatewayConfig(t)
+	out, _, err = tollgate(t, context.Background(), "__complete", "agent", "disable", "--config", config, "")
+	if err != nil || !strings.Contains(out, "research\tagent") || !strings.Contains(out, "ops\toperator") {
+		t.Fatalf("identity ids: %v\n%s", err, out)
+	}
+	out, _, err = tollgate(t, context.Background(), "--version")
+	if err != nil || !strings.HasPrefix(out, "tollgate version ") {
+		t.Fatalf("--version: %v %q", err, out)
+	}
+}

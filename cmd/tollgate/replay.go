@@ -62,8 +62,9 @@ func (e *verifyFailed) ExitCode() int { return exitTampered }
 func newReplayCmd() *cobra.Command {
 	var o replayOptions
 	cmd := &cobra.Command{
-		Use:   "replay [<run>]",
-		Short: "Replay a run from the ledger: verify it, and show who did what (or what a candidate policy would have done)",
+		Use:               "replay [<run>]",
+		ValidArgsFunction: completeRuns,
+		Short:             "Replay a run from the ledger: verify it, and show who did what (or what a candidate policy would have done)",
 		Long: `Read a run's ledger, verify it, and show it.
 
 Verification checks the hash chain (nothing edited, removed, inserted or
