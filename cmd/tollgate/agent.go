@@ -52,6 +52,7 @@ func completeIDs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.S
 func newAgentAddCmd() *cobra.Command {
 	var keysDir, configPath, typ, team string
 	var tags []string
+	var asJSON bool
 	add := &cobra.Command{
 		Use:   "add <id>",
 		Short: "Create an identity's key (its NATS credential and signing key) and register it",
@@ -91,6 +92,15 @@ file behind.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				if configPath != "" {
+					if err := gateway.AddIdentity(configPath, n); err != nil {
+						_ = os.Remove(seedPath)
+						return err
+					}
+				}
+				return writeJSON(out, agentResult{ID: id, Action: "added", Config: configPath, PublicKey: pub, KeyFile: seedPath})
+			}
 			fmt.Fprintf(out, "created %s %s\n  key seed:   %s (keep it secret)\n  public key: %s\n", typ, id, seedPath, pub)
 			if configPath == "" {
 				snippet, err := yaml.Marshal([]any{n.Entry()})
@@ -113,6 +123,7 @@ file behind.`,
 	add.Flags().StringVar(&typ, "type", "agent", "agent, tool, model, user or operator")
 	add.Flags().StringVar(&team, "team", "", "team (a Cedar attribute)")
 	add.Flags().StringSliceVar(&tags, "tags", nil, "tags (a Cedar attribute), comma separated")
+	add.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return add
 }
 

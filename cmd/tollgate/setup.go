@@ -12,9 +12,10 @@ import (
 
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Work with Cedar policies"}
-	cmd.AddCommand(&cobra.Command{
+	var asJSON bool
+	validate := &cobra.Command{
 		Use:   "validate <file|glob>...",
-		Short: "Check policies against Tollgate's Cedar schema",
+		Short: "Check policies against Tollgate's Cedar schema (syntax errors are shown with their line and a caret)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := policy.ReadFiles(args)
@@ -25,13 +26,18 @@ func newPolicyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"files": len(files), "policies": set.IDs()})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d policies in %d files match the schema:\n", set.Len(), len(files))
 			for _, id := range set.IDs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "  %s\n", id)
 			}
 			return nil
 		},
-	})
+	}
+	validate.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(validate)
 	return cmd
 }
 
