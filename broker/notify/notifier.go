@@ -15,6 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/broker"
@@ -115,7 +116,14 @@ func (n *Notifier) Start(ctx context.Context) (err error) {
 	// retried.
 	c := n.cfg
 	ackWait := time.Duration(c.Retry.MaxRetries+1)*(c.Timeout+c.Retry.MaxInterval) + time.Minute
+	js, err := jetstream.New(pubConn)
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
 	for _, sc := range c.Sinks {
+		if err := n.ensureConsumer(ctx, js, ConsumerPrefix+sc.Name, ackWait); err != nil {
+			return err
+		}
 		conn, err := n.dial("tollgate alerts " + sc.Name)
 		if err != nil {
 			return err
@@ -129,7 +137,7 @@ func (n *Notifier) Start(ctx context.Context) (err error) {
 			QueueGroupPrefix:  durable,
 			JetStream: wmnats.JetStreamConfig{
 				DurablePrefix: durable,
-				SubscribeOptions: []nats.SubOpt{nats.ManualAck(), nats.AckExplicit(), nats.DeliverNew(), nats.AckWait(ackWait),
+				SubscribeOptions: []nats.SubOpt{nats.ManualAck(), nats.AckExplicit(), nats.AckWait(ackWait),
 					nats.BindStream(n.o.Subjects.Stream(broker.StreamAlerts))},
 			},
 		}, watermill.NopLogger{})
@@ -171,6 +179,45 @@ func (n *Notifier) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// ensureConsumer creates a sink's durable push consumer on ALERTS, or
+// brings an existing one's ack wait in line with the config. The notifier
+// creates it itself, so that closing a subscription never deletes it (the
+// NATS client deletes the consumers its subscriptions created): alerts
+// published while the gateway is down wait for it.
+func (n *Notifier) ensureConsumer(ctx context.Context, js jetstream.JetStream, durable string, ackWait time.Duration) error {
+	stream := n.o.Subjects.Stream(broker.StreamAlerts)
+	cons, err := js.PushConsumer(ctx, stream, durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		_, err = js.CreatePushConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:        durable,
+			Description:    "Tollgate alert notifier: one sink",
+			DeliverSubject: nats.NewInbox(),
+			DeliverGroup:   durable,
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+			FilterSubject:  n.o.Subjects.AlertAll(),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        ackWait,
+			MaxAckPending:  1024,
+		})
+		if err != nil {
+			return fmt.Errorf("notify: create consumer %s: %w", durable, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("notify: consumer %s: %w", durable, err)
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.AckWait == ackWait {
+		return nil
+	}
+	cfg.AckWait = ackWait
+	if _, err := js.UpdatePushConsumer(ctx, stream, cfg); err != nil {
+		return fmt.Errorf("notify: update consumer %s: %w", durable, err)
+	}
+	return nil
+}
+
 func (n *Notifier) dial(name string) (*nats.Conn, error) {
 	nc, err := n.o.Dial(name)
 	if err != nil {
@@ -187,12 +234,14 @@ func (n *Notifier) closeConns() {
 	n.conns = nil
 }
 
-// Close stops the router, waiting for deliveries under way.
+// Close stops the router, waiting for deliveries under way. Closing a
+// closed notifier does nothing.
 func (n *Notifier) Close() error {
 	var err error
 	if n.router != nil {
 		err = n.router.Close()
 		<-n.done
+		n.router = nil
 	}
 	n.closeConns()
 	return err

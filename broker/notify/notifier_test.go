@@ -83,7 +83,11 @@ type env struct {
 
 func start(t *testing.T, cfg notify.Config) *env {
 	t.Helper()
-	bus := brokertest.Start(t, brokertest.Options{Open: true})
+	return startOn(t, brokertest.Start(t, brokertest.Options{Open: true}), cfg)
+}
+
+func startOn(t *testing.T, bus *brokertest.Bus, cfg notify.Config) *env {
+	t.Helper()
 	e := &env{bus: bus, reg: prometheus.NewRegistry()}
 	n, err := notify.New(cfg, notify.Options{
 		Dial: func(name string) (*nats.Conn, error) {
@@ -271,4 +275,29 @@ func counter(t *testing.T, e *env, sink, outcome string) prometheus.Collector {
 		}
 	}
 	return c
+}
+
+// TestRestartWithOtherRetry: a notifier restarted with other retry
+// settings binds its sinks' consumers again (their ack wait follows) and
+// delivers what was published while it was down, once.
+func TestRestartWithOtherRetry(t *testing.T) {
+	hook := newSinkServer(t, 0, false)
+	bus := brokertest.Start(t, brokertest.Options{Open: true})
+	sinks := []notify.SinkConfig{{Name: "hook", Type: notify.SinkWebhook, URL: hook.URL}}
+	e := startOn(t, bus, notify.Config{Retry: fastRetry(), Sinks: sinks})
+	first := schemas.NewID()
+	e.alert(t, first)
+	brokertest.Eventually(t, 20*time.Second, "the first alert arrives", func() bool { _, n := hook.count(first); return n == 1 })
+	if err := e.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	down := schemas.NewID()
+	e.alert(t, down)
+	other := fastRetry()
+	other.MaxRetries, other.MaxInterval = 7, time.Second
+	startOn(t, bus, notify.Config{Retry: other, Sinks: sinks})
+	brokertest.Eventually(t, 20*time.Second, "the alert published while down arrives", func() bool { _, n := hook.count(down); return n == 1 })
+	if _, n := hook.count(first); n != 1 {
+		t.Fatalf("the first alert arrived %d times", n)
+	}
 }

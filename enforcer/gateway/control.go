@@ -91,12 +91,15 @@ func (g *Gateway) checkReload(data []byte) (*schemas.ReloadRequest, error) {
 // SIGHUP and `tollgate reload` do; by says who asked, for the log. The
 // outcome is logged and counted; a refused config leaves the running one.
 func (g *Gateway) ReloadFromSource(ctx context.Context, by string) (schemas.ReloadReply, error) {
-	if g.opts.LoadConfig == nil {
+	g.mu.Lock()
+	o := g.opts
+	g.mu.Unlock()
+	if o.LoadConfig == nil {
 		return schemas.ReloadReply{}, fmt.Errorf("%w: this gateway was started without a config file to reload", ErrReloadRefused)
 	}
-	cfg, err := g.opts.LoadConfig()
+	cfg, err := o.LoadConfig()
 	if err == nil {
-		err = g.Reload(ctx, cfg, g.opts)
+		err = g.Reload(ctx, cfg, o)
 	} else {
 		g.reloaded(false)
 		err = fmt.Errorf("%w, the running config stays:\n%w", ErrReloadRefused, err)
