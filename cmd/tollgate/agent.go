@@ -38,12 +38,12 @@ func completeIDs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.S
 	if len(args) > 0 || path == "" {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	cfg, err := gateway.LoadConfig(path)
+	entries, err := gateway.ReadEntries(path)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	var ids []string
-	for _, e := range cfg.Entries() {
+	for _, e := range entries {
 		ids = append(ids, e.ID+"\t"+e.Type)
 	}
 	return ids, cobra.ShellCompDirectiveNoFileComp
@@ -129,13 +129,7 @@ file behind.`,
 
 // readEntries reads the identities of a config file without validating
 // it, so that a broken config can still be listed and mended.
-func readEntries(path string) ([]gateway.IdentityEntry, error) {
-	cfg, err := gateway.LoadConfig(path)
-	if err != nil {
-		return nil, err
-	}
-	return cfg.Entries(), nil
-}
+func readEntries(path string) ([]gateway.IdentityEntry, error) { return gateway.ReadEntries(path) }
 
 func newAgentListCmd() *cobra.Command {
 	var configPath string

@@ -45,6 +45,25 @@ func (c *Config) Entries() []IdentityEntry {
 	return out
 }
 
+// ReadEntries lists the identities and operators of the config file at
+// path without validating the rest of it, so that a config with problems
+// can still be listed and mended.
+func ReadEntries(path string) ([]IdentityEntry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var cfg Config
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	cfg.SetDefaults()
+	return cfg.Entries(), nil
+}
+
 // ErrNoIdentity means a config file registers no identity of that id.
 var ErrNoIdentity = errors.New("no such identity")
 
