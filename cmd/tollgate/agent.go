@@ -28,7 +28,7 @@ survive. ` + reloadHint + `: a disabled, rotated or removed identity's
 connections are cut off at once.`,
 	}
 	cmd.AddCommand(newAgentAddCmd(), newAgentListCmd(), newAgentShowCmd(), newAgentDisableCmd(true), newAgentDisableCmd(false),
-		newAgentRotateCmd(), newAgentRemoveCmd())
+		newAgentRotateCmd(), newAgentRemoveCmd(), newTokenCmd())
 	return cmd
 }
 

@@ -50,7 +50,8 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "least level logged: debug (every denial), info, warn or error")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd(), newApproveCmd(true), newApproveCmd(false))
-	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newReloadCmd(), newConfigCmd(), newAlertsCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newBridgeCmd(), newQuotaCmd())
+	root.AddCommand(newReloadCmd(), newConfigCmd(), newAlertsCmd())
 	return root
 }
 

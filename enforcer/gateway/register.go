@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // TypeOperator is the type `tollgate agent add` takes for an operator,
@@ -97,4 +100,53 @@ func addedDoc(path string, n NewIdentity) (*configDoc, error) {
 	}
 	seq.Content = append(seq.Content, &node)
 	return d, nil
+}
+
+// RevokeToken adds a bearer token id to http.revoked_tokens of the config
+// file at path; serve applies it on reload (SIGHUP).
+func RevokeToken(path, id string) error {
+	if !schemas.ValidID(id) {
+		return fmt.Errorf("token id %q is not a valid id", id)
+	}
+	d, err := readConfigDoc(path)
+	if err != nil {
+		return err
+	}
+	httpNode := member(d.doc.Content[0], "http", yaml.MappingNode)
+	if httpNode == nil {
+		return errors.New("config: http is not a mapping")
+	}
+	seq := member(httpNode, "revoked_tokens", yaml.SequenceNode)
+	if seq == nil {
+		return errors.New("config: http.revoked_tokens is not a list")
+	}
+	for _, n := range seq.Content {
+		if n.Value == id {
+			return nil
+		}
+	}
+	seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: id})
+	return d.write()
+}
+
+// member returns the value of key in mapping m, adding an empty one of
+// kind when missing; nil when it exists with another kind (null aside).
+func member(m *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != key {
+			continue
+		}
+		v := m.Content[i+1]
+		if v.Kind == kind {
+			return v
+		}
+		if v.Tag == "!!null" {
+			v.Kind, v.Tag, v.Value = kind, "", ""
+			return v
+		}
+		return nil
+	}
+	v := &yaml.Node{Kind: kind}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+	return v
 }

@@ -79,6 +79,9 @@ type LedgerConn struct {
 	Subjects broker.Subjects
 	// Stream is the ledger's stream.
 	Stream jetstream.Stream
+	// JS is the JetStream API the ledger is read through (the gateway
+	// account's, or an operator's imports of it).
+	JS jetstream.JetStream
 	// DataDir is the data folder read, when the source was one.
 	DataDir string
 	// Where names the folder or server read, for people.
@@ -214,7 +217,7 @@ func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
 		}
 		return nil, fmt.Errorf("ledger stream %s at %s: %w", name, c.Where, err)
 	}
-	c.Ledger = ledger.New(bus.JetStream, name, c.Subjects)
+	c.Ledger, c.JS = ledger.New(bus.JetStream, name, c.Subjects), bus.JetStream
 	return c, nil
 }
 

@@ -86,6 +86,8 @@ type setup struct {
 	alerts map[string]any
 	// serveArgs are extra arguments of serve (--log-level debug).
 	serveArgs []string
+	// extra, when set, adds to the config before serve starts.
+	extra func(t *testing.T, g *gw)
 }
 
 // The cast of every gateway. tomas is the user whose runs are the
@@ -120,6 +122,8 @@ type fileConfig struct {
 	Admin        map[string]string        `yaml:"admin,omitempty"`
 	ClickHouse   map[string]any           `yaml:"clickhouse,omitempty"`
 	Alerts       map[string]any           `yaml:"alerts,omitempty"`
+	HTTP         map[string]string        `yaml:"http,omitempty"`
+	Models       []gateway.ModelConfig    `yaml:"models,omitempty"`
 }
 
 type natsSection struct {
@@ -191,6 +195,9 @@ func startGateway(t *testing.T, v variant, s setup) *gw {
 		g.cfg.Admin = map[string]string{"listen": g.adminAddr}
 	}
 	g.cfg.ClickHouse, g.cfg.Alerts = s.clickhouse, s.alerts
+	if s.extra != nil {
+		s.extra(t, g)
+	}
 
 	switch v {
 	case embedded:
