@@ -43,7 +43,10 @@ type Config struct {
 	// windows align to (default UTC).
 	Quotas        []limits.Quota `yaml:"quotas"`
 	QuotaTimeZone string         `yaml:"quota_time_zone"`
-	Enforcer      EnforcerConfig `yaml:"enforcer"`
+	// SpendSpikes raises alerts when an agent's or a team's cost rate
+	// spikes past its trailing baseline (docs/limits.md).
+	SpendSpikes limits.SpendSpikes `yaml:"spend_spikes"`
+	Enforcer    EnforcerConfig     `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
@@ -414,6 +417,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
+		SpendSpikes:  c.SpendSpikes,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
