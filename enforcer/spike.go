@@ -20,15 +20,13 @@ import (
 type spikes struct {
 	mu   sync.Mutex
 	keys map[string]*spendKey
+	// first is the first spend watched: nothing alerts before Warmup.
+	first time.Time
 }
 
 // spendKey is the recent spend of one agent or team: sums per slot
 // (Short/6) over the baseline, and the items of the short window.
 type spendKey struct {
-	// first is when the key was first seen: it is watched once it has a
-	// baseline's worth of history, so a new agent's first spend is no
-	// spike.
-	first     time.Time
 	slots     map[int64]float64
 	recent    []spendEvent
 	lastAlert time.Time
@@ -64,10 +62,11 @@ func (s *spikes) observe(cfg limits.SpendSpikes, scope, id, run, edge string, co
 	defer s.mu.Unlock()
 	if s.keys == nil {
 		s.keys = map[string]*spendKey{}
+		s.first = at
 	}
 	k := s.keys[scope+":"+id]
 	if k == nil {
-		k = &spendKey{slots: map[int64]float64{}, first: at}
+		k = &spendKey{slots: map[int64]float64{}}
 		s.keys[scope+":"+id] = k
 	}
 	width := max(int64(cfg.Short/6), int64(time.Second))
@@ -99,7 +98,7 @@ func (s *spikes) observe(cfg limits.SpendSpikes, scope, id, run, edge string, co
 	}
 	rate := short / cfg.Short.Minutes()
 	baseline := base / cfg.Baseline.Minutes()
-	if short < cfg.MinCostUSD || rate <= cfg.Factor*baseline || at.Sub(k.first) < cfg.Baseline || at.Sub(k.lastAlert) < cfg.Cooldown {
+	if short < cfg.MinCostUSD || rate <= cfg.Factor*baseline || at.Sub(s.first) < cfg.Warmup || at.Sub(k.lastAlert) < cfg.Cooldown {
 		return nil
 	}
 	k.lastAlert = at

@@ -18,6 +18,9 @@ type SpendSpikes struct {
 	Baseline   time.Duration `yaml:"baseline_window"` // default 1h
 	MinCostUSD float64       `yaml:"min_cost_usd"`    // default 1
 	Cooldown   time.Duration `yaml:"cooldown"`        // default 15m
+	// Warmup is how long the enforcer watches spend before it alerts, so
+	// that the first spend after a start is no spike; default Baseline.
+	Warmup time.Duration `yaml:"warmup"`
 }
 
 // Enabled reports whether spike alerts are on.
@@ -36,6 +39,9 @@ func (s SpendSpikes) WithDefaults() SpendSpikes {
 	}
 	if s.Cooldown <= 0 {
 		s.Cooldown = 15 * time.Minute
+	}
+	if s.Warmup <= 0 {
+		s.Warmup = s.Baseline
 	}
 	return s
 }
