@@ -116,9 +116,9 @@ type Reroute struct {
 type Hop struct {
 	// Retries are the attempts the gateway made again (hop.retried), and
 	// Reroutes the fallbacks the hop was sent to (hop.rerouted), in order.
-	Retries  []Retry   `json:"retries,omitempty"`
-	Reroutes []Reroute `json:"reroutes,omitempty"`
-	HopID    string    `json:"hop_id"`
+	Retries  []Retry               `json:"retries,omitempty"`
+	Reroutes []Reroute             `json:"reroutes,omitempty"`
+	HopID    string                `json:"hop_id"`
 	ParentID string                `json:"parent_hop_id,omitempty"`
 	From     string                `json:"from"`
 	FromType schemas.PrincipalType `json:"from_type,omitempty"`
