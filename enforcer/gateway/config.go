@@ -193,6 +193,10 @@ type EnforcerConfig struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (default 1 hour).
 	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery (with no pull request waiting) to count as bound; a target
+	// with fallbacks and none bound has its hops re-routed. Default 10s.
+	BindWindow time.Duration `yaml:"bind_window"`
 }
 
 // DefaultListen is the embedded server's address: not NATS's 4222, which a
@@ -455,6 +459,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	ec.BindWindow = c.Enforcer.BindWindow
 	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
 		ec.QuotaZone = zone
 	}
