@@ -49,6 +49,9 @@ type Config struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected. Default 1 hour.
 	ApprovalTimeout time.Duration
+	// MaxProgressPerHop bounds the progress a hop's target may send
+	// (decision.DefaultMaxProgressPerHop when zero).
+	MaxProgressPerHop int
 	// MaxEnvelopeBytes is the largest submission decoded; larger ones are
 	// denied as malformed. Default 256 KiB.
 	MaxEnvelopeBytes int
@@ -168,6 +171,7 @@ func (c Config) Validate() error {
 	check(c.ReplayWindow >= 0, "replay_window must not be negative")
 	check(c.DefaultTimeout >= 0, "default timeout must not be negative")
 	check(c.ApprovalTimeout >= 0, "approval_timeout must not be negative")
+	check(c.MaxProgressPerHop >= 0, "max_progress_per_hop must not be negative")
 	check(c.Shards >= 0 && c.Shards <= 4096, "shards is %d, want 1 to 4096", c.Shards)
 	check(c.RunCacheBytes >= 0, "run_cache_bytes must not be negative")
 	check(c.MaxAckPending >= 0, "max_ack_pending must not be negative")

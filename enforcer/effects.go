@@ -106,6 +106,15 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			out = append(out, e.delivery(hop.To, decision.AttemptToken(hop.ID, d.Attempt-1), schemas.DeliverCancel, nil, hc, ev.Seq, nil))
 		}
 		return append(out, e.timerAt(st.RunID, hop.ID, d.RetryAt)), nil
+	case *schemas.HopProgress:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		// The n-th progress of the hop has a subject of its own, written
+		// once: n comes from the ledger, never from the sender.
+		o := e.delivery(hop.From, hop.ID, schemas.DeliverProgress, d.Delivered(), contextOf(st, hop), ev.Seq, nil)
+		o.subject = e.subjects.Deliver(hop.From, hop.ID, schemas.ProgressToken(d.N))
+		return []outgoing{o}, nil
 	case *schemas.HopRerouted:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)

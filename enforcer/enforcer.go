@@ -120,6 +120,7 @@ func (e *Enforcer) Reload(reg Registry) {
 	e.rules.Store(&decision.Rules{
 		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker, Ingress: reg.Ingress,
 		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout, ApprovalTimeout: e.cfg.ApprovalTimeout,
+		MaxProgressPerHop: e.cfg.MaxProgressPerHop,
 	})
 	ops := e.cfg.Operators
 	if reg.Operators != nil {

@@ -45,10 +45,13 @@ const (
 	// ChangeRerouted: hop.rerouted sent the open hop Change.Hop to a
 	// fallback target.
 	ChangeRerouted
+	// ChangeProgress: hop.progress counted a progress of the open hop
+	// Change.Hop, forwarded to its caller.
+	ChangeProgress
 )
 
 var changeNames = [...]string{"ignored", "started", "opened", "denied hop", "denial", "closed", "timed out", "breach", "halted", "completed",
-	"pending", "approved", "rejected", "retried", "rerouted"}
+	"pending", "approved", "rejected", "retried", "rerouted", "progress"}
 
 // String names the kind of change ("opened", "closed", ...).
 func (k ChangeKind) String() string {

@@ -80,6 +80,9 @@ type Hop struct {
 	// Rerouted lists the targets the hop was re-routed away from, in order
 	// (hop.rerouted): To is where it goes now.
 	Rerouted []string
+	// Progress counts the progress the hop's target sent and the gateway
+	// forwarded (hop.progress).
+	Progress int
 }
 
 // CurrentAttempt is the hop's attempt number, 1 for the first.
@@ -397,6 +400,8 @@ func (s *State) errSeq(ev *schemas.Event) error {
 //     its deadline moves, and the attempt counts as a hop and an edge use;
 //   - hop.rerouted sends an open hop to a fallback target
 //     (ChangeRerouted), counted the same;
+//   - hop.progress counts a progress of an open hop (ChangeProgress); it
+//     closes nothing;
 //   - run.halted cancels the open and held hops it lists (ChangeHalted).
 //
 // An event whose data does not fit its type is an error wrapping
@@ -452,6 +457,12 @@ func (s *State) ApplyDecoded(ev *schemas.Event, data any, streamSeq uint64) (Cha
 			s.Edges[Edge{h.From, h.To}]++
 			c = Change{Kind: ChangeRerouted, Hop: h}
 		}
+	case *schemas.HopProgress:
+		s.remember(d.Digest, streamSeq)
+		if h := s.Hops[ev.HopID]; h != nil && h.Open() && d.N == h.Progress+1 {
+			h.Progress = d.N
+			c = Change{Kind: ChangeProgress, Hop: h}
+		}
 	case *schemas.RunLimitBreached:
 		s.Breaches = append(s.Breaches, *d)
 		s.Unrecorded = nil
@@ -506,6 +517,8 @@ func dataFits(t schemas.EventType, data any) bool {
 		return d != nil && t == schemas.EventHopRetried
 	case *schemas.HopRerouted:
 		return d != nil && t == schemas.EventHopRerouted
+	case *schemas.HopProgress:
+		return d != nil && t == schemas.EventHopProgress
 	case *schemas.RunLimitBreached:
 		return d != nil && t == schemas.EventRunLimitBreached
 	case *schemas.RunHalted:

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -21,12 +22,20 @@ const (
 	DeliverDenied DeliveryKind = "denied"
 	// DeliverTimeout tells the caller its hop timed out.
 	DeliverTimeout DeliveryKind = "timeout"
+	// DeliverProgress brings the target's progress to the caller. Its
+	// subject token is "progress-<n>" (ProgressToken): the n-th progress
+	// of the hop, counted by the gateway from the ledger.
+	DeliverProgress DeliveryKind = "progress"
 )
+
+// ProgressToken is the delivery subject's last token of the n-th (from 1)
+// progress of a hop.
+func ProgressToken(n int) DeliveryKind { return DeliveryKind(fmt.Sprintf("%s-%d", DeliverProgress, n)) }
 
 // Valid reports whether k is a known delivery kind.
 func (k DeliveryKind) Valid() bool {
 	switch k {
-	case DeliverInvoke, DeliverReply, DeliverCancel, DeliverDenied, DeliverTimeout:
+	case DeliverInvoke, DeliverReply, DeliverCancel, DeliverDenied, DeliverTimeout, DeliverProgress:
 		return true
 	}
 	return false

@@ -43,10 +43,18 @@ const (
 	KindReply Kind = "reply"
 	// KindCancel closes a hop from the caller's side.
 	KindCancel Kind = "cancel"
+	// KindProgress reports intermediate progress of an open hop to its
+	// caller: only the hop's target sends it, it closes nothing, and the
+	// gateway bounds how many a hop may carry (StateWorking result whose
+	// output is one A2A v1.0 TaskStatusUpdateEvent or
+	// TaskArtifactUpdateEvent).
+	KindProgress Kind = "progress"
 )
 
 // Valid reports whether k is a known submission kind.
-func (k Kind) Valid() bool { return k == KindInvoke || k == KindReply || k == KindCancel }
+func (k Kind) Valid() bool {
+	return k == KindInvoke || k == KindReply || k == KindCancel || k == KindProgress
+}
 
 // TaskState is the A2A task state a reply reports. Only the terminal states
 // close a hop.
@@ -59,6 +67,10 @@ const (
 	StateCanceled  TaskState = "canceled"
 	StateRejected  TaskState = "rejected"
 )
+
+// StateWorking is the state of a progress submission's result: the hop
+// goes on.
+const StateWorking TaskState = "working"
 
 // Valid reports whether s is a terminal task state a reply may carry.
 func (s TaskState) Valid() bool {
@@ -209,7 +221,7 @@ func (e *Envelope) Validate() error {
 		bad("via is for envelope v=%d", EnvelopeVersion)
 	}
 	if !e.Kind.Valid() {
-		bad("kind %q is not invoke, reply or cancel", e.Kind)
+		bad("kind %q is not invoke, reply, cancel or progress", e.Kind)
 	}
 	if !ValidID(e.HopID) {
 		bad("hop_id %q is not a valid id", e.HopID)
@@ -273,6 +285,20 @@ func (e *Envelope) Validate() error {
 	case KindCancel:
 		if len(e.Message) != 0 || e.Result != nil {
 			bad("a cancel carries neither message nor result")
+		}
+	case KindProgress:
+		switch {
+		case e.Version != EnvelopeVersion:
+			bad("progress is for envelope v=%d", EnvelopeVersion)
+		case e.Result == nil || e.Result.Status != StateWorking:
+			bad("a progress carries a result with status %q", StateWorking)
+		case len(e.Result.Output) == 0:
+			bad("a progress carries the A2A event in result.output")
+		case e.Result.Error != "" || e.Result.ErrorClass != "":
+			bad("a progress carries no error")
+		}
+		if len(e.Message) != 0 || e.Usage != nil || e.Estimate != nil {
+			bad("a progress carries neither message, usage nor estimate")
 		}
 	}
 	if err := e.Usage.validate("usage"); err != nil {

@@ -33,6 +33,10 @@ const (
 	// EventHopRerouted records that an open hop's target was unavailable
 	// and the hop was re-routed to a fallback target the policy allows.
 	EventHopRerouted EventType = "hop.rerouted"
+	// EventHopProgress records a progress of an open hop its target sent
+	// and the gateway forwarded to the caller (n-th of the hop). It closes
+	// nothing.
+	EventHopProgress EventType = "hop.progress"
 )
 
 // EventTypes lists every event type in the order a run may produce them.
@@ -40,6 +44,7 @@ var EventTypes = []EventType{
 	EventRunStarted, EventHopAllowed, EventHopDenied, EventHopCompleted,
 	EventHopTimedOut, EventRunLimitBreached, EventRunHalted, EventRunCompleted,
 	EventHopPending, EventHopApproved, EventHopRejected, EventHopRetried, EventHopRerouted,
+	EventHopProgress,
 }
 
 // Valid reports whether t is a known event type.
@@ -323,6 +328,28 @@ func (d *HopCompleted) Delivered() json.RawMessage {
 	return d.Envelope
 }
 
+// HopProgress is the data of hop.progress: the N-th progress of the hop,
+// sent by its target (By), in wire form (Envelope; Redacted when a
+// guardrail redacted it), with what the guardrails found.
+type HopProgress struct {
+	N         int             `json:"n"`
+	By        string          `json:"by"`
+	SubmitSeq uint64          `json:"submit_seq,omitempty"`
+	Envelope  json.RawMessage `json:"envelope"`
+	Digest    string          `json:"digest,omitempty"`
+	Guardrail *Guardrail      `json:"guardrail,omitempty"`
+	Redacted  json.RawMessage `json:"redacted,omitempty"`
+}
+
+// Delivered is the progress envelope the caller was given: the redacted
+// one when a guardrail redacted it.
+func (d *HopProgress) Delivered() json.RawMessage {
+	if d.Redacted != nil {
+		return d.Redacted
+	}
+	return d.Envelope
+}
+
 // HopRetried is the data of hop.retried: attempt Attempt-1 of the hop
 // failed (Cause timeout, or failed with ErrorClass), and attempt Attempt
 // is delivered to the same target at RetryAt, with Deadline as its
@@ -464,6 +491,8 @@ func dataFor(t EventType) any {
 		return &HopRetried{}
 	case EventHopRerouted:
 		return &HopRerouted{}
+	case EventHopProgress:
+		return &HopProgress{}
 	case EventRunLimitBreached:
 		return &RunLimitBreached{}
 	case EventRunHalted:

@@ -131,6 +131,7 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 		{"events/hop.approved.json", "", HopApproved{}},
 		{"events/hop.rejected.json", "", HopRejected{}},
 		{"events/hop.retried.json", "", HopRetried{}},
+		{"events/hop.progress.json", "", HopProgress{}},
 		{"events/hop.rerouted.json", "", HopRerouted{}},
 	}
 	for _, tc := range cases {

@@ -109,6 +109,7 @@ func (b *Bridge) serve(ctx context.Context, t *agent.Task) (*agent.Result, error
 			if id := ev.TaskInfo().TaskID; id != "" {
 				taskID = id
 			}
+			b.progress(ctx, t, ev)
 			final = merge(final, ev)
 		}
 	} else {
@@ -119,6 +120,25 @@ func (b *Bridge) serve(ctx context.Context, t *agent.Task) (*agent.Result, error
 		final = res
 	}
 	return b.result(ctx, final)
+}
+
+// progress sends the caller an intermediate event of the server's task:
+// an artifact update, or a status update that does not end the task (the
+// reply does that). A progress the gateway refuses (over its bound) does
+// not stop the task.
+func (b *Bridge) progress(ctx context.Context, t *agent.Task, ev a2a.Event) {
+	switch e := ev.(type) {
+	case *a2a.TaskArtifactUpdateEvent:
+	case *a2a.TaskStatusUpdateEvent:
+		if e.Status.State.Terminal() {
+			return
+		}
+	default:
+		return
+	}
+	if err := t.Progress(ctx, ev); err != nil {
+		b.log.Warn("bridge: send progress", "hop", t.Context.HopID, "err", err)
+	}
 }
 
 // failed is the result of a call that did not end with a result: the

@@ -179,7 +179,27 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 				return
 			}
 		}
+		// The callee's progress is relayed as it comes, before the final
+		// status; the task is announced first if the run was not known.
+		announced := run != ""
+		p.OnProgress = func(d *schemas.Delivery) bool {
+			if !announced {
+				if run = d.Context.RunID; run == "" {
+					return true
+				}
+				announced = true
+				g.s.remember(c.caller.ID, TaskID(run, p.HopID))
+				if !yield(&a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
+					return false
+				}
+			}
+			ev := progressEvent(d, TaskID(run, p.HopID), run)
+			return ev == nil || yield(ev, nil)
+		}
 		o, err := g.await(ctx, p)
+		if errors.Is(err, ingress.ErrStopped) {
+			return // the client went away
+		}
 		if o != nil {
 			run = o.Context.RunID
 		}
@@ -188,7 +208,7 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 			yield(nil, err)
 			return
 		}
-		if p.RunID == "" {
+		if !announced {
 			g.s.remember(c.caller.ID, t.ID)
 			if !yield(&a2a.Task{ID: t.ID, ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 				return
@@ -364,7 +384,14 @@ func (g *governed) SubscribeToTask(ctx context.Context, req *a2a.SubscribeToTask
 			yield(a2a.NewStatusUpdateEvent(t, t.Status.State, t.Status.Message), nil)
 			return
 		}
+		p.OnProgress = func(d *schemas.Delivery) bool {
+			ev := progressEvent(d, TaskID(h.RunID, h.ID), h.RunID)
+			return ev == nil || yield(ev, nil)
+		}
 		o, err := g.await(ctx, p)
+		if errors.Is(err, ingress.ErrStopped) {
+			return
+		}
 		t, err := g.result(h.RunID, h.ID, o, err)
 		if err != nil {
 			yield(nil, err)
@@ -397,4 +424,43 @@ func (g *governed) DeleteTaskPushConfig(context.Context, *a2a.DeleteTaskPushConf
 // GetExtendedAgentCard implements a2asrv.RequestHandler: there is none.
 func (g *governed) GetExtendedAgentCard(context.Context, *a2a.GetExtendedAgentCardRequest) (*a2a.AgentCard, error) {
 	return nil, a2a.ErrExtendedCardNotConfigured
+}
+
+// progressEvent is the A2A event a progress delivery carries, as the
+// gateway forwarded it, stamped with the gateway's task and context ids
+// (never the callee's): a TaskArtifactUpdateEvent, or a
+// TaskStatusUpdateEvent of a state that is not terminal (only the reply
+// ends the task). Anything else is nil, and not relayed.
+func progressEvent(d *schemas.Delivery, task a2a.TaskID, contextID string) a2a.Event {
+	env, err := d.DecodeEnvelope()
+	if err != nil || env == nil || env.Kind != schemas.KindProgress || env.Result == nil {
+		return nil
+	}
+	var probe struct {
+		Artifact json.RawMessage `json:"artifact"`
+		Status   json.RawMessage `json:"status"`
+	}
+	if json.Unmarshal(env.Result.Output, &probe) != nil {
+		return nil
+	}
+	switch {
+	case probe.Artifact != nil:
+		var ev a2a.TaskArtifactUpdateEvent
+		if json.Unmarshal(env.Result.Output, &ev) != nil || ev.Artifact == nil {
+			return nil
+		}
+		ev.TaskID, ev.ContextID = task, contextID
+		return &ev
+	case probe.Status != nil:
+		var ev a2a.TaskStatusUpdateEvent
+		if json.Unmarshal(env.Result.Output, &ev) != nil || ev.Status.State.Terminal() || ev.Status.State == a2a.TaskStateUnspecified {
+			return nil
+		}
+		ev.TaskID, ev.ContextID = task, contextID
+		if m := ev.Status.Message; m != nil {
+			m.TaskID, m.ContextID = task, contextID
+		}
+		return &ev
+	}
+	return nil
 }

@@ -72,6 +72,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	waiters map[string]chan *schemas.Delivery // hop id -> its outcome
+	watch   map[string]func(*schemas.Envelope) // hop id -> its progress callback
 	running map[string]context.CancelFunc     // hop id -> its task
 	replied map[string]struct{}               // hops this process answered
 	closed  bool
@@ -118,6 +119,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg: cfg, subj: subj, nc: nc, js: js, log: log,
 		sem:     make(chan struct{}, cfg.MaxConcurrent),
 		waiters: map[string]chan *schemas.Delivery{},
+		watch:   map[string]func(*schemas.Envelope){},
 		running: map[string]context.CancelFunc{},
 		replied: map[string]struct{}{},
 	}
@@ -224,17 +226,33 @@ func (e *DeniedError) Error() string {
 var ErrTimedOut = errors.New("agent: call timed out")
 
 // CallOption tunes a call.
-type CallOption func(*schemas.Envelope)
+type CallOption func(*callOptions)
+
+// callOptions is what the options of a call set: its envelope, and who
+// watches its progress.
+type callOptions struct {
+	env        *schemas.Envelope
+	onProgress func(*schemas.Envelope)
+}
 
 // WithEstimate states what the call is expected to spend; the gateway
 // reserves it against the run's budget.
 func WithEstimate(u schemas.Usage) CallOption {
-	return func(e *schemas.Envelope) { e.Estimate = &u }
+	return func(o *callOptions) { o.env.Estimate = &u }
 }
 
 // WithRunID starts the run under a chosen id instead of a fresh one.
 func WithRunID(id string) CallOption {
-	return func(e *schemas.Envelope) { e.RunID = id }
+	return func(o *callOptions) { o.env.RunID = id }
+}
+
+// WithProgress has fn called, in order, with each progress the callee
+// sends before its reply (a kind "progress" envelope whose result.output
+// is an A2A v1.0 TaskStatusUpdateEvent or TaskArtifactUpdateEvent, as the
+// gateway forwarded it: redacted when a guardrail redacted it). Without
+// it, progress is acknowledged and ignored.
+func WithProgress(fn func(*schemas.Envelope)) CallOption {
+	return func(o *callOptions) { o.onProgress = fn }
 }
 
 // WithHopKey names a delegation instead of its ordinal within the task
@@ -242,19 +260,25 @@ func WithRunID(id string) CallOption {
 // another order when it is run again names each one itself, so that a
 // re-run after a crash still finds the recorded outcome of each.
 func WithHopKey(key string) CallOption {
-	return func(e *schemas.Envelope) { e.HopKey = key }
+	return func(o *callOptions) { o.env.HopKey = key }
+}
+
+// apply applies opts to env and returns the progress callback they set.
+func apply(env *schemas.Envelope, opts []CallOption) func(*schemas.Envelope) {
+	o := callOptions{env: env}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.onProgress
 }
 
 // Start starts a new run by invoking the target, and waits for its reply.
 func (c *Client) Start(ctx context.Context, to string, msg *Message, opts ...CallOption) (*Reply, error) {
 	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: schemas.NewID(), To: to}
-	for _, o := range opts {
-		o(env)
-	}
-	return c.call(ctx, env, msg)
+	return c.call(ctx, env, msg, apply(env, opts))
 }
 
-func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message) (*Reply, error) {
+func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message, onProgress func(*schemas.Envelope)) (*Reply, error) {
 	raw, err := json.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
@@ -263,10 +287,14 @@ func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message) 
 	wait := make(chan *schemas.Delivery, 1)
 	c.mu.Lock()
 	c.waiters[env.HopID] = wait
+	if onProgress != nil {
+		c.watch[env.HopID] = onProgress
+	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		delete(c.waiters, env.HopID)
+		delete(c.watch, env.HopID)
 		c.mu.Unlock()
 	}()
 	if err := c.submit(ctx, env.RunID, env); err != nil {
@@ -350,6 +378,15 @@ func (c *Client) receive(m jetstream.Msg) {
 		c.mu.Unlock()
 		if cancel != nil {
 			cancel()
+		}
+	case schemas.DeliverProgress:
+		// Progress never ends a call: it goes to the call's callback, if
+		// any, and is acknowledged either way.
+		c.mu.Lock()
+		fn := c.watch[d.Context.HopID]
+		c.mu.Unlock()
+		if env, err := d.DecodeEnvelope(); fn != nil && err == nil && env != nil && env.Kind == schemas.KindProgress {
+			fn(env)
 		}
 	default:
 		c.mu.Lock()

@@ -48,10 +48,26 @@ func (t *Task) Delegate(ctx context.Context, to string, msg *Message, opts ...Ca
 	ordinal := t.delegations.Add(1) - 1
 	env := &schemas.Envelope{Kind: schemas.KindInvoke, RunID: t.Context.RunID, ParentHopID: t.Context.HopID, To: to,
 		HopKey: strconv.FormatInt(ordinal, 10)}
-	for _, o := range opts {
-		o(env)
+	return t.c.call(ctx, env, msg, apply(env, opts))
+}
+
+// Progress sends the caller intermediate progress of this task: event is
+// an A2A v1.0 TaskStatusUpdateEvent or TaskArtifactUpdateEvent (any value
+// that encodes to one). The gateway forwards it to the caller before the
+// reply, in order; it refuses progress beyond its per-hop bound
+// (max_progress_per_hop) or after the hop closed, and scans it with the
+// agent's outbound guardrails like a reply. A refusal comes back as a
+// denial delivery (Config.OnDelivery); the task goes on.
+func (t *Task) Progress(ctx context.Context, event any) error {
+	out, err := json.Marshal(event)
+	if err != nil {
+		return fmt.Errorf("progress of hop %s: encode the event: %w", t.Context.HopID, err)
 	}
-	return t.c.call(ctx, env, msg)
+	env := &schemas.Envelope{
+		Kind: schemas.KindProgress, HopID: t.Context.HopID, RunID: t.Context.RunID, To: t.From,
+		Result: &schemas.Result{Status: schemas.StateWorking, Output: out},
+	}
+	return t.c.submit(ctx, t.Context.RunID, env)
 }
 
 // Spawn starts a new run from inside this task, invoking the target as
@@ -68,10 +84,7 @@ func (t *Task) Spawn(ctx context.Context, to string, msg *Message, opts ...CallO
 	env := &schemas.Envelope{Kind: schemas.KindInvoke, To: to,
 		RunID:       schemas.DeriveHopID("spawn:"+t.Context.HopID, ordinal),
 		SpawnedFrom: &schemas.SpawnRef{RunID: t.Context.RunID, HopID: t.Context.HopID}}
-	for _, o := range opts {
-		o(env)
-	}
-	return t.c.call(ctx, env, msg)
+	return t.c.call(ctx, env, msg, apply(env, opts))
 }
 
 func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {

@@ -37,6 +37,8 @@ var (
 	ErrTimedOut = errors.New("ingress: hop timed out")
 	// ErrUnknownHop: the hop is not in the run, or not the caller's.
 	ErrUnknownHop = errors.New("ingress: no such hop of this caller")
+	// ErrStopped: Pending.OnProgress asked Wait to stop.
+	ErrStopped = errors.New("ingress: stopped by the progress callback")
 )
 
 // DeniedError is the denial of a submission, as the gateway delivered it.
@@ -125,6 +127,11 @@ func RootRunID(caller, key string) string { return schemas.DeriveHopID("ingress:
 // Pending is a submitted hop whose outcome is awaited.
 type Pending struct {
 	RunID, HopID string
+	// OnProgress, when set before Wait, is called by Wait, in order, with
+	// each progress of the hop the gateway forwards before its outcome;
+	// returning false stops Wait with ErrStopped. Unset, progress is
+	// skipped.
+	OnProgress func(*schemas.Delivery) bool
 	sub, extra   *nats.Subscription
 	ch           chan *nats.Msg
 	// js, stream and subjects let Wait read an outcome the subscription
@@ -230,7 +237,9 @@ func (i *Ingress) awaitDenial(ctx context.Context, p *Pending, caller, token str
 }
 
 func (i *Ingress) await(caller, hop string) (*Pending, error) {
-	ch := make(chan *nats.Msg, 8)
+	// Room for a burst of progress: a message the channel has no room for
+	// is dropped (an outcome is then read from DELIVER by Wait's poll).
+	ch := make(chan *nats.Msg, 256)
 	sub, err := i.cfg.Conn.ChanSubscribe(i.cfg.Subjects.DeliverHop(caller, hop), ch)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: subscribe to the deliveries of hop %s: %w", hop, err)
@@ -287,6 +296,12 @@ func (p *Pending) Wait(ctx context.Context) (*Outcome, error) {
 		}
 		if d.Kind == schemas.DeliverDenied && d.Denial != nil && d.Denial.SubmitKind != "" && d.Denial.SubmitKind != schemas.KindInvoke {
 			continue // the denial of a cancel of this hop: the hop goes on
+		}
+		if d.Kind == schemas.DeliverProgress {
+			if p.OnProgress != nil && !p.OnProgress(d) {
+				return nil, fmt.Errorf("ingress: hop %s: %w", p.HopID, ErrStopped)
+			}
+			continue // progress never ends the wait
 		}
 		if p.RunID == "" {
 			p.RunID = d.Context.RunID

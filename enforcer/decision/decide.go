@@ -119,6 +119,8 @@ func (r *Rules) decide(st *ledger.State, sub *Submission, now time.Time, in Inpu
 	switch env.Kind {
 	case schemas.KindInvoke:
 		return r.decideInvoke(st, sub, caller, now, in)
+	case schemas.KindProgress:
+		return r.decideProgress(st, sub, caller, now, in)
 	default:
 		return r.decideClose(st, sub, caller, now, in)
 	}
@@ -138,7 +140,7 @@ func (r *Rules) authenticate(sub *Submission) (*broker.Identity, *Verdict) {
 		return nil, Deny(schemas.ReasonIdentity, "%q is not a registered identity", sub.Caller)
 	case id.Disabled:
 		return nil, Deny(schemas.ReasonIdentity, "%q is disabled", sub.Caller)
-	case !id.IsCaller() && env.Kind != schemas.KindReply:
+	case !id.IsCaller() && env.Kind != schemas.KindReply && env.Kind != schemas.KindProgress:
 		return nil, Deny(schemas.ReasonIdentity, "%q is a %s: it may only reply", id.ID, id.Type)
 	}
 	if env.Via == schemas.ViaIngress {
@@ -528,4 +530,58 @@ func fillDecision(sub *Submission, d *schemas.HopDecision, v *Verdict) {
 // entry.
 func RejectEvent(sub *Submission, d *schemas.HopDecision) schemas.Event {
 	return schemas.EventOf(sub.RejectRun(), schemas.EventHopDenied, sub.HopID(), sub.StoredAt, d)
+}
+
+// DefaultMaxProgressPerHop is how many progress messages a hop's target
+// may send its caller when the config sets no bound.
+const DefaultMaxProgressPerHop = 100
+
+// decideProgress decides a progress of an open hop: only the hop's
+// target may send it, exactly as only it may reply, and at most
+// MaxProgressPerHop per hop. It is scanned by the target's outbound
+// guardrails like a reply: a blocked progress is recorded as a denial and
+// not forwarded, a redacted one is forwarded redacted. It closes nothing.
+func (r *Rules) decideProgress(st *ledger.State, sub *Submission, sender *broker.Identity, now time.Time, in Inputs) (Plan, error) {
+	env := sub.Env
+	if !st.Started {
+		return r.denied(st, sub, Deny(schemas.ReasonRun, "run %s does not exist", sub.RunToken), now), nil
+	}
+	hop := st.Hops[env.HopID]
+	limit := r.MaxProgressPerHop
+	if limit <= 0 {
+		limit = DefaultMaxProgressPerHop
+	}
+	var v *Verdict
+	switch {
+	case hop == nil || hop.Status == ledger.HopDenied:
+		v = Deny(schemas.ReasonHop, "hop %s is not an allowed hop of run %s", env.HopID, st.RunID)
+	case hop.To != sub.Caller:
+		v = Deny(schemas.ReasonHop, "hop %s was delivered to %q; only it may send progress", hop.ID, hop.To)
+	case env.To != hop.From:
+		v = Deny(schemas.ReasonHop, "progress is addressed to %q but hop %s was called by %q", env.To, hop.ID, hop.From)
+	case hop.Pending():
+		v = Deny(schemas.ReasonHop, "hop %s is held for approval: it was not delivered", hop.ID)
+	case !hop.Open():
+		v = Deny(schemas.ReasonHop, "hop %s is already closed (%s): no more progress", hop.ID, hop.Status)
+	case hop.Progress >= limit:
+		v = Deny(schemas.ReasonHop, "hop %s has sent its %d progress messages (max_progress_per_hop): the rest is refused", hop.ID, limit)
+	}
+	if v != nil {
+		return r.denied(st, sub, v, now), nil
+	}
+	p := &schemas.HopProgress{N: hop.Progress + 1, By: sub.Caller, SubmitSeq: sub.Seq, Envelope: sub.Wire, Digest: sub.Digest}
+	if scan := r.scanner(in); scan != nil {
+		res, redacted := r.scanProgress(scan, hop, env)
+		p.Guardrail = guardrailRecord(&res)
+		switch {
+		case res.Blocked():
+			return r.denied(st, sub, guardrailDenial(&res, "progress"), now), nil
+		case redacted != nil:
+			var err error
+			if p.Redacted, err = redactedEnvelope(env, nil, redacted); err != nil {
+				return Plan{}, err
+			}
+		}
+	}
+	return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopProgress, hop.ID, now, p)}}, nil
 }

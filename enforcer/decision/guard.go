@@ -161,6 +161,26 @@ func (r *Rules) scanReply(scan ScanFunc, hop *ledger.Hop, env *schemas.Envelope)
 	return res, &out
 }
 
+// scanProgress scans a progress's result (its A2A event) as the sender's
+// outbound message, like a reply's. A redaction comes back as the
+// redacted result.
+func (r *Rules) scanProgress(scan ScanFunc, hop *ledger.Hop, env *schemas.Envelope) (guardrail.Result, *schemas.Result) {
+	raw, err := json.Marshal(env.Result)
+	if err != nil {
+		return guardrail.Result{}, nil
+	}
+	res := scan(guardrail.Request{Direction: guardrail.Outbound, From: hop.To, To: hop.From, Message: raw})
+	if res.Verdict != guardrail.Redacted {
+		return res, nil
+	}
+	var out schemas.Result
+	if err := json.Unmarshal(res.Redacted, &out); err != nil || out.Status != schemas.StateWorking {
+		res.Verdict = guardrail.Blocked
+		return res, nil
+	}
+	return res, &out
+}
+
 // scanner returns how this decision scans messages: nil when the rules
 // have no guardrails.
 func (r *Rules) scanner(in Inputs) ScanFunc {

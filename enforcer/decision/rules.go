@@ -39,6 +39,9 @@ type Rules struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (DefaultApprovalTimeout when zero).
 	ApprovalTimeout time.Duration
+	// MaxProgressPerHop bounds the progress a hop's target may send its
+	// caller (DefaultMaxProgressPerHop when zero).
+	MaxProgressPerHop int
 	// Ingress is the key of the gateway's HTTP ingress: an envelope that
 	// says it came through the ingress (via "a2a-ingress") must be signed
 	// with it, and one that does not is the sender's own. nil: no

@@ -202,6 +202,9 @@ type EnforcerConfig struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (default 1 hour).
 	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
+	// MaxProgressPerHop bounds the progress messages a hop's target may
+	// send its caller (default 100; docs/a2a-nats-binding.md).
+	MaxProgressPerHop int `yaml:"max_progress_per_hop"`
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery (with no pull request waiting) to count as bound; a target
 	// with fallbacks and none bound has its hops re-routed. Default 10s.
@@ -578,6 +581,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	ec.MaxProgressPerHop = c.Enforcer.MaxProgressPerHop
 	ec.BindWindow = c.Enforcer.BindWindow
 	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
 		ec.QuotaZone = zone

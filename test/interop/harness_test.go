@@ -168,6 +168,12 @@ func (x *executor) Cancel(ctx context.Context, ec *a2asrv.ExecutorContext) iter.
 // card, and returns its base URL.
 func a2aServer(t testing.TB, name string, x *executor) string {
 	t.Helper()
+	return a2aServerOf(t, name, x)
+}
+
+// a2aServerOf serves any a2a-go/v2 executor x as a2aServer does.
+func a2aServerOf(t testing.TB, name string, x a2asrv.AgentExecutor) string {
+	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

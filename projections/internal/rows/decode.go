@@ -144,6 +144,8 @@ func dataFor(t schemas.EventType) any {
 		return &schemas.HopRetried{}
 	case schemas.EventHopRerouted:
 		return &schemas.HopRerouted{}
+	case schemas.EventHopProgress:
+		return &schemas.HopProgress{}
 	case schemas.EventRunLimitBreached:
 		return &schemas.RunLimitBreached{}
 	case schemas.EventRunHalted:
@@ -173,7 +175,7 @@ var wireMembers = map[string]bool{"envelope": true, "raw": true}
 
 // hasWireMembers reports whether events of type t may carry wireMembers.
 func hasWireMembers(t schemas.EventType) bool {
-	return t == schemas.EventHopAllowed || t == schemas.EventHopDenied || t == schemas.EventHopCompleted
+	return t == schemas.EventHopAllowed || t == schemas.EventHopDenied || t == schemas.EventHopCompleted || t == schemas.EventHopProgress
 }
 
 // readData reads the data member the decoder is at. With the type known,
