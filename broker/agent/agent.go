@@ -246,6 +246,12 @@ func WithRunID(id string) CallOption {
 	return func(o *callOptions) { o.env.RunID = id }
 }
 
+// WithEnvelope has fn change the call's envelope before it is signed (a
+// field no other option sets, e.g. spawned_from).
+func WithEnvelope(fn func(*schemas.Envelope)) CallOption {
+	return func(o *callOptions) { fn(o.env) }
+}
+
 // WithProgress has fn called, in order, with each progress the callee
 // sends before its reply (a kind "progress" envelope whose result.output
 // is an A2A v1.0 TaskStatusUpdateEvent or TaskArtifactUpdateEvent, as the

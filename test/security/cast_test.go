@@ -90,7 +90,7 @@ func (c *legitCast) orchestrate(ctx context.Context, task *agent.Task) (*agent.R
 		run := schemas.NewID()
 		from := &schemas.SpawnRef{RunID: task.Context.RunID, HopID: task.Context.HopID}
 		r, err := c.orchPtr.Load().Start(ctx, "research", agent.UserText("spawned"), agent.WithRunID(run),
-			func(e *schemas.Envelope) { e.SpawnedFrom = from })
+			agent.WithEnvelope(func(e *schemas.Envelope) { e.SpawnedFrom = from }))
 		if err != nil {
 			return nil, err
 		}
