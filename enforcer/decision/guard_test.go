@@ -242,3 +242,78 @@ func TestExternalCheckerIsConsultedThroughInputs(t *testing.T) {
 		t.Fatalf("%s %+v", d.Reason, d.Guardrail)
 	}
 }
+
+// progressOf is a progress of hop to its caller carrying a working status
+// update with text.
+func progressOf(hop, to, text string) *schemas.Envelope {
+	out, _ := json.Marshal(map[string]any{"taskId": "t", "contextId": "c", "status": map[string]any{"state": "TASK_STATE_WORKING",
+		"message": map[string]any{"messageId": "p1", "role": "ROLE_AGENT", "parts": []any{map[string]any{"text": text}}}}})
+	return &schemas.Envelope{Kind: schemas.KindProgress, HopID: hop, To: to, Result: &schemas.Result{Status: schemas.StateWorking, Output: out}}
+}
+
+// TestGuardrailScansProgressLikeAReply: a progress is scanned outbound
+// like a reply: a redacted one is forwarded redacted (the ledger keeps the
+// original), a blocked one is denied, recorded, and not counted; neither
+// closes the hop.
+func TestGuardrailScansProgressLikeAReply(t *testing.T) {
+	f := guarded(t, guardrail.Config{})
+	st := f.started()
+	evs := f.decide(st, f.sub("research", "r1", progressOf("h2", "orchestrator", "the deploy key is "+secret)), nil)
+	if len(evs) != 1 || evs[0].Type != schemas.EventHopProgress {
+		t.Fatalf("events %v", evs)
+	}
+	data, _ := evs[0].DecodeData()
+	p := data.(*schemas.HopProgress)
+	if p.N != 1 || p.Guardrail == nil || p.Guardrail.Verdict != "redact" || !strings.Contains(string(p.Envelope), secret) {
+		t.Fatalf("progress %+v", p)
+	}
+	if d := string(p.Delivered()); strings.Contains(d, secret) || !strings.Contains(d, "[redacted:exfiltration/api-key]") {
+		t.Fatalf("delivered progress %s", d)
+	}
+	evs = f.decide(st, f.sub("research", "r1", progressOf("h2", "orchestrator", injection)), nil)
+	if len(evs) != 1 || evs[0].Type != schemas.EventHopDenied {
+		t.Fatalf("events %v", evs)
+	}
+	if d := decisionOf(t, evs[0]); d.Reason != schemas.ReasonGuardrail || d.Kind != schemas.KindProgress {
+		t.Fatalf("blocked progress: %s %s", d.Reason, d.Message)
+	}
+	if h := st.Hops[f.hops["h2"]]; !h.Open() || h.Progress != 1 {
+		t.Fatalf("hop %s progress %d", h.Status, h.Progress)
+	}
+}
+
+// TestProgressBoundAndSender: only the hop's target sends progress, to
+// its caller, at most MaxProgressPerHop per hop, and never once the hop
+// closed.
+func TestProgressBoundAndSender(t *testing.T) {
+	f := guarded(t, guardrail.Config{})
+	f.rules.MaxProgressPerHop = 2
+	st := f.started()
+	for _, c := range []struct {
+		sender, hop, to string
+		want            string // "" allowed, else the denial's message
+	}{
+		{"orchestrator", "h2", "orchestrator", `was delivered to "research"; only it may send progress`},
+		{"research", "h2", "writer", `progress is addressed to "writer"`},
+		{"research", "h2", "orchestrator", ""},
+		{"research", "h2", "orchestrator", ""},
+		{"research", "h2", "orchestrator", "max_progress_per_hop"},
+		{"research", "nohop", "orchestrator", "is not an allowed hop"},
+	} {
+		evs := f.decide(st, f.sub(c.sender, "r1", progressOf(c.hop, c.to, "working")), nil)
+		if c.want == "" {
+			if len(evs) != 1 || evs[0].Type != schemas.EventHopProgress {
+				t.Fatalf("%+v: events %v", c, evs)
+			}
+			continue
+		}
+		if len(evs) != 1 || evs[0].Type != schemas.EventHopDenied || !strings.Contains(decisionOf(t, evs[0]).Message, c.want) {
+			t.Fatalf("%+v: events %v", c, evs)
+		}
+	}
+	f.decide(st, f.sub("research", "r1", reply("h2", "orchestrator", nil)), nil)
+	evs := f.decide(st, f.sub("research", "r1", progressOf("h2", "orchestrator", "late")), nil)
+	if len(evs) != 1 || evs[0].Type != schemas.EventHopDenied || !strings.Contains(decisionOf(t, evs[0]).Message, "already closed") {
+		t.Fatalf("progress of a closed hop: %v", evs)
+	}
+}
