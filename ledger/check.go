@@ -137,7 +137,7 @@ func (c EventCheck) Error(pos, streamSeq uint64, problem string) *VerifyError {
 
 // AdmittedEnvelope returns the envelope an admitting event recorded (the
 // invoke of hop.allowed or hop.pending, the reply or cancel of
-// hop.completed) and whose key signed it: the sender the event names, or
+// hop.completed, the progress of hop.progress) and whose key signed it: the sender the event names, or
 // schemas.ViaIngress for an envelope the HTTP ingress submitted on the
 // sender's behalf; nil for events that admit nothing. An admitted
 // envelope that is missing, does not decode, or is from another sender than
@@ -154,6 +154,8 @@ func AdmittedEnvelope(typ schemas.EventType, data any) (env []byte, sender strin
 		if d.By == schemas.GatewayActor {
 			return nil, "", nil
 		}
+		env, sender = d.Envelope, d.By
+	case *schemas.HopProgress:
 		env, sender = d.Envelope, d.By
 	default:
 		return nil, "", nil
