@@ -18,7 +18,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	ec := cfg.EnforcerConfig()
-	if ec.Agents["research"].InvokeRateLimit.Count != 30 || ec.Workflows["research-brief"].MaxCostUSD != 5 || ec.DefaultTimeout != 45*time.Second {
+	if ec.Agents["research"].InvokeRateLimit.Count != 30 || ec.Workflows["research-brief"].MaxCostUSD != 5 || ec.DefaultTimeout != 45*time.Second || ec.MaxProgressPerHop != 100 {
 		t.Fatalf("example config read as %+v", ec)
 	}
 	files, err := cfg.ReadPolicies()
