@@ -42,16 +42,16 @@ type Options struct {
 
 // Notifier delivers alerts to sinks until closed.
 type Notifier struct {
-	cfg     Config
-	o       Options
-	log     *slog.Logger
-	router  *message.Router
-	conns   []*nats.Conn
+	cfg    Config
+	o      Options
+	log    *slog.Logger
+	router *message.Router
+	conns  []*nats.Conn
 	// sinkConns are the subscribers' connections, drained before the
 	// router closes.
 	sinkConns []*nats.Conn
-	done    chan error
-	outcome *prometheus.CounterVec
+	done      chan error
+	outcome   *prometheus.CounterVec
 }
 
 // drainWait bounds how long Close waits for deliveries in hand.
