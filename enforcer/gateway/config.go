@@ -48,7 +48,10 @@ type Config struct {
 	// windows align to (default UTC).
 	Quotas        []limits.Quota `yaml:"quotas"`
 	QuotaTimeZone string         `yaml:"quota_time_zone"`
-	Enforcer      EnforcerConfig `yaml:"enforcer"`
+	// SpendSpikes raises alerts when an agent's or a team's cost rate
+	// spikes past its trailing baseline (docs/limits.md).
+	SpendSpikes limits.SpendSpikes `yaml:"spend_spikes"`
+	Enforcer    EnforcerConfig     `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
@@ -199,6 +202,10 @@ type EnforcerConfig struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (default 1 hour).
 	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery (with no pull request waiting) to count as bound; a target
+	// with fallbacks and none bound has its hops re-routed. Default 10s.
+	BindWindow time.Duration `yaml:"bind_window"`
 }
 
 // DefaultListen is the embedded server's address: not NATS's 4222, which a
@@ -533,6 +540,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
+		SpendSpikes:  c.SpendSpikes,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
@@ -570,6 +578,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	ec.BindWindow = c.Enforcer.BindWindow
 	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
 		ec.QuotaZone = zone
 	}

@@ -618,7 +618,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	}
 	ec := cfg.EnforcerConfig()
 	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal,
-		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries}
+		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries, SpendSpikes: ec.SpendSpikes}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
 	if g.enf != nil {
 		g.enf.Reload(reg)
