@@ -19,6 +19,8 @@ type demoOptions struct {
 	scenario string
 	// clickhouse, when set, is the DSN the run is projected into.
 	clickhouse string
+	// database is the ClickHouse database the demo writes.
+	database string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -53,6 +55,7 @@ guardrail_findings and tainted_hops).`,
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident, loop, a2a or injection")
 	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
+	cmd.Flags().StringVar(&o.database, "database", demo.DefaultDatabase, "the ClickHouse database the demo writes (its own: never point it at a gateway's)")
 	return cmd
 }
 
@@ -64,7 +67,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		defer sayMu.Unlock()
 		fmt.Fprintf(stderr, "▸ "+format+"\n", args...)
 	}
-	res, err := demo.Run(ctx, demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, CostReport: !o.json, Say: say})
+	res, err := demo.Run(ctx, demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, Database: o.database, CostReport: !o.json, Say: say})
 	if errors.Is(err, demo.ErrScenario) {
 		return fmt.Errorf("--scenario %q: want incident, loop, a2a or injection", o.scenario)
 	}
