@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -64,6 +66,14 @@ type Options struct {
 	// CostReport, with ClickHouse, waits until the run is projected and
 	// reads its cost from ClickHouse into Result.Cost.
 	CostReport bool
+	// Console, when set, serves the admin listener with the web console
+	// on this address (host:port; port 0 picks one) and lets Hold look at
+	// the gateway before it stops.
+	Console string
+	// Hold, when set, is called with the running gateway once the run is
+	// read back; the gateway stops when it returns (tollgate demo
+	// --console waits for Ctrl-C there).
+	Hold func(ctx context.Context, g *gateway.Gateway, res *Result) error
 	// Say receives progress lines, from the agents' goroutines too: it
 	// must be safe for concurrent use. Nil: none.
 	Say func(format string, args ...any)
@@ -83,6 +93,10 @@ type Result struct {
 	SignaturesVerified bool            `json:"signatures_verified"`
 	VerifyError        string          `json:"verify_error,omitempty"`
 	DataDir            string          `json:"data_dir,omitempty"`
+
+	// ConsoleURL is the web console's address with the login token in its
+	// fragment (Options.Console).
+	ConsoleURL string `json:"console_url,omitempty"`
 
 	// AlertSubject is the subject the alerts were published on.
 	AlertSubject string `json:"-"`
@@ -133,8 +147,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	gopts := gateway.Options{Policies: files}
+	var token string
+	if o.Console != "" {
+		if token, err = consoleConfig(cfg, o.Console, &gopts); err != nil {
+			return nil, err
+		}
+	}
 	say("embedded NATS JetStream in %s", dataDir)
-	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: files})
+	g, err := gateway.Start(ctx, cfg, gopts)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +219,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.CostReport && g.Projector() != nil {
 		res.CostErr = readCost(runCtx, g, res)
 	}
+	if u := g.ConsoleURL(); u != "" {
+		res.ConsoleURL = u + "runs/" + reply.RunID + "#token=" + token
+	}
+	if o.Hold != nil {
+		if err := o.Hold(ctx, g, res); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
@@ -234,6 +263,28 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
+}
+
+// consoleConfig serves the console on addr with a fresh token, which it
+// returns, and offers the other scenario's policies to the what-if.
+func consoleConfig(cfg *gateway.Config, addr string, o *gateway.Options) (string, error) {
+	token, hash, err := console.NewToken()
+	if err != nil {
+		return "", err
+	}
+	cfg.Admin.Listen = addr
+	cfg.Admin.Console.Tokens = []console.Token{{Name: "demo", SHA256: hash}}
+	cfg.Admin.Console.Payloads = true
+	for sc, name := range map[string]string{Incident: "shipped policies (incident scenario)",
+		Loop: "shipped policies without no-reinvoke-orchestrator (loop scenario)"} {
+		files, err := Policies(sc)
+		if err != nil {
+			return "", err
+		}
+		o.CandidatePolicies = append(o.CandidatePolicies, console.PolicySource{Name: name, Files: files})
+	}
+	slices.SortFunc(o.CandidatePolicies, func(a, b console.PolicySource) int { return strings.Compare(a.Name, b.Name) })
+	return token, cfg.Validate()
 }
 
 // Policies returns the shipped policies a scenario runs with: all of them

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -61,6 +63,9 @@ type Options struct {
 	// NoEnforcer starts everything but the enforcer; StartEnforcer starts
 	// it later.
 	NoEnforcer bool
+	// CandidatePolicies are offered to the console's what-if besides the
+	// running policies and admin.console.policy_dirs (the demo's).
+	CandidatePolicies []console.PolicySource
 	// Enforcer, when set, replaces the enforcer config the gateway config
 	// gives (tests set hooks, a clock or limits); Start still fills in the
 	// publishing connections, logger and tracer provider it leaves unset.
@@ -92,6 +97,11 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// console is the web console on the admin listener, and consoleView
+	// what it reads of the running config.
+	console     *console.Server
+	consoleView *atomic.Pointer[consoleView]
+	spend       *spend
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -134,6 +144,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.startConsole(ctx); err != nil {
+		return nil, err
+	}
 	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
 		return nil, err
 	}
@@ -429,8 +442,14 @@ func (g *Gateway) Projector() *projections.Projector { return g.proj }
 // left), then the bus.
 func (g *Gateway) Close(ctx context.Context) error {
 	var errs []error
+	if g.console != nil {
+		g.console.Close() // ends the event streams, which Shutdown would wait for
+	}
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
+	}
+	if g.spend != nil {
+		g.spend.close()
 	}
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
@@ -515,6 +534,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		g.enf.Reload(reg)
 	}
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.refreshConsole()
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil
