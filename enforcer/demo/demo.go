@@ -166,30 +166,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}()
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
-	for _, a := range cast() {
-		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-	}
-	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
+	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	reply, err := Play(runCtx, Bus{InProcess: g.Embedded()}, keys, say)
 	if err != nil {
 		return nil, err
 	}
-	defer user.Close()
-
-	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
-	topic := "governance for agent-to-agent traffic"
-	say("%s asks the orchestrator for a brief on %s", User, topic)
-	started := time.Now()
-	reply, err := user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
-	var denied *agent.DeniedError
-	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
-		return nil, fmt.Errorf("run: %w", err)
-	}
-	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 
 	recs, err := waitSettled(runCtx, g.Ledger(), reply.RunID)
 	if err != nil {
@@ -263,6 +245,46 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
+}
+
+// Bus says how the cast reaches a gateway: in-process (an embedded
+// server) or by URL.
+type Bus struct {
+	URL       string
+	InProcess *broker.Embedded
+}
+
+// Play connects the demo's cast (with keys, as Config made them) to a
+// running gateway that registers it under those keys and enforces the
+// shipped policies, lets the user start the incident's run, and returns
+// the run's reply once the run is over. The run may end in a denial or a
+// timeout: that is the scenario's result, not an error.
+func Play(ctx context.Context, bus Bus, keys map[string]nkeys.KeyPair, say func(format string, args ...any)) (*agent.Reply, error) {
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	for _, a := range cast() {
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], URL: bus.URL, InProcess: bus.InProcess, Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], URL: bus.URL, InProcess: bus.InProcess})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	reply, err := user.Start(ctx, "orchestrator", agent.UserText("Write a brief on "+topic))
+	var denied *agent.DeniedError
+	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
 }
 
 // consoleConfig serves the console on addr with a fresh token, which it
