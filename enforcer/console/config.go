@@ -16,21 +16,21 @@ import (
 // operator's key.
 type Config struct {
 	// Disabled serves no console.
-	Disabled bool `yaml:"disabled"`
+	Disabled bool `yaml:"disabled,omitempty"`
 	// Tokens give read access (runs, run pages, what-if, spend); halting
 	// takes an operator's login. Only a token's SHA-256 is configured.
-	Tokens []Token `yaml:"tokens"`
+	Tokens []Token `yaml:"tokens,omitempty"`
 	// PolicyDirs are the candidate policy sets the what-if offers: folders
 	// (or files, or globs) of .cedar files, relative to the config file.
-	PolicyDirs []string `yaml:"policy_dirs"`
+	PolicyDirs []string `yaml:"policy_dirs,omitempty"`
 	// TraceURL links a hop to the tracing UI: a URL in which {trace_id}
 	// and {span_id} are replaced, e.g.
 	// http://localhost:16686/trace/{trace_id}. Empty: no link.
-	TraceURL string `yaml:"trace_url"`
+	TraceURL string `yaml:"trace_url,omitempty"`
 	// Payloads shows the A2A message in and the result out of every hop.
-	Payloads bool `yaml:"payloads"`
+	Payloads bool `yaml:"payloads,omitempty"`
 	// SessionTTL is how long a login lasts; default 12h.
-	SessionTTL time.Duration `yaml:"session_ttl"`
+	SessionTTL time.Duration `yaml:"session_ttl,omitempty"`
 }
 
 // Token is a console token: a name for the logs and the SHA-256 of the

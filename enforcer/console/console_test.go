@@ -334,6 +334,7 @@ func TestWhatIf(t *testing.T) {
 	if st != http.StatusOK || rep.Changed != 1 || rep.FirstChange == 0 {
 		t.Fatalf("what-if without the no-reinvoke policy: %d %s", st, b)
 	}
+	// Without the policy, the cycle limit denies the hop instead.
 	ch := rep.Changes()[0]
 	if ch.From != "research" || ch.To != "orchestrator" || ch.Change != "redenied" {
 		t.Fatalf("changed hop: %+v", ch)
@@ -343,7 +344,6 @@ func TestWhatIf(t *testing.T) {
 	if st != http.StatusOK || rep.Changed != 0 {
 		t.Fatalf("what-if with the running policies: %d %s", st, b)
 	}
-	// Without the policy the cycle limit denies the hop instead.
 	// Uploads: a forbid-everything set stops the first hop; garbage is a
 	// clear 422.
 	st, b = call(t, c, "POST", f.base+"/api/runs/"+f.incident+"/whatif", console.WhatIfRequest{Files: []console.UploadFile{{Name: "deny.cedar",

@@ -54,8 +54,9 @@ function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir:
   }
   layout(g);
   const gl = g.graph();
-  const width = Math.ceil((gl.width as number) || 200);
-  const height = Math.ceil((gl.height as number) || 100);
+  const finite = (n: unknown, dflt: number) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.ceil(n) : dflt);
+  const width = finite(gl.width, 200);
+  const height = finite(gl.height, 60);
   const svg = svgEl('svg', { viewBox: `0 0 ${width} ${height}`, width, height, role: 'group', 'aria-label': title });
   svg.appendChild(svgEl('title', {}, title));
   svg.appendChild(svgEl('desc', {}, desc));
@@ -101,10 +102,12 @@ function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir:
     } else {
       grp.setAttribute('role', 'img');
     }
-    grp.appendChild(svgEl('title', {}, b.label));
+    if (!b.onSelect) grp.appendChild(svgEl('title', {}, b.label)); // a button's name is its aria-label
     grp.appendChild(svgEl('rect', { x: n.x - n.width / 2, y: n.y - n.height / 2, width: n.width, height: n.height, rx: 6 }));
     b.lines.forEach((line, i) => {
-      grp.appendChild(svgEl('text', { x: n.x, y: n.y - ((b.lines.length - 1) * lineH) / 2 + i * lineH + 4, 'text-anchor': 'middle', class: i === 0 ? 'node-text' : 'node-sub' }, line));
+      // The trailing space (not rendered) keeps the lines apart in the
+      // node's text, which its accessible name must contain.
+      grp.appendChild(svgEl('text', { x: n.x, y: n.y - ((b.lines.length - 1) * lineH) / 2 + i * lineH + 4, 'text-anchor': 'middle', class: i === 0 ? 'node-text' : 'node-sub' }, line + ' '));
     });
     nodeLayer.appendChild(grp);
   }
@@ -133,7 +136,7 @@ export function delegationTree(run: RunDetail, onSelect: (h: Hop) => void): SVGS
     const lines = [`#${h.seq} ${h.from} → ${h.to}`, `${h.decision}${h.reason && h.decision.startsWith('denied') ? ' (' + h.reason + ')' : ''} · ${h.status}`];
     if (h.tokens || h.cost_usd) lines.push(`${h.tokens} tok · ${money(h.cost_usd)}`);
     if (marks) lines.push(marks);
-    boxes.push({ id: 'hop:' + h.hop_id, lines, cls: hopClass(h), label: `Hop ${h.seq}: ${h.from} to ${h.to}, ${h.decision}, ${h.status}. Show details.`, onSelect: () => onSelect(h) });
+    boxes.push({ id: 'hop:' + h.hop_id, lines, cls: hopClass(h), label: `${lines.join(' ')} (show details)`, onSelect: () => onSelect(h) });
     if (h.parent_hop_id && ids.has(h.parent_hop_id)) {
       links.push({ from: 'hop:' + h.parent_hop_id, to: 'hop:' + h.hop_id, lines: [], cls: hopClass(h), label: `hop ${h.seq} delegated from its parent`, id: 'l' + h.seq });
     } else {
@@ -171,7 +174,7 @@ export function callGraph(run: RunDetail, onSelectAgent: (id: string) => void): 
     const lines = [n.id, `${n.type || 'identity'}${c ? ` · ${c.hops} hop${c.hops === 1 ? '' : 's'}` : ''}`];
     lines.push(c ? `${c.tokens} tok · ${money(c.cost_usd)}` : 'spent nothing');
     const halted = run.halt && run.hops.some((h) => h.breach && h.to === n.id && h.breach_action === 'halt');
-    return { id: n.id, lines, cls: 'agent ' + (n.type || '').toLowerCase() + (halted ? ' halted-at' : ''), label: `${n.type || 'identity'} ${n.id}, ${c ? money(c.cost_usd) + ' spent' : 'spent nothing'}. Show its hops.`, onSelect: () => onSelectAgent(n.id) };
+    return { id: n.id, lines, cls: 'agent ' + (n.type || '').toLowerCase() + (halted ? ' halted-at' : ''), label: `${lines.join(' ')} (show its hops)`, onSelect: () => onSelectAgent(n.id) };
   });
   const links: Link[] = run.graph.edges.map((e, i) => {
     const first = [`${e.calls} call${e.calls === 1 ? '' : 's'}`];
