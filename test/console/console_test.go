@@ -8,7 +8,9 @@
 // an operator reads it over NATS.
 //
 // Needs node, npm and chromium (test/run installs them; CI=true makes
-// their absence a failure, not a skip). TOLLGATE_UPDATE_DOCS=1 copies
+// their absence a failure, not a skip). With ClickHouse
+// (TOLLGATE_CLICKHOUSE_DSN) the gateway projects into a fresh database
+// and the spend page must draw its chart. TOLLGATE_UPDATE_DOCS=1 copies
 // the screenshots to docs/console/.
 package console_test
 
@@ -37,6 +39,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
+	"github.com/tollgate/tollgate/projections/projectionstest"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -125,8 +128,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			TraceURL: "http://localhost:16686/trace/{trace_id}", Payloads: true}},
 	}
 	spend := "0"
-	if dsn := os.Getenv("TOLLGATE_CLICKHOUSE_DSN"); dsn != "" {
-		fc.ClickHouse = map[string]string{"dsn": dsn, "database": fmt.Sprintf("tg_console_%d", time.Now().UnixNano())}
+	if os.Getenv(projectionstest.EnvDSN) != "" || os.Getenv("CI") == "true" {
+		db := projectionstest.New(t) // dropped when the test ends
+		fc.ClickHouse = map[string]string{"dsn": db.Config.DSN, "database": db.Name}
 		spend = "1"
 	}
 	b, err := yaml.Marshal(&fc)

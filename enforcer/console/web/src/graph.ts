@@ -57,7 +57,8 @@ function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir:
   const finite = (n: unknown, dflt: number) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.ceil(n) : dflt);
   const width = finite(gl.width, 200);
   const height = finite(gl.height, 60);
-  const svg = svgEl('svg', { viewBox: `0 0 ${width} ${height}`, width, height, role: 'group', 'aria-label': title });
+  // Scaled down to the panel's width, never up past its natural size.
+  const svg = svgEl('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', style: `max-width: ${width}px`, role: 'group', 'aria-label': title });
   svg.appendChild(svgEl('title', {}, title));
   svg.appendChild(svgEl('desc', {}, desc));
   const defs = svgEl('defs');

@@ -513,7 +513,7 @@ function spendChart(rep: SpendReport): Node {
   const totals = buckets.map((b) => rep.rows.filter((r) => r.at === b).reduce((s, r) => s + r.cost_usd, 0));
   const max = Math.max(...totals, 1e-9);
   const W = 760, H = 260, L = 70, B = 40;
-  const bw = Math.max(4, (W - L - 10) / buckets.length - 4);
+  const bw = Math.min(60, Math.max(4, (W - L - 10) / buckets.length - 4));
   const svg = el('svg', { viewBox: `0 0 ${W} ${H + 20 * Math.ceil(keys.length / 4)}`, role: 'img', 'aria-label': `Cost per ${rep.dimension} over time` });
   svg.appendChild(el('line', { x1: L, y1: H - B, x2: W, y2: H - B, class: 'axis' }));
   svg.appendChild(el('text', { x: L - 6, y: 14, 'text-anchor': 'end', class: 'tick' }, money(max)));
