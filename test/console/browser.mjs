@@ -5,7 +5,8 @@
 //
 // Environment (set by console_test.go): CONSOLE_URL, CONSOLE_TOKEN,
 // OPERATOR_ID, OPERATOR_SEED, INCIDENT_RUN, LIVE_RUN, SCREENSHOTS,
-// CHROMIUM, SPEND (1 when ClickHouse is configured).
+// CHROMIUM, SPEND (1 when ClickHouse is configured), LOOP_URL (the URL
+// `tollgate demo --scenario loop --console` printed).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
@@ -188,6 +189,20 @@ try {
   check(await page.locator('#tree .node.halt').count() === 1, 'the halt is not drawn');
   await axe('halted run');
   await shot('halted.png');
+
+  step = 'demo --console: the printed URL shows the loop halted by a limit';
+  const loopCtx = await browser.newContext({ viewport: { width: 1440, height: 1000 }, bypassCSP: true });
+  const loopPage = await loopCtx.newPage();
+  loopPage.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await loopPage.goto(env('LOOP_URL'));
+  await loopPage.waitForSelector('#tree .node.halt');
+  check(!loopPage.url().includes('token='), `the token stays in the address bar: ${loopPage.url()}`);
+  check(await loopPage.locator('#callgraph .edge.tripped[data-from="research"][data-to="orchestrator"]').count() === 1, 'the tripped edge is not marked');
+  check(await loopPage.locator('#tree .node.tripped').count() === 1, 'the hop that tripped the limit is not marked');
+  check((await loopPage.locator('.run-head').innerText()).includes('limit cycle'), 'the halt does not name the limit');
+  await loopPage.screenshot({ path: path.join(shots, 'loop.png'), fullPage: true });
+  log('screenshot loop.png');
+  await loopCtx.close();
 
   check(consoleErrors.length === 0, `browser console errors: ${consoleErrors.join('; ')}`);
   log('all browser checks passed');

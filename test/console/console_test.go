@@ -153,13 +153,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	incident := reply.RunID
 	liveRun := holdRun(ctx, t, url, keys)
 
+	loopURL := demoConsole(t, bin)
+
 	shots := filepath.Join(here, "screenshots")
 	cmd := exec.CommandContext(ctx, node, "browser.mjs")
 	cmd.Dir = here
 	cmd.Env = append(os.Environ(),
 		"CONSOLE_URL="+fmt.Sprintf("http://127.0.0.1:%d/console/", adminPort), "CONSOLE_TOKEN="+token,
 		"OPERATOR_ID=oncall", "OPERATOR_SEED="+string(opSeed), "INCIDENT_RUN="+incident, "LIVE_RUN="+liveRun,
-		"SCREENSHOTS="+shots, "CHROMIUM="+chromium, "SPEND="+spend)
+		"SCREENSHOTS="+shots, "CHROMIUM="+chromium, "SPEND="+spend, "LOOP_URL="+loopURL)
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser:\n%s", out)
 	if err != nil {
@@ -172,7 +174,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if tree.Halt == nil || tree.Halt.By != "oncall" || tree.Halt.Reason != "stuck: halted from the console" || tree.Status != ledger.RunHalted {
 		t.Fatalf("live run after the browser's halt: status %s, halt %+v", tree.Status, tree.Halt)
 	}
-	for _, name := range []string{"login.png", "runs.png", "run.png", "hop.png", "run-slider.png", "whatif.png", "spend.png", "halted.png"} {
+	for _, name := range []string{"login.png", "runs.png", "run.png", "hop.png", "run-slider.png", "whatif.png", "spend.png", "halted.png", "loop.png"} {
 		st, err := os.Stat(filepath.Join(shots, name))
 		if err != nil || st.Size() < 5000 {
 			t.Fatalf("screenshot %s: %v", name, err)
@@ -244,6 +246,48 @@ func serve(t *testing.T, bin, dir, config string) {
 		}
 		return strings.Contains(w.String(), "tollgate serving on")
 	})
+}
+
+// demoConsole starts `tollgate demo --scenario loop --console` as a new
+// user would, and returns the URL it prints once it serves.
+func demoConsole(t *testing.T, bin string) string {
+	t.Helper()
+	w := &lockedWriter{b: &strings.Builder{}}
+	cmd := exec.Command(bin, "demo", "--scenario", "loop", fmt.Sprintf("--console=127.0.0.1:%d", brokertest.FreePort(t)))
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt) // Ctrl-C, as the demo says
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("demo --console did not stop on Ctrl-C")
+		}
+	})
+	var url string
+	brokertest.Eventually(t, 60*time.Second, "demo --console prints its URL", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("demo --console exited:\n%s", w.String())
+		default:
+		}
+		for _, f := range strings.Fields(w.String()) {
+			if strings.HasPrefix(f, "http://") && strings.Contains(f, "#token=") {
+				url = f
+			}
+		}
+		return url != ""
+	})
+	return url
 }
 
 // holdRun starts a run of the demo's user at an orchestrator that keeps
