@@ -428,6 +428,11 @@ async function runPage(runId: string) {
   });
 }
 
+function verdictText(v: { decision: string; reason?: string; limit?: string; policy_ids?: string[] }): string {
+  const why = [v.reason, v.limit].filter(Boolean).join(': ');
+  return `${v.decision}${why ? ' (' + why + ')' : ''}${v.policy_ids?.length ? ' [' + v.policy_ids.join(', ') + ']' : ''}`;
+}
+
 async function whatIfPanel(runId: string, mark: (changed: string[]) => void): Promise<Node[]> {
   const sets = await get<{ sets: { name: string; files: string[] }[] }>('/api/policies');
   const sel = h('select', { id: 'whatif-set', name: 'set' }, ...sets.sets.map((s) => h('option', { value: s.name }, `${s.name} (${s.files.length} files)`)));
@@ -446,9 +451,9 @@ async function whatIfPanel(runId: string, mark: (changed: string[]) => void): Pr
           h('thead', {}, h('tr', {}, ...['Event', 'Hop', 'Recorded', 'Candidate', 'Change'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, ...changed.map((x) => h('tr', {},
             h('td', {}, '#' + x.seq), h('td', {}, `${x.from} → ${x.to}`),
-            h('td', {}, `${x.recorded.decision}${x.recorded.reason ? ' (' + x.recorded.reason + ')' : ''}`),
-            h('td', {}, x.candidate ? `${x.candidate.decision}${x.candidate.policy_ids?.length ? ' [' + x.candidate.policy_ids.join(', ') + ']' : ''}` : '—'),
-            h('td', {}, x.change || '')))))
+            h('td', {}, verdictText(x.recorded)),
+            h('td', {}, x.candidate ? verdictText(x.candidate) : '—'),
+            h('td', {}, `${x.change || ''}${x.note ? ': ' + x.note : ''}`)))))
           : h('p', {}, 'No hop would change.'),
       );
     } catch (e) {
