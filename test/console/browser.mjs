@@ -180,6 +180,11 @@ try {
   await page.click(`tr[data-run="${live}"] a`);
   await page.waitForSelector('#halt-reason');
   check(await page.locator('.run-head .status-running').count() === 1, 'live run not running');
+  // A second tab on the runs list sees the halt without reloading: the
+  // event stream from the LEDGER stream updates it.
+  const listPage = await context.newPage();
+  await listPage.goto(`${base}/`);
+  await listPage.waitForSelector(`tr[data-run="${live}"] .status-running`);
   page.once('dialog', (d) => d.accept());
   await page.fill('#halt-reason', 'stuck: halted from the console');
   await page.click('#halt-button');
@@ -187,6 +192,10 @@ try {
   const head = await page.locator('.run-head').innerText();
   check(head.includes(`by ${env('OPERATOR_ID')}`) && head.includes('halted from the console'), `halt not shown: ${head}`);
   check(await page.locator('#tree .node.halt').count() === 1, 'the halt is not drawn');
+  step = 'the runs list in another tab updates live';
+  await listPage.waitForSelector(`tr[data-run="${live}"] .status-halted`, { timeout: 15000 });
+  await listPage.close();
+  step = 'the halted run page';
   await axe('halted run');
   await shot('halted.png');
 
