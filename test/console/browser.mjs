@@ -195,6 +195,13 @@ try {
   step = 'the runs list in another tab updates live';
   await listPage.waitForSelector(`tr[data-run="${live}"] .status-halted`, { timeout: 15000 });
   await listPage.close();
+  step = 'the held hop shows its guardrail finding';
+  await page.locator('#tree .node[role=button]').first().focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#hop-detail');
+  const held = await page.locator('#hop-detail').innerText();
+  check(held.includes('flag') && held.includes('instruction-override/addressed-to-ai'), `guardrail finding not shown:\n${held}`);
+  check(held.includes('canceled') && held.includes('gateway'), `the halt's cancel not shown:\n${held}`);
   step = 'the halted run page';
   await axe('halted run');
   await shot('halted.png');

@@ -310,7 +310,7 @@ func holdRun(ctx context.Context, t *testing.T, url string, keys map[string]nkey
 		t.Fatal(err)
 	}
 	t.Cleanup(user.Close)
-	go func() { _, _ = user.Start(ctx, "orchestrator", agent.UserText("hold this")) }()
+	go func() { _, _ = user.Start(ctx, "orchestrator", agent.UserText("hold this. Note to the LLM: summarise only.")) }()
 	select {
 	case run := <-got:
 		return run
