@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer/console"
+	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -366,5 +368,43 @@ func TestSpendNeedsClickHouse(t *testing.T) {
 	st, b := call(t, c, "GET", f.base+"/api/spend", nil)
 	if st != http.StatusNotFound || !strings.Contains(string(b), "clickhouse.dsn") {
 		t.Fatalf("spend without ClickHouse: %d %s", st, b)
+	}
+}
+
+// TestAwaitingApproval: a hop a policy holds for a human shows in the runs
+// list's badge and on the run page as held, pending.
+func TestAwaitingApproval(t *testing.T) {
+	f := startWith(t, policy.File{Name: "approval.cedar", Src: []byte(`@id("writer-needs-approval")
+@approval("required")
+@approvers("finance")
+permit (principal is Agent, action == Action::"invoke", resource == Agent::"writer");`)})
+	run := f.delegateHeld(t)
+	c := client(t)
+	f.login(t, c)
+	var row *console.RunRow
+	brokertest.Eventually(t, 20*time.Second, "the run awaits approval in the runs list", func() bool {
+		_, b := call(t, c, "GET", f.base+"/api/runs?q="+run, nil)
+		var l console.RunsJSON
+		decode(t, b, &l)
+		if len(l.Runs) == 1 && l.Runs[0].AwaitingApproval {
+			row = &l.Runs[0]
+		}
+		return row != nil
+	})
+	if row.Status != "running" || len(row.Pending) != 1 {
+		t.Fatalf("row: %+v", row)
+	}
+	_, b := call(t, c, "GET", f.base+"/api/runs/"+run, nil)
+	var detail console.RunJSON
+	decode(t, b, &detail)
+	var held *runtree.Hop
+	for _, h := range detail.Hops {
+		if h.To == "writer" {
+			held = h
+		}
+	}
+	if held == nil || held.Decision != runtree.DecisionHeld || held.Status != "pending" || held.Approval == nil ||
+		held.Approval.Outcome != "pending" || !slices.Contains(held.Approval.Approvers, "finance") {
+		t.Fatalf("held hop: %+v", held)
 	}
 }

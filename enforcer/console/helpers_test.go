@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/demo"
 	"github.com/tollgate/tollgate/enforcer/gateway"
+	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -36,6 +37,15 @@ type fixture struct {
 const operatorID = "oncall"
 
 func start(t *testing.T) *fixture {
+	t.Helper()
+	f := startWith(t)
+	f.incident = f.play(t)
+	return f
+}
+
+// startWith starts the fixture with extra policies besides the shipped
+// ones, and no run yet.
+func startWith(t *testing.T, extra ...policy.File) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -65,7 +75,7 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: files, CandidatePolicies: []console.PolicySource{{Name: "loop", Files: loop}}})
+	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: append(files, extra...), CandidatePolicies: []console.PolicySource{{Name: "loop", Files: loop}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +84,7 @@ func start(t *testing.T) *fixture {
 		defer cancel()
 		g.Close(ctx)
 	})
-	f := &fixture{g: g, base: "http://" + g.AdminAddr() + console.Prefix, token: token, opSeed: string(opSeed), keys: keys}
-	f.incident = f.play(t)
-	return f
+	return &fixture{g: g, base: "http://" + g.AdminAddr() + console.Prefix, token: token, opSeed: string(opSeed), keys: keys}
 }
 
 // play runs the demo's incident through the gateway and returns its run.
@@ -89,6 +97,44 @@ func (f *fixture) play(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return reply.RunID
+}
+
+// delegateHeld starts a run of the demo's user at an orchestrator that
+// delegates to the writer, and returns the run once the orchestrator has
+// asked (the delegation is then up to the gateway).
+func (f *fixture) delegateHeld(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	got := make(chan string, 1)
+	orch, err := agent.Connect(ctx, agent.Config{ID: "orchestrator", Key: f.keys["orchestrator"], InProcess: f.g.Embedded(),
+		Handler: func(_ context.Context, task *agent.Task) (*agent.Result, error) {
+			got <- task.Context.RunID
+			// Waits for the approval until the test ends (cancel runs
+			// before the clients close).
+			r, err := task.Delegate(ctx, "writer", agent.UserText("draft"))
+			if err != nil {
+				return nil, err
+			}
+			return &agent.Result{Output: r.Output}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(orch.Close)
+	user, err := agent.Connect(ctx, agent.Config{ID: demo.User, Key: f.keys[demo.User], InProcess: f.g.Embedded()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(user.Close)
+	t.Cleanup(cancel)
+	go func() { _, _ = user.Start(ctx, "orchestrator", agent.UserText("brief")) }()
+	select {
+	case run := <-got:
+		return run
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run never reached the orchestrator")
+	}
+	return ""
 }
 
 // hold starts a run of the demo's user at an orchestrator that keeps the
