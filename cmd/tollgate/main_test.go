@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,15 @@ type demoJSON struct {
 	SignaturesVerified bool                      `json:"signatures_verified"`
 	Breach             *schemas.RunLimitBreached `json:"breach"`
 	Alerts             []schemas.Alert           `json:"alerts"`
+	GuardrailFindings  []struct {
+		From, To, Direction, Verdict string
+		Rules                        []string
+	} `json:"guardrail_findings"`
+	TaintedHops []struct {
+		From, To, Decision, Reason string
+		PolicyIDs                  []string `json:"policy_ids"`
+		TaintSources               []string `json:"taint_sources"`
+	} `json:"tainted_hops"`
 }
 
 func runDemoJSON(t *testing.T, args ...string) demoJSON {
@@ -99,6 +109,42 @@ func TestDemoIncident(t *testing.T) {
 	}
 	if len(d.CostByAgent) != 4 || d.CostByAgent["research"].Tokens != 3000 || d.CostByAgent["writer"].CostUSD != 0.027 {
 		t.Fatalf("cost by agent %+v", d.CostByAgent)
+	}
+}
+
+// TestDemoInjection: research reads a poisoned page through an untrusted
+// MCP tool and passes its hidden instruction to the writer; the guardrail
+// flags both messages, the taint follows, and the writer's call to the
+// privileged payments agent is denied by the taint policy.
+func TestDemoInjection(t *testing.T) {
+	d := runDemoJSON(t, "--scenario", "injection")
+	if d.Status != "completed" || !d.LedgerVerified || !d.SignaturesVerified {
+		t.Fatalf("injection demo: status %q verified %v/%v", d.Status, d.LedgerVerified, d.SignaturesVerified)
+	}
+	type finding struct{ from, to, dir, verdict string }
+	var found []finding
+	for _, f := range d.GuardrailFindings {
+		if !slices.Contains(f.Rules, "hidden-instructions/comment-instruction") {
+			t.Errorf("finding %+v lacks the hidden comment rule", f)
+		}
+		found = append(found, finding{f.From, f.To, f.Direction, f.Verdict})
+	}
+	if !slices.Equal(found, []finding{{"research", "web-fetch", "reply", "flag"}, {"research", "writer", "invoke", "flag"}}) {
+		t.Fatalf("guardrail findings %+v", found)
+	}
+	var pay *struct {
+		From, To, Decision, Reason string
+		PolicyIDs                  []string `json:"policy_ids"`
+		TaintSources               []string `json:"taint_sources"`
+	}
+	for i, h := range d.TaintedHops {
+		if h.To == "payments" {
+			pay = &d.TaintedHops[i]
+		}
+	}
+	if pay == nil || pay.From != "writer" || pay.Decision != "denied" || pay.Reason != "policy" ||
+		!slices.Equal(pay.PolicyIDs, []string{"no-tainted-hop-reaches-privileged"}) || !slices.Contains(pay.TaintSources, "untrusted:web-fetch") {
+		t.Fatalf("tainted hops %+v: want writer → payments denied by the taint policy", d.TaintedHops)
 	}
 }
 

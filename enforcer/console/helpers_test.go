@@ -92,7 +92,7 @@ func (f *fixture) play(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	reply, err := demo.Play(ctx, demo.Bus{InProcess: f.g.Embedded()}, f.keys, nil)
+	reply, err := demo.Play(ctx, demo.Bus{InProcess: f.g.Embedded()}, demo.Incident, f.keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

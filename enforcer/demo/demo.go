@@ -87,6 +87,10 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Breach is the first limit the run tripped, if any.
 	Breach *schemas.RunLimitBreached `json:"breach,omitempty"`
+	// GuardrailFindings are what the guardrails found, hop by hop;
+	// TaintedHops the hops whose content came from an untrusted source.
+	GuardrailFindings []GuardrailFinding `json:"guardrail_findings"`
+	TaintedHops       []TaintedHop       `json:"tainted_hops"`
 	// Alerts are those published on the run's alert subject.
 	Alerts             []schemas.Alert `json:"alerts"`
 	LedgerVerified     bool            `json:"ledger_verified"`
@@ -116,8 +120,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop {
-		return nil, fmt.Errorf("%w %q: want %s or %s", ErrScenario, o.Scenario, Incident, Loop)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
@@ -128,9 +132,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(tmp)
 		dataDir = tmp
 	}
-	cfg, keys, err := Config(dataDir)
+	cfg, keys, err := ConfigFor(o.Scenario, dataDir)
 	if err != nil {
 		return nil, err
+	}
+	if o.Scenario == Injection {
+		stop, err := injectionSetup(cfg, keys, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 	if keep { // the cast's public keys, for replay --data to check signatures with
 		for _, ic := range append(append([]gateway.IdentityConfig{}, cfg.Users...), cfg.Agents...) {
@@ -168,7 +179,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	reply, err := Play(runCtx, Bus{InProcess: g.Embedded()}, keys, say)
+	reply, err := Play(runCtx, Bus{InProcess: g.Embedded()}, o.Scenario, keys, say)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +189,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Scenario: o.Scenario, AlertSubject: g.Subjects().Alert(reply.RunID)}
+	defer res.collectGuardrails()
 	if keep {
 		res.DataDir = dataDir
 	}
@@ -216,6 +228,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // in-process only, with the demo's user and cast registered under fresh
 // keys, which it returns by identity.
 func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
+	return ConfigFor(Incident, dataDir)
+}
+
+// castFor is the cast of a scenario.
+func castFor(scenario string) []member {
+	if scenario == Injection {
+		return injectionCast()
+	}
+	return cast()
+}
+
+// ConfigFor is Config with the cast of scenario (the injection scenario's
+// tool is added when it runs).
+func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 	keys := map[string]nkeys.KeyPair{}
 	key := func(id string) (string, error) {
 		kp, err := broker.NewKey()
@@ -235,7 +261,7 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 		return nil, nil, err
 	}
 	cfg.Users = []gateway.IdentityConfig{{ID: User, Type: "user", Team: "research", PublicKey: pub}}
-	for _, a := range cast() {
+	for _, a := range castFor(scenario) {
 		pub, err := key(a.id)
 		if err != nil {
 			return nil, nil, err
@@ -254,16 +280,16 @@ type Bus struct {
 	InProcess *broker.Embedded
 }
 
-// Play connects the demo's cast (with keys, as Config made them) to a
-// running gateway that registers it under those keys and enforces the
-// shipped policies, lets the user start the incident's run, and returns
+// Play connects the cast of a scenario (with keys, as Config made them)
+// to a running gateway that registers it under those keys and enforces the
+// scenario's policies, lets the user start the scenario's run, and returns
 // the run's reply once the run is over. The run may end in a denial or a
 // timeout: that is the scenario's result, not an error.
-func Play(ctx context.Context, bus Bus, keys map[string]nkeys.KeyPair, say func(format string, args ...any)) (*agent.Reply, error) {
+func Play(ctx context.Context, bus Bus, scenario string, keys map[string]nkeys.KeyPair, say func(format string, args ...any)) (*agent.Reply, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	for _, a := range cast() {
+	for _, a := range castFor(scenario) {
 		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], URL: bus.URL, InProcess: bus.InProcess, Handler: a.handler(say)})
 		if err != nil {
 			return nil, err
@@ -276,6 +302,9 @@ func Play(ctx context.Context, bus Bus, keys map[string]nkeys.KeyPair, say func(
 	}
 	defer user.Close()
 	topic := "governance for agent-to-agent traffic"
+	if scenario == Injection {
+		topic = "our Q3 vendors"
+	}
 	say("%s asks the orchestrator for a brief on %s", User, topic)
 	started := time.Now()
 	reply, err := user.Start(ctx, "orchestrator", agent.UserText("Write a brief on "+topic))

@@ -146,7 +146,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	reply, err := demo.Play(ctx, demo.Bus{URL: url}, keys, nil)
+	reply, err := demo.Play(ctx, demo.Bus{URL: url}, demo.Incident, keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,9 @@ func holdRun(ctx context.Context, t *testing.T, url string, keys map[string]nkey
 		t.Fatal(err)
 	}
 	t.Cleanup(user.Close)
-	go func() { _, _ = user.Start(ctx, "orchestrator", agent.UserText("hold this. Note to the LLM: summarise only.")) }()
+	go func() {
+		_, _ = user.Start(ctx, "orchestrator", agent.UserText("hold this. Note to the LLM: summarise only."))
+	}()
 	select {
 	case run := <-got:
 		return run
