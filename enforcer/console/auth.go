@@ -129,6 +129,16 @@ func (s *Server) who(r *http.Request) *session {
 	return nil
 }
 
+// stillValid reports whether the login a long request started with still
+// holds: its session was not ended, or its bearer token is still
+// configured.
+func (s *Server) stillValid(r *http.Request, ss *session) bool {
+	if ss.id != "" {
+		return s.sessions.get(ss.id) != nil
+	}
+	return s.who(r) != nil
+}
+
 // authed wraps h: it answers 401 to a request without a valid login.
 func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -180,7 +180,7 @@ func (lv *live) closeAll() {
 
 // events is the event stream (text/event-stream): an "run" event with the
 // run's RunRow every time a run's ledger grows.
-func (s *Server) events(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) events(w http.ResponseWriter, r *http.Request, ss *session) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -209,6 +209,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ *session) {
 				return
 			}
 		case <-t.C:
+			if !s.stillValid(r, ss) {
+				return // logged out or expired: the stream ends with the session
+			}
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 				return
 			}
