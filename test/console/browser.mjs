@@ -6,7 +6,8 @@
 // Environment (set by console_test.go): CONSOLE_URL, CONSOLE_TOKEN,
 // OPERATOR_ID, OPERATOR_SEED, INCIDENT_RUN, LIVE_RUN, SCREENSHOTS,
 // CHROMIUM, SPEND (1 when ClickHouse is configured), LOOP_URL (the URL
-// `tollgate demo --scenario loop --console` printed).
+// `tollgate demo --scenario loop --console` printed), INJECTION_URL (the
+// same for the injection scenario).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
@@ -219,6 +220,22 @@ try {
   await loopPage.screenshot({ path: path.join(shots, 'loop.png'), fullPage: true });
   log('screenshot loop.png');
   await loopCtx.close();
+
+  step = 'demo --scenario injection --console: taint and guardrail findings';
+  const injCtx = await browser.newContext({ viewport: { width: 1440, height: 1000 }, bypassCSP: true });
+  const injPage = await injCtx.newPage();
+  injPage.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await injPage.goto(env('INJECTION_URL'));
+  await injPage.waitForSelector('#callgraph svg .edge');
+  check(await injPage.locator('#tree .node.tainted').count() >= 3, 'tainted hops are not marked');
+  check(await injPage.locator('#callgraph .edge.denied[data-from="writer"][data-to="payments"]').count() === 1, 'the denied writer -> payments edge is not marked');
+  await injPage.locator('.hop-button', { hasText: 'writer → payments' }).click();
+  await injPage.waitForSelector('#hop-detail');
+  const inj = await injPage.locator('#hop-detail').innerText();
+  check(inj.includes('tainted: untrusted:web-fetch') && inj.includes('guardrail:instruction-override/ignore-previous'), `taint not shown:\n${inj}`);
+  await injPage.screenshot({ path: path.join(shots, 'injection.png'), fullPage: true });
+  log('screenshot injection.png');
+  await injCtx.close();
 
   check(consoleErrors.length === 0, `browser console errors: ${consoleErrors.join('; ')}`);
   log('all browser checks passed');

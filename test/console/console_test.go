@@ -153,7 +153,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	incident := reply.RunID
 	liveRun := holdRun(ctx, t, url, keys)
 
-	loopURL := demoConsole(t, bin)
+	loopURL := demoConsole(t, bin, demo.Loop)
+	injectionURL := demoConsole(t, bin, demo.Injection)
 
 	shots := filepath.Join(here, "screenshots")
 	cmd := exec.CommandContext(ctx, node, "browser.mjs")
@@ -161,7 +162,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"CONSOLE_URL="+fmt.Sprintf("http://127.0.0.1:%d/console/", adminPort), "CONSOLE_TOKEN="+token,
 		"OPERATOR_ID=oncall", "OPERATOR_SEED="+string(opSeed), "INCIDENT_RUN="+incident, "LIVE_RUN="+liveRun,
-		"SCREENSHOTS="+shots, "CHROMIUM="+chromium, "SPEND="+spend, "LOOP_URL="+loopURL)
+		"SCREENSHOTS="+shots, "CHROMIUM="+chromium, "SPEND="+spend, "LOOP_URL="+loopURL, "INJECTION_URL="+injectionURL)
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser:\n%s", out)
 	if err != nil {
@@ -174,7 +175,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if tree.Halt == nil || tree.Halt.By != "oncall" || tree.Halt.Reason != "stuck: halted from the console" || tree.Status != ledger.RunHalted {
 		t.Fatalf("live run after the browser's halt: status %s, halt %+v", tree.Status, tree.Halt)
 	}
-	for _, name := range []string{"login.png", "runs.png", "run.png", "hop.png", "run-slider.png", "whatif.png", "spend.png", "halted.png", "loop.png"} {
+	for _, name := range []string{"login.png", "runs.png", "run.png", "hop.png", "run-slider.png", "whatif.png", "spend.png", "halted.png", "loop.png", "injection.png"} {
 		st, err := os.Stat(filepath.Join(shots, name))
 		if err != nil || st.Size() < 5000 {
 			t.Fatalf("screenshot %s: %v", name, err)
@@ -248,12 +249,12 @@ func serve(t *testing.T, bin, dir, config string) {
 	})
 }
 
-// demoConsole starts `tollgate demo --scenario loop --console` as a new
-// user would, and returns the URL it prints once it serves.
-func demoConsole(t *testing.T, bin string) string {
+// demoConsole starts `tollgate demo --scenario <scenario> --console` as a
+// new user would, and returns the URL it prints once it serves.
+func demoConsole(t *testing.T, bin, scenario string) string {
 	t.Helper()
 	w := &lockedWriter{b: &strings.Builder{}}
-	cmd := exec.Command(bin, "demo", "--scenario", "loop", fmt.Sprintf("--console=127.0.0.1:%d", brokertest.FreePort(t)))
+	cmd := exec.Command(bin, "demo", "--scenario", scenario, fmt.Sprintf("--console=127.0.0.1:%d", brokertest.FreePort(t)))
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ function boxSize(lines: string[]): { width: number; height: number } {
 }
 
 // draw lays out boxes and links with dagre and returns the SVG.
-function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir: 'TB' | 'LR'): SVGSVGElement {
+function laidOut(boxes: Box[], links: Link[], rankdir: 'TB' | 'LR'): graphlib.Graph {
   const g = new graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir, nodesep: 28, ranksep: 56, marginx: 16, marginy: 16 });
   g.setDefaultEdgeLabel(() => ({}));
@@ -53,6 +53,16 @@ function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir:
     g.setEdge(l.from, l.to, { width: sz.width - 16, height: sz.height - 8, labelpos: 'c' }, l.id);
   }
   layout(g);
+  return g;
+}
+
+// maxWide is the widest drawing a half-page panel shows legibly: a wider
+// left-to-right layout is laid out top to bottom instead.
+const maxWide = 900;
+
+function draw(title: string, desc: string, boxes: Box[], links: Link[], rankdir: 'TB' | 'LR'): SVGSVGElement {
+  let g = laidOut(boxes, links, rankdir);
+  if (rankdir === 'LR' && ((g.graph().width as number) || 0) > maxWide) g = laidOut(boxes, links, 'TB');
   const gl = g.graph();
   const finite = (n: unknown, dflt: number) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.ceil(n) : dflt);
   const width = finite(gl.width, 200);
