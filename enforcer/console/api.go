@@ -143,7 +143,7 @@ type RunJSON struct {
 // returns nil) when it cannot.
 func (s *Server) readRun(w http.ResponseWriter, r *http.Request) *ledger.Verified {
 	run := r.PathValue("run")
-	if !schemas.ValidID(run) && !strings.HasPrefix(run, ledger.RejectedPrefix) {
+	if !validRun(run) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a run id", run))
 		return nil
 	}
@@ -159,6 +159,16 @@ func (s *Server) readRun(w http.ResponseWriter, r *http.Request) *ledger.Verifie
 		return nil
 	}
 	return v
+}
+
+// validRun reports whether run is a run token: a run id, or the entry of a
+// rejected submission (ledger.RejectedPrefix and an id). Nothing else may
+// reach a ledger subject: a wildcard there would read other runs.
+func validRun(run string) bool {
+	if rest, ok := strings.CutPrefix(run, ledger.RejectedPrefix); ok {
+		return schemas.ValidID(rest)
+	}
+	return schemas.ValidID(run)
 }
 
 func (s *Server) run(w http.ResponseWriter, r *http.Request, _ *session) {

@@ -173,8 +173,15 @@ func TestRunDetailIsTheFold(t *testing.T) {
 	if st, _ := call(t, c, "GET", f.base+"/api/runs/"+schemas.NewID(), nil); st != http.StatusNotFound {
 		t.Errorf("unknown run: %d, want 404", st)
 	}
-	if st, _ := call(t, c, "GET", f.base+"/api/runs/..%2f..%2fetc", nil); st != http.StatusBadRequest && st != http.StatusNotFound {
-		t.Errorf("bad run id: %d", st)
+	// No run token that is not an id reaches a ledger subject: wildcards
+	// would read other runs.
+	for _, bad := range []string{"_rejected-%3E", "_rejected-*", "%3E", "a.b", "_rejected-x.y", "..%2f..%2fetc"} {
+		if st, b := call(t, c, "GET", f.base+"/api/runs/"+bad, nil); st != http.StatusBadRequest {
+			t.Errorf("run %q: %d %s, want 400", bad, st, b)
+		}
+		if st, _ := call(t, c, "POST", f.base+"/api/runs/"+bad+"/whatif", console.WhatIfRequest{Set: "loop"}); st != http.StatusBadRequest {
+			t.Errorf("what-if of run %q: %d, want 400", bad, st)
+		}
 	}
 }
 

@@ -128,6 +128,8 @@ try {
     check(detail.includes(want), `hop detail lacks ${want}:\n${detail}`);
   }
   check(await page.evaluate(() => document.activeElement?.id) === 'hop-h', 'focus did not move to the detail');
+  const trace = await page.getAttribute('#hop-detail a[href^="http://localhost:16686/trace/"]', 'href');
+  check(/^http:\/\/localhost:16686\/trace\/[0-9a-f]{32}$/.test(trace || ''), `no trace link from admin.console.trace_url: ${trace}`);
   await shot('hop.png');
 
   step = 'the slider replays the run event by event';
