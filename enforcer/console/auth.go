@@ -166,6 +166,11 @@ type sessionJSON struct {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.throttle.blocked(r) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "console: too many failed logins from this address; wait a minute")
+		return
+	}
 	var req loginRequest
 	if !decodeBody(w, r, &req, 64<<10) {
 		return
@@ -176,6 +181,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case req.Token != "" && req.Operator == "" && req.Seed == "":
 		if name = s.tokenName(req.Token); name == "" {
+			s.throttle.failed(r)
 			s.log.Warn("console login refused", "remote", r.RemoteAddr, "why", "unknown token")
 			writeError(w, http.StatusUnauthorized, "console: that token is not configured (admin.console.tokens)")
 			return
@@ -184,6 +190,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case req.Operator != "" && req.Seed != "" && req.Token == "":
 		kp, err := s.operatorKey(req.Operator, req.Seed)
 		if err != nil {
+			s.throttle.failed(r)
 			s.log.Warn("console login refused", "remote", r.RemoteAddr, "operator", req.Operator, "why", err)
 			writeError(w, http.StatusUnauthorized, err.Error())
 			return

@@ -72,6 +72,7 @@ type Server struct {
 	prefix   string
 	log      *slog.Logger
 	sessions *sessions
+	throttle *loginThrottle
 	live     *live
 	mux      *http.ServeMux
 }
@@ -85,6 +86,7 @@ func New(deps Deps) *Server {
 	cfg := deps.Config()
 	cfg.SetDefaults()
 	s.sessions = newSessions(cfg.SessionTTL)
+	s.throttle = newLoginThrottle()
 	s.live = newLive(deps.Ledger, s.log)
 	s.routes()
 	return s

@@ -415,3 +415,31 @@ permit (principal is Agent, action == Action::"invoke", resource == Agent::"writ
 		t.Fatalf("held hop: %+v", held)
 	}
 }
+
+// TestFailedLoginsThrottled: past a burst of failed logins from one
+// address, even the right token waits.
+func TestFailedLoginsThrottled(t *testing.T) {
+	f := start(t)
+	c := client(t)
+	refused := 0
+	for range 12 {
+		st, _ := call(t, c, "POST", f.base+"/api/login", map[string]string{"token": "tgc_guess"})
+		switch st {
+		case http.StatusUnauthorized:
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("guess: %d", st)
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("%d of 12 guesses throttled, want 2 (burst 10)", refused)
+	}
+	if st, _ := call(t, c, "POST", f.base+"/api/login", map[string]string{"token": f.token}); st != http.StatusTooManyRequests {
+		t.Fatalf("right token right after: %d, want 429", st)
+	}
+	// Bearer reads are not logins and are not throttled.
+	if st, _ := call(t, c, "GET", f.base+"/api/runs", nil, "Authorization", "Bearer "+f.token); st != http.StatusOK {
+		t.Fatalf("bearer read: %d", st)
+	}
+}
