@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/quota"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -56,7 +57,12 @@ type Enforcer struct {
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
-	tracer   trace.Tracer
+	quotas   *quota.Store
+	binds    bindings
+	// breakers is the circuit-breaker bucket, opened on first use.
+	breakerMu sync.Mutex
+	breakers  jetstream.KeyValue
+	tracer    trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
 	// operators maps the operators allowed to send control commands to
@@ -138,6 +144,9 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
+	if e.quotas, err = quota.Open(ctx, e.js, e.subjects); err != nil {
+		return fmt.Errorf("enforcer: %w (provision the streams first)", err)
+	}
 	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
 	if err != nil {
 		return err
@@ -237,12 +246,12 @@ func (e *Enforcer) dispatch(m jetstream.Msg) {
 
 // dispatchTimer hands a fired timer to its run's shard.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, _, ok := e.subjects.ParseTimerFire(m.Subject())
+	run, key, ok := e.subjects.ParseTimerFire(m.Subject())
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.shardFor(run).in <- work{run: run, msg: m, timer: true}
+	e.shardFor(run).in <- work{run: run, msg: m, timer: true, timerKey: key}
 }
 
 func (e *Enforcer) shardFor(run string) *shard {

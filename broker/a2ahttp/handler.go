@@ -122,8 +122,11 @@ func textMessage(task a2a.TaskID, run, text string) *a2a.Message {
 // ids and the hop in its details.
 func denialError(d *ingress.DeniedError) error {
 	base := a2a.ErrUnauthorized
-	if d.Denial.Reason == schemas.ReasonMalformed {
+	switch d.Denial.Reason {
+	case schemas.ReasonMalformed:
 		base = a2a.ErrInvalidParams
+	case schemas.ReasonUnavailable:
+		base = a2a.ErrInternalError
 	}
 	details := map[string]any{"reason": string(d.Denial.Reason), "hop_id": d.HopID}
 	if d.RunID != "" {

@@ -136,6 +136,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.caller, _, err = s.cfg.Auth.Authenticate(r)
 	if err != nil {
 		c.err = a2a.NewError(a2a.ErrUnauthenticated, "tollgate: "+strings.TrimPrefix(err.Error(), "bearer: "))
+		// Refused before the bus: the gateway's log is where it is recorded.
+		s.log.Warn("a2a ingress: caller not authenticated", "agent", agent, "remote", r.RemoteAddr, "err", err)
 	}
 	version := r.Header.Get(a2a.SvcParamVersion)
 	if version == "" {

@@ -35,8 +35,9 @@ func taskState(s schemas.TaskState) a2a.TaskState {
 	return a2a.TaskStateFailed
 }
 
-// hopState maps an A2A terminal task state to a hop's status.
-func hopState(s a2a.TaskState) schemas.TaskState {
+// HopState maps an A2A terminal task state to a hop's status (failed for
+// any state that is not completed, canceled or rejected).
+func HopState(s a2a.TaskState) schemas.TaskState {
 	switch s {
 	case a2a.TaskStateCompleted:
 		return schemas.StateCompleted

@@ -42,7 +42,10 @@ The demo prints the run tree from the ledger (who called whom, the decision,
 depth, tokens and cost) and the ledger verification.
 
 Scenarios: incident (default), loop (the deny-orchestrator policy removed, so
-the run limits must stop the cycle), injection (research reads a poisoned page
+the run limits must stop the cycle), a2a (the incident over the A2A HTTP
+binding: tomas calls the orchestrator with an unmodified A2A client through
+the gateway's HTTP ingress, and the critic is an unmodified A2A server
+behind a bridge; see docs/a2a.md), injection (research reads a poisoned page
 through an untrusted MCP tool and passes its hidden instruction to the writer:
 the guardrail flags it, the taint follows, and the policy stops the writer's
 tainted call to the privileged payments agent; --json reports
@@ -54,7 +57,7 @@ guardrail_findings and tainted_hops).`,
 	}
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the embedded server's data in this folder (default: a temporary one, removed)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
-	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident, loop or injection")
+	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident, loop, a2a or injection")
 	cmd.Flags().StringVar(&o.console, "console", "", "after the run, serve the web console on this address (host:port; bare --console: "+defaultConsoleListen+") and print its URL; Ctrl-C stops")
 	cmd.Flags().Lookup("console").NoOptDefVal = defaultConsoleListen
 	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
@@ -86,7 +89,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	res, err := demo.Run(ctx, do)
 	if errors.Is(err, demo.ErrScenario) {
-		return fmt.Errorf("--scenario %q: want incident, loop or injection", o.scenario)
+		return fmt.Errorf("--scenario %q: want incident, loop, a2a or injection", o.scenario)
 	}
 	if err != nil {
 		return err

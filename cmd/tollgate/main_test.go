@@ -166,6 +166,23 @@ func TestDemoLoop(t *testing.T) {
 	}
 }
 
+// TestDemoA2A: the incident over the A2A HTTP binding: tomas's unmodified
+// A2A client reaches the orchestrator through the ingress, the critic is
+// an A2A server behind a bridge (its usage reported in task metadata),
+// and the run verifies with the ingress key, every hop tainted "ingress".
+func TestDemoA2A(t *testing.T) {
+	d := runDemoJSON(t, "--scenario", "a2a")
+	if d.Status != "completed" || !d.LedgerVerified || !d.SignaturesVerified || len(d.Hops) != 5 {
+		t.Fatalf("a2a demo: status %q verified %v/%v hops %d", d.Status, d.LedgerVerified, d.SignaturesVerified, len(d.Hops))
+	}
+	if d.Hops[2].Reason != "policy" || d.Hops[4].To != "critic" || d.Hops[4].Status != "completed" {
+		t.Fatalf("hops %+v", d.Hops)
+	}
+	if c := d.CostByAgent["critic"]; c.Tokens != 1100 || c.CostUSD != 0.011 {
+		t.Fatalf("the critic's usage over A2A: %+v", c)
+	}
+}
+
 func TestDemoTextAndKeptData(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

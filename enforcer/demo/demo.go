@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer/console"
@@ -54,7 +55,7 @@ const runTimeout = 60 * time.Second
 
 // Options shape a demo.
 type Options struct {
-	// Scenario is Incident or Loop (ErrScenario otherwise).
+	// Scenario is Incident, Loop or A2A (ErrScenario otherwise).
 	Scenario string
 	// DataDir keeps the embedded server's data, and the cast's public keys
 	// (gateway.DataKeysDir), for replay. Empty: a temporary folder,
@@ -120,8 +121,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != Injection {
-		return nil, fmt.Errorf("%w %q: want %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, Injection)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != A2A && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, A2A, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
@@ -154,6 +155,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.ClickHouse.DSN = o.ClickHouse
+	if o.Scenario == A2A {
+		cfg.HTTP.Listen = "127.0.0.1:0"
+	}
 	files, err := Policies(o.Scenario)
 	if err != nil {
 		return nil, err
@@ -175,11 +179,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer cancel()
 		g.Close(stopCtx)
 	}()
+	if pub := g.IngressNKey(); keep && pub != "" { // replay --data checks the ingress's signatures too
+		if err := broker.AddPublicKey(gateway.DataKeysDir(dataDir), schemas.ViaIngress, pub); err != nil {
+			return nil, fmt.Errorf("demo keys: %w", err)
+		}
+	}
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
 	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	reply, err := Play(runCtx, Bus{InProcess: g.Embedded()}, o.Scenario, keys, say)
+	var reply *agent.Reply
+	if o.Scenario == A2A {
+		reply, err = playA2A(ctx, runCtx, g, keys, say)
+	} else {
+		reply, err = Play(runCtx, Bus{InProcess: g.Embedded()}, o.Scenario, keys, say)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +285,42 @@ func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyP
 	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
+}
+
+// playA2A runs the a2a scenario on g: the critic is an A2A server behind
+// the gateway's bridge, and the user starts the run over the A2A HTTP
+// ingress.
+func playA2A(ctx, runCtx context.Context, g *gateway.Gateway, keys map[string]nkeys.KeyPair, say func(string, ...any)) (*agent.Reply, error) {
+	for _, a := range castFor(A2A) {
+		if a.id == "critic" {
+			stop, err := serveCritic(ctx, g, keys[a.id], say)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			continue
+		}
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
+	if err != nil {
+		return nil, err
+	}
+	reply := &agent.Reply{RunID: run, Status: a2ahttp.HopState(state)}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
 }
 
 // Bus says how the cast reaches a gateway: in-process (an embedded

@@ -119,7 +119,9 @@ type Gateway struct {
 	a2a     *a2ahttp.Server
 	// dir is the identities in force, for the HTTP handlers' goroutines;
 	// cardOf the agent cards bridges fetched.
-	dir    atomic.Pointer[broker.Directory]
+	dir atomic.Pointer[broker.Directory]
+	// engine is the policy engine in force, for the same goroutines.
+	engine atomic.Pointer[policy.Engine]
 	cardMu sync.RWMutex
 	cardOf map[string]*a2a.AgentCard
 	// stopBridges stops the configured bridges; bridgeWG waits for them.
@@ -252,6 +254,7 @@ func (g *Gateway) compile() error {
 	}
 	g.registry = reg
 	g.dir.Store(reg.Dir)
+	g.engine.Store(reg.Engine)
 	return nil
 }
 
@@ -574,7 +577,8 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		g.bearer.SetRevoked(cfg.HTTP.RevokedTokens)
 	}
 	ec := cfg.EnforcerConfig()
-	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal}
+	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal,
+		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
 	if g.enf != nil {
 		g.enf.Reload(reg)
@@ -582,6 +586,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
 	g.refreshConsole()
 	g.dir.Store(reg.Dir)
+	g.engine.Store(reg.Engine)
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil

@@ -181,8 +181,12 @@ func (g *Gateway) mountA2A() error {
 	if public == "" {
 		public = "http://" + g.http.ln.Addr().String()
 	}
+	natsURL := g.cfg.NATS.URL
+	if natsURL == "" && g.emb != nil {
+		natsURL = g.emb.ClientURL()
+	}
 	srv, err := a2ahttp.New(a2ahttp.Config{
-		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public,
+		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public, NATSURL: natsURL,
 		Cards: g.cards, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout, Logger: g.log,
 	})
 	if err != nil {
@@ -251,6 +255,16 @@ func (g *Gateway) Authenticator() *bearer.Authenticator {
 		return nil
 	}
 	return &bearer.Authenticator{Keeper: g.bearer, Directory: g.directory}
+}
+
+// IngressNKey is the ingress key's nkey public key ("U..."); "" without
+// an http section.
+func (g *Gateway) IngressNKey() string {
+	if g.ingressKey == nil {
+		return ""
+	}
+	pub, _ := g.ingressKey.PublicKey()
+	return pub
 }
 
 // IngressPublicKey is the key the ingress signs its submissions with; nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/a2aproject/a2a-go/v2/a2a"
+	"github.com/a2aproject/a2a-go/v2/a2aclient"
+	"github.com/a2aproject/a2a-go/v2/a2aclient/agentcard"
 	"github.com/a2aproject/a2a-go/v2/a2asrv"
 
 	"github.com/tollgate/tollgate/broker/a2ahttp"
@@ -27,7 +29,7 @@ type cast struct {
 	sleeperCancelled                    chan struct{}
 }
 
-func startCast(t *testing.T, e *env) *cast {
+func startCast(t testing.TB, e *env) *cast {
 	t.Helper()
 	c := &cast{sleeperCancelled: make(chan struct{}, 4)}
 	c.researcher = &executor{do: func(ctx context.Context, ec *a2asrv.ExecutorContext) (string, map[string]any, error) {
@@ -95,7 +97,6 @@ func TestGoInterop(t *testing.T) {
 
 	res, err := alice.SendMessage(ctx, userText("agent governance"))
 	if err != nil {
-		dumpRuns(t, e)
 		t.Fatal(err)
 	}
 	task, ok := res.(*a2a.Task)
@@ -202,6 +203,22 @@ func TestGoInterop(t *testing.T) {
 		}
 	})
 
+	t.Run("outcome stored before the wait", func(t *testing.T) {
+		// An outcome delivered while nobody listened (a reconnect of the
+		// gateway's connection) is read from DELIVER.
+		runID, hop, _ := a2ahttp.ParseTaskID(task.ID)
+		p, err := e.g.Ingress().Await("alice", runID, hop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		o, err := p.Wait(wctx)
+		if err != nil || o.Reply == nil || o.Reply.Result.Status != schemas.StateCompleted {
+			t.Fatalf("Wait on a closed hop: %+v %v", o, err)
+		}
+	})
+
 	t.Run("list", func(t *testing.T) {
 		l, err := alice.ListTasks(ctx, &a2a.ListTasksRequest{ContextID: run})
 		if err != nil {
@@ -229,6 +246,24 @@ func TestGoInterop(t *testing.T) {
 		for c.sleeper.calls.Load() == 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
+		// A subscriber to the task sees it end when it is cancelled.
+		subscribed := make(chan a2a.TaskState, 1)
+		go func() {
+			var last a2a.TaskState
+			for ev, err := range sleeper.SubscribeToTask(ctx, &a2a.SubscribeToTaskRequest{ID: st.ID}) {
+				if err != nil {
+					break
+				}
+				switch x := ev.(type) {
+				case *a2a.Task:
+					last = x.Status.State
+				case *a2a.TaskStatusUpdateEvent:
+					last = x.Status.State
+				}
+			}
+			subscribed <- last
+		}()
+		time.Sleep(200 * time.Millisecond) // let the subscription reach the gateway
 		got, err := sleeper.CancelTask(ctx, &a2a.CancelTaskRequest{ID: st.ID})
 		if err != nil {
 			t.Fatal(err)
@@ -241,8 +276,41 @@ func TestGoInterop(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("the cancel did not reach the sleeper's A2A server")
 		}
+		select {
+		case last := <-subscribed:
+			if last != a2a.TaskStateCanceled {
+				t.Fatalf("the subscriber saw the task end %s", last)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the subscription did not end with the cancel")
+		}
 		if _, err := sleeper.CancelTask(ctx, &a2a.CancelTaskRequest{ID: st.ID}); !errors.Is(err, a2a.ErrTaskNotCancelable) {
 			t.Fatalf("second cancel: %v", err)
+		}
+	})
+
+	t.Run("http+json", func(t *testing.T) {
+		hc := httpClientFor(e.token("alice"))
+		card, err := agentcard.NewResolver(hc).Resolve(ctx, e.base+"/planner")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, err := a2aclient.NewFromCard(ctx, card, a2aclient.WithRESTTransport(hc),
+			a2aclient.WithConfig(a2aclient.Config{PreferredTransports: []a2a.TransportProtocol{a2a.TransportProtocolHTTPJSON}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := rest.SendMessage(ctx, userText("over rest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.(*a2a.Task)
+		if got.Status.State != a2a.TaskStateCompleted || !strings.Contains(text(got), "researched: over rest") {
+			t.Fatalf("HTTP+JSON: %s %q", got.Status.State, text(got))
+		}
+		again, err := rest.GetTask(ctx, &a2a.GetTaskRequest{ID: got.ID})
+		if err != nil || again.Status.State != a2a.TaskStateCompleted {
+			t.Fatalf("HTTP+JSON GetTask: %v %v", again, err)
 		}
 	})
 

@@ -2,8 +2,6 @@ package interop
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
@@ -39,21 +37,25 @@ forbid (principal, action, resource == Agent::"vault");
 
 // env is a gateway with its HTTP listener, and the identities' keys.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	g    *gateway.Gateway
 	cfg  *gateway.Config
 	keys map[string]nkeys.KeyPair
 	base string // http://addr of the gateway's listener
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the config changed by edit before the gateway
+// starts.
+func newEnvWith(t testing.TB, edit func(e *env)) *env {
 	t.Helper()
 	e := &env{t: t, keys: map[string]nkeys.KeyPair{}}
 	e.cfg = &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "none"}, HTTP: gateway.HTTPConfig{Listen: "127.0.0.1:0"}}
 	for _, id := range []gateway.IdentityConfig{
 		{ID: "alice", Type: "user"}, {ID: "bob", Type: "user"},
 		{ID: "planner", Tags: []string{"entry"}}, {ID: "researcher"}, {ID: "vault"},
-		{ID: "sleeper", Tags: []string{"entry"}}, {ID: "echo", Tags: []string{"entry"}},
+		{ID: "sleeper", Tags: []string{"entry"}}, {ID: "jsagent", Tags: []string{"entry"}}, {ID: "jslegacy", Tags: []string{"entry"}},
 	} {
 		kp, err := broker.NewKey()
 		if err != nil {
@@ -66,6 +68,9 @@ func newEnv(t *testing.T) *env {
 		} else {
 			e.cfg.Agents = append(e.cfg.Agents, id)
 		}
+	}
+	if edit != nil {
+		edit(e)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -161,7 +166,7 @@ func (x *executor) Cancel(ctx context.Context, ec *a2asrv.ExecutorContext) iter.
 
 // a2aServer serves x as an unmodified a2a-go/v2 JSON-RPC server with its
 // card, and returns its base URL.
-func a2aServer(t *testing.T, name string, x *executor) string {
+func a2aServer(t testing.TB, name string, x *executor) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
@@ -215,17 +220,13 @@ func userText(s string) *a2a.SendMessageRequest {
 	return &a2a.SendMessageRequest{Message: a2a.NewMessage(a2a.MessageRoleUser, a2a.NewTextPart(s))}
 }
 
-func isA2A(err, target error) bool { return errors.Is(err, target) }
-
-func must[T any](t *testing.T, v T, err error) T {
+func must[T any](t testing.TB, v T, err error) T {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
-
-var _ = fmt.Sprintf
 
 // testLogger logs to stderr when TOLLGATE_TEST_LOG is set.
 func testLogger() *slog.Logger {
