@@ -443,3 +443,34 @@ func TestFailedLoginsThrottled(t *testing.T) {
 		t.Fatalf("bearer read: %d", st)
 	}
 }
+
+// TestTamperedRun: a run whose chain is broken shows the first broken
+// link, the events before it only, and refuses a what-if.
+func TestTamperedRun(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := f.g.Ledger().Read(ctx, f.incident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Event 2 stored again at the end: event 12 does not follow event 11.
+	if _, err := f.g.JetStream().Publish(ctx, f.g.Subjects().Ledger(f.incident), recs[1].Raw); err != nil {
+		t.Fatal(err)
+	}
+	c := client(t)
+	f.login(t, c)
+	st, b := call(t, c, "GET", f.base+"/api/runs/"+f.incident, nil)
+	var run console.RunJSON
+	decode(t, b, &run)
+	if st != http.StatusOK || run.Verification.OK() || run.Verification.Broken.Seq != uint64(len(recs)+1) ||
+		run.Verification.Valid != len(recs) || run.Events != len(recs) || len(run.Timeline) != len(recs) {
+		t.Fatalf("tampered run: %d, verification %+v, %d events, timeline %d", st, run.Verification, run.Events, len(run.Timeline))
+	}
+	if st, _ := call(t, c, "GET", f.base+"/api/runs/"+f.incident+"?at="+strconv.Itoa(len(recs)+1), nil); st != http.StatusBadRequest {
+		t.Fatalf("as of the broken event: %d, want 400", st)
+	}
+	if st, b := call(t, c, "POST", f.base+"/api/runs/"+f.incident+"/whatif", console.WhatIfRequest{Set: "loop"}); st != http.StatusConflict {
+		t.Fatalf("what-if on a tampered run: %d %s, want 409", st, b)
+	}
+}
