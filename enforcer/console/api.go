@@ -314,6 +314,61 @@ func (s *Server) whatIf(w http.ResponseWriter, r *http.Request, _ *session) {
 	writeJSON(w, http.StatusOK, WhatIfJSON{Report: rep, Verification: &v.Verification})
 }
 
+// AnswerRequest is an operator's answer to a hop held for approval: a
+// note (required to reject: the caller is told it).
+type AnswerRequest struct {
+	Note string `json:"note"`
+}
+
+// answer approves or rejects a hop held for approval with the operator's
+// signed command (broker/operator, as tollgate approve/reject sends it).
+func (s *Server) answer(approve bool) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, ss *session) {
+		if ss.role != RoleOperator || ss.key == nil {
+			writeError(w, http.StatusForbidden, ErrForbidden.Error()+": log in with an operator's key to answer a held hop")
+			return
+		}
+		var req AnswerRequest
+		if !decodeBody(w, r, &req, 8<<10) {
+			return
+		}
+		run, hop := r.PathValue("run"), r.PathValue("hop")
+		if !schemas.ValidID(run) || !schemas.ValidID(hop) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%q / %q: not a run and hop id", run, hop))
+			return
+		}
+		oc := s.deps.OperatorConfig()
+		oc.ID, oc.Key = ss.name, ss.key
+		c, err := operator.Connect(oc)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, "console: connect as operator "+ss.name+": "+err.Error())
+			return
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		var reply *schemas.ApprovalReply
+		if approve {
+			reply, err = c.Approve(ctx, run, hop, req.Note)
+		} else {
+			reply, err = c.Reject(ctx, run, hop, req.Note)
+		}
+		switch {
+		case errors.Is(err, operator.ErrRefused):
+			writeError(w, http.StatusConflict, err.Error())
+			return
+		case errors.Is(err, operator.ErrNoAnswer):
+			writeError(w, http.StatusGatewayTimeout, err.Error())
+			return
+		case err != nil:
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		s.log.Info("console answer", "run", run, "hop", hop, "operator", ss.name, "approve", approve)
+		writeJSON(w, http.StatusOK, reply)
+	}
+}
+
 // HaltRequest is an operator's halt.
 type HaltRequest struct {
 	Reason string `json:"reason"`

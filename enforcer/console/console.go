@@ -7,8 +7,9 @@
 // The console reads; it decides nothing. Runs are read from the ledger and
 // shown through the one fold (ledger.State, through ledger/runtree), after
 // the one verifier (ledger.ReadVerified); the what-if is enforcer/whatif;
-// a halt is the operator's signed command of broker/operator, sent with
-// the key the operator logged in with; spend is the projections' query
+// a halt (and the answer to a hop held for approval) is the operator's
+// signed command of broker/operator, sent with the key the operator logged
+// in with; spend is the projections' query
 // code. The runs list is kept live with server-sent events fed from the
 // LEDGER stream.
 //
@@ -118,6 +119,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+p+"/api/policies", s.authed(s.policies))
 	m.HandleFunc("POST "+p+"/api/runs/{run}/whatif", s.authed(s.whatIf))
 	m.HandleFunc("POST "+p+"/api/runs/{run}/halt", s.authed(s.halt))
+	m.HandleFunc("POST "+p+"/api/runs/{run}/hops/{hop}/approve", s.authed(s.answer(true)))
+	m.HandleFunc("POST "+p+"/api/runs/{run}/hops/{hop}/reject", s.authed(s.answer(false)))
 	m.HandleFunc("GET "+p+"/api/spend", s.authed(s.spend))
 	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "console: no such API: "+r.Method+" "+r.URL.Path)

@@ -414,6 +414,48 @@ permit (principal is Agent, action == Action::"invoke", resource == Agent::"writ
 		held.Approval.Outcome != "pending" || !slices.Contains(held.Approval.Approvers, "finance") {
 		t.Fatalf("held hop: %+v", held)
 	}
+
+	// A reader cannot answer; the operator (group finance) approves with
+	// the signed command, and the ledger records it.
+	path := f.base + "/api/runs/" + run + "/hops/" + held.HopID
+	if st, b := call(t, c, "POST", path+"/approve", console.AnswerRequest{Note: "ok"}); st != http.StatusForbidden {
+		t.Fatalf("reader approve: %d %s", st, b)
+	}
+	op := client(t)
+	if st, b := call(t, op, "POST", f.base+"/api/login", map[string]string{"operator": operatorID, "seed": f.opSeed}); st != http.StatusOK {
+		t.Fatalf("operator login: %d %s", st, b)
+	}
+	if st, b := call(t, op, "POST", path+"/reject", console.AnswerRequest{}); st != http.StatusBadRequest {
+		t.Fatalf("reject without a note: %d %s", st, b)
+	}
+	st, b := call(t, op, "POST", path+"/approve", console.AnswerRequest{Note: "budget checked"})
+	var reply schemas.ApprovalReply
+	decode(t, b, &reply)
+	if st != http.StatusOK || !reply.OK || reply.LedgerSeq == 0 {
+		t.Fatalf("approve: %d %s", st, b)
+	}
+	if !slices.Contains(f.ledgerEvents(t, run), schemas.EventHopApproved) {
+		t.Fatal("no hop.approved in the ledger")
+	}
+	_, b = call(t, c, "GET", f.base+"/api/runs/"+run, nil)
+	decode(t, b, &detail)
+	for _, h := range detail.Hops {
+		if h.HopID == held.HopID && (h.Approval.Outcome != "approved" || h.Approval.By != operatorID || h.Approval.Note != "budget checked") {
+			t.Fatalf("approved hop: %+v", h.Approval)
+		}
+	}
+	// Answering again changes nothing: the gateway says so.
+	st, b = call(t, op, "POST", path+"/approve", console.AnswerRequest{Note: "again"})
+	decode(t, b, &reply)
+	n := 0
+	for _, e := range f.ledgerEvents(t, run) {
+		if e == schemas.EventHopApproved {
+			n++
+		}
+	}
+	if st != http.StatusOK || reply.Error != "already approved" || n != 1 {
+		t.Fatalf("approve twice: %d %s, %d hop.approved events", st, b, n)
+	}
 }
 
 // TestFailedLoginsThrottled: past a burst of failed logins from one

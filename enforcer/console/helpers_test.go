@@ -63,7 +63,7 @@ func startWith(t *testing.T, extra ...policy.File) *fixture {
 	}
 	opPub, _ := op.PublicKey()
 	opSeed, _ := op.Seed()
-	cfg.Operators = []gateway.OperatorConfig{{ID: operatorID, PublicKey: opPub}}
+	cfg.Operators = []gateway.OperatorConfig{{ID: operatorID, PublicKey: opPub, Groups: []string{"finance"}}}
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Console.Tokens = []console.Token{{Name: "auditors", SHA256: hash}}
 	cfg.Admin.Console.TraceURL = "http://tracing.example/trace/{trace_id}"

@@ -220,7 +220,29 @@ function guardrailText(g?: { verdict?: string; findings?: { rule?: string; actio
   return `${g.verdict || 'scanned'}${f ? ': ' + f : ''}`;
 }
 
-function hopDetail(run: RunDetail, hop: Hop): HTMLElement {
+// answerForm lets an operator approve or reject a hop held for approval
+// (the operator's signed command, as tollgate approve/reject sends it).
+function answerForm(run: RunDetail, hop: Hop, done: () => Promise<void>): Child {
+  if (session?.role !== 'operator' || hop.status !== 'pending') return null;
+  const note = h('input', { id: 'answer-note', name: 'note', placeholder: 'note (required to reject: the caller is told it)' });
+  const msg = h('p', { role: 'status', id: 'answer-msg' });
+  const send = async (verb: 'approve' | 'reject') => {
+    try {
+      const rep = await post<{ ledger_seq?: number; error?: string }>(`/api/runs/${encodeURIComponent(run.run_id)}/hops/${encodeURIComponent(hop.hop_id)}/${verb}`, { note: note.value });
+      msg.textContent = rep.error ? rep.error : `${verb === 'approve' ? 'Approved' : 'Rejected'} (ledger event #${rep.ledger_seq}).`;
+      await done();
+    } catch (e) {
+      msg.textContent = `${verb} failed: ` + (e instanceof Error ? e.message : String(e));
+    }
+  };
+  return h('form', { class: 'answer-form', 'aria-labelledby': 'answer-h', onsubmit: (e: Event) => e.preventDefault() },
+    h('h3', { id: 'answer-h' }, 'Held for approval'),
+    h('label', { for: 'answer-note' }, 'Note'), note,
+    h('button', { type: 'button', onclick: () => void send('approve') }, 'Approve'),
+    h('button', { type: 'button', class: 'danger', onclick: () => void send('reject') }, 'Reject'), msg);
+}
+
+function hopDetail(run: RunDetail, hop: Hop, done: () => Promise<void> = async () => {}): HTMLElement {
   return h('section', { class: 'panel hop-detail', 'aria-labelledby': 'hop-h', id: 'hop-detail' },
     h('h2', { id: 'hop-h', tabindex: '-1' }, `Hop #${hop.seq}: ${hop.from} → ${hop.to}`),
     kv(
@@ -243,6 +265,7 @@ function hopDetail(run: RunDetail, hop: Hop): HTMLElement {
       ['At', fmtTime(hop.at)],
       ['Trace', traceLink(run, hop)],
     ),
+    answerForm(run, hop, done),
     run.payloads ? h('div', {}, h('h3', {}, 'Message in'), h('pre', { class: 'payload' }, hop.input || '—'), h('h3', {}, 'Result out'), h('pre', { class: 'payload' }, hop.output || '—'))
       : h('p', { class: 'muted' }, 'Payloads are not shown (admin.console.payloads is off).'),
   );
@@ -299,7 +322,7 @@ async function runPage(runId: string) {
 
   const selectHop = (hp: Hop) => {
     selected = hp.hop_id;
-    detail.replaceChildren(hopDetail(shown, hp));
+    detail.replaceChildren(hopDetail(shown, hp, refresh));
     (document.getElementById('hop-h') as HTMLElement | null)?.focus();
   };
   const selectAgent = (id: string) => {
@@ -329,7 +352,7 @@ async function runPage(runId: string) {
         `#${hp.seq} ${hp.from} → ${hp.to}: ${hp.decision}${hp.cycle ? ' ↻cycle' : ''}${hp.breach ? ' tripped ' + hp.breach.limit : ''} · ${hp.status}`))));
     verify.replaceChildren(verificationPanel(latest));
     const sel = selected && r.hops.find((x) => x.hop_id === selected);
-    detail.replaceChildren(sel ? hopDetail(r, sel) : h('p', { class: 'muted' }, 'Select a hop in the tree or the list for its decision, reason, policies, guardrail findings, taint, spend, latency and trace.'));
+    detail.replaceChildren(sel ? hopDetail(r, sel, refresh) : h('p', { class: 'muted' }, 'Select a hop in the tree or the list for its decision, reason, policies, guardrail findings, taint, spend, latency and trace.'));
     renderActions();
   };
 
