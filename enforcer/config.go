@@ -33,6 +33,8 @@ type Config struct {
 	// hops to each target; WorkflowRetries override retries per workflow.
 	Targets         map[string]limits.Target
 	WorkflowRetries map[string]map[string]limits.Retry
+	// SpendSpikes configures the spend-spike alerts (off by default).
+	SpendSpikes limits.SpendSpikes
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery, when it has no pull request waiting, to count as bound: a
 	// target with fallbacks and no consumer bound has its hops re-routed.
@@ -180,7 +182,7 @@ func (c Config) LimitSet() limits.Set { return c.limitSet() }
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
 	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
-		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries}
+		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries, SpendSpikes: c.SpendSpikes}
 	s.SetDefaults()
 	return s
 }

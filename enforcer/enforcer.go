@@ -59,6 +59,7 @@ type Enforcer struct {
 	limiter  *ratelimit.Limiter
 	quotas   *quota.Store
 	binds    bindings
+	spikes   spikes
 	// breakers is the circuit-breaker bucket, opened on first use.
 	breakerMu sync.Mutex
 	breakers  jetstream.KeyValue

@@ -22,6 +22,8 @@ type demoOptions struct {
 	clickhouse string
 	// console, when set, serves the web console there until interrupted.
 	console string
+	// database is the ClickHouse database the demo writes.
+	database string
 }
 
 // defaultConsoleListen is where demo --console serves the console.
@@ -61,6 +63,7 @@ guardrail_findings and tainted_hops).`,
 	cmd.Flags().StringVar(&o.console, "console", "", "after the run, serve the web console on this address (host:port; bare --console: "+defaultConsoleListen+") and print its URL; Ctrl-C stops")
 	cmd.Flags().Lookup("console").NoOptDefVal = defaultConsoleListen
 	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
+	cmd.Flags().StringVar(&o.database, "database", demo.DefaultDatabase, "the ClickHouse database the demo writes (its own: never point it at a gateway's)")
 	return cmd
 }
 
@@ -72,7 +75,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		defer sayMu.Unlock()
 		fmt.Fprintf(stderr, "▸ "+format+"\n", args...)
 	}
-	do := demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, CostReport: !o.json, Say: say, Console: o.console}
+	do := demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, Database: o.database, CostReport: !o.json, Say: say, Console: o.console}
 	if o.console != "" {
 		do.Hold = func(ctx context.Context, g *gateway.Gateway, res *demo.Result) error {
 			if o.json {

@@ -40,8 +40,8 @@ func (g *Gateway) startConsole(ctx context.Context) error {
 		OperatorConfig: func() operator.Config {
 			subj := g.subjects
 			oc := operator.Config{Subjects: &subj, InProcess: g.emb}
-			if g.cfg.NATS.URL != "" {
-				oc.URL, oc.InProcess = g.cfg.NATS.URL, nil
+			if u := g.Config().NATS.URL; u != "" {
+				oc.URL, oc.InProcess = u, nil
 			}
 			return oc
 		},
@@ -61,7 +61,8 @@ func (g *Gateway) startConsole(ctx context.Context) error {
 	return nil
 }
 
-// refreshConsole takes the console's view of the current config.
+// refreshConsole takes the console's view of the current config; Reload
+// calls it holding g.mu.
 func (g *Gateway) refreshConsole() {
 	if g.consoleView == nil {
 		return
