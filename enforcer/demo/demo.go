@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -68,6 +70,14 @@ type Options struct {
 	// CostReport, with ClickHouse, waits until the run is projected and
 	// reads its cost from ClickHouse into Result.Cost.
 	CostReport bool
+	// Console, when set, serves the admin listener with the web console
+	// on this address (host:port; port 0 picks one) and lets Hold look at
+	// the gateway before it stops.
+	Console string
+	// Hold, when set, is called with the running gateway once the run is
+	// read back; the gateway stops when it returns (tollgate demo
+	// --console waits for Ctrl-C there).
+	Hold func(ctx context.Context, g *gateway.Gateway, res *Result) error
 	// Say receives progress lines, from the agents' goroutines too: it
 	// must be safe for concurrent use. Nil: none.
 	Say func(format string, args ...any)
@@ -91,6 +101,10 @@ type Result struct {
 	SignaturesVerified bool            `json:"signatures_verified"`
 	VerifyError        string          `json:"verify_error,omitempty"`
 	DataDir            string          `json:"data_dir,omitempty"`
+
+	// ConsoleURL is the web console's address with the login token in its
+	// fragment (Options.Console).
+	ConsoleURL string `json:"console_url,omitempty"`
 
 	// AlertSubject is the subject the alerts were published on.
 	AlertSubject string `json:"-"`
@@ -154,8 +168,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	gopts := gateway.Options{Policies: files}
+	var token string
+	if o.Console != "" {
+		if token, err = consoleConfig(cfg, o.Console, &gopts); err != nil {
+			return nil, err
+		}
+	}
 	say("embedded NATS JetStream in %s", dataDir)
-	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: files})
+	g, err := gateway.Start(ctx, cfg, gopts)
 	if err != nil {
 		return nil, err
 	}
@@ -171,50 +192,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
-	for _, a := range castFor(o.Scenario) {
-		if o.Scenario == A2A && a.id == "critic" {
-			stop, err := serveCritic(ctx, g, keys[a.id], say)
-			if err != nil {
-				return nil, err
-			}
-			defer stop()
-			continue
-		}
-		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
+	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	var reply *agent.Reply
+	if o.Scenario == A2A {
+		reply, err = playA2A(ctx, runCtx, g, keys, say)
+	} else {
+		reply, err = Play(runCtx, Bus{InProcess: g.Embedded()}, o.Scenario, keys, say)
 	}
-	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
 	if err != nil {
 		return nil, err
 	}
-	defer user.Close()
-
-	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
-	topic := "governance for agent-to-agent traffic"
-	if o.Scenario == Injection {
-		topic = "our Q3 vendors"
-	}
-	say("%s asks the orchestrator for a brief on %s", User, topic)
-	started := time.Now()
-	reply := &agent.Reply{}
-	if o.Scenario == A2A {
-		run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
-		if err != nil {
-			return nil, err
-		}
-		reply.RunID, reply.Status = run, a2ahttp.HopState(state)
-	} else {
-		reply, err = user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
-		var denied *agent.DeniedError
-		if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
-			return nil, fmt.Errorf("run: %w", err)
-		}
-	}
-	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 
 	recs, err := waitSettled(runCtx, g.Ledger(), reply.RunID)
 	if err != nil {
@@ -244,6 +232,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if _, projecting := g.ProjectorState(); o.CostReport && projecting {
 		res.CostErr = readCost(runCtx, g, res)
+	}
+	if u := g.ConsoleURL(); u != "" {
+		res.ConsoleURL = u + "runs/" + reply.RunID + "#token=" + token
+	}
+	if o.Hold != nil {
+		if err := o.Hold(ctx, g, res); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -298,6 +294,107 @@ func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyP
 	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
+}
+
+// playA2A runs the a2a scenario on g: the critic is an A2A server behind
+// the gateway's bridge, and the user starts the run over the A2A HTTP
+// ingress.
+func playA2A(ctx, runCtx context.Context, g *gateway.Gateway, keys map[string]nkeys.KeyPair, say func(string, ...any)) (*agent.Reply, error) {
+	for _, a := range castFor(A2A) {
+		if a.id == "critic" {
+			stop, err := serveCritic(ctx, g, keys[a.id], say)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			continue
+		}
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
+	if err != nil {
+		return nil, err
+	}
+	reply := &agent.Reply{RunID: run, Status: a2ahttp.HopState(state)}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
+}
+
+// Bus says how the cast reaches a gateway: in-process (an embedded
+// server) or by URL.
+type Bus struct {
+	URL       string
+	InProcess *broker.Embedded
+}
+
+// Play connects the cast of a scenario (with keys, as Config made them)
+// to a running gateway that registers it under those keys and enforces the
+// scenario's policies, lets the user start the scenario's run, and returns
+// the run's reply once the run is over. The run may end in a denial or a
+// timeout: that is the scenario's result, not an error.
+func Play(ctx context.Context, bus Bus, scenario string, keys map[string]nkeys.KeyPair, say func(format string, args ...any)) (*agent.Reply, error) {
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	for _, a := range castFor(scenario) {
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], URL: bus.URL, InProcess: bus.InProcess, Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], URL: bus.URL, InProcess: bus.InProcess})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	if scenario == Injection {
+		topic = "our Q3 vendors"
+	}
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	reply, err := user.Start(ctx, "orchestrator", agent.UserText("Write a brief on "+topic))
+	var denied *agent.DeniedError
+	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
+}
+
+// consoleConfig serves the console on addr with a fresh token, which it
+// returns, and offers the other scenario's policies to the what-if.
+func consoleConfig(cfg *gateway.Config, addr string, o *gateway.Options) (string, error) {
+	token, hash, err := console.NewToken()
+	if err != nil {
+		return "", err
+	}
+	cfg.Admin.Listen = addr
+	cfg.Admin.Console.Tokens = []console.Token{{Name: "demo", SHA256: hash}}
+	cfg.Admin.Console.Payloads = true
+	for sc, name := range map[string]string{Incident: "shipped policies (incident scenario)",
+		Loop: "shipped policies without no-reinvoke-orchestrator (loop scenario)"} {
+		files, err := Policies(sc)
+		if err != nil {
+			return "", err
+		}
+		o.CandidatePolicies = append(o.CandidatePolicies, console.PolicySource{Name: name, Files: files})
+	}
+	slices.SortFunc(o.CandidatePolicies, func(a, b console.PolicySource) int { return strings.Compare(a.Name, b.Name) })
+	return token, cfg.Validate()
 }
 
 // Policies returns the shipped policies a scenario runs with: all of them

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -652,17 +653,20 @@ func (c *Config) Layout(dir *broker.Directory, gatewayKeys ...string) broker.Lay
 type AdminConfig struct {
 	// Listen is host:port; empty serves no admin listener.
 	Listen string `yaml:"listen"`
+	// Console is the web console served on the listener (docs/console.md).
+	Console console.Config `yaml:"console"`
 }
 
 // Validate checks the section.
 func (c AdminConfig) Validate() error {
-	if c.Listen == "" {
-		return nil
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
+		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
-	}
-	return nil
+	errs = append(errs, c.Console.Validate())
+	return errors.Join(errs...)
 }
 
 // ClientURL is where clients in other processes reach the gateway's NATS:
