@@ -124,6 +124,17 @@ func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Replicas:    o.Replicas,
 			MaxAge:      o.AlertMaxAge,
 		},
+		{
+			Name:        s.Stream(StreamDeadLetter),
+			Description: "Tollgate dead letters: alerts no sink took after every retry",
+			Subjects:    []string{s.DeadLetterAll()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      o.AlertMaxAge,
+			Duplicates:  2 * time.Minute,
+			AllowDirect: true,
+		},
 	}
 }
 

@@ -164,6 +164,8 @@ func (e *Enforcer) approvalAlert(st *ledger.State, ev *schemas.Event, d *schemas
 	if err != nil {
 		return nil, fmt.Errorf("encode alert: %w", err)
 	}
+	e.cfg.Logger.Info("hop held for approval", "run", st.RunID, "hop", ev.HopID, "caller", d.From, "target", d.To,
+		"approvers", a.Approvers, "policy_ids", a.PolicyIDs, "deadline", a.Deadline)
 	return []outgoing{{subject: e.subjects.AlertApproval(st.RunID, ev.HopID), data: data, once: true}}, nil
 }
 

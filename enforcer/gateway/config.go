@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/notify"
+
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
@@ -60,6 +65,10 @@ type Config struct {
 	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Alerts, with sinks, makes serve deliver every alert to them
+	// (webhooks, Slack, a command); see docs/operations.md.
+	Alerts notify.Config `yaml:"alerts"`
+
 	// Models are the models the gateway serves (call_model hops), each a
 	// registered model identity with its upstream (docs/models-and-tools.md).
 	Models []ModelConfig `yaml:"models"`
@@ -206,18 +215,34 @@ const DefaultListen = "127.0.0.1:4250"
 // ListenNone as nats.listen serves in-process connections only.
 const ListenNone = "none"
 
-// LoadConfig reads a config file strictly (unknown keys are errors), fills
-// defaults and validates it, reporting every problem at once.
+// LoadConfig reads a config file strictly, fills defaults and validates
+// it, reporting every problem at once: unknown keys and type errors (strict
+// YAML decoding) in one list with the semantic ones, each with its line
+// where it has one.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig decodes and validates the config file at path, whose bytes
+// are b.
+func parseConfig(path string, b []byte) (*Config, error) {
 	var cfg Config
+	var errs []error
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		// The rest of the file decoded: check it too.
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(strings.TrimPrefix(e, "yaml: ")))
+		}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -226,9 +251,72 @@ func LoadConfig(path string) (*Config, error) {
 	cfg.dir = filepath.Dir(abs)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, err)
+		errs = append(errs, withLines(b, flatten(err))...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s:\n%w", path, errors.Join(errs...))
 	}
 	return &cfg, nil
+}
+
+// flatten lists the errors a joined error holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// withLines prefixes each semantic error with the line of the config
+// entry it names (an identity or operator by its quoted id, else the
+// section it starts with), when there is one.
+func withLines(b []byte, errs []error) []error {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return errs
+	}
+	root := doc.Content[0]
+	sections, ids := map[string]int{}, map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, val := root.Content[i], root.Content[i+1]
+		sections[key.Value] = key.Line
+		if val.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, entry := range val.Content {
+			for j := 0; entry.Kind == yaml.MappingNode && j+1 < len(entry.Content); j += 2 {
+				if entry.Content[j].Value == "id" {
+					ids[strconv.Quote(entry.Content[j+1].Value)] = entry.Line
+				}
+			}
+		}
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		// The identity named first is the one the error is about.
+		msg, line, at := e.Error(), 0, len(e.Error())
+		for id, l := range ids {
+			if i := strings.Index(msg, id); i >= 0 && i < at {
+				line, at = l, i
+			}
+		}
+		if line == 0 {
+			for name, l := range sections {
+				if strings.HasPrefix(msg, name) {
+					line = l
+				}
+			}
+		}
+		out[i] = e
+		if line > 0 {
+			out[i] = fmt.Errorf("line %d: %w", line, e)
+		}
+	}
+	return out
 }
 
 // SetDefaults fills what the config leaves out.
@@ -321,6 +409,7 @@ func (c *Config) validate(needPolicies bool) error {
 			}
 		}
 	}
+	errs = append(errs, c.sharedKeys()...)
 	if needPolicies && len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
 	}
@@ -348,7 +437,37 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.Guardrails.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Alerts.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// sharedKeys reports every public key that two identities or operators
+// hold: a key is one identity's credential, never shared.
+func (c *Config) sharedKeys() []error {
+	owner := map[string]string{}
+	var errs []error
+	note := func(who, key string) {
+		if key == "" {
+			return
+		}
+		if first, ok := owner[key]; ok {
+			errs = append(errs, fmt.Errorf("%s: public_key %s is also %s's: every identity needs a key of its own", who, key, first))
+			return
+		}
+		owner[key] = who
+	}
+	for _, a := range c.Agents {
+		note(fmt.Sprintf("agents %q", a.ID), a.PublicKey)
+	}
+	for _, u := range c.Users {
+		note(fmt.Sprintf("users %q", u.ID), u.PublicKey)
+	}
+	for _, op := range c.Operators {
+		note(fmt.Sprintf("operators %q", op.ID), op.PublicKey)
+	}
+	return errs
 }
 
 // Directory builds the identity directory of the config.
@@ -544,4 +663,17 @@ func (c AdminConfig) Validate() error {
 		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
 	}
 	return nil
+}
+
+// ClientURL is where clients in other processes reach the gateway's NATS:
+// nats.url, or for an embedded gateway nats://<nats.listen>.
+// ErrNoListener when the embedded server listens to none (nats.listen none).
+func (c *Config) ClientURL() (string, error) {
+	switch {
+	case c.NATS.URL != "":
+		return c.NATS.URL, nil
+	case c.NATS.Listen == ListenNone:
+		return "", ErrNoListener
+	}
+	return "nats://" + c.NATS.Listen, nil
 }
