@@ -62,6 +62,7 @@ func TestCircuitBreaker(t *testing.T) {
 	if d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonUnavailable {
 		t.Fatalf("hop to an open circuit: %s %+v", d.Kind, d.Denial)
 	}
+	waitFor(t, func() bool { return len(circuitAlerts(t, g, "research")) >= 1 })
 	if got := circuitAlerts(t, g, "research"); len(got) != 1 || got[0] != "open" {
 		t.Fatalf("circuit alerts %v, want [open]", got)
 	}
