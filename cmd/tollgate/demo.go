@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -118,6 +119,13 @@ func printDemo(stdout io.Writer, res *demo.Result) error {
 	}
 	for _, a := range res.Alerts {
 		fmt.Fprintf(stdout, "Alert on %s: %s (by %s; %d open hops cancelled)\n", res.AlertSubject, a.Message, a.By, len(a.OpenHops))
+	}
+	for _, a := range res.SpendSpikes {
+		var edges []string
+		for _, e := range a.TopEdges {
+			edges = append(edges, fmt.Sprintf("%s $%.2f (%d hops)", e.Key, e.CostUSD, e.Hops))
+		}
+		fmt.Fprintf(stdout, "Spend-spike alert: %s; top edges: %s\n", a.Message, strings.Join(edges, ", "))
 	}
 	verdict := "verified: hash chain intact, every admitted envelope's signature checks"
 	if res.VerifyError != "" {

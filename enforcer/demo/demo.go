@@ -95,8 +95,10 @@ type Result struct {
 	// TaintedHops the hops whose content came from an untrusted source.
 	GuardrailFindings []GuardrailFinding `json:"guardrail_findings"`
 	TaintedHops       []TaintedHop       `json:"tainted_hops"`
-	// Alerts are those published on the run's alert subject.
+	// Alerts are those published on the run's alert subject;
+	// SpendSpikes the spend-spike alerts published while it ran.
 	Alerts             []schemas.Alert `json:"alerts"`
+	SpendSpikes        []schemas.Alert `json:"spend_spikes"`
 	LedgerVerified     bool            `json:"ledger_verified"`
 	SignaturesVerified bool            `json:"signatures_verified"`
 	VerifyError        string          `json:"verify_error,omitempty"`
@@ -222,6 +224,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if res.Alerts, err = alerts(ctx, g, reply.RunID); err != nil {
 		return nil, err
 	}
+	if res.SpendSpikes, err = spikeAlerts(ctx, g); err != nil {
+		return nil, err
+	}
 	v := ledger.Verify(reply.RunID, recs, g.SigningKeys())
 	res.LedgerVerified = v.Chain == ledger.ChainIntact
 	// Signatures past a broken link are not checked: only an intact chain
@@ -256,8 +261,11 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 
 // castFor is the cast of a scenario.
 func castFor(scenario string) []member {
-	if scenario == Injection {
+	switch scenario {
+	case Injection:
 		return injectionCast()
+	case Loop:
+		return loopCast()
 	}
 	return cast()
 }
@@ -291,6 +299,12 @@ func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyP
 		}
 		cfg.Agents = append(cfg.Agents, gateway.IdentityConfig{ID: a.id, Type: "agent", Team: a.team, Tags: a.tags, PublicKey: pub,
 			TimeoutSeconds: 30, Workflow: a.workflow})
+	}
+	if scenario == Loop {
+		// Watch spend on a demo's time scale: a burst within seconds of
+		// the start is a spike.
+		cfg.SpendSpikes = limits.SpendSpikes{Factor: 3, Short: 10 * time.Second, Baseline: time.Minute,
+			MinCostUSD: 0.1, Cooldown: time.Hour, Warmup: time.Nanosecond}
 	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
@@ -464,6 +478,30 @@ func alerts(ctx context.Context, g *gateway.Gateway, run string) ([]schemas.Aler
 		return nil, fmt.Errorf("alert of run %s: %w", run, err)
 	}
 	return []schemas.Alert{a}, nil
+}
+
+// spikeAlerts reads the spend-spike alerts published so far.
+func spikeAlerts(ctx context.Context, g *gateway.Gateway) ([]schemas.Alert, error) {
+	s, err := g.JetStream().Stream(ctx, g.Subjects().Stream(broker.StreamAlerts))
+	if err != nil {
+		return nil, err
+	}
+	out := []schemas.Alert{}
+	for _, scope := range []string{"agent", "team"} {
+		m, err := s.GetLastMsgForSubject(ctx, g.Subjects().AlertFleet(schemas.AlertSpendSpike, scope+".*"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spend-spike alerts: %w", err)
+		}
+		var a schemas.Alert
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			return nil, fmt.Errorf("spend-spike alert: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // readCost waits until the gateway's projector has written every ledger
