@@ -43,11 +43,14 @@ type Config struct {
 	// DefaultTimeout is a hop's timeout when its target sets none.
 	// Default 5 minutes.
 	DefaultTimeout time.Duration
-	// Shards is the number of run-ordered workers. Default 64.
+	// Shards is the number of workers. Work is queued per run and a run is
+	// worked on by one worker at a time, in order; a slow run (a slow
+	// append) holds one worker and never delays the others, so this bounds
+	// how many runs are worked on at once. Default 64.
 	Shards int
 	// RunCacheBytes bounds the run states the enforcer keeps in memory, by
-	// an estimate of their size (ledger.State.Bytes), shared out evenly
-	// between the shards; cold runs are folded from the ledger again when
+	// an estimate of their size (ledger.State.Bytes), one cache shared by
+	// every worker; cold runs are folded from the ledger again when
 	// they are next touched. Default 128 MiB.
 	RunCacheBytes int
 	// MaxAckPending bounds submissions in flight. Default 16384.

@@ -60,7 +60,12 @@ type Enforcer struct {
 	// operatorGroups maps operators to the approver groups they are in.
 	operatorGroups atomic.Pointer[map[string][]string]
 
-	shards     []*shard
+	// mailbox queues work per run for the workers; cache holds the runs'
+	// states; pubs are the connections appends and forwards go out on.
+	mailbox    *mailbox
+	cache      *runCache
+	pubs       []publisher
+	workers    int
 	consumes   []jetstream.ConsumeContext
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
@@ -143,17 +148,21 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	}
 	// In-flight work finishes even when ctx ends; Stop waits for it.
 	work := context.WithoutCancel(ctx)
-	e.shards = make([]*shard, e.cfg.Shards)
-	pubs := e.cfg.Publishers
-	if len(pubs) == 0 {
-		pubs = []jetstream.JetStream{e.js}
+	if e.cache, err = newRunCache(e, e.cfg.RunCacheBytes); err != nil {
+		return err
 	}
-	for i := range e.shards {
-		s, err := newShard(e, work, pubs[i%len(pubs)])
-		if err != nil {
-			return err
-		}
-		e.shards[i] = s
+	e.mailbox = newMailbox()
+	conns := e.cfg.Publishers
+	if len(conns) == 0 {
+		conns = []jetstream.JetStream{e.js}
+	}
+	e.pubs = make([]publisher, len(conns))
+	for i, js := range conns {
+		e.pubs[i] = publisher{js: js, ledger: ledger.New(js, e.subjects.Stream(broker.StreamLedger), e.subjects)}
+	}
+	e.workers = e.cfg.Shards
+	for range e.workers {
+		s := newShard(e, work)
 		e.wg.Add(2)
 		go s.run(&e.wg)
 		go s.acker(&e.wg)
@@ -220,30 +229,35 @@ func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc stri
 	return cons, nil
 }
 
-// dispatch hands a submission to the shard that owns its run, so each run
-// is handled by one goroutine, in order.
+// dispatch queues a submission behind its run's earlier work, so each run
+// is handled in order by one worker at a time. It never blocks: a busy run
+// cannot hold up the consumer, and so the other runs.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
 	caller, run, ok := e.subjects.ParseSubmit(m.Subject())
 	if !ok {
 		run = "" // a malformed subject: the submission belongs to no run
 	}
-	e.shardFor(run).in <- work{run: run, caller: caller, msg: m}
+	e.mailbox.put(work{run: run, caller: caller, msg: m})
 }
 
-// dispatchTimer hands a fired timer to its run's shard.
+// dispatchTimer queues a fired timer behind its run's earlier work.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
 	run, _, ok := e.subjects.ParseTimerFire(m.Subject())
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.shardFor(run).in <- work{run: run, msg: m, timer: true}
+	e.mailbox.put(work{run: run, msg: m, timer: true})
 }
 
-func (e *Enforcer) shardFor(run string) *shard {
+// publisher returns the connection a run appends and forwards on.
+func (e *Enforcer) publisher(run string) publisher {
+	if len(e.pubs) == 1 {
+		return e.pubs[0]
+	}
 	h := fnv.New32a()
 	h.Write([]byte(run))
-	return e.shards[h.Sum32()%uint32(len(e.shards))]
+	return e.pubs[h.Sum32()%uint32(len(e.pubs))]
 }
 
 // Stop stops consuming, finishes the work in flight and waits for its
@@ -280,10 +294,8 @@ func (e *Enforcer) stopConsuming(ctx context.Context) {
 }
 
 func (e *Enforcer) closeShards() {
-	for _, s := range e.shards {
-		if s != nil {
-			s.close()
-		}
+	if e.mailbox != nil {
+		e.mailbox.close()
 	}
 }
 
