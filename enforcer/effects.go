@@ -191,12 +191,18 @@ func (e *Enforcer) timer(run string, at time.Time) outgoing {
 	if fire.Before(at) {
 		fire = fire.Add(time.Second)
 	}
+	target := e.subjects.TimerFire(run, broker.TimerRunKey)
+	if n := e.cfg.Partitions; n > 0 {
+		// Fired in the run's partition, owned by the instance that owns
+		// the run's submissions.
+		target = e.subjects.TimerFireIn(broker.Partition(run, n), run, broker.TimerRunKey)
+	}
 	return outgoing{
 		subject: e.subjects.TimerSchedule(run, broker.TimerRunKey),
 		data:    []byte{},
 		opts: []jetstream.PublishOpt{
 			jetstream.WithScheduleAt(fire),
-			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, broker.TimerRunKey)),
+			jetstream.WithScheduleTarget(target),
 		},
 	}
 }

@@ -62,11 +62,18 @@ type Enforcer struct {
 
 	// mailbox queues work per run for the workers; cache holds the runs'
 	// states; pubs are the connections appends and forwards go out on.
-	mailbox    *mailbox
-	cache      *runCache
-	pubs       []publisher
-	workers    int
-	consumes   []jetstream.ConsumeContext
+	mailbox *mailbox
+	cache   *runCache
+	pubs    []publisher
+	workers int
+	// consumeMu guards consumes, standby and stopped: standby partitions
+	// start consuming from timers.
+	consumeMu sync.Mutex
+	consumes  []jetstream.ConsumeContext
+	standby   []*time.Timer
+	stopped   bool
+	// pinned are the partition consumers (Config.Partitions).
+	pinned     []*pinned
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
 	querySub   *nats.Subscription
@@ -138,7 +145,11 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
-	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
+	filter, desc := e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here"
+	if e.cfg.Partitions > 0 {
+		filter, desc = e.subjects.SubmitUnmapped(), "Tollgate enforcers: submissions on no run's subject (runs go to the partition consumers)"
+	}
+	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, filter, desc)
 	if err != nil {
 		return err
 	}
@@ -183,7 +194,16 @@ func (e *Enforcer) Start(ctx context.Context) error {
 			e.closeShards()
 			return fmt.Errorf("enforcer consume: %w", err)
 		}
+		e.consumeMu.Lock()
 		e.consumes = append(e.consumes, cc)
+		e.consumeMu.Unlock()
+	}
+	if e.cfg.Partitions > 0 {
+		if err := e.startPartitions(ctx, onErr); err != nil {
+			e.stopConsuming(ctx)
+			e.closeShards()
+			return err
+		}
 	}
 	e.haltSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlHalt("*"), "tollgate-enforcers", e.onHalt)
 	if err != nil {
@@ -233,7 +253,10 @@ func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc stri
 // is handled in order by one worker at a time. It never blocks: a busy run
 // cannot hold up the consumer, and so the other runs.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
-	caller, run, ok := e.subjects.ParseSubmit(m.Subject())
+	_, caller, run, ok := e.subjects.ParsePartitioned(m.Subject())
+	if !ok {
+		caller, run, ok = e.subjects.ParseSubmit(m.Subject())
+	}
 	if !ok {
 		run = "" // a malformed subject: the submission belongs to no run
 	}
@@ -242,7 +265,10 @@ func (e *Enforcer) dispatch(m jetstream.Msg) {
 
 // dispatchTimer queues a fired timer behind its run's earlier work.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, _, ok := e.subjects.ParseTimerFire(m.Subject())
+	run, _, ok := e.subjects.ParseTimerFireIn(m.Subject())
+	if !ok {
+		run, _, ok = e.subjects.ParseTimerFire(m.Subject())
+	}
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
@@ -269,6 +295,8 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		// Its work done, the enforcer hands its partitions on at once.
+		e.releasePartitions(ctx)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("enforcer stop: %w", ctx.Err())
@@ -281,16 +309,23 @@ func (e *Enforcer) stopConsuming(ctx context.Context) {
 			_ = sub.Drain()
 		}
 	}
-	for _, cc := range e.consumes {
+	e.consumeMu.Lock()
+	e.stopped = true
+	for _, t := range e.standby {
+		t.Stop()
+	}
+	consumes := e.consumes
+	e.consumes, e.standby = nil, nil
+	e.consumeMu.Unlock()
+	for _, cc := range consumes {
 		cc.Drain()
 	}
-	for _, cc := range e.consumes {
+	for _, cc := range consumes {
 		select {
 		case <-cc.Closed():
 		case <-ctx.Done():
 		}
 	}
-	e.consumes = nil
 }
 
 func (e *Enforcer) closeShards() {
@@ -323,13 +358,15 @@ func (e *Enforcer) OpenRuns() int64 { return e.openRuns.Load() }
 // rejected submissions; Replayed the repeated invokes answered with their
 // recorded outcome.
 // Unavailable counts the submissions answered "unavailable" because the
-// ledger had no room to record them.
+// ledger had no room to record them; Conflicts the submissions and timers
+// nacked because another instance had appended to their run (while a
+// partition changed hands, or without partitions).
 type Stats struct {
-	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors uint64
+	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors, Conflicts uint64
 }
 
 type counters struct {
-	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors atomic.Uint64
+	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors, conflicts atomic.Uint64
 }
 
 // Stats returns counts since the enforcer started.
@@ -338,7 +375,7 @@ func (e *Enforcer) Stats() Stats {
 		Allowed: e.stats.allowed.Load(), Denied: e.stats.denied.Load(), Completed: e.stats.completed.Load(),
 		TimedOut: e.stats.timedOut.Load(), Halted: e.stats.halted.Load(),
 		Redelivered: e.stats.redelivered.Load(), Dropped: e.stats.dropped.Load(), Replayed: e.stats.replayed.Load(),
-		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(),
+		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(), Conflicts: e.stats.conflicts.Load(),
 	}
 }
 

@@ -154,15 +154,26 @@ func (s *shard) handle(w work) {
 		default:
 			out, err = s.process(ctx, sub)
 		}
-		if !errors.Is(err, ledger.ErrConflict) {
+		// Another writer appended to the run. Operator commands reach any
+		// instance and are retried on the run as it is now; a submission or
+		// a timer is nacked instead (below) and redelivered to whichever
+		// instance owns its partition then: conflicts on them happen only
+		// while a partition changes hands (or without partitions).
+		if !errors.Is(err, ledger.ErrConflict) || w.halt == nil && w.approve == nil {
 			break
 		}
-		// Another writer appended to the run: forget what we knew.
 		s.e.cache.remove(w.run)
 	}
 	done := s.completion(w)
 	if errors.Is(err, errAbandon) {
 		s.disarm(w.run)
+		return
+	}
+	if err != nil && errors.Is(err, ledger.ErrConflict) && w.halt == nil && w.approve == nil {
+		s.e.stats.conflicts.Add(1)
+		s.e.cfg.Logger.Info("run appended to by another instance: redelivering", "run", w.run)
+		s.e.cache.remove(w.run)
+		done(false)
 		return
 	}
 	if err != nil {
