@@ -150,9 +150,16 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	}
 	for _, cfg := range s.StreamConfigs(o) {
 		for {
-			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			// On a cluster without a meta leader yet no server answers: each
+			// attempt has a deadline of its own.
+			attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := js.CreateOrUpdateStream(attempt, cfg)
+			cancel()
 			if err == nil {
 				break
+			}
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				continue
 			}
 			if !retryableProvisionError(err) || ctx.Err() != nil {
 				return fmt.Errorf("provision stream %s: %w", cfg.Name, err)

@@ -188,7 +188,8 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		cons jetstream.Consumer
 		fn   jetstream.MessageHandler
 	}{{submit, e.dispatch}, {timers, e.dispatchTimer}} {
-		cc, err := c.cons.Consume(c.fn, batch, onErr)
+		// Short pulls, renewed within seconds when a cluster node is lost.
+		cc, err := c.cons.Consume(c.fn, batch, jetstream.PullExpiry(5*time.Second), onErr)
 		if err != nil {
 			e.stopConsuming(ctx)
 			e.closeShards()

@@ -15,6 +15,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var configPath, dataDir string
+	instance := -1
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway (embedded NATS unless the config names a server)",
@@ -30,6 +31,12 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			}
 			if dataDir != "" {
 				cfg.NATS.DataDir = dataDir
+			}
+			if instance >= 0 {
+				cfg.Enforcer.Instance = instance
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
 			}
 			log := logger(cmd)
 			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimit)
@@ -63,6 +70,7 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file (re-read on SIGHUP)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
+	cmd.Flags().IntVar(&instance, "instance", -1, "which of enforcer.instances this gateway is: the run partitions it prefers (overrides enforcer.instance)")
 	return cmd
 }
 

@@ -263,6 +263,9 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.SystemCredentials != "" && c.NATS.AccountsFile == "" {
 		errs = append(errs, errors.New("nats: system_credentials reloads the servers after writing accounts_file, which is not set"))
 	}
+	if c.Enforcer.Instance < 0 || c.Enforcer.Instances < 0 || c.Enforcer.Instance > 0 && c.Enforcer.Instance >= c.Enforcer.Instances {
+		errs = append(errs, fmt.Errorf("enforcer.instance is %d of %d, want 0 to instances-1", c.Enforcer.Instance, c.Enforcer.Instances))
+	}
 	if c.NATS.Partitions < 0 || c.NATS.Partitions > broker.MaxPartitions {
 		errs = append(errs, fmt.Errorf("nats.partitions is %d, want 0 to %d", c.NATS.Partitions, broker.MaxPartitions))
 	}
