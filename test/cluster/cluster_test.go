@@ -110,6 +110,12 @@ func demoOnCluster(t *testing.T, processes bool) {
 	if err := broker.WriteSeed(filepath.Join(dir, "gateway.nk"), gwKey); err != nil {
 		t.Fatal(err)
 	}
+	// A lost node stalls the cluster while it elects new leaders (up to
+	// ~10 s seen on this shared 2-core machine, three servers in one
+	// process): hops get time to outlast it.
+	for i := range cfg.Agents {
+		cfg.Agents[i].TimeoutSeconds = 120
+	}
 	cfg.NATS = gateway.NATSConfig{Credentials: filepath.Join(dir, "gateway.nk"), Replicas: 3, Partitions: partitions}
 	accounts, err := gateway.AccountsConfig(cfg)
 	if err != nil {
@@ -209,23 +215,22 @@ func demoOnCluster(t *testing.T, processes bool) {
 		}
 		t.Fatalf("run %s: reply %s (%s), events %v: want it completed despite the node stop", reply.RunID, reply.Status, reply.Error, kinds)
 	}
+	// In steady state a run's hops are all decided by one instance
+	// (enforcer.TestPartitionsOwnedByOneInstance). A lost node may move a
+	// partition's consumer leader, and the new leader pins whichever
+	// instance pulls first: the run may then change hands, which the
+	// expected-sequence appends keep correct (checked above: no hop decided
+	// twice, the chain intact).
 	sa, sb := a.Enforcer().Stats(), b.Enforcer().Stats()
-	decidedA, decidedB := sa.Allowed+sa.Denied, sb.Allowed+sb.Denied
-	if (decidedA == 0) == (decidedB == 0) {
-		t.Fatalf("the run's hops were decided by both instances or neither: a %+v, b %+v", sa, sb)
-	}
 	var kinds []string
 	for _, r := range recs {
 		kinds = append(kinds, string(r.Event.Type))
 	}
 	t.Logf("run %s (partition %d, reply %s): %d events %v; decided by a: %d, b: %d", reply.RunID, broker.Partition(reply.RunID, partitions),
-		reply.Status, len(recs), kinds, decidedA, decidedB)
+		reply.Status, len(recs), kinds, sa.Allowed+sa.Denied, sb.Allowed+sb.Denied)
 
 	// One instance stops; its partitions move to the other.
 	survivor, gone, goneParts := a, b, []int{1, 3}
-	if decidedB == 0 {
-		survivor, gone, goneParts = b, a, []int{0, 2}
-	}
 	stopCtx, stopCancel := context.WithTimeout(ctx, 15*time.Second)
 	if err := gone.Close(stopCtx); err != nil {
 		t.Logf("close gateway: %v", err)
