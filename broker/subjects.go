@@ -111,6 +111,11 @@ func (s Subjects) Deliver(agent, hop string, kind schemas.DeliveryKind) string {
 	return s.prefix + ".deliver." + agent + "." + hop + "." + string(kind)
 }
 
+// DeliverHop is the wildcard of every delivery to agent for one hop.
+func (s Subjects) DeliverHop(agent, hop string) string {
+	return s.prefix + ".deliver." + agent + "." + hop + ".*"
+}
+
 // DeliverFor is the wildcard of every delivery to agent.
 func (s Subjects) DeliverFor(agent string) string { return s.prefix + ".deliver." + agent + ".>" }
 

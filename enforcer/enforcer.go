@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -41,6 +42,10 @@ type Registry struct {
 	// Checker is its external checker, nil for none.
 	Guard   *guardrail.Engine
 	Checker guardrail.Checker
+	// Ingress is the public key the gateway's HTTP ingress signs the
+	// envelopes it submits on behalf of its callers with (envelopes with
+	// via "a2a-ingress"); nil: no ingress, and such envelopes are denied.
+	Ingress ed25519.PublicKey
 }
 
 // Enforcer is the governing consumer. Create it with New, then Start it;
@@ -118,7 +123,7 @@ func (e *Enforcer) Reload(reg Registry) {
 		lim.SetDefaults()
 	}
 	e.rules.Store(&decision.Rules{
-		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker,
+		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker, Ingress: reg.Ingress,
 		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout, ApprovalTimeout: e.cfg.ApprovalTimeout,
 	})
 	ops := e.cfg.Operators

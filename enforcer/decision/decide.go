@@ -108,6 +108,10 @@ func (r *Rules) decide(st *ledger.State, sub *Submission, now time.Time, in Inpu
 	if v != nil {
 		return r.denied(st, sub, v, now), nil
 	}
+	if env.Version == schemas.EnvelopeV1 && !sub.StoredAt.Before(schemas.EnvelopeV1Until) {
+		return r.denied(st, sub, Deny(schemas.ReasonMalformed,
+			"envelope v=%d was accepted until %s; send v=%d (A2A v1.0 messages)", env.Version, schemas.EnvelopeV1Until.Format(time.DateOnly), schemas.EnvelopeVersion), now), nil
+	}
 	if skew := sub.StoredAt.Sub(env.SentAt).Abs(); skew > r.ReplayWindow {
 		return r.denied(st, sub, Deny(schemas.ReasonReplay,
 			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), r.ReplayWindow), now), nil
@@ -136,6 +140,18 @@ func (r *Rules) authenticate(sub *Submission) (*broker.Identity, *Verdict) {
 		return nil, Deny(schemas.ReasonIdentity, "%q is disabled", sub.Caller)
 	case !id.IsCaller() && env.Kind != schemas.KindReply:
 		return nil, Deny(schemas.ReasonIdentity, "%q is a %s: it may only reply", id.ID, id.Type)
+	}
+	if env.Via == schemas.ViaIngress {
+		// The ingress submitted it for an HTTP caller it authenticated:
+		// only the ingress key can have signed it, never the caller's
+		// own connection.
+		if r.Ingress == nil {
+			return nil, Deny(schemas.ReasonIdentity, "envelope says it came through the HTTP ingress, but this gateway has none")
+		}
+		if err := schemas.VerifySignature(sub.Wire, r.Ingress); err != nil {
+			return nil, Deny(schemas.ReasonIdentity, "envelope says it came through the HTTP ingress: %v", err)
+		}
+		return id, nil
 	}
 	if id.RequireSignature || env.Signature != "" {
 		if id.SigningKey() == nil {
@@ -210,7 +226,7 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		d.OnBehalfOf, d.ParentHopID = st.OnBehalfOf, parent.ID
 	}
 	d.Cycle = slices.Contains(d.Ancestry, env.To)
-	if t := invokeTaint(above, caller); t.tainted {
+	if t := invokeTaint(above, caller, env); t.tainted {
 		d.Tainted, d.TaintSources = true, t.sources
 	}
 	d.TraceID, d.SpanID, d.ParentSpanID = hopTrace(st, sub, parent)

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -44,8 +45,20 @@ type Config struct {
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	// Admin is the operators' HTTP listener: health, metrics, the console.
 	Admin AdminConfig `yaml:"admin"`
+	// HTTP is the agents' HTTP listener: the A2A ingress (and the model
+	// and tool gateways), with per-identity bearer tokens.
+	HTTP HTTPConfig `yaml:"http"`
+	// Bridges put existing A2A servers behind the gateway as agents.
+	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Models are the models the gateway serves (call_model hops), each a
+	// registered model identity with its upstream (docs/models-and-tools.md).
+	Models []ModelConfig `yaml:"models"`
+	// MCPServers are the MCP servers the gateway fronts; Tools the
+	// governed tools of them (call_tool hops), each a tool identity.
+	MCPServers []tools.ServerConfig `yaml:"mcp_servers"`
+	Tools      []ToolConfig         `yaml:"tools"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -272,7 +285,11 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
-	if _, err := c.Directory(); err != nil {
+	dir, err := c.Directory()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateHops(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if c.NATS.URL == "" {
@@ -307,6 +324,15 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateBridges(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTP.Listen != "" && c.HTTPKeysDir() == "" {
+		errs = append(errs, errors.New("http.keys: with an external NATS server, name the folder of the HTTP listener's keys"))
+	}
 	if err := c.Admin.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -339,6 +365,14 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	}
 	for _, u := range c.Users {
 		add("users", u, "user")
+	}
+	// A tool whose MCP server is untrusted is untrusted itself.
+	for _, t := range c.untrustedTools() {
+		for i := range ids {
+			if ids[i].ID == t {
+				ids[i].Untrusted = true
+			}
+		}
 	}
 	dir, err := broker.NewDirectory(ids)
 	errs = append(errs, err)
