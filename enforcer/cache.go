@@ -17,7 +17,7 @@ import (
 // cache itself. It is bounded by an estimate of the states' bytes
 // (budget), not by their count: one long run can weigh as much as
 // thousands of short ones. An evicted run is folded from the ledger again
-// when it is next touched; a run being worked on is never evicted.
+// when it is next touched; a run with work queued or being worked on is never evicted.
 type runCache struct {
 	e      *Enforcer
 	mu     sync.Mutex
@@ -26,8 +26,9 @@ type runCache struct {
 	budget int
 	// open counts the cached runs that are open.
 	open int
-	// held counts the workers on each run now.
-	held map[string]int
+	// busy reports whether a run has work queued or being worked on
+	// (mailbox.queued): such a run is not evicted.
+	busy func(run string) bool
 	// armed is the due time each run's timer was last set to.
 	armed map[string]time.Time
 }
@@ -41,8 +42,11 @@ type cached struct {
 	open bool
 }
 
-func newRunCache(e *Enforcer, budget int) (*runCache, error) {
-	c := &runCache{e: e, budget: max(budget, 1), held: map[string]int{}, armed: map[string]time.Time{}}
+// maxSkips bounds the busy runs one eviction pass steps over.
+const maxSkips = 256
+
+func newRunCache(e *Enforcer, budget int, busy func(run string) bool) (*runCache, error) {
+	c := &runCache{e: e, budget: max(budget, 1), busy: busy, armed: map[string]time.Time{}}
 	lru, err := simplelru.NewLRU[string, *cached](math.MaxInt32, func(run string, v *cached) {
 		c.bytes -= v.bytes
 		if v.open {
@@ -55,21 +59,6 @@ func newRunCache(e *Enforcer, budget int) (*runCache, error) {
 	}
 	c.lru = lru
 	return c, nil
-}
-
-// hold marks run as worked on, so it is not evicted until release.
-func (c *runCache) hold(run string) {
-	c.mu.Lock()
-	c.held[run]++
-	c.mu.Unlock()
-}
-
-func (c *runCache) release(run string) {
-	c.mu.Lock()
-	if c.held[run]--; c.held[run] <= 0 {
-		delete(c.held, run)
-	}
-	c.mu.Unlock()
 }
 
 func (c *runCache) get(run string) (*ledger.State, bool) {
@@ -122,14 +111,14 @@ func (c *runCache) account(run string) {
 			}
 		}
 	}
-	// Held runs met at the old end are moved to the new end: at most one
-	// pass over them.
-	for skipped := 0; c.bytes > c.budget && c.lru.Len() > 1 && skipped <= len(c.held); {
+	// Busy runs met at the old end are moved to the new end; past
+	// maxSkips of them the cache stays over budget until a later pass.
+	for skipped := 0; c.bytes > c.budget && c.lru.Len() > 1 && skipped < min(c.lru.Len(), maxSkips); {
 		oldest, _, ok := c.lru.GetOldest()
 		if !ok {
 			break
 		}
-		if c.held[oldest] > 0 {
+		if oldest == run || c.busy(oldest) {
 			c.lru.Get(oldest)
 			skipped++
 			continue

@@ -164,10 +164,10 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	}
 	// In-flight work finishes even when ctx ends; Stop waits for it.
 	work := context.WithoutCancel(ctx)
-	if e.cache, err = newRunCache(e, e.cfg.RunCacheBytes); err != nil {
+	e.mailbox = newMailbox()
+	if e.cache, err = newRunCache(e, e.cfg.RunCacheBytes, e.mailbox.queued); err != nil {
 		return err
 	}
-	e.mailbox = newMailbox()
 	conns := e.cfg.Publishers
 	if len(conns) == 0 {
 		conns = []jetstream.JetStream{e.js}

@@ -65,6 +65,33 @@ func (m *mailbox) take() (q *runQueue, w work, ok bool) {
 	return q, w, true
 }
 
+// next returns the run's next piece of work when it has one and the
+// worker has done fewer than batch of its pieces in a row: a busy run's
+// backlog is worked off without a hand-over per message (other runs have
+// other workers). Otherwise the worker must call done.
+func (m *mailbox) next(q *runQueue, done, batch int) (work, bool) {
+	if done >= batch {
+		return work{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(q.items) == 0 {
+		return work{}, false
+	}
+	w := q.items[0]
+	q.items[0] = work{}
+	q.items = q.items[1:]
+	return w, true
+}
+
+// queued reports whether run has work queued or being worked on.
+func (m *mailbox) queued(run string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.runs[run]
+	return ok
+}
+
 // done gives the run back: to the tail of the ready runs when it has more
 // work (so a busy run takes its turn with the others), else it is
 // forgotten.

@@ -62,6 +62,10 @@ type pending struct {
 	storedAt time.Time
 }
 
+// runBatch is how many pieces of one run's work a worker does in a row
+// before it gives the run back.
+const runBatch = 16
+
 func newShard(e *Enforcer, ctx context.Context) *shard {
 	return &shard{e: e, ctx: ctx, acks: make(chan pending, 1024)}
 }
@@ -75,7 +79,12 @@ func (s *shard) run(wg *sync.WaitGroup) {
 		if !ok {
 			return
 		}
-		s.handle(w)
+		for n := 1; ; n++ {
+			s.handle(w)
+			if w, ok = s.e.mailbox.next(q, n, runBatch); !ok {
+				break
+			}
+		}
 		s.e.mailbox.done(q)
 	}
 }
@@ -135,8 +144,6 @@ func (s *shard) handle(w work) {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
-	s.e.cache.hold(w.run)
-	defer s.e.cache.release(w.run)
 	var sub *decision.Submission
 	if w.msg != nil && !w.timer {
 		sub = s.e.parse(w)
