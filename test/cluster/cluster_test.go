@@ -177,7 +177,8 @@ func demoOnCluster(t *testing.T, processes bool) {
 			stopped <- si.Cluster.Leader
 		})
 	}
-	closeCast, err := demo.Serve(ctx, agent.Config{URL: url}, keys, say)
+	agentLog := slog.New(slog.NewTextHandler(testWriter{t, "agents"}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	closeCast, err := demo.Serve(ctx, agent.Config{URL: url, Logger: agentLog}, keys, say)
 	if err != nil {
 		t.Fatal(err)
 	}
