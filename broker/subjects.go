@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -16,11 +17,24 @@ const (
 	StreamDeliver = "DELIVER"
 	StreamLedger  = "LEDGER"
 	StreamAlerts  = "ALERTS"
+	// StreamDeadLetter keeps what could not be delivered (alerts no sink
+	// took after every retry), for operators to list.
+	StreamDeadLetter = "DEADLETTER"
 	// StreamTimers holds the server-side schedules of hop deadlines and run
 	// wall clocks, and the messages they fire.
 	StreamTimers = "TIMERS"
 	// BucketRate is the KV bucket of per-agent rate-limit token buckets.
 	BucketRate = "tollgate_rate"
+	// BucketQuota is the KV bucket of spend quotas (enforcer/quota).
+	BucketQuota = "tollgate_quota"
+	// BucketQuotaHolds holds one key per open hop and quota it reserved in,
+	// so that reserving and settling are idempotent per hop.
+	BucketQuotaHolds = "tollgate_quota_holds"
+	// BucketBreakers holds each target's circuit-breaker state.
+	BucketBreakers = "tollgate_breakers"
+	// QuotaHoldsMaxAge is how long a hold is kept: a hop open longer than
+	// this settles nothing.
+	QuotaHoldsMaxAge = 7 * 24 * time.Hour
 )
 
 // TimerRunKey is the timer key of a run's wall clock (hop ids never start
@@ -159,6 +173,14 @@ func (s Subjects) AlertApproval(run, hop string) string {
 	return s.prefix + ".alert." + run + ".approval." + hop
 }
 
+// AlertFleet is the subject of an alert about the fleet rather than one
+// run: kind (circuit, spend_spike) and key (a target, an agent or a team).
+// Run ids are one token, so tg.alert.fleet.<kind>.<key> is never a run's
+// alert subject.
+func (s Subjects) AlertFleet(kind, key string) string {
+	return s.prefix + ".alert.fleet." + kind + "." + key
+}
+
 // AlertAll is the wildcard of every alert.
 func (s Subjects) AlertAll() string { return s.prefix + ".alert.>" }
 
@@ -207,6 +229,18 @@ func (s Subjects) ParseCtlApprove(subject string) (string, bool) {
 	run, found := strings.CutPrefix(subject, s.prefix+".ctl.approve.")
 	return run, found && schemas.ValidID(run)
 }
+
+// DeadLetterAlerts is where the alerts a sink refused after every retry
+// go.
+func (s Subjects) DeadLetterAlerts(sink string) string {
+	return s.prefix + ".deadletter.alerts." + sink
+}
+
+// DeadLetterAll matches every dead letter.
+func (s Subjects) DeadLetterAll() string { return s.prefix + ".deadletter.>" }
+
+// CtlReload is where operators ask the gateways to reload their config.
+func (s Subjects) CtlReload() string { return s.prefix + ".ctl.reload" }
 
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }

@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/quota"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -56,7 +57,13 @@ type Enforcer struct {
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
-	tracer   trace.Tracer
+	quotas   *quota.Store
+	binds    bindings
+	spikes   spikes
+	// breakers is the circuit-breaker bucket, opened on first use.
+	breakerMu sync.Mutex
+	breakers  jetstream.KeyValue
+	tracer    trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
 	// operators maps the operators allowed to send control commands to
@@ -150,6 +157,9 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
+	if e.quotas, err = quota.Open(ctx, e.js, e.subjects); err != nil {
+		return fmt.Errorf("enforcer: %w (provision the streams first)", err)
+	}
 	filter, desc := e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here"
 	if e.cfg.Partitions > 0 {
 		filter, desc = e.subjects.SubmitUnmapped(), "Tollgate enforcers: submissions on no run's subject (runs go to the partition consumers)"
@@ -271,15 +281,15 @@ func (e *Enforcer) dispatch(m jetstream.Msg) {
 
 // dispatchTimer queues a fired timer behind its run's earlier work.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, _, ok := e.subjects.ParseTimerFireIn(m.Subject())
+	run, key, ok := e.subjects.ParseTimerFireIn(m.Subject())
 	if !ok {
-		run, _, ok = e.subjects.ParseTimerFire(m.Subject())
+		run, key, ok = e.subjects.ParseTimerFire(m.Subject())
 	}
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.mailbox.put(work{run: run, msg: m, timer: true})
+	e.mailbox.put(work{run: run, msg: m, timer: true, timerKey: key})
 }
 
 // publisher returns the connection a run appends and forwards on.

@@ -26,6 +26,8 @@ type work struct {
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
+	// timerKey is the fired timer's key: the run's own, or a hop's retry.
+	timerKey string
 	// halt is an operator's halt request, approve an operator's answer
 	// to a hop held for approval.
 	halt    *haltRequest
@@ -43,6 +45,9 @@ type shard struct {
 	acks chan pending
 	// lastDropLog is when a dropped submission was last logged.
 	lastDropLog time.Time
+	// extra are outgoing messages the decision's inputs called for (circuit
+	// alerts), published with the work's own.
+	extra []outgoing
 }
 
 // publisher is a connection that appends and forwards; a run always uses
@@ -142,6 +147,7 @@ func (s *shard) nak(m jetstream.Msg) {
 // retry; nothing about a message's content can make it fail.
 func (s *shard) handle(w work) {
 	began := time.Now()
+	s.extra = nil
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
 	var sub *decision.Submission
@@ -157,7 +163,7 @@ func (s *shard) handle(w work) {
 		case w.approve != nil:
 			out, err = s.processApprove(ctx, w.approve)
 		case w.timer:
-			out, err = s.processTimer(ctx, w.run, redelivered(w.msg))
+			out, err = s.processTimer(ctx, w.run, w.timerKey, redelivered(w.msg))
 		default:
 			out, err = s.process(ctx, sub)
 		}
@@ -205,6 +211,8 @@ func (s *shard) handle(w work) {
 		return
 	}
 	s.e.cache.account(w.run)
+	out = append(out, s.extra...)
+	s.extra = nil
 	if sub != nil {
 		s.e.cfg.Metrics.decided(time.Since(began))
 	}
@@ -327,6 +335,7 @@ func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time
 			return s.e.limiter.Take(ctx, key, rate, now)
 		}
 	}
+	s.e.quotaInputs(ctx, rules, now, &in, &s.extra)
 	if rules.Guard != nil && rules.Checker != nil {
 		in.Scan = func(req guardrail.Request) guardrail.Result {
 			return rules.Guard.Check(ctx, rules.Checker, req)
@@ -360,6 +369,7 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	}
 	var out []outgoing
 	for _, rec := range recs {
+		out = append(out, s.e.spendOf(st, &rec.Event)...)
 		o, err := s.e.effects(ctx, st, rec, sub)
 		if err != nil {
 			return nil, err

@@ -134,6 +134,11 @@ type Result struct {
 	Output json.RawMessage `json:"output,omitempty"`
 	// Error explains a failed or rejected task.
 	Error string `json:"error,omitempty"`
+	// ErrorClass classifies a failure ("rate_limited",
+	// "upstream_unavailable", ...): a failed reply whose class the
+	// target's retry policy lists is retried by the gateway instead of
+	// reaching the caller (docs/limits.md, retries).
+	ErrorClass string `json:"error_class,omitempty"`
 }
 
 // Usage is token and money spend.
@@ -259,6 +264,8 @@ func (e *Envelope) Validate() error {
 			bad("a reply carries a result")
 		} else if !e.Result.Status.Valid() {
 			bad("result.status %q is not a terminal A2A task state", e.Result.Status)
+		} else if c := e.Result.ErrorClass; c != "" && !validErrorClass(c) {
+			bad("result.error_class %q: want 1-64 of a-z, 0-9, '_', '.', '-'", c)
 		}
 		if len(e.Message) != 0 {
 			bad("a reply carries its output in result.output, not message")
@@ -312,4 +319,18 @@ func checkA2AMessage(v int, raw json.RawMessage) error {
 		errs = append(errs, errors.New("parts is empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// validErrorClass reports whether c is 1-64 of a-z, 0-9, '_', '.', '-'.
+func validErrorClass(c string) bool {
+	if len(c) == 0 || len(c) > 64 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -130,6 +130,8 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 		{"events/hop-decision.json", "/properties/approval", Approval{}},
 		{"events/hop.approved.json", "", HopApproved{}},
 		{"events/hop.rejected.json", "", HopRejected{}},
+		{"events/hop.retried.json", "", HopRetried{}},
+		{"events/hop.rerouted.json", "", HopRerouted{}},
 	}
 	for _, tc := range cases {
 		name := tc.file + "#" + tc.pointer

@@ -87,7 +87,10 @@ func (b *Bridge) Close() {
 // serve runs one task on the server.
 func (b *Bridge) serve(ctx context.Context, t *agent.Task) (*agent.Result, error) {
 	msg := *t.Message
-	msg.ID = a2a.NewMessageID()
+	// The message id is the hop's: a task redelivered after a crash sends
+	// the server the same message, which a server that deduplicates by
+	// message id recognises.
+	msg.ID = "tollgate-" + t.Context.HopID
 	msg.TaskID, msg.ContextID = "", ""
 	msg.Metadata = map[string]any{}
 	for k, v := range t.Message.Metadata {

@@ -101,6 +101,12 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A key that is not this identity's fails here, naming whose it is,
+	// instead of every request waiting for its deadline.
+	if _, err := subj.CheckOwner(ctx, nc, "the key given to agent "+cfg.ID, broker.OwnerIdentity, cfg.ID); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("agent %s: %w", cfg.ID, err)
+	}
 	// The agent's account imports its consumer's API under the gateway's
 	// API prefix (see broker.AccountsConfig).
 	js, err := jetstream.NewWithAPIPrefix(nc, subj.JSAPIPrefix())

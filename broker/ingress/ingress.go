@@ -127,6 +127,33 @@ type Pending struct {
 	RunID, HopID string
 	sub, extra   *nats.Subscription
 	ch           chan *nats.Msg
+	// js, stream and subjects let Wait read an outcome the subscription
+	// missed (a reconnect) from DELIVER itself.
+	js         jetstream.JetStream
+	streamName string
+	stream     jetstream.Stream
+	subjects   []string
+}
+
+// pollEvery is how often Wait looks in DELIVER for an outcome the
+// subscription may have missed.
+const pollEvery = 2 * time.Second
+
+// stored returns an outcome of the hop already stored in DELIVER.
+func (p *Pending) stored(ctx context.Context) *nats.Msg {
+	if p.stream == nil {
+		st, err := p.js.Stream(ctx, p.streamName)
+		if err != nil {
+			return nil
+		}
+		p.stream = st
+	}
+	for _, subject := range p.subjects {
+		if m, err := p.stream.GetLastMsgForSubject(ctx, subject); err == nil {
+			return &nats.Msg{Subject: m.Subject, Data: m.Data}
+		}
+	}
+	return nil
 }
 
 // Invoke submits call and returns the pending hop; Wait gives its outcome.
@@ -189,6 +216,8 @@ func (i *Ingress) awaitDenial(ctx context.Context, p *Pending, caller, token str
 	if err != nil {
 		return fmt.Errorf("ingress: deliveries: %w", err)
 	}
+	p.stream = stream
+	p.subjects = append(p.subjects, subject)
 	if m, err := stream.GetLastMsgForSubject(ctx, subject); err == nil {
 		select {
 		case p.ch <- &nats.Msg{Subject: m.Subject, Data: m.Data}:
@@ -210,7 +239,10 @@ func (i *Ingress) await(caller, hop string) (*Pending, error) {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
 	}
-	return &Pending{HopID: hop, sub: sub, ch: ch}, nil
+	subj := i.cfg.Subjects
+	return &Pending{HopID: hop, sub: sub, ch: ch, js: i.cfg.JetStream, streamName: subj.Stream(broker.StreamDeliver), subjects: []string{
+		subj.Deliver(caller, hop, schemas.DeliverReply), subj.Deliver(caller, hop, schemas.DeliverTimeout), subj.Deliver(caller, hop, schemas.DeliverDenied),
+	}}, nil
 }
 
 // Close stops waiting.
@@ -236,23 +268,30 @@ type Outcome struct {
 // (ErrDenied), a timeout ErrTimedOut; both with the outcome.
 func (p *Pending) Wait(ctx context.Context) (*Outcome, error) {
 	defer p.Close()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
 	for {
+		var m *nats.Msg
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("ingress: hop %s: %w", p.HopID, ctx.Err())
-		case m := <-p.ch:
-			d, err := schemas.DecodeDelivery(m.Data)
-			if err != nil {
-				continue // not the gateway's; nothing else writes here
+		case <-tick.C:
+			if m = p.stored(ctx); m == nil {
+				continue
 			}
-			if d.Kind == schemas.DeliverDenied && d.Denial != nil && d.Denial.SubmitKind != "" && d.Denial.SubmitKind != schemas.KindInvoke {
-				continue // the denial of a cancel of this hop: the hop goes on
-			}
-			if p.RunID == "" {
-				p.RunID = d.Context.RunID
-			}
-			return outcome(d)
+		case m = <-p.ch:
 		}
+		d, err := schemas.DecodeDelivery(m.Data)
+		if err != nil {
+			continue // not the gateway's; nothing else writes here
+		}
+		if d.Kind == schemas.DeliverDenied && d.Denial != nil && d.Denial.SubmitKind != "" && d.Denial.SubmitKind != schemas.KindInvoke {
+			continue // the denial of a cancel of this hop: the hop goes on
+		}
+		if p.RunID == "" {
+			p.RunID = d.Context.RunID
+		}
+		return outcome(d)
 	}
 }
 

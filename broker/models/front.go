@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/hopfront"
@@ -31,22 +32,55 @@ type FrontConfig struct {
 	Authenticate hopfront.Authenticate
 	// Submit submits a call as a call_model hop on the caller's behalf.
 	Submit hopfront.Submit
+	// MaxBodyBytes bounds a request body (default 4 MiB); Timeout how
+	// long a call waits for its hop's outcome (default: as long as the
+	// client waits).
+	MaxBodyBytes int64
+	Timeout      time.Duration
 }
 
 // Front is the OpenAI-compatible chat completions endpoint
 // (POST /v1/chat/completions). Each request is a call_model hop of the
 // task the caller names (hopfront.ParentHopHeader), governed like any
 // hop; a streamed answer is forwarded chunk by chunk as the upstream
-// sends it.
-type Front struct{ cfg FrontConfig }
+// sends it. Responses returns the same endpoint speaking the Responses
+// API (POST /v1/responses).
+type Front struct {
+	cfg     FrontConfig
+	dialect dialect
+}
 
-// NewFront returns the endpoint.
-func NewFront(cfg FrontConfig) *Front { return &Front{cfg: cfg} }
+// NewFront returns the chat completions endpoint.
+func NewFront(cfg FrontConfig) *Front { return &Front{cfg: cfg, dialect: chatDialect{}} }
 
-// ServeHTTP serves one chat completions request.
+// Responses returns the endpoint of the Responses API (POST /v1/responses)
+// over the same models: a request is translated to a chat completions
+// request for the hop (and the upstream), and its answer back.
+func (f *Front) Responses() *Front { return &Front{cfg: f.cfg, dialect: responsesDialect{}} }
+
+// dialect is an API the front speaks to its clients.
+type dialect interface {
+	// parse reads a request body as the chat request of the hop.
+	parse(body []byte) (*Request, error)
+	// answer writes a completed call's answer.
+	answer(w http.ResponseWriter, hop string, completion map[string]any)
+	// streamer writes a streamed call's events on out.
+	streamer(out *sse, req *Request, hop string) streamer
+}
+
+// streamer turns the upstream's chat chunks into a dialect's events.
+type streamer interface {
+	chunk(data []byte) error
+	// done ends a completed stream; completion is the assembled answer
+	// (nil when the chunks were all forwarded already and none is known).
+	done(completion map[string]any, replayed bool)
+	fail(code, msg string)
+}
+
+// ServeHTTP serves one request.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		hopfront.Deny(w, http.StatusMethodNotAllowed, "method_not_allowed", "POST a chat completions request")
+		hopfront.Deny(w, http.StatusMethodNotAllowed, "method_not_allowed", "POST a request")
 		return
 	}
 	caller, err := f.cfg.Authenticate(r)
@@ -70,12 +104,16 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusBadRequest, "hop_key", HopKeyHeader+" is longer than 128 bytes")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	limit := f.cfg.MaxBodyBytes
+	if limit <= 0 {
+		limit = maxRequestBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		hopfront.Deny(w, http.StatusRequestEntityTooLarge, "request_too_large", err.Error())
 		return
 	}
-	req, err := ParseRequest(body)
+	req, err := f.dialect.parse(body)
 	if err != nil {
 		hopfront.Deny(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -93,11 +131,18 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	est := req.Estimate(cfg.Prices, cfg.DefaultMaxTokens)
 	sub := hopfront.Submission{Caller: caller, ParentHop: parent, RunID: run, To: name, Message: ChatMessage(req.Raw), Estimate: &est, Key: key}
+	hop := schemas.DeriveHopID(sub.ParentHop, sub.Key)
+	ctx := r.Context()
+	if f.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.cfg.Timeout)
+		defer cancel()
+	}
 	if req.Stream {
-		f.stream(r.Context(), w, b, req, sub)
+		f.stream(ctx, w, b, req, sub, hop)
 		return
 	}
-	reply, err := f.cfg.Submit(r.Context(), sub)
+	reply, err := f.cfg.Submit(ctx, sub)
 	if err != nil {
 		denyHop(w, err)
 		return
@@ -107,8 +152,59 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusBadGateway, "model_failed", fmt.Sprintf("the model call ended %s: %s", reply.Status, reply.Error))
 		return
 	}
+	f.dialect.answer(w, hop, obj)
+}
+
+// chatDialect is the chat completions API, forwarded as it is.
+type chatDialect struct{}
+
+func (chatDialect) parse(body []byte) (*Request, error) { return ParseRequest(body) }
+
+func (chatDialect) answer(w http.ResponseWriter, _ string, completion map[string]any) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(obj)
+	_ = json.NewEncoder(w).Encode(completion)
+}
+
+func (chatDialect) streamer(out *sse, req *Request, _ string) streamer {
+	s := &chatStreamer{out: out}
+	if opts, ok := req.Raw["stream_options"].(map[string]any); ok {
+		s.usage, _ = opts["include_usage"].(bool)
+	}
+	return s
+}
+
+// chatStreamer forwards the upstream's chunks.
+type chatStreamer struct {
+	out *sse
+	// usage forwards the upstream's usage-only chunk (the client asked
+	// for it with stream_options.include_usage).
+	usage bool
+}
+
+func (c *chatStreamer) chunk(data []byte) error {
+	if !c.usage {
+		var ch struct {
+			Choices []json.RawMessage `json:"choices"`
+			Usage   json.RawMessage   `json:"usage"`
+		}
+		if json.Unmarshal(data, &ch) == nil && len(ch.Choices) == 0 && len(ch.Usage) > 0 {
+			return nil
+		}
+	}
+	return c.out.send("", data)
+}
+
+func (c *chatStreamer) done(completion map[string]any, replayed bool) {
+	if replayed && completion != nil {
+		b, _ := json.Marshal(completion)
+		_ = c.out.send("", b)
+	}
+	_ = c.out.send("", []byte("[DONE]"))
+}
+
+func (c *chatStreamer) fail(code, msg string) {
+	_ = c.out.send("", errorEvent(code, msg))
+	_ = c.out.send("", []byte("[DONE]"))
 }
 
 // denyHop answers a hop that did not complete: denied by the gateway,
@@ -134,12 +230,10 @@ type sse struct {
 	mu      sync.Mutex
 	w       http.ResponseWriter
 	started bool
-	// usage forwards the upstream's usage-only chunk (the client asked
-	// for it with stream_options.include_usage).
-	usage bool
 }
 
-func (s *sse) send(data []byte) error {
+// send writes one event, named when event is not empty.
+func (s *sse) send(event string, data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.started {
@@ -148,6 +242,11 @@ func (s *sse) send(data []byte) error {
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
+	if event != "" {
+		if _, err := fmt.Fprintf(s.w, "event: %s\n", event); err != nil {
+			return err
+		}
+	}
 	if _, err := fmt.Fprintf(s.w, "data: %s\n\n", data); err != nil {
 		return err
 	}
@@ -155,19 +254,6 @@ func (s *sse) send(data []byte) error {
 		fl.Flush()
 	}
 	return nil
-}
-
-func (s *sse) chunk(data []byte) error {
-	if !s.usage {
-		var c struct {
-			Choices []json.RawMessage `json:"choices"`
-			Usage   json.RawMessage   `json:"usage"`
-		}
-		if json.Unmarshal(data, &c) == nil && len(c.Choices) == 0 && len(c.Usage) > 0 {
-			return nil
-		}
-	}
-	return s.send(data)
 }
 
 func (s *sse) isStarted() bool {
@@ -181,32 +267,25 @@ func (s *sse) isStarted() bool {
 // reply ends the stream. A call the gateway denies before the first chunk
 // is an HTTP error; one that ends badly after it (cut at its reservation,
 // the run halted) ends with an error event, so the client is told.
-func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission) {
+func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission, hop string) {
 	out := &sse{w: w}
-	if opts, ok := req.Raw["stream_options"].(map[string]any); ok {
-		out.usage, _ = opts["include_usage"].(bool)
-	}
-	hop := schemas.DeriveHopID(sub.ParentHop, sub.Key)
-	stop := b.Watch(hop, out.chunk)
+	st := f.dialect.streamer(out, req, hop)
+	stop := b.Watch(hop, st.chunk)
 	defer stop()
 	reply, err := f.cfg.Submit(ctx, sub)
 	switch {
 	case err != nil && !out.isStarted():
 		denyHop(w, err)
-		return
 	case err != nil:
-		_ = out.send(errorEvent("unavailable", err.Error()))
+		st.fail("unavailable", err.Error())
 	case reply.Status != schemas.StateCompleted:
-		_ = out.send(errorEvent("model_"+string(reply.Status), reply.Error))
-	case !out.isStarted():
-		// Answered from the ledger (a retried hop key): the completion
-		// comes whole.
-		if obj, ok := CompletionFrom(reply.Output); ok {
-			b, _ := json.Marshal(obj)
-			_ = out.send(b)
-		}
+		st.fail("model_"+string(reply.Status), reply.Error)
+	default:
+		// Not started: answered from the ledger (a retried hop key), the
+		// completion comes whole.
+		obj, _ := CompletionFrom(reply.Output)
+		st.done(obj, !out.isStarted())
 	}
-	_ = out.send([]byte("[DONE]"))
 }
 
 func errorEvent(code, msg string) []byte {

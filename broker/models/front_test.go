@@ -26,6 +26,7 @@ import (
 type frontRig struct {
 	*rig
 	srv     *httptest.Server
+	rsrv    *httptest.Server // the Responses API
 	keeper  *bearer.Keeper
 	hop     string
 	run     string
@@ -63,6 +64,8 @@ func newFrontRig(t *testing.T, caller string, operators ...string) *frontRig {
 	})
 	r.srv = httptest.NewServer(front)
 	t.Cleanup(r.srv.Close)
+	r.rsrv = httptest.NewServer(front.Responses())
+	t.Cleanup(r.rsrv.Close)
 	ready := make(chan *agent.Task, 1)
 	r.g.Agent(caller, func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
 		mu.Lock()
@@ -92,8 +95,13 @@ func newFrontRig(t *testing.T, caller string, operators ...string) *frontRig {
 
 func (r *frontRig) post(t *testing.T, as string, body map[string]any) *http.Response {
 	t.Helper()
+	return r.postTo(t, r.srv.URL+"/v1/chat/completions", as, body)
+}
+
+func (r *frontRig) postTo(t *testing.T, url, as string, body map[string]any) *http.Response {
+	t.Helper()
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, r.srv.URL+"/v1/chat/completions", strings.NewReader(string(b)))
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(b)))
 	if as != "" {
 		tok, _, err := r.keeper.Issue(as, time.Hour)
 		if err != nil {
@@ -268,5 +276,77 @@ func TestFrontStreamHalted(t *testing.T) {
 	case <-r.up.gone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream stream was not cut")
+	}
+}
+
+// TestResponsesAPI: /v1/responses over the same governed hop: the
+// instructions and input become the chat messages, max_output_tokens the
+// bound; the answer is a response object, or its stream events ending in
+// response.completed with the usage. Unsupported fields are refused.
+func TestResponsesAPI(t *testing.T) {
+	r := newFrontRig(t, "research")
+	url := r.rsrv.URL + "/v1/responses"
+	resp := r.postTo(t, url, "research", map[string]any{"model": "gpt", "instructions": "Be brief.", "input": "Summarise the report.", "max_output_tokens": 20})
+	var out struct {
+		Object, Status string
+		Output         []struct {
+			Type    string
+			Content []struct{ Type, Text string }
+		}
+		Usage struct {
+			InputTokens  int `json:"input_tokens"`
+			OutputTokens int `json:"output_tokens"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %v", resp.StatusCode, err)
+	}
+	if out.Object != "response" || out.Status != "completed" || len(out.Output) != 1 || out.Output[0].Content[0].Text != "Hello world!" ||
+		out.Usage.InputTokens != 12 || out.Usage.OutputTokens != 3 {
+		t.Fatalf("response %+v", out)
+	}
+	sent := r.up.last.Load().(map[string]any)
+	msgs, _ := sent["messages"].([]any)
+	if len(msgs) != 2 || msgs[0].(map[string]any)["role"] != "system" || sent["max_tokens"] != float64(20) {
+		t.Fatalf("upstream got %v", sent)
+	}
+
+	resp = r.postTo(t, url, "research", map[string]any{"model": "gpt", "stream": true, "input": []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "input_text", "text": "hi"}}}}})
+	sc := bufio.NewScanner(resp.Body)
+	var events, deltas []string
+	var completed map[string]any
+	for sc.Scan() {
+		if e, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			events = append(events, e)
+			continue
+		}
+		d, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(d), &ev); err != nil {
+			t.Fatalf("event data %q: %v", d, err)
+		}
+		switch ev["type"] {
+		case "response.output_text.delta":
+			deltas = append(deltas, ev["delta"].(string))
+		case "response.completed":
+			completed = ev["response"].(map[string]any)
+		}
+	}
+	if events[0] != "response.created" || events[len(events)-1] != "response.completed" || strings.Join(deltas, "") != "Hello world!" || len(deltas) != 3 {
+		t.Fatalf("events %v deltas %q", events, deltas)
+	}
+	if u, _ := completed["usage"].(map[string]any); u["input_tokens"] != float64(12) || u["output_tokens"] != float64(3) {
+		t.Fatalf("completed usage %v", completed["usage"])
+	}
+
+	resp = r.postTo(t, url, "research", map[string]any{"model": "gpt", "input": "hi", "tools": []any{map[string]any{"type": "web_search"}}})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("tools: status %d, want 400", resp.StatusCode)
+	}
+	if n := r.up.calls.Load(); n != 2 {
+		t.Fatalf("upstream calls %d, want 2", n)
 	}
 }

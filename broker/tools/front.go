@@ -33,6 +33,11 @@ type FrontConfig struct {
 	Costs map[string]float64
 	// ListTTL is how long the servers' tool lists are kept (default 30 s).
 	ListTTL time.Duration
+	// MaxBodyBytes bounds a request body (default: the go-sdk's); Timeout
+	// how long a call waits for its hop's outcome (default: as long as
+	// the client waits).
+	MaxBodyBytes int64
+	Timeout      time.Duration
 }
 
 // Front is the MCP endpoint (streamable HTTP) agents call tools through.
@@ -53,7 +58,7 @@ func NewFront(cfg FrontConfig) *Front {
 		cfg.ListTTL = 30 * time.Second
 	}
 	f := &Front{cfg: cfg}
-	f.mcp = mcp.NewStreamableHTTPHandler(f.server, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+	f.mcp = mcp.NewStreamableHTTPHandler(f.server, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, MaxRequestBodyBytes: cfg.MaxBodyBytes})
 	return f
 }
 
@@ -126,6 +131,11 @@ func (f *Front) call(ctx context.Context, caller *broker.Identity, tool string, 
 	parent, run, err := hopfront.ParentHop(h)
 	if err != nil {
 		return nil, err
+	}
+	if f.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.cfg.Timeout)
+		defer cancel()
 	}
 	var args map[string]any
 	if len(req.Params.Arguments) > 0 {

@@ -128,7 +128,10 @@ func newProjectionsRunCmd() *cobra.Command {
 				return err
 			}
 			defer l.Close()
-			log := logger(cmd)
+			log, err := logger(cmd)
+			if err != nil {
+				return err
+			}
 			if batch != 0 {
 				cfg.BatchSize = batch
 			}

@@ -12,6 +12,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,8 +61,10 @@ type Options struct {
 	// removed at the end.
 	DataDir string
 	// ClickHouse, when set, is the DSN the gateway projects the ledger
-	// into.
+	// into, in Database (default DefaultDatabase: the demo's own, never a
+	// gateway's, whatever database the DSN names).
 	ClickHouse string
+	Database   string
 	// CostReport, with ClickHouse, waits until the run is projected and
 	// reads its cost from ClickHouse into Result.Cost.
 	CostReport bool
@@ -107,8 +110,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != Injection && o.Scenario != A2A {
-		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, Injection, A2A)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != A2A && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, A2A, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
@@ -141,6 +144,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.ClickHouse.DSN = o.ClickHouse
+	if o.ClickHouse != "" {
+		cfg.ClickHouse.Database = cmp.Or(o.Database, DefaultDatabase)
+	}
 	if o.Scenario == A2A {
 		cfg.HTTP.Listen = "127.0.0.1:0"
 	}
@@ -236,7 +242,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := v.Err(); err != nil {
 		res.VerifyError = err.Error()
 	}
-	if o.CostReport && g.Projector() != nil {
+	if _, projecting := g.ProjectorState(); o.CostReport && projecting {
 		res.CostErr = readCost(runCtx, g, res)
 	}
 	return res, nil
@@ -274,6 +280,9 @@ func Serve(ctx context.Context, base agent.Config, keys map[string]nkeys.KeyPair
 func WaitSettled(ctx context.Context, l *ledger.Ledger, run string) ([]ledger.Record, error) {
 	return waitSettled(ctx, l, run)
 }
+
+// DefaultDatabase is the ClickHouse database the demo projects into.
+const DefaultDatabase = "tollgate_demo"
 
 // Config is the demo's gateway config on the data folder dataDir, serving
 // in-process only, with the demo's user and cast registered under fresh
@@ -396,7 +405,17 @@ func alerts(ctx context.Context, g *gateway.Gateway, run string) ([]schemas.Aler
 // readCost waits until the gateway's projector has written every ledger
 // event, then reads the run's cost per dimension from ClickHouse.
 func readCost(ctx context.Context, g *gateway.Gateway, res *Result) error {
+	// The gateway starts its projector in the background.
 	p := g.Projector()
+	for p == nil {
+		select {
+		case <-ctx.Done():
+			st, _ := g.ProjectorState()
+			return fmt.Errorf("projector not running (%s %s): %w", st.State, st.LastError, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+		p = g.Projector()
+	}
 	for {
 		lag, err := p.Lag(ctx)
 		if err != nil {

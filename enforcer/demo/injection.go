@@ -172,7 +172,7 @@ func injectionSetup(cfg *gateway.Config, keys map[string]nkeys.KeyPair, dataDir 
 	}
 	cfg.Agents = append(cfg.Agents, gateway.IdentityConfig{ID: FetchTool, Type: "tool", Team: "research", PublicKey: pub, TimeoutSeconds: 30})
 	cfg.MCPServers = []tools.ServerConfig{{ID: "vendor-web", URL: "http://" + ln.Addr().String() + "/", Untrusted: true}}
-	cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: FetchTool, Server: "vendor-web", Tool: "fetch", CostPerCallUSD: 0.001}, KeyFile: seedPath}}
+	cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: FetchTool, Server: "vendor-web", Tool: "fetch", CostPerCallUSD: 0.001}, Seed: seedPath}}
 	return stop, nil
 }
 

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/notify"
+
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
@@ -38,7 +43,15 @@ type Config struct {
 	// PerPrincipal bounds what is done on behalf of one principal.
 	PerPrincipal limits.Principal          `yaml:"per_principal"`
 	Workflows    map[string]WorkflowConfig `yaml:"workflows"`
-	Enforcer     EnforcerConfig            `yaml:"enforcer"`
+	// Quotas bound spend across runs over hour, day, month or rolling
+	// windows (docs/limits.md); QuotaTimeZone is the IANA zone calendar
+	// windows align to (default UTC).
+	Quotas        []limits.Quota `yaml:"quotas"`
+	QuotaTimeZone string         `yaml:"quota_time_zone"`
+	// SpendSpikes raises alerts when an agent's or a team's cost rate
+	// spikes past its trailing baseline (docs/limits.md).
+	SpendSpikes limits.SpendSpikes `yaml:"spend_spikes"`
+	Enforcer    EnforcerConfig     `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
@@ -52,6 +65,10 @@ type Config struct {
 	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Alerts, with sinks, makes serve deliver every alert to them
+	// (webhooks, Slack, a command); see docs/operations.md.
+	Alerts notify.Config `yaml:"alerts"`
+
 	// Models are the models the gateway serves (call_model hops), each a
 	// registered model identity with its upstream (docs/models-and-tools.md).
 	Models []ModelConfig `yaml:"models"`
@@ -118,6 +135,14 @@ type IdentityConfig struct {
 	// Untrusted taints every hop the identity makes and every reply it
 	// sends (docs/guardrails.md).
 	Untrusted bool `yaml:"untrusted,omitempty"`
+	// Environment is the deployment environment the identity runs in
+	// (production, staging, ...), a quota scope.
+	Environment string `yaml:"environment,omitempty"`
+	// Retry, Fallback and Breaker govern the delivery of hops to this
+	// agent (docs/limits.md, retries and fallbacks).
+	Retry    limits.Retry   `yaml:"retry,omitempty"`
+	Fallback []string       `yaml:"fallback,omitempty,flow"`
+	Breaker  limits.Breaker `yaml:"breaker,omitempty"`
 	// InvokeRateLimit and Mode override per_agent for this agent.
 	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
 	Mode            string          `yaml:"mode,omitempty"`
@@ -139,6 +164,9 @@ type PerAgentConfig struct {
 // WorkflowConfig overrides run limits for the runs of one workflow.
 type WorkflowConfig struct {
 	RunLimits limits.Run `yaml:"run_limits"`
+	// Retries override the retry policy of hops to each named agent in
+	// this workflow's runs.
+	Retries map[string]limits.Retry `yaml:"retries"`
 }
 
 // RequiresSignature is require_signature, defaulting to true with a key.
@@ -187,6 +215,10 @@ type EnforcerConfig struct {
 	// PinnedTTL is how long a partition stays with an instance that stopped
 	// pulling: how soon a dead instance's partitions move (default 5s).
 	PinnedTTL time.Duration `yaml:"pinned_ttl"`
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery (with no pull request waiting) to count as bound; a target
+	// with fallbacks and none bound has its hops re-routed. Default 10s.
+	BindWindow time.Duration `yaml:"bind_window"`
 }
 
 // DefaultListen is the embedded server's address: not NATS's 4222, which a
@@ -196,18 +228,34 @@ const DefaultListen = "127.0.0.1:4250"
 // ListenNone as nats.listen serves in-process connections only.
 const ListenNone = "none"
 
-// LoadConfig reads a config file strictly (unknown keys are errors), fills
-// defaults and validates it, reporting every problem at once.
+// LoadConfig reads a config file strictly, fills defaults and validates
+// it, reporting every problem at once: unknown keys and type errors (strict
+// YAML decoding) in one list with the semantic ones, each with its line
+// where it has one.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig decodes and validates the config file at path, whose bytes
+// are b.
+func parseConfig(path string, b []byte) (*Config, error) {
 	var cfg Config
+	var errs []error
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		// The rest of the file decoded: check it too.
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(strings.TrimPrefix(e, "yaml: ")))
+		}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -216,9 +264,72 @@ func LoadConfig(path string) (*Config, error) {
 	cfg.dir = filepath.Dir(abs)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, err)
+		errs = append(errs, withLines(b, flatten(err))...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s:\n%w", path, errors.Join(errs...))
 	}
 	return &cfg, nil
+}
+
+// flatten lists the errors a joined error holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// withLines prefixes each semantic error with the line of the config
+// entry it names (an identity or operator by its quoted id, else the
+// section it starts with), when there is one.
+func withLines(b []byte, errs []error) []error {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return errs
+	}
+	root := doc.Content[0]
+	sections, ids := map[string]int{}, map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, val := root.Content[i], root.Content[i+1]
+		sections[key.Value] = key.Line
+		if val.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, entry := range val.Content {
+			for j := 0; entry.Kind == yaml.MappingNode && j+1 < len(entry.Content); j += 2 {
+				if entry.Content[j].Value == "id" {
+					ids[strconv.Quote(entry.Content[j+1].Value)] = entry.Line
+				}
+			}
+		}
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		// The identity named first is the one the error is about.
+		msg, line, at := e.Error(), 0, len(e.Error())
+		for id, l := range ids {
+			if i := strings.Index(msg, id); i >= 0 && i < at {
+				line, at = l, i
+			}
+		}
+		if line == 0 {
+			for name, l := range sections {
+				if strings.HasPrefix(msg, name) {
+					line = l
+				}
+			}
+		}
+		out[i] = e
+		if line > 0 {
+			out[i] = fmt.Errorf("line %d: %w", line, e)
+		}
+	}
+	return out
 }
 
 // SetDefaults fills what the config leaves out.
@@ -292,6 +403,11 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.validateHops(dir); err != nil {
 		errs = append(errs, err)
 	}
+	if c.QuotaTimeZone != "" {
+		if _, err := time.LoadLocation(c.QuotaTimeZone); err != nil {
+			errs = append(errs, fmt.Errorf("quota_time_zone %q: %w", c.QuotaTimeZone, err))
+		}
+	}
 	if c.NATS.URL == "" {
 		for _, id := range append(append([]IdentityConfig{}, c.Agents...), c.Users...) {
 			if id.PublicKey == "" && !id.Disabled {
@@ -312,6 +428,7 @@ func (c *Config) validate(needPolicies bool) error {
 			}
 		}
 	}
+	errs = append(errs, c.sharedKeys()...)
 	if needPolicies && len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
 	}
@@ -339,7 +456,37 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.Guardrails.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Alerts.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// sharedKeys reports every public key that two identities or operators
+// hold: a key is one identity's credential, never shared.
+func (c *Config) sharedKeys() []error {
+	owner := map[string]string{}
+	var errs []error
+	note := func(who, key string) {
+		if key == "" {
+			return
+		}
+		if first, ok := owner[key]; ok {
+			errs = append(errs, fmt.Errorf("%s: public_key %s is also %s's: every identity needs a key of its own", who, key, first))
+			return
+		}
+		owner[key] = who
+	}
+	for _, a := range c.Agents {
+		note(fmt.Sprintf("agents %q", a.ID), a.PublicKey)
+	}
+	for _, u := range c.Users {
+		note(fmt.Sprintf("users %q", u.ID), u.PublicKey)
+	}
+	for _, op := range c.Operators {
+		note(fmt.Sprintf("operators %q", op.ID), op.PublicKey)
+	}
+	return errs
 }
 
 // Directory builds the identity directory of the config.
@@ -358,6 +505,7 @@ func (c *Config) Directory() (*broker.Directory, error) {
 		ids = append(ids, broker.Identity{
 			ID: ic.ID, Type: typ, Team: ic.Team, Tags: ic.Tags, PublicKey: ic.PublicKey, RequireSignature: require,
 			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled, Untrusted: ic.Untrusted,
+			Environment: ic.Environment,
 		})
 	}
 	for _, a := range c.Agents {
@@ -411,6 +559,8 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
+		Quotas:       c.Quotas,
+		SpendSpikes:  c.SpendSpikes,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
@@ -427,6 +577,20 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 	}
 	for name, w := range c.Workflows {
 		ec.Workflows[name] = w.RunLimits
+		if len(w.Retries) > 0 {
+			if ec.WorkflowRetries == nil {
+				ec.WorkflowRetries = map[string]map[string]limits.Retry{}
+			}
+			ec.WorkflowRetries[name] = w.Retries
+		}
+	}
+	for _, a := range c.Agents {
+		if a.Retry.MaxAttempts != 0 || len(a.Fallback) > 0 || a.Breaker.Failures != 0 {
+			if ec.Targets == nil {
+				ec.Targets = map[string]limits.Target{}
+			}
+			ec.Targets[a.ID] = limits.Target{Retry: a.Retry, Fallback: a.Fallback, Breaker: a.Breaker}
+		}
 	}
 	ec.OperatorGroups = map[string][]string{}
 	for _, op := range c.Operators {
@@ -434,6 +598,10 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	ec.BindWindow = c.Enforcer.BindWindow
+	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
+		ec.QuotaZone = zone
+	}
 	return ec
 }
 
@@ -515,4 +683,17 @@ func (c AdminConfig) Validate() error {
 		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
 	}
 	return nil
+}
+
+// ClientURL is where clients in other processes reach the gateway's NATS:
+// nats.url, or for an embedded gateway nats://<nats.listen>.
+// ErrNoListener when the embedded server listens to none (nats.listen none).
+func (c *Config) ClientURL() (string, error) {
+	switch {
+	case c.NATS.URL != "":
+		return c.NATS.URL, nil
+	case c.NATS.Listen == ListenNone:
+		return "", ErrNoListener
+	}
+	return "nats://" + c.NATS.Listen, nil
 }

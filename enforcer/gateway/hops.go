@@ -20,6 +20,7 @@ import (
 // Paths the model and tool fronts are mounted at on the HTTP listener.
 const (
 	ChatCompletionsPath = "/v1/chat/completions"
+	ResponsesPath       = "/v1/responses"
 	MCPPath             = "/mcp"
 )
 
@@ -27,17 +28,17 @@ const (
 // by a bridge to its upstream (docs/models-and-tools.md).
 type ModelConfig struct {
 	models.Config `yaml:",inline"`
-	// KeyFile is the model identity's nkey seed (`tollgate agent add <id>
+	// Seed is the model identity's nkey seed (`tollgate agent add <id>
 	// --type model`): the bridge consumes the model's deliveries with it.
-	KeyFile string `yaml:"key_file"`
+	Seed string `yaml:"seed"`
 }
 
 // ToolConfig is one entry of the tools section: a tool identity mapped to
 // a tool of an MCP server.
 type ToolConfig struct {
 	tools.Config `yaml:",inline"`
-	// KeyFile is the tool identity's nkey seed.
-	KeyFile string `yaml:"key_file"`
+	// Seed is the tool identity's nkey seed.
+	Seed string `yaml:"seed"`
 }
 
 // validateHops checks the models, mcp_servers and tools sections against
@@ -58,16 +59,16 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("%s %q: registered as a %s, want type %s", what, id, ident.Type, typeOf(typ)))
 		}
 		if keyFile == "" {
-			errs = append(errs, fmt.Errorf("%s %q: key_file is required (the identity's nkey seed)", what, id))
+			errs = append(errs, fmt.Errorf("%s %q: seed is required (the identity's nkey seed)", what, id))
 			return
 		}
 		kp, err := broker.LoadSeed(c.Path(keyFile))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: key_file: %w", what, id, err))
+			errs = append(errs, fmt.Errorf("%s %q: seed: %w", what, id, err))
 			return
 		}
 		if pub, _ := kp.PublicKey(); pub != ident.PublicKey {
-			errs = append(errs, fmt.Errorf("%s %q: key_file holds %s, not the registered public_key", what, id, pub))
+			errs = append(errs, fmt.Errorf("%s %q: seed holds %s, not the registered public_key", what, id, pub))
 		}
 	}
 	seen := map[string]bool{}
@@ -79,7 +80,7 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("model %q: listed twice", m.ID))
 		}
 		seen[m.ID] = true
-		check("model", m.ID, schemas.TypeModel, m.KeyFile)
+		check("model", m.ID, schemas.TypeModel, m.Seed)
 	}
 	servers := map[string]tools.ServerConfig{}
 	for _, s := range c.MCPServers {
@@ -97,7 +98,7 @@ func (c *Config) validateHops(dir *broker.Directory) error {
 			errs = append(errs, fmt.Errorf("tool %q: listed twice", t.ID))
 		}
 		seen[t.ID] = true
-		check("tool", t.ID, schemas.TypeTool, t.KeyFile)
+		check("tool", t.ID, schemas.TypeTool, t.Seed)
 	}
 	return errors.Join(errs...)
 }
@@ -137,8 +138,8 @@ type hops struct {
 }
 
 // startHops starts a bridge per configured model and MCP server, and with
-// an HTTP listener mounts the fronts: POST /v1/chat/completions and the
-// MCP endpoint /mcp.
+// an HTTP listener mounts the fronts: POST /v1/chat/completions, POST
+// /v1/responses and the MCP endpoint /mcp.
 func (g *Gateway) startHops(ctx context.Context) error {
 	if len(g.cfg.Models) == 0 && len(g.cfg.Tools) == 0 {
 		return nil
@@ -148,7 +149,7 @@ func (g *Gateway) startHops(ctx context.Context) error {
 	conn := func(id, keyFile string) (agent.Config, error) {
 		kp, err := broker.LoadSeed(g.cfg.Path(keyFile))
 		if err != nil {
-			return agent.Config{}, fmt.Errorf("%s: key_file: %w", id, err)
+			return agent.Config{}, fmt.Errorf("%s: seed: %w", id, err)
 		}
 		ac := agent.Config{ID: id, Key: kp, Subjects: &g.subjects, Logger: g.log}
 		if g.emb != nil {
@@ -159,11 +160,13 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return ac, nil
 	}
 	for _, m := range g.cfg.Models {
-		ac, err := conn(m.ID, m.KeyFile)
+		ac, err := conn(m.ID, m.Seed)
 		if err != nil {
 			return err
 		}
-		b, err := models.StartBridge(ctx, models.BridgeConfig{Model: m.Config, Agent: ac})
+		mc := m.Config
+		mc.APIKeyFile = g.cfg.Path(mc.APIKeyFile)
+		b, err := models.StartBridge(ctx, models.BridgeConfig{Model: mc, Agent: ac})
 		if err != nil {
 			return err
 		}
@@ -176,7 +179,7 @@ func (g *Gateway) startHops(ctx context.Context) error {
 			if t.Server != s.ID {
 				continue
 			}
-			ac, err := conn(t.ID, t.KeyFile)
+			ac, err := conn(t.ID, t.Seed)
 			if err != nil {
 				return err
 			}
@@ -207,12 +210,15 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		return g.submitHop(ctx, s)
 	}
 	if len(h.models) > 0 {
-		g.HandleHTTP("POST "+ChatCompletionsPath, models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit}))
+		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit,
+			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout})
+		g.HandleHTTP("POST "+ChatCompletionsPath, front)
+		g.HandleHTTP("POST "+ResponsesPath, front.Responses())
 	}
 	if len(h.tools) > 0 {
 		g.HandleHTTP(MCPPath, tools.NewFront(tools.FrontConfig{
 			Bridges: h.tools, Authenticate: authenticate, Submit: submit, Costs: costs,
-			Allowed: g.mayCallTool,
+			Allowed: g.mayCallTool, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout,
 		}))
 	}
 	return nil
@@ -223,12 +229,11 @@ func (g *Gateway) startHops(ctx context.Context) error {
 // of a run of the caller's, untainted)? The call itself is decided on the
 // hop, with its real context.
 func (g *Gateway) mayCallTool(caller *broker.Identity, tool string) bool {
-	reg := g.registry
-	target, ok := reg.Dir.Get(tool)
+	target, ok := g.directory().Get(tool)
 	if !ok || target.Disabled || target.Type != schemas.TypeTool {
 		return false
 	}
-	return reg.Engine.Decide(policy.Request{
+	return g.engine.Load().Decide(policy.Request{
 		Principal: caller, Action: schemas.ActionCallTool, Resource: target,
 		Context: policy.Context{Workflow: "default", Depth: 1, Ancestry: []string{caller.ID}, OnBehalfOf: caller.ID},
 	}).Allow

@@ -44,7 +44,7 @@ func BenchmarkModelHop(b *testing.B) {
 		gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "echo"})
 	c.cfg.HTTP.Listen = "127.0.0.1:0"
 	c.cfg.RunLimits = limits.Run{MaxHops: 1 << 30, MaxEdgeRepeats: 1 << 30, MaxTotalTokens: 1 << 40, MaxCostUSD: 1e9, MaxWallClockSeconds: 1 << 20}
-	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1, OutputPerMTok: 1}}, KeyFile: c.seedFile(b, "gpt")}}
+	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1, OutputPerMTok: 1}}, Seed: c.seedFile(b, "gpt")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(

@@ -25,7 +25,7 @@ import (
 	"github.com/tollgate/tollgate/ledger"
 )
 
-// seedFile writes id's seed where a model's or tool's key_file points.
+// seedFile writes id's seed where a model's or tool's seed points.
 func (c *cast) seedFile(t testing.TB, id string) string {
 	t.Helper()
 	seed, err := c.keys[id].Seed()
@@ -45,17 +45,17 @@ func TestHopsConfigErrors(t *testing.T) {
 	c := newCast(t, gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "research"})
 	other := newCast(t, gateway.IdentityConfig{ID: "gpt", Type: "model"})
 	c.cfg.Models = []gateway.ModelConfig{
-		{Config: models.Config{ID: "gpt", BaseURL: "http://127.0.0.1:1/v1"}, KeyFile: other.seedFile(t, "gpt")},
+		{Config: models.Config{ID: "gpt", BaseURL: "http://127.0.0.1:1/v1"}, Seed: other.seedFile(t, "gpt")},
 		{Config: models.Config{ID: "claude", BaseURL: "ftp://x"}},
 	}
 	c.cfg.MCPServers = []tools.ServerConfig{{ID: "web", URL: "http://127.0.0.1:1/mcp"}}
-	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "research", Server: "nowhere"}, KeyFile: c.seedFile(t, "research")}}
+	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "research", Server: "nowhere"}, Seed: c.seedFile(t, "research")}}
 	_, err := gateway.Start(context.Background(), c.cfg, gateway.Options{Policies: policies})
 	if err == nil {
 		t.Fatal("a config with broken hop sections started")
 	}
 	for _, want := range []string{
-		`model "gpt": key_file holds`,
+		`model "gpt": seed holds`,
 		`model "claude": base_url "ftp://x" is not an http(s) URL`,
 		`model "claude": not a registered identity`,
 		`tool "research": server "nowhere" is not a configured mcp server`,
@@ -85,9 +85,9 @@ func TestHopsServe(t *testing.T) {
 
 	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"}, gateway.IdentityConfig{ID: "research", Tags: []string{"entry"}},
 		gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "web-fetch", Type: "tool"})
-	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, KeyFile: c.seedFile(t, "gpt")}}
+	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, Seed: c.seedFile(t, "gpt")}}
 	c.cfg.MCPServers = []tools.ServerConfig{{ID: "web", URL: web.URL, Untrusted: true}}
-	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, KeyFile: c.seedFile(t, "web-fetch")}}
+	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, Seed: c.seedFile(t, "web-fetch")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(
@@ -162,9 +162,9 @@ func TestHopsHTTP(t *testing.T) {
 	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"}, gateway.IdentityConfig{ID: "research", Tags: []string{"entry"}},
 		gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "web-fetch", Type: "tool"})
 	c.cfg.HTTP.Listen = "127.0.0.1:0"
-	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, KeyFile: c.seedFile(t, "gpt")}}
+	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, Seed: c.seedFile(t, "gpt")}}
 	c.cfg.MCPServers = []tools.ServerConfig{{ID: "web", URL: web.URL}}
-	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, KeyFile: c.seedFile(t, "web-fetch")}}
+	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, Seed: c.seedFile(t, "web-fetch")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(
@@ -219,6 +219,21 @@ func TestHopsHTTP(t *testing.T) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&plain); err != nil || resp.StatusCode != 200 || len(plain.Choices) != 1 || plain.Choices[0].Message.Content != "ok" {
 		t.Fatalf("plain call: %d %+v %v", resp.StatusCode, plain, err)
+	}
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+gateway.ResponsesPath, strings.NewReader(`{"model":"gpt","input":"hi"}`))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	rresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var response struct{ Object, Status string }
+	err = json.NewDecoder(rresp.Body).Decode(&response)
+	rresp.Body.Close()
+	if err != nil || rresp.StatusCode != 200 || response.Object != "response" || response.Status != "completed" {
+		t.Fatalf("responses call: %d %+v %v", rresp.StatusCode, response, err)
 	}
 
 	resp = post(`{"model":"gpt","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`)
@@ -277,7 +292,7 @@ func TestHopsHTTP(t *testing.T) {
 		}
 	}
 	slices.Sort(calls)
-	if want := []string{"call_model gpt 6", "call_model gpt 9", "call_tool web-fetch 0"}; !slices.Equal(calls, want) {
+	if want := []string{"call_model gpt 6", "call_model gpt 6", "call_model gpt 9", "call_tool web-fetch 0"}; !slices.Equal(calls, want) {
 		t.Fatalf("hops under the task %v, want %v", calls, want)
 	}
 }

@@ -203,6 +203,22 @@ func TestGoInterop(t *testing.T) {
 		}
 	})
 
+	t.Run("outcome stored before the wait", func(t *testing.T) {
+		// An outcome delivered while nobody listened (a reconnect of the
+		// gateway's connection) is read from DELIVER.
+		runID, hop, _ := a2ahttp.ParseTaskID(task.ID)
+		p, err := e.g.Ingress().Await("alice", runID, hop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		o, err := p.Wait(wctx)
+		if err != nil || o.Reply == nil || o.Reply.Result.Status != schemas.StateCompleted {
+			t.Fatalf("Wait on a closed hop: %+v %v", o, err)
+		}
+	})
+
 	t.Run("list", func(t *testing.T) {
 		l, err := alice.ListTasks(ctx, &a2a.ListTasksRequest{ContextID: run})
 		if err != nil {

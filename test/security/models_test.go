@@ -36,7 +36,7 @@ func TestModelHopsFromOutside(t *testing.T) {
 	g := startGateway(t, embedded, setup{extra: func(t *testing.T, g *gw) {
 		g.cfg.Agents = append(g.cfg.Agents, gateway.IdentityConfig{ID: "gpt", Type: "model", PublicKey: g.newKey(t, "gpt")})
 		g.cfg.HTTP = map[string]string{"listen": httpAddr, "keys": "http-keys"}
-		g.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: up.URL}, KeyFile: "gpt.nk"}}
+		g.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: up.URL}, Seed: "gpt.nk"}}
 		// Agents may call models: the policy file gets a permit for it.
 		g.cfg.Policies = append(g.cfg.Policies, "models.cedar")
 		writeFile(t, g.dir, "models.cedar", `permit (principal is Agent, action == Action::"call_model", resource is Model);`)

@@ -41,6 +41,11 @@ type Workload struct {
 	// RateLimit, when set, turns on a (never reached) per-agent rate limit,
 	// to measure its cost.
 	RateLimit bool
+	// Quota, when set, turns on a (never reached) per-agent token quota
+	// (scope agent, match "*", day window) that every hop reserves in, to
+	// measure its cost. The workload never replies, so every hop's
+	// reservation stays open: the worst case for a quota's entry.
+	Quota bool
 	// Shards is the enforcer's shard count (0: its default).
 	Shards int
 	// Conns is how many extra connections the enforcer publishes on
@@ -224,6 +229,9 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	cfg.PerPrincipal.RunRate.Count = -1 // the workload starts its runs at once
 	if w.RateLimit {
 		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
+	}
+	if w.Quota {
+		cfg.Quotas = []limits.Quota{{Name: "bench", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1 << 50}}
 	}
 	var extra []*enforcer.Enforcer
 	if w.Instances > 0 {
