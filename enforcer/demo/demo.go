@@ -249,6 +249,39 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// Serve connects the demo's cast (every agent but the user) to a gateway's
+// bus with base's connection settings (URL or InProcess, Subjects) and the
+// keys Config returned, and serves their tasks until the returned func is
+// called. The demo on a cluster (test/cluster) runs the cast with it.
+func Serve(ctx context.Context, base agent.Config, keys map[string]nkeys.KeyPair, say func(string, ...any)) (func(), error) {
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	var clients []*agent.Client
+	closeAll := func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	for _, a := range cast() {
+		cfg := base
+		cfg.ID, cfg.Key, cfg.Handler = a.id, keys[a.id], a.handler(say)
+		c, err := agent.Connect(ctx, cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("demo cast %s: %w", a.id, err)
+		}
+		clients = append(clients, c)
+	}
+	return closeAll, nil
+}
+
+// WaitSettled reads a run's ledger once the run has completed (or
+// halted), or what there is when ctx ends.
+func WaitSettled(ctx context.Context, l *ledger.Ledger, run string) ([]ledger.Record, error) {
+	return waitSettled(ctx, l, run)
+}
+
 // DefaultDatabase is the ClickHouse database the demo projects into.
 const DefaultDatabase = "tollgate_demo"
 

@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if err := g.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes}); err != nil {
+	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes, Partitions: cfg.NATS.Partitions}); err != nil {
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
@@ -311,6 +311,9 @@ func (g *Gateway) StartEnforcer(ctx context.Context, ec enforcer.Config) error {
 	}
 	if ec.Logger == nil {
 		ec.Logger = g.log
+	}
+	if ec.Partitions == 0 {
+		ec.Partitions = g.cfg.NATS.Partitions
 	}
 	if ec.Metrics == nil && g.metrics != nil {
 		ec.Metrics = g.metrics.enforcer
