@@ -24,7 +24,7 @@ func TestRetryPolicy(t *testing.T) {
 		if got := r.Wait(hop, 2); got < 500*time.Millisecond || got > 1500*time.Millisecond {
 			t.Errorf("jittered wait %s of %s is outside 0.5s..1.5s", got, hop)
 		}
-		if r.Wait(hop, 2) != r.Wait(hop, 2) {
+		if again := r.Wait(hop, 2); again != r.Wait(hop, 2) {
 			t.Errorf("jitter of %s is not deterministic", hop)
 		}
 	}
@@ -37,7 +37,7 @@ func TestRetryPolicy(t *testing.T) {
 // replaces the target's own; the fallbacks and breaker stay.
 func TestWorkflowOverridesRetry(t *testing.T) {
 	s := limits.Set{
-		Targets: map[string]limits.Target{"writer": {Retry: limits.Retry{MaxAttempts: 3, On: []string{"timeout"}}, Fallback: []string{"backup"}}},
+		Targets:         map[string]limits.Target{"writer": {Retry: limits.Retry{MaxAttempts: 3, On: []string{"timeout"}}, Fallback: []string{"backup"}}},
 		WorkflowRetries: map[string]map[string]limits.Retry{"briefs": {"writer": {MaxAttempts: 1}}},
 	}
 	if got := s.TargetFor("default", "writer"); got.Retry.MaxAttempts != 3 || len(got.Fallback) != 1 {
