@@ -271,12 +271,18 @@ func (e *Enforcer) timerAt(run, key string, at time.Time) outgoing {
 	if fire.Before(at) {
 		fire = fire.Add(time.Second)
 	}
+	target := e.subjects.TimerFire(run, key)
+	if n := e.cfg.Partitions; n > 0 {
+		// Fired in the run's partition, owned by the instance that owns
+		// the run's submissions.
+		target = e.subjects.TimerFireIn(broker.Partition(run, n), run, key)
+	}
 	return outgoing{
 		subject: e.subjects.TimerSchedule(run, key),
 		data:    []byte{},
 		opts: []jetstream.PublishOpt{
 			jetstream.WithScheduleAt(fire),
-			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, key)),
+			jetstream.WithScheduleTarget(target),
 		},
 	}
 }

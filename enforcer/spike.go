@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"sync"
@@ -157,7 +158,8 @@ func (e *Enforcer) spikeAlert(a *schemas.Alert, scope, id string) []outgoing {
 	if err != nil {
 		return nil
 	}
-	return []outgoing{{subject: e.subjects.AlertFleet(schemas.AlertSpendSpike, scope+"."+id), data: data}}
+	// Team names come from the config and may not be subject tokens.
+	return []outgoing{{subject: e.subjects.AlertFleet(schemas.AlertSpendSpike, scope+"."+subjectToken(id)), data: data}}
 }
 
 // spendOf feeds the spend an appended event settles (a reply's usage, a
@@ -190,4 +192,19 @@ func (e *Enforcer) spendOf(st *ledger.State, ev *schemas.Event) []outgoing {
 		team = id.Team
 	}
 	return e.observeSpend(rules.Limits.SpendSpikes, hop.From, team, st.RunID, hop.From+"->"+hop.To, usage.Cost(), ev.At)
+}
+
+// subjectToken is id when it is a plain token, else its hex form after
+// '=' (which no plain token has).
+func subjectToken(id string) string {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return "=" + hex.EncodeToString([]byte(id))
+		}
+	}
+	if id == "" {
+		return "="
+	}
+	return id
 }

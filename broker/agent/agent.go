@@ -128,7 +128,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: bind delivery consumer: %w", cfg.ID, err)
 	}
-	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2))
+	// Short pulls: when the consumer's leader moves (a cluster node lost),
+	// pulls waiting at the old one are noticed by their missing
+	// heartbeats and renewed within seconds, not half a minute.
+	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: consume: %w", cfg.ID, err)
@@ -338,6 +341,13 @@ func outcome(env *schemas.Envelope, d *schemas.Delivery) (*Reply, error) {
 	return r, nil
 }
 
+// pullExpiry is how long a pull for deliveries waits at the server.
+const pullExpiry = 5 * time.Second
+
+// publishRetries bounds the retries of a submission nobody answered
+// (about 10 s at 250 ms apart).
+const publishRetries = 40
+
 // submit signs env and publishes it on the agent's submit subject.
 func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) error {
 	env.Version, env.From, env.SentAt = schemas.EnvelopeVersion, c.cfg.ID, time.Now().UTC()
@@ -356,7 +366,11 @@ func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) 
 	propagation.TraceContext{}.Inject(ctx, broker.HeaderCarrier(msg.Header))
 	// The dedupe id is the digest of the very bytes sent: a retry of this
 	// publish is recognised, and no other identity can have used it first.
-	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(schemas.Digest(wire)))
+	// While a cluster elects a new stream leader (a node lost) nobody
+	// answers for a few seconds: the same publish is retried, and the
+	// dedupe id makes a retry of a stored one a no-op.
+	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(schemas.Digest(wire)),
+		jetstream.WithRetryAttempts(publishRetries), jetstream.WithRetryWait(250*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
 	}

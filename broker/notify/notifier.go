@@ -42,14 +42,20 @@ type Options struct {
 
 // Notifier delivers alerts to sinks until closed.
 type Notifier struct {
-	cfg     Config
-	o       Options
-	log     *slog.Logger
-	router  *message.Router
-	conns   []*nats.Conn
-	done    chan error
-	outcome *prometheus.CounterVec
+	cfg    Config
+	o      Options
+	log    *slog.Logger
+	router *message.Router
+	conns  []*nats.Conn
+	// sinkConns are the subscribers' connections, drained before the
+	// router closes.
+	sinkConns []*nats.Conn
+	done      chan error
+	outcome   *prometheus.CounterVec
 }
+
+// drainWait bounds how long Close waits for deliveries in hand.
+const drainWait = 5 * time.Second
 
 // ErrPermanent marks an alert no retry can deliver (it does not decode):
 // it goes to the dead letters at once.
@@ -128,6 +134,7 @@ func (n *Notifier) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		n.sinkConns = append(n.sinkConns, conn)
 		durable := ConsumerPrefix + sc.Name
 		sub, err := wmnats.NewSubscriberWithNatsConn(conn, wmnats.SubscriberSubscriptionConfig{
 			Unmarshaler:       rawUnmarshaler{},
@@ -239,6 +246,19 @@ func (n *Notifier) closeConns() {
 func (n *Notifier) Close() error {
 	var err error
 	if n.router != nil {
+		// Drain the subscribers' connections first: deliveries in hand
+		// finish and are acknowledged, and no message callback is still
+		// running when the subscriber closes its output (watermill-nats
+		// v2.1.3 closes it under a running callback otherwise).
+		for _, nc := range n.sinkConns {
+			_ = nc.Drain()
+		}
+		deadline := time.Now().Add(drainWait)
+		for _, nc := range n.sinkConns {
+			for !nc.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 		err = n.router.Close()
 		<-n.done
 		n.router = nil

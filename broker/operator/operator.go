@@ -27,6 +27,10 @@ type Config struct {
 	Key nkeys.KeyPair
 	// URL of the gateway's NATS server.
 	URL string
+	// InProcess, when set, connects to an embedded server without a
+	// socket (a console served by the gateway that embeds it); URL is then
+	// ignored.
+	InProcess *broker.Embedded
 	// Subjects must match the gateway's; default broker.DefaultSubjects().
 	Subjects *broker.Subjects
 }
@@ -57,7 +61,7 @@ func ConnectContext(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Subjects != nil {
 		subj = *cfg.Subjects
 	}
-	nc, err := broker.Connect(broker.ConnectConfig{URL: cfg.URL, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
+	nc, err := broker.Connect(broker.ConnectConfig{URL: cfg.URL, InProcess: cfg.InProcess, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
 		Name: "tollgate operator " + cfg.ID, Options: []nats.Option{nats.MaxReconnects(2)}})
 	if err != nil {
 		return nil, err

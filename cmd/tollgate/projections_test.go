@@ -108,6 +108,9 @@ func TestProjectionsCommands(t *testing.T) {
 	if out := run("projections", "migrate", "--clickhouse", dsn); !strings.Contains(out, "is up to date") {
 		t.Fatalf("migrate: %s", out)
 	}
+	if out := run("projections", "migrate", "--clickhouse", dsn, "--json"); !strings.Contains(out, `"applied": []`) {
+		t.Fatalf("migrate: %s", out)
+	}
 	if _, _, err := tollgate(t, ctx, "projections", "status", "--clickhouse", ""); err == nil || !strings.Contains(err.Error(), "no ClickHouse") {
 		t.Fatalf("status without a DSN: %v", err)
 	}

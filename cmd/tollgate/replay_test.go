@@ -323,7 +323,7 @@ func TestReplayWhatIfLoopDemo(t *testing.T) {
 		t.Fatalf("vanished %d events, signatures %s", len(rep.Vanished), rep.Verification.Signatures)
 	}
 	text, _, err := tollgate(t, ctxTimeout(t), "replay", run, "--data", dir, "--policy", "../../deploy/policies")
-	if err != nil || !strings.Contains(text, "First change: #4 research → orchestrator: the candidate set says DENIED policy [no-agent-invokes-an-orchestrator]") {
+	if err != nil || !strings.Contains(text, "First change: #16 research → orchestrator: the candidate set says DENIED policy [no-agent-invokes-an-orchestrator]") {
 		t.Fatalf("what-if text: %v\n%s", err, text)
 	}
 	// A CI gate: --fail-on-change exits 3 when a decision would change,

@@ -14,6 +14,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var configPath, dataDir string
+	instance := -1
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway (embedded NATS unless the config names a server)",
@@ -33,6 +34,12 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			log, err := logger(cmd)
 			if err != nil {
 				return err
+			}
+			if instance >= 0 {
+				cfg.Enforcer.Instance = instance
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
 			}
 			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimit)
 			ctx := cmd.Context()
@@ -75,5 +82,6 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file (re-read on SIGHUP)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
+	cmd.Flags().IntVar(&instance, "instance", -1, "which of enforcer.instances this gateway is: the run partitions it prefers (overrides enforcer.instance)")
 	return cmd
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -102,6 +103,11 @@ type NATSConfig struct {
 	// closed (every submission is denied "unavailable", nothing forwarded)
 	// until there is room. Zero: no cap but the disk.
 	LedgerMaxBytes int64 `yaml:"ledger_max_bytes"`
+	// Partitions partitions the runs across gateway instances: SUBMIT
+	// maps each submission to partition(n) of its run token, and each
+	// partition is owned by one instance at a time (docs/scaling.md). Zero:
+	// one queue shared by every instance. Every instance must say the same.
+	Partitions int `yaml:"partitions"`
 	// AccountsFile, with an external server, is where the gateway writes
 	// the accounts block of the server's config (the server's config
 	// includes it; see docs/operations.md). It is rewritten at start and on
@@ -205,6 +211,14 @@ type EnforcerConfig struct {
 	// MaxProgressPerHop bounds the progress messages a hop's target may
 	// send its caller (default 100; docs/a2a-nats-binding.md).
 	MaxProgressPerHop int `yaml:"max_progress_per_hop"`
+	// Instance and Instances say which run partitions this instance
+	// prefers (p mod instances = instance); it stands by for the others
+	// (docs/scaling.md).
+	Instance  int `yaml:"instance"`
+	Instances int `yaml:"instances"`
+	// PinnedTTL is how long a partition stays with an instance that stopped
+	// pulling: how soon a dead instance's partitions move (default 5s).
+	PinnedTTL time.Duration `yaml:"pinned_ttl"`
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery (with no pull request waiting) to count as bound; a target
 	// with fallbacks and none bound has its hops re-routed. Default 10s.
@@ -377,6 +391,12 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.SystemCredentials != "" && c.NATS.AccountsFile == "" {
 		errs = append(errs, errors.New("nats: system_credentials reloads the servers after writing accounts_file, which is not set"))
 	}
+	if c.Enforcer.Instance < 0 || c.Enforcer.Instances < 0 || c.Enforcer.Instance > 0 && c.Enforcer.Instance >= c.Enforcer.Instances {
+		errs = append(errs, fmt.Errorf("enforcer.instance is %d of %d, want 0 to instances-1", c.Enforcer.Instance, c.Enforcer.Instances))
+	}
+	if c.NATS.Partitions < 0 || c.NATS.Partitions > broker.MaxPartitions {
+		errs = append(errs, fmt.Errorf("nats.partitions is %d, want 0 to %d", c.NATS.Partitions, broker.MaxPartitions))
+	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
@@ -540,6 +560,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
+		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
@@ -656,17 +677,20 @@ func (c *Config) Layout(dir *broker.Directory, gatewayKeys ...string) broker.Lay
 type AdminConfig struct {
 	// Listen is host:port; empty serves no admin listener.
 	Listen string `yaml:"listen"`
+	// Console is the web console served on the listener (docs/console.md).
+	Console console.Config `yaml:"console"`
 }
 
 // Validate checks the section.
 func (c AdminConfig) Validate() error {
-	if c.Listen == "" {
-		return nil
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
+		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
-	}
-	return nil
+	errs = append(errs, c.Console.Validate())
+	return errors.Join(errs...)
 }
 
 // ClientURL is where clients in other processes reach the gateway's NATS:

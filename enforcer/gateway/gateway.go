@@ -48,6 +48,7 @@ import (
 	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/broker/notify"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -69,6 +70,9 @@ type Options struct {
 	// NoEnforcer starts everything but the enforcer; StartEnforcer starts
 	// it later.
 	NoEnforcer bool
+	// CandidatePolicies are offered to the console's what-if besides the
+	// running policies and admin.console.policy_dirs (the demo's).
+	CandidatePolicies []console.PolicySource
 	// LoadConfig, when set, reads the config again for a reload (SIGHUP in
 	// serve, ReloadFromSource, and operators' signed `tollgate reload`).
 	// Without it, reload requests are refused.
@@ -104,6 +108,11 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// console is the web console on the admin listener, and consoleView
+	// what it reads of the running config.
+	console     *console.Server
+	consoleView *atomic.Pointer[consoleView]
+	spend       *spend
 	// reloadSub answers tg.ctl.reload; mu guards the parts a reload
 	// replaces (cfg, opts, registry, policies) and runs one reload at a
 	// time.
@@ -166,7 +175,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if err := g.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes}); err != nil {
+	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes, Partitions: cfg.NATS.Partitions}); err != nil {
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
@@ -175,6 +184,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.startConsole(ctx); err != nil {
+		return nil, err
+	}
 	if err := g.listenReload(); err != nil {
 		return nil, err
 	}
@@ -300,6 +312,9 @@ func (g *Gateway) StartEnforcer(ctx context.Context, ec enforcer.Config) error {
 	if ec.Logger == nil {
 		ec.Logger = g.log
 	}
+	if ec.Partitions == 0 {
+		ec.Partitions = g.cfg.NATS.Partitions
+	}
 	if ec.Metrics == nil && g.metrics != nil {
 		ec.Metrics = g.metrics.enforcer
 	}
@@ -409,7 +424,7 @@ func (g *Gateway) connect(ctx context.Context) error {
 		return err
 	}
 	dataDir := cfg.Path(cfg.NATS.DataDir)
-	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Accounts: g.subjects.AccountsConfig(l)}
+	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Accounts: g.subjects.AccountsConfig(l), Logger: g.log}
 	if cfg.NATS.Listen == ListenNone {
 		ec.NoListen = true
 	} else {
@@ -517,11 +532,17 @@ func (g *Gateway) ProjectorState() (st ProjectorState, ok bool) {
 // left), then the bus.
 func (g *Gateway) Close(ctx context.Context) error {
 	var errs []error
+	if g.console != nil {
+		g.console.Close() // ends the event streams, which Shutdown would wait for
+	}
 	if g.reloadSub != nil {
 		_ = g.reloadSub.Unsubscribe()
 	}
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
+	}
+	if g.spend != nil {
+		g.spend.close()
 	}
 	if g.notifier != nil {
 		errs = append(errs, g.notifier.Close())
@@ -629,9 +650,13 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	if o.LoadConfig == nil {
 		o.LoadConfig = g.opts.LoadConfig
 	}
+	if o.CandidatePolicies == nil {
+		o.CandidatePolicies = g.opts.CandidatePolicies
+	}
 	g.logIdentityChanges(g.cfg, cfg)
 	g.mu.Lock()
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.refreshConsole()
 	g.dir.Store(reg.Dir)
 	g.engine.Store(reg.Engine)
 	g.mu.Unlock()

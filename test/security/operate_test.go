@@ -123,8 +123,12 @@ forbid (principal, action == Action::"invoke", resource == Agent::"sink");
 func TestOperateLiveGateway(t *testing.T) {
 	hook := newWebhook(t, "on-call-secret")
 	g := startGateway(t, embedded, setup{admin: true, serveArgs: []string{"--log-level", "debug"}, alerts: map[string]any{
-		"sinks": []map[string]any{{"name": "oncall", "type": "webhook", "url": hook.URL, "secret": "on-call-secret"}},
-		"retry": map[string]any{"initial_interval": "50ms"},
+		"sinks": []map[string]any{
+			{"name": "oncall", "type": "webhook", "url": hook.URL, "secret": "on-call-secret"},
+			// A sink nobody answers: its alerts land in the dead letters.
+			{"name": "broken", "type": "webhook", "url": "http://127.0.0.1:1/hook"},
+		},
+		"retry": map[string]any{"initial_interval": "50ms", "max_interval": "100ms", "max_retries": 2},
 	}})
 	ops := filepath.Join(g.dir, "ops.nk")
 	reloadArgs := []string{"reload", "--config", g.config, "--operator", "ops", "--key", ops, "--reason", "test"}
@@ -224,8 +228,18 @@ func TestOperateLiveGateway(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("alerts tail did not print the alert:\n%s", tailErr.String())
 	}
-	if out, _, err := g.cli(t, "alerts", "dead", "--nats", g.url, "--creds", ops); err != nil || !strings.Contains(out, "no dead letters") {
-		t.Fatalf("alerts dead: %v %s", err, out)
+	// The broken sink's copy is a dead letter; the healthy sink got it once.
+	brokertest.Eventually(t, 30*time.Second, "alerts dead lists the broken sink's alert", func() bool {
+		out, _, err := g.cli(t, "alerts", "dead", "--json", "--nats", g.url, "--creds", ops)
+		var dead []struct {
+			Sink, Reason string
+			RunID        string `json:"run_id"`
+		}
+		return err == nil && json.Unmarshal([]byte(out), &dead) == nil && len(dead) == 1 &&
+			dead[0].Sink == "broken" && dead[0].RunID == open.ID && strings.Contains(dead[0].Reason, "connection refused")
+	})
+	if n, _ := hook.forRun(open.ID); n != 1 {
+		t.Errorf("the healthy sink got the alert %d times", n)
 	}
 
 	// /metrics agrees with the ledger.
