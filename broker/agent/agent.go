@@ -71,10 +71,10 @@ type Client struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	waiters map[string]chan *schemas.Delivery // hop id -> its outcome
+	waiters map[string]chan *schemas.Delivery  // hop id -> its outcome
 	watch   map[string]func(*schemas.Envelope) // hop id -> its progress callback
-	running map[string]context.CancelFunc     // hop id -> its task
-	replied map[string]struct{}               // hops this process answered
+	running map[string]context.CancelFunc      // hop id -> its task
+	replied map[string]struct{}                // hops this process answered
 	closed  bool
 }
 
