@@ -132,8 +132,8 @@ type Pending struct {
 	// returning false stops Wait with ErrStopped. Unset, progress is
 	// skipped.
 	OnProgress func(*schemas.Delivery) bool
-	sub, extra   *nats.Subscription
-	ch           chan *nats.Msg
+	sub, extra *nats.Subscription
+	ch         chan *nats.Msg
 	// js, stream and subjects let Wait read an outcome the subscription
 	// missed (a reconnect) from DELIVER itself.
 	js         jetstream.JetStream
