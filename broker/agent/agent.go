@@ -67,8 +67,11 @@ type Client struct {
 	js   jetstream.JetStream
 	cc   jetstream.ConsumeContext
 	sem  chan struct{}
-	wg   sync.WaitGroup
-	log  *slog.Logger
+	// progressEvery is how often a running task is marked in progress: a
+	// third of the consumer's ack wait.
+	progressEvery time.Duration
+	wg            sync.WaitGroup
+	log           *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]chan *schemas.Delivery // hop id -> its outcome
@@ -123,6 +126,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: bind delivery consumer: %w", cfg.ID, err)
+	}
+	c.progressEvery = 15 * time.Second
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		c.progressEvery = max(info.Config.AckWait/3, 100*time.Millisecond)
 	}
 	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2))
 	if err != nil {

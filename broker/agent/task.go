@@ -180,7 +180,7 @@ func usageOf(r *Result) *schemas.Usage {
 func (c *Client) keepAlive(ctx context.Context, hop string) func() {
 	done := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(15 * time.Second)
+		tick := time.NewTicker(c.progressEvery)
 		defer tick.Stop()
 		for {
 			select {

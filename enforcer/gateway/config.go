@@ -68,6 +68,12 @@ type NATSConfig struct {
 	// DeliverMaxAge is how long deliveries are kept (and so how long a
 	// crashed enforcer may stay down without a second delivery).
 	DeliverMaxAge time.Duration `yaml:"deliver_max_age"`
+	// AgentAckWait is how long an agent may hold a delivery without
+	// acknowledging it (or saying it still works on it) before it is
+	// delivered again; default one minute. The agent client says it is
+	// working every third of it, so this bounds how late a task whose
+	// acknowledgement a crash lost comes back.
+	AgentAckWait time.Duration `yaml:"agent_ack_wait"`
 	// LedgerMaxBytes caps the ledger stream; at the cap the gateway fails
 	// closed (every submission is denied "unavailable", nothing forwarded)
 	// until there is room. Zero: no cap but the disk.

@@ -129,7 +129,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
-		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, g.cfg.NATS.AgentAckWait); err != nil {
 			return nil, err
 		}
 	}
@@ -478,7 +478,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		return fmt.Errorf("%w, the running config stays:\n%w", ErrReloadRefused, err)
 	}
 	for _, id := range next.registry.Dir.All() {
-		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, g.cfg.NATS.AgentAckWait); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
