@@ -288,6 +288,15 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 		s.dropped(sub, p.Dropped)
 		return nil, nil
 	}
+	if p.Replayed != nil || p.Reject != nil {
+		// Neither appends to the run, so no expected sequence would catch a
+		// stale state: another enforcer instance may have written the run
+		// since it was cached (an answer to a hop it admitted). Decide again
+		// on the ledger's state rather than deny or replay from an old one.
+		if err := s.fresh(ctx, st); err != nil {
+			return nil, err
+		}
+	}
 	if p.Replayed != nil {
 		s.e.stats.replayed.Add(1)
 		s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.replayed })
@@ -478,6 +487,19 @@ func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) 
 		return ledger.Record{}, err
 	}
 	return rec, nil
+}
+
+// fresh returns ledger.ErrConflict when the run's ledger has moved past
+// st (another instance appended), so that the caller decides again.
+func (s *shard) fresh(ctx context.Context, st *ledger.State) error {
+	head, err := s.ledger.Head(ctx, st.RunID)
+	if err != nil {
+		return err
+	}
+	if head.StreamSeq != st.Head.StreamSeq {
+		return fmt.Errorf("run %s moved from stream seq %d to %d: %w", st.RunID, st.Head.StreamSeq, head.StreamSeq, ledger.ErrConflict)
+	}
+	return nil
 }
 
 // cached is a run's state in the shard's cache, with its size when it
