@@ -524,6 +524,14 @@ func (s *shard) state(ctx context.Context, run string) (*ledger.State, error) {
 	s.bytes += c.bytes
 	if c.open {
 		s.open++
+		// An earlier process (or before an eviction, this one) may have set
+		// the run's timer: count it as armed at an unknown time, so that it
+		// is set again when due and removed when the run ends.
+		s.armedMu.Lock()
+		if _, ok := s.armed[run]; !ok {
+			s.armed[run] = time.Time{}
+		}
+		s.armedMu.Unlock()
 	}
 	s.runs.Add(run, c)
 	return st, nil

@@ -45,6 +45,7 @@ func TestKillEnforcer(t *testing.T) {
 	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[0] }, func(p *proc) { p.start() })
 	time.Sleep(c.interval)
 	account(t, s, "SIGKILL enforcer (serve on external NATS)", sd, c.kills, l.finish()).assert(t)
+	checkBus(t, s, s.reader())
 }
 
 // TestKillEmbeddedGateway: serve with its embedded NATS server (file
@@ -85,4 +86,5 @@ func TestKillOneOfTwoEnforcers(t *testing.T) {
 	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[rng.IntN(2)] }, func(p *proc) { p.start() })
 	time.Sleep(c.interval)
 	account(t, s, "two enforcers, one SIGKILLed repeatedly", sd, c.kills, l.finish()).assert(t)
+	checkBus(t, s, s.reader())
 }
