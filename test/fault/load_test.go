@@ -187,7 +187,7 @@ func account(t *testing.T, s *system, scenario string, seed int64, kills int, ru
 func (tl *tally) check(run string, recs []ledger.Record, st *ledger.State, handled map[string]*handlerRun) {
 	root := schemas.DeriveHopID(schemas.RunScope(run), "0")
 	expected := map[string]string{
-		root:                             "orchestrator",
+		root:                           "orchestrator",
 		schemas.DeriveHopID(root, "0"): "research",
 		schemas.DeriveHopID(root, "1"): "writer",
 	}
