@@ -199,7 +199,7 @@ func (s *shard) handle(w work) {
 			w.approve.reply(schemas.ApprovalReply{Error: err.Error()})
 			return
 		}
-		if sub != nil && storeFull(err) {
+		if sub != nil && storeFull(err) && !errors.Is(err, errRecordedSome) {
 			// Fail closed: nothing unrecorded is forwarded, and the sender
 			// is told why instead of waiting for a store that has no room.
 			s.failClosed(sub, err, done)
@@ -276,7 +276,7 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 		s.e.stats.redelivered.Add(1)
 		s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.redelivered })
 		if err := s.finish(ctx, st); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errRecordedSome, err)
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
@@ -355,14 +355,14 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	for _, ev := range events {
 		rec, err := s.append(ctx, st, ev)
 		if err != nil {
-			return nil, err
+			return nil, partial(recs, err)
 		}
 		s.count(&ev)
 		recs = append(recs, rec)
 	}
 	more, err := s.followUps(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, partial(recs, err)
 	}
 	recs = append(recs, more...)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
@@ -381,6 +381,19 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	}
 	s.e.exportSpans(st, recs)
 	return out, nil
+}
+
+// errRecordedSome marks a failure after some of a submission's events
+// were appended: its decision is recorded, so it must not be refused as
+// unrecorded; it is retried, and the retry finds the decision and finishes
+// what was cut off (follow-ups, effects).
+var errRecordedSome = errors.New("the decision is recorded, what follows it is not yet")
+
+func partial(recs []ledger.Record, err error) error {
+	if len(recs) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errRecordedSome, err)
 }
 
 // count counts an appended event in the enforcer's stats and metrics, and
@@ -524,6 +537,8 @@ func (s *shard) state(ctx context.Context, run string) (*ledger.State, error) {
 	s.bytes += c.bytes
 	if c.open {
 		s.open++
+	}
+	if st.Started && !st.Halted && (!st.Closed() || len(st.Open) > 0) {
 		// An earlier process (or before an eviction, this one) may have set
 		// the run's timer: count it as armed at an unknown time, so that it
 		// is set again when due and removed when the run ends.

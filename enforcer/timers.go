@@ -77,10 +77,11 @@ func (s *shard) armTimer(run string) []outgoing {
 	due := s.e.rules.Load().NextDue(c.st)
 	s.armedMu.Lock()
 	defer s.armedMu.Unlock()
-	if due.IsZero() && c.st.Closed() {
+	if due.IsZero() {
 		if _, armed := s.armed[run]; armed {
-			// The run has ended with its schedule still set: remove it, so
-			// an ended run carries no timer.
+			// Nothing is due any more (the run has ended, its last open
+			// hop closed) with its schedule still set: remove it, so an
+			// ended run carries no timer.
 			delete(s.armed, run)
 			return []outgoing{{purge: s.e.subjects.TimerSchedule(run, broker.TimerRunKey)}}
 		}
@@ -140,7 +141,7 @@ func (e *Enforcer) sweepTimers(ctx context.Context) (purged int) {
 			rctx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
 			defer cancel()
 			st, err := e.ledger.Load(rctx, run)
-			if err != nil || !st.Closed() {
+			if err != nil || !st.Closed() || !e.rules.Load().NextDue(st).IsZero() {
 				return
 			}
 			if err := s.Purge(rctx, jetstream.WithPurgeSubject(subject)); err != nil {

@@ -83,7 +83,9 @@ func OpenHopIDs(st *ledger.State) []string {
 // its deadline is rejected, and a run past its wall clock has its breach
 // recorded.
 func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
-	if !st.Started || st.Closed() {
+	// A completed run's open hops (delegations its root did not wait for)
+	// still time out; a halted run has none.
+	if !st.Started || st.Halted {
 		return nil
 	}
 	var events []schemas.Event
@@ -102,7 +104,7 @@ func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 		}))
 	}
 	lim := r.LimitsOf(st)
-	if wc := lim.WallClock(); wc > 0 && !st.Breached(limits.WallClock) && now.Sub(st.StartedAt) >= wc {
+	if wc := lim.WallClock(); wc > 0 && !st.Completed && !st.Breached(limits.WallClock) && now.Sub(st.StartedAt) >= wc {
 		action := limits.ActionDeny
 		if lim.OnBreach == limits.HaltAndAlert {
 			action = limits.ActionHalt
@@ -118,11 +120,11 @@ func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 // NextDue is when the run next needs its timer: its earliest open hop's
 // deadline, or the end of its wall clock; zero when nothing is due.
 func (r *Rules) NextDue(st *ledger.State) time.Time {
-	if !st.Started || st.Closed() {
+	if !st.Started || st.Halted {
 		return time.Time{}
 	}
 	var due time.Time
-	if wc := r.LimitsOf(st).WallClock(); wc > 0 && !st.Breached(limits.WallClock) {
+	if wc := r.LimitsOf(st).WallClock(); wc > 0 && !st.Completed && !st.Breached(limits.WallClock) {
 		due = st.StartedAt.Add(wc)
 	}
 	for id := range st.Open {

@@ -44,7 +44,7 @@ func TestKillEnforcer(t *testing.T) {
 	l := startLoad(s, c.workers)
 	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[0] }, func(p *proc) { p.start() })
 	time.Sleep(c.interval)
-	account(t, s, "SIGKILL enforcer (serve on external NATS)", sd, c.kills, l.finish()).assert(t)
+	account(t, s, "SIGKILL enforcer (serve on external NATS)", sd, c.kills, l.finish()).assertAllCompleted(t)
 	checkBus(t, s, s.reader())
 }
 
@@ -58,7 +58,7 @@ func TestKillEmbeddedGateway(t *testing.T) {
 	l := startLoad(s, c.workers)
 	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[0] }, func(p *proc) { p.start() })
 	time.Sleep(c.interval)
-	account(t, s, "SIGKILL embedded gateway (NATS + enforcer)", sd, c.kills, l.finish()).assert(t)
+	account(t, s, "SIGKILL embedded gateway (NATS + enforcer)", sd, c.kills, l.finish()).assertAllCompleted(t)
 }
 
 // TestRestartNATS: the external nats-server is killed and restarted mid-run
@@ -72,7 +72,7 @@ func TestRestartNATS(t *testing.T) {
 	restarts := max(c.kills/5, 3)
 	killLoop(t, rng, restarts, 2*c.interval, l, func(int) *proc { return s.nats }, func(p *proc) { p.start() })
 	time.Sleep(2 * c.interval)
-	account(t, s, "nats-server SIGKILL + restart", sd, restarts, l.finish()).assert(t)
+	account(t, s, "nats-server SIGKILL + restart", sd, restarts, l.finish()).assertAllCompleted(t)
 }
 
 // TestKillOneOfTwoEnforcers: two serve processes share the bus; one of
@@ -85,6 +85,6 @@ func TestKillOneOfTwoEnforcers(t *testing.T) {
 	l := startLoad(s, c.workers)
 	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[rng.IntN(2)] }, func(p *proc) { p.start() })
 	time.Sleep(c.interval)
-	account(t, s, "two enforcers, one SIGKILLed repeatedly", sd, c.kills, l.finish()).assert(t)
+	account(t, s, "two enforcers, one SIGKILLed repeatedly", sd, c.kills, l.finish()).assertAllCompleted(t)
 	checkBus(t, s, s.reader())
 }
