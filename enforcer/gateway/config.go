@@ -183,6 +183,11 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(b, path)
+}
+
+// parseConfig decodes and validates the bytes of the config file at path.
+func parseConfig(b []byte, path string) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

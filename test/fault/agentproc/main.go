@@ -42,7 +42,7 @@ func run() error {
 	delegate := flag.String("delegate", "", "comma-separated agents each task delegates to, in order")
 	tokens := flag.Int64("tokens", 10, "tokens each task reports")
 	delay := flag.Duration("delay", 0, "how long each task works")
-	stuck := flag.String("stuck", "", "tasks whose message is this text never return (until their deadline)")
+	stuck := flag.String("stuck", "", "tasks whose message is this text never return (until the process is stopped)")
 	flag.Parse()
 	if *url == "" || *id == "" || *seed == "" || *logPath == "" {
 		return fmt.Errorf("-url, -id, -seed and -log are required")
@@ -66,12 +66,16 @@ func run() error {
 	if *delegate != "" {
 		targets = strings.Split(*delegate, ",")
 	}
+	quit, stopQuit := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stopQuit()
 	handler := func(ctx context.Context, t *agent.Task) (*agent.Result, error) {
 		note(fmt.Sprintf("%s %s %s", *id, t.Context.RunID, t.Context.HopID))
 		text := agent.MessageText(t.Message)
 		if *stuck != "" && text == *stuck {
-			<-ctx.Done()
-			return nil, ctx.Err()
+			// Stuck for good: not even its deadline ends it, so only the
+			// gateway's timer can close the hop.
+			<-quit.Done()
+			return nil, quit.Err()
 		}
 		if *delay > 0 {
 			select {
