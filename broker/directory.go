@@ -35,6 +35,9 @@ type Identity struct {
 	// tool reading the web, a model, a third party's agent): the hops it
 	// makes and the replies it sends are tainted (see docs/guardrails.md).
 	Untrusted bool
+	// Environment is the deployment environment the identity runs in
+	// (production, staging, ...): spend quotas may be set per environment.
+	Environment string
 
 	pub ed25519.PublicKey
 }

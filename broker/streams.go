@@ -153,7 +153,48 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	if _, err := ProvisionRateBucket(ctx, js, s, o.Replicas); err != nil {
 		return err
 	}
+	if _, err := ProvisionQuotaBucket(ctx, js, s, o.Replicas); err != nil {
+		return err
+	}
+	replicas := max(o.Replicas, 1)
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: s.Bucket(BucketBreakers), Description: "Tollgate circuit breakers, one entry per target",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	}); err != nil {
+		return fmt.Errorf("provision breakers bucket: %w", err)
+	}
 	return nil
+}
+
+// ProvisionQuotaBucket creates or updates the KV buckets of spend quotas:
+// one entry per quota and scope value, updated by compare-and-set by every
+// enforcer instance (returned), and the holds of open hops
+// (BucketQuotaHolds).
+func ProvisionQuotaBucket(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) (jetstream.KeyValue, error) {
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.Bucket(BucketQuota),
+		Description: "Tollgate spend quotas (settled and reserved spend per window)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision quota bucket: %w", err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.Bucket(BucketQuotaHolds),
+		Description: "Tollgate spend quotas: the reservations of open hops",
+		History:     1,
+		TTL:         QuotaHoldsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("provision quota holds bucket: %w", err)
+	}
+	return kv, nil
 }
 
 func retryableProvisionError(err error) bool {

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -21,6 +22,16 @@ const (
 	StreamTimers = "TIMERS"
 	// BucketRate is the KV bucket of per-agent rate-limit token buckets.
 	BucketRate = "tollgate_rate"
+	// BucketQuota is the KV bucket of spend quotas (enforcer/quota).
+	BucketQuota = "tollgate_quota"
+	// BucketQuotaHolds holds one key per open hop and quota it reserved in,
+	// so that reserving and settling are idempotent per hop.
+	BucketQuotaHolds = "tollgate_quota_holds"
+	// BucketBreakers holds each target's circuit-breaker state.
+	BucketBreakers = "tollgate_breakers"
+	// QuotaHoldsMaxAge is how long a hold is kept: a hop open longer than
+	// this settles nothing.
+	QuotaHoldsMaxAge = 7 * 24 * time.Hour
 )
 
 // TimerRunKey is the timer key of a run's wall clock (hop ids never start
@@ -111,6 +122,11 @@ func (s Subjects) Deliver(agent, hop string, kind schemas.DeliveryKind) string {
 	return s.prefix + ".deliver." + agent + "." + hop + "." + string(kind)
 }
 
+// DeliverHop is the wildcard of every delivery to agent for one hop.
+func (s Subjects) DeliverHop(agent, hop string) string {
+	return s.prefix + ".deliver." + agent + "." + hop + ".*"
+}
+
 // DeliverFor is the wildcard of every delivery to agent.
 func (s Subjects) DeliverFor(agent string) string { return s.prefix + ".deliver." + agent + ".>" }
 
@@ -152,6 +168,14 @@ func (s Subjects) Alert(run string) string { return s.prefix + ".alert." + run }
 // or reject a held hop.
 func (s Subjects) AlertApproval(run, hop string) string {
 	return s.prefix + ".alert." + run + ".approval." + hop
+}
+
+// AlertFleet is the subject of an alert about the fleet rather than one
+// run: kind (circuit, spend_spike) and key (a target, an agent or a team).
+// Run ids are one token, so tg.alert.fleet.<kind>.<key> is never a run's
+// alert subject.
+func (s Subjects) AlertFleet(kind, key string) string {
+	return s.prefix + ".alert.fleet." + kind + "." + key
 }
 
 // AlertAll is the wildcard of every alert.

@@ -25,6 +25,19 @@ type Config struct {
 	Agents   map[string]limits.Agent
 	// PerPrincipal bounds what is done on behalf of one principal.
 	PerPrincipal limits.Principal
+	// Quotas bound spend across runs over time windows (limits.Quota);
+	// QuotaZone is the time zone of their calendar windows (nil: UTC).
+	Quotas    []limits.Quota
+	QuotaZone *time.Location
+	// Targets are the retry policies, fallbacks and circuit breakers of
+	// hops to each target; WorkflowRetries override retries per workflow.
+	Targets         map[string]limits.Target
+	WorkflowRetries map[string]map[string]limits.Retry
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery, when it has no pull request waiting, to count as bound: a
+	// target with fallbacks and no consumer bound has its hops re-routed.
+	// Default 10 s.
+	BindWindow time.Duration
 	// Operators maps the ids of operators allowed to halt runs to their
 	// nkey public keys; their halt requests must be signed.
 	Operators map[string]string
@@ -94,6 +107,9 @@ type Hooks struct {
 
 func (c *Config) setDefaults() {
 	c.Limits.SetDefaults()
+	if c.BindWindow == 0 {
+		c.BindWindow = 10 * time.Second
+	}
 	if c.PerAgent.Mode == "" {
 		c.PerAgent.Mode = limits.ModeEnforce
 	}
@@ -158,9 +174,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// LimitSet returns every limit of the config as one set, with defaults.
+func (c Config) LimitSet() limits.Set { return c.limitSet() }
+
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
-	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal}
+	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
+		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries}
 	s.SetDefaults()
 	return s
 }

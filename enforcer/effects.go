@@ -49,6 +49,9 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 			if hop == nil {
 				return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 			}
+			if hop.To != d.To {
+				return nil, nil // re-routed at admission: hop.rerouted delivers it
+			}
 			return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverInvoke, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
 		}
 		if !schemas.ValidPrincipalID(d.From) || sub == nil {
@@ -67,19 +70,47 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
-		if d.By == hop.To {
-			return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)}, nil
+		if err := e.settleQuota(ctx, st, hop, d.Usage); err != nil {
+			return nil, err
 		}
-		return []outgoing{e.delivery(hop.To, hop.ID, schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
+		if d.By == hop.To {
+			out := e.circuitResult(ctx, hop.To, d.Status == schemas.StateFailed, ev.At)
+			return append(out, e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)), nil
+		}
+		return []outgoing{e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.CurrentAttempt()), schemas.DeliverCancel, d.Envelope, contextOf(st, hop), ev.Seq, nil)}, nil
 	case *schemas.HopTimedOut:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
+		if err := e.settleQuota(ctx, st, hop, nil); err != nil {
+			return nil, err
+		}
 		hc := contextOf(st, hop)
-		return []outgoing{
+		return append(e.circuitResult(ctx, hop.To, true, ev.At),
 			e.delivery(hop.From, hop.ID, schemas.DeliverTimeout, nil, hc, ev.Seq, nil),
-			e.delivery(hop.To, hop.ID, schemas.DeliverCancel, nil, hc, ev.Seq, nil),
-		}, nil
+			e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.CurrentAttempt()), schemas.DeliverCancel, nil, hc, ev.Seq, nil),
+		), nil
+	case *schemas.HopRetried:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		// The attempt that failed is cancelled at the target (one that
+		// answered failed needs no cancel), and the next one is delivered
+		// when its timer fires (retryDelivery).
+		out := e.circuitResult(ctx, hop.To, true, ev.At)
+		if d.Cause == schemas.RetryTimeout {
+			hc := contextOf(st, hop)
+			if hc.Attempt = d.Attempt - 1; hc.Attempt < 2 {
+				hc.Attempt = 0
+			}
+			out = append(out, e.delivery(hop.To, decision.AttemptToken(hop.ID, d.Attempt-1), schemas.DeliverCancel, nil, hc, ev.Seq, nil))
+		}
+		return append(out, e.timerAt(st.RunID, hop.ID, d.RetryAt)), nil
+	case *schemas.HopRerouted:
+		if hop == nil {
+			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		return e.rerouteEffects(ctx, st, ev, hop, d)
 	case *schemas.HopApproved:
 		if hop == nil || hop.DecisionStreamSeq == 0 {
 			return nil, fmt.Errorf("effects: approved hop %s of run %s is not in its state", ev.HopID, ev.RunID)
@@ -102,9 +133,17 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
+		if err := e.settleQuota(ctx, st, hop, nil); err != nil {
+			return nil, err
+		}
 		denial := &schemas.Denial{Reason: schemas.ReasonApproval, Message: fmt.Sprintf("not approved (%s): %s", d.By, d.Message), SubmitKind: schemas.KindInvoke}
 		return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, contextOf(st, hop), ev.Seq, denial)}, nil
 	case *schemas.RunHalted:
+		for _, id := range d.OpenHops {
+			if err := e.settleQuota(ctx, st, st.Hops[id], nil); err != nil {
+				return nil, err
+			}
+		}
 		return e.haltEffects(st, ev, d)
 	}
 	return nil, nil
@@ -138,7 +177,7 @@ func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.R
 			continue
 		}
 		hc := contextOf(st, hop)
-		out = append(out, e.delivery(hop.To, hop.ID, schemas.DeliverCancel, nil, hc, ev.Seq, nil))
+		out = append(out, e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.CurrentAttempt()), schemas.DeliverCancel, nil, hc, ev.Seq, nil))
 		denial := &schemas.Denial{Reason: schemas.ReasonHalted, Message: "run halted: " + d.Reason, SubmitKind: schemas.KindInvoke}
 		out = append(out, e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, hc, ev.Seq, denial))
 	}
@@ -158,10 +197,34 @@ func (e *Enforcer) haltEffects(st *ledger.State, ev *schemas.Event, d *schemas.R
 }
 
 func contextOf(st *ledger.State, hop *ledger.Hop) schemas.Context {
-	return schemas.Context{
+	hc := schemas.Context{
 		RunID: st.RunID, HopID: hop.ID, ParentHopID: hop.ParentID, Depth: hop.Depth,
 		Ancestry: hop.Ancestry, OnBehalfOf: st.OnBehalfOf, Deadline: hop.Deadline, TraceParent: traceParentOf(hop),
 	}
+	if hop.Attempt > 1 {
+		hc.Attempt = hop.Attempt
+	}
+	return hc
+}
+
+// retryDelivery delivers a retried attempt of hop to its target, when its
+// timer fired: the invoke as recorded when the hop was decided, under the
+// attempt's own token (written once, so a timer fired again delivers
+// nothing twice).
+func (e *Enforcer) retryDelivery(ctx context.Context, st *ledger.State, hop *ledger.Hop) ([]outgoing, error) {
+	rec, err := e.ledger.Get(ctx, hop.DecisionStreamSeq)
+	if err != nil {
+		return nil, fmt.Errorf("retry of hop %s: its decision: %w", hop.ID, err)
+	}
+	data, err := rec.Event.DecodeData()
+	if err != nil {
+		return nil, fmt.Errorf("retry of hop %s: its decision: %w", hop.ID, err)
+	}
+	dec, ok := data.(*schemas.HopDecision)
+	if !ok {
+		return nil, fmt.Errorf("retry of hop %s: decided by a %s", hop.ID, rec.Event.Type)
+	}
+	return []outgoing{e.delivery(hop.To, decision.AttemptToken(hop.ID, hop.Attempt), schemas.DeliverInvoke, dec.Delivered(), contextOf(st, hop), st.Head.Seq, nil)}, nil
 }
 
 func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelope []byte, hc schemas.Context, seq uint64, denial *schemas.Denial) outgoing {
@@ -186,17 +249,23 @@ func (e *Enforcer) delivery(to, token string, kind schemas.DeliveryKind, envelop
 // run in the ledger and acts only if something is due, so an extra firing
 // is harmless.
 func (e *Enforcer) timer(run string, at time.Time) outgoing {
+	return e.timerAt(run, broker.TimerRunKey, at)
+}
+
+// timerAt schedules the timer key of run (the run's own, or a hop's retry)
+// to fire at at.
+func (e *Enforcer) timerAt(run, key string, at time.Time) outgoing {
 	// Schedules have second resolution: round up, never fire early.
 	fire := at.Truncate(time.Second)
 	if fire.Before(at) {
 		fire = fire.Add(time.Second)
 	}
 	return outgoing{
-		subject: e.subjects.TimerSchedule(run, broker.TimerRunKey),
+		subject: e.subjects.TimerSchedule(run, key),
 		data:    []byte{},
 		opts: []jetstream.PublishOpt{
 			jetstream.WithScheduleAt(fire),
-			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, broker.TimerRunKey)),
+			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, key)),
 		},
 	}
 }
@@ -326,4 +395,37 @@ func (e *Enforcer) timersStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 	e.timers = s
 	return s, nil
+}
+
+// rerouteEffects cancel a hop at the target it left (when it had been
+// delivered there) and deliver it to the fallback: the invoke as recorded
+// when the hop was decided. A hop re-routed again since is delivered by
+// its last hop.rerouted.
+func (e *Enforcer) rerouteEffects(ctx context.Context, st *ledger.State, ev *schemas.Event, hop *ledger.Hop, d *schemas.HopRerouted) ([]outgoing, error) {
+	var out []outgoing
+	hc := contextOf(st, hop)
+	if d.Cause == schemas.RerouteTimeout {
+		out = append(out, e.circuitResult(ctx, d.From, true, ev.At)...)
+		cancel := hc
+		if cancel.Attempt = d.Attempts; cancel.Attempt < 2 {
+			cancel.Attempt = 0
+		}
+		out = append(out, e.delivery(d.From, decision.AttemptToken(hop.ID, d.Attempts), schemas.DeliverCancel, nil, cancel, ev.Seq, nil))
+	}
+	if hop.To != d.To {
+		return out, nil
+	}
+	rec, err := e.ledger.Get(ctx, hop.DecisionStreamSeq)
+	if err != nil {
+		return nil, fmt.Errorf("re-route of hop %s: its decision: %w", hop.ID, err)
+	}
+	data, err := rec.Event.DecodeData()
+	if err != nil {
+		return nil, fmt.Errorf("re-route of hop %s: its decision: %w", hop.ID, err)
+	}
+	dec, ok := data.(*schemas.HopDecision)
+	if !ok {
+		return nil, fmt.Errorf("re-route of hop %s: decided by a %s", hop.ID, rec.Event.Type)
+	}
+	return append(out, e.delivery(d.To, hop.ID, schemas.DeliverInvoke, dec.Delivered(), hc, ev.Seq, nil)), nil
 }

@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -18,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/quota"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -41,6 +43,10 @@ type Registry struct {
 	// Checker is its external checker, nil for none.
 	Guard   *guardrail.Engine
 	Checker guardrail.Checker
+	// Ingress is the public key the gateway's HTTP ingress signs the
+	// envelopes it submits on behalf of its callers with (envelopes with
+	// via "a2a-ingress"); nil: no ingress, and such envelopes are denied.
+	Ingress ed25519.PublicKey
 }
 
 // Enforcer is the governing consumer. Create it with New, then Start it;
@@ -51,7 +57,12 @@ type Enforcer struct {
 	subjects broker.Subjects
 	ledger   *ledger.Ledger
 	limiter  *ratelimit.Limiter
-	tracer   trace.Tracer
+	quotas   *quota.Store
+	binds    bindings
+	// breakers is the circuit-breaker bucket, opened on first use.
+	breakerMu sync.Mutex
+	breakers  jetstream.KeyValue
+	tracer    trace.Tracer
 	// rules are what hops are decided against; swapped whole on reload.
 	rules atomic.Pointer[decision.Rules]
 	// operators maps the operators allowed to send control commands to
@@ -108,7 +119,7 @@ func (e *Enforcer) Reload(reg Registry) {
 		lim.SetDefaults()
 	}
 	e.rules.Store(&decision.Rules{
-		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker,
+		Dir: reg.Dir, Engine: reg.Engine, Audit: reg.Audit, Limits: lim, Guard: reg.Guard, Checker: reg.Checker, Ingress: reg.Ingress,
 		ReplayWindow: e.cfg.ReplayWindow, DefaultTimeout: e.cfg.DefaultTimeout, ApprovalTimeout: e.cfg.ApprovalTimeout,
 	})
 	ops := e.cfg.Operators
@@ -135,6 +146,9 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		return fmt.Errorf("enforcer: rate-limit bucket (provision the streams first): %w", err)
 	}
 	e.limiter = ratelimit.New(kv)
+	if e.quotas, err = quota.Open(ctx, e.js, e.subjects); err != nil {
+		return fmt.Errorf("enforcer: %w (provision the streams first)", err)
+	}
 	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
 	if err != nil {
 		return err
@@ -244,12 +258,12 @@ func (e *Enforcer) dispatch(m jetstream.Msg) {
 
 // dispatchTimer hands a fired timer to its run's shard.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, _, ok := e.subjects.ParseTimerFire(m.Subject())
+	run, key, ok := e.subjects.ParseTimerFire(m.Subject())
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.shardFor(run).in <- work{run: run, msg: m, timer: true}
+	e.shardFor(run).in <- work{run: run, msg: m, timer: true, timerKey: key}
 }
 
 func (e *Enforcer) shardFor(run string) *shard {

@@ -159,9 +159,9 @@ func TestDenials(t *testing.T) {
 			env.Message = textMessage(strings.Repeat("x", 5000))
 			research.send(run, env)
 		}, schemas.ReasonMalformed, true, ""},
-		{"malformed: schema version 2", research, func() {
+		{"malformed: schema version 3", research, func() {
 			env := research.invoke(run, toResearch, "writer")
-			env.Version = 2
+			env.Version = 3
 			research.send(run, env)
 		}, schemas.ReasonMalformed, true, ""},
 		{"replay: sent_at an hour old", research, func() {
@@ -343,7 +343,7 @@ func TestRunOrderKept(t *testing.T) {
 func TestUnknownAgentDenied(t *testing.T) {
 	g := startGateway(t, enforcer.Config{})
 	_, ghost := mustOtherKey(t)
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, RunID: "ghostrun",
+	env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindInvoke, RunID: "ghostrun",
 		From: "ghost", To: "orchestrator", Message: textMessage("hi"), SentAt: time.Now().UTC()}
 	env.HopID = env.DerivedHopID()
 	wire, err := env.Sign(ghost.Sign)

@@ -73,11 +73,11 @@ func newSender(t testing.TB, g *enforcertest.Gateway, id string) *sender {
 }
 
 func textMessage(text string) json.RawMessage {
-	return json.RawMessage(`{"kind":"message","messageId":"` + schemas.NewID() + `","role":"user","parts":[{"kind":"text","text":"` + text + `"}]}`)
+	return json.RawMessage(`{"messageId":"` + schemas.NewID() + `","role":"ROLE_USER","parts":[{"text":"` + text + `"}]}`)
 }
 
 func (s *sender) invoke(run, parent, to string) *schemas.Envelope {
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopKey: schemas.NewID(), ParentHopID: parent,
+	env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindInvoke, HopKey: schemas.NewID(), ParentHopID: parent,
 		From: s.id, To: to, Message: textMessage("work"), SentAt: time.Now().UTC()}
 	if parent == "" {
 		env.RunID = run
@@ -87,7 +87,7 @@ func (s *sender) invoke(run, parent, to string) *schemas.Envelope {
 }
 
 func (s *sender) reply(hop, to string, usage *schemas.Usage) *schemas.Envelope {
-	return &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindReply, HopID: hop, From: s.id, To: to,
+	return &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindReply, HopID: hop, From: s.id, To: to,
 		Result: &schemas.Result{Status: schemas.StateCompleted, Output: textMessage("done")}, Usage: usage, SentAt: time.Now().UTC()}
 }
 

@@ -3,6 +3,8 @@ package enforcer
 import (
 	"time"
 
+	"github.com/tollgate/tollgate/enforcer/quota"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +24,9 @@ type Metrics struct {
 	unavailable prometheus.Counter
 	errors      prometheus.Counter
 	redelivered prometheus.Counter
+	quotaOver   *prometheus.CounterVec
+	circuits    *prometheus.CounterVec
+	quotaPct    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the enforcer's metrics and registers them on reg.
@@ -51,6 +56,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_redelivered_total",
 			Help: "Submissions delivered again after they were decided (a crash, a lost ack): their effects are repeated."}),
 	}
+	m.quotaOver = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tollgate_quota_exceeded_total",
+		Help: "Hops whose estimate would pass a spend quota (denied, or recorded in audit mode), by quota."}, []string{"quota"})
+	m.quotaPct = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tollgate_quota_used_percent",
+		Help: "Share of a spend quota settled and reserved in its current window, as this instance last saw it, by quota and scope value."}, []string{"quota", "value"})
+	m.circuits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tollgate_circuit_transitions_total",
+		Help: "Circuit-breaker state changes, by target and new state (closed, open, half_open)."}, []string{"target", "state"})
+	reg.MustRegister(m.quotaOver, m.quotaPct, m.circuits)
 	reg.MustRegister(m.hops, m.decision, m.deliver, m.halts, m.alerts, m.limited, m.signatures, m.dropped,
 		m.replayed, m.unavailable, m.errors, m.redelivered)
 	return m
@@ -84,5 +96,17 @@ func (m *Metrics) count(pick func(*Metrics) prometheus.Counter) {
 func (m *Metrics) limit(name string) {
 	if m != nil {
 		m.limited.WithLabelValues(name).Inc()
+	}
+}
+
+func (m *Metrics) quotaExceeded(name string) {
+	if m != nil {
+		m.quotaOver.WithLabelValues(name).Inc()
+	}
+}
+
+func (m *Metrics) quotaUsed(u quota.Usage) {
+	if m != nil {
+		m.quotaPct.WithLabelValues(u.Quota, u.Value).Set(u.Percent)
 	}
 }

@@ -29,6 +29,8 @@ type work struct {
 	// msg is a submission or, when timer is set, a fired timer.
 	msg   jetstream.Msg
 	timer bool
+	// timerKey is the fired timer's key: the run's own, or a hop's retry.
+	timerKey string
 	// halt is an operator's halt request, approve an operator's answer
 	// to a hop held for approval.
 	halt    *haltRequest
@@ -60,6 +62,10 @@ type shard struct {
 	// reportedOpen are what was last added to the enforcer's totals.
 	open                   int
 	reported, reportedOpen int
+
+	// extra are outgoing messages the decision's inputs called for (circuit
+	// alerts), published with the work's own.
+	extra []outgoing
 
 	// armed is the due time this shard last set each run's timer to.
 	armedMu sync.Mutex
@@ -157,6 +163,7 @@ func (s *shard) nak(m jetstream.Msg) {
 // retry; nothing about a message's content can make it fail.
 func (s *shard) handle(w work) {
 	began := time.Now()
+	s.extra = nil
 	ctx, cancel := context.WithTimeout(s.ctx, s.e.cfg.OpTimeout)
 	defer cancel()
 	var sub *decision.Submission
@@ -172,7 +179,7 @@ func (s *shard) handle(w work) {
 		case w.approve != nil:
 			out, err = s.processApprove(ctx, w.approve)
 		case w.timer:
-			out, err = s.processTimer(ctx, w.run, redelivered(w.msg))
+			out, err = s.processTimer(ctx, w.run, w.timerKey, redelivered(w.msg))
 		default:
 			out, err = s.process(ctx, sub)
 		}
@@ -209,6 +216,8 @@ func (s *shard) handle(w work) {
 		return
 	}
 	s.account(w.run)
+	out = append(out, s.extra...)
+	s.extra = nil
 	if sub != nil {
 		s.e.cfg.Metrics.decided(time.Since(began))
 	}
@@ -340,6 +349,7 @@ func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time
 			return s.e.limiter.Take(ctx, key, rate, now)
 		}
 	}
+	s.e.quotaInputs(ctx, rules, now, &in, &s.extra)
 	if rules.Guard != nil && rules.Checker != nil {
 		in.Scan = func(req guardrail.Request) guardrail.Result {
 			return rules.Guard.Check(ctx, rules.Checker, req)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -18,7 +19,7 @@ import (
 // an enforcer was running when they were due. redelivered is set when the
 // broker delivered this firing before: a crash may then have cut off the
 // effects of what the first attempt recorded, and they are repeated.
-func (s *shard) processTimer(ctx context.Context, run string, redelivered bool) ([]outgoing, error) {
+func (s *shard) processTimer(ctx context.Context, run, key string, redelivered bool) ([]outgoing, error) {
 	st, err := s.state(ctx, run)
 	if err != nil {
 		return nil, err
@@ -27,12 +28,21 @@ func (s *shard) processTimer(ctx context.Context, run string, redelivered bool) 
 		return nil, nil
 	}
 	var out []outgoing
+	if key != broker.TimerRunKey {
+		// A hop's retry timer: deliver the attempt that is due.
+		if hop := st.Hops[key]; decision.RetryDue(hop, s.e.cfg.Clock()) {
+			if out, err = s.e.retryDelivery(ctx, st, hop); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if redelivered {
 		if out, err = s.redoTimerEffects(ctx, st); err != nil {
 			return nil, err
 		}
 	}
-	events := s.e.rules.Load().Due(st, s.e.cfg.Clock())
+	rules, now := s.e.rules.Load(), s.e.cfg.Clock()
+	events := rules.DueWith(st, now, s.e.circuitFunc(ctx, rules, now, &s.extra))
 	if len(events) == 0 {
 		return out, nil
 	}

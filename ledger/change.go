@@ -39,10 +39,16 @@ const (
 	// ChangeRejected: hop.rejected closed the held hop Change.Hop
 	// unforwarded (status denied, reason approval).
 	ChangeRejected
+	// ChangeRetried: hop.retried started another attempt of the open hop
+	// Change.Hop (same target).
+	ChangeRetried
+	// ChangeRerouted: hop.rerouted sent the open hop Change.Hop to a
+	// fallback target.
+	ChangeRerouted
 )
 
 var changeNames = [...]string{"ignored", "started", "opened", "denied hop", "denial", "closed", "timed out", "breach", "halted", "completed",
-	"pending", "approved", "rejected"}
+	"pending", "approved", "rejected", "retried", "rerouted"}
 
 // String names the kind of change ("opened", "closed", ...).
 func (k ChangeKind) String() string {

@@ -137,8 +137,9 @@ func (c EventCheck) Error(pos, streamSeq uint64, problem string) *VerifyError {
 
 // AdmittedEnvelope returns the envelope an admitting event recorded (the
 // invoke of hop.allowed or hop.pending, the reply or cancel of
-// hop.completed) and the
-// sender the event names; nil for events that admit nothing. An admitted
+// hop.completed) and whose key signed it: the sender the event names, or
+// schemas.ViaIngress for an envelope the HTTP ingress submitted on the
+// sender's behalf; nil for events that admit nothing. An admitted
 // envelope that is missing, does not decode, or is from another sender than
 // the event records is an error: blanking or swapping it must not pass for
 // "nothing to check". data is the event's decoded data.
@@ -162,12 +163,18 @@ func AdmittedEnvelope(typ schemas.EventType, data any) (env []byte, sender strin
 	}
 	var head struct {
 		From string `json:"from"`
+		Via  string `json:"via"`
 	}
 	if err := json.Unmarshal(env, &head); err != nil {
 		return nil, "", fmt.Errorf("the admitted envelope does not decode: %v", err)
 	}
 	if head.From != sender {
 		return nil, "", fmt.Errorf("the admitted envelope is from %q but the event records %q", head.From, sender)
+	}
+	if head.Via == schemas.ViaIngress {
+		// The HTTP ingress submitted it for the sender and signed it with
+		// its own key, which Keys holds under this name.
+		return env, schemas.ViaIngress, nil
 	}
 	return env, sender, nil
 }

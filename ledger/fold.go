@@ -73,7 +73,17 @@ type Hop struct {
 	// where hop.approved released it (0 for a hop never held).
 	Approvers                            []string
 	DecisionStreamSeq, ApprovedStreamSeq uint64
+	// Attempt is the hop's current delivery attempt (0 or 1 for the first;
+	// hop.retried raises it) and RetryAt when that attempt is delivered.
+	Attempt int
+	RetryAt time.Time
+	// Rerouted lists the targets the hop was re-routed away from, in order
+	// (hop.rerouted): To is where it goes now.
+	Rerouted []string
 }
+
+// CurrentAttempt is the hop's attempt number, 1 for the first.
+func (h *Hop) CurrentAttempt() int { return max(h.Attempt, 1) }
 
 // Open reports whether the hop was delivered and is not closed yet.
 func (h *Hop) Open() bool { return h.Status == HopOpen }
@@ -383,6 +393,10 @@ func (s *State) errSeq(ev *schemas.Event) error {
 //     hop.timed_out for a hop that is not open change nothing
 //     (ChangeIgnored), nor do hop.approved and hop.rejected for a hop
 //     that is not held;
+//   - hop.retried starts another attempt of an open hop (ChangeRetried):
+//     its deadline moves, and the attempt counts as a hop and an edge use;
+//   - hop.rerouted sends an open hop to a fallback target
+//     (ChangeRerouted), counted the same;
 //   - run.halted cancels the open and held hops it lists (ChangeHalted).
 //
 // An event whose data does not fit its type is an error wrapping
@@ -419,6 +433,24 @@ func (s *State) ApplyDecoded(ev *schemas.Event, data any, streamSeq uint64) (Cha
 			h.Status, h.ClosedAt, h.CloseStreamSeq = HopTimedOut, ev.At, streamSeq
 			s.close(h)
 			c = Change{Kind: ChangeTimedOut, Hop: h}
+		}
+	case *schemas.HopRetried:
+		s.remember(d.Digest, streamSeq)
+		if h := s.Hops[ev.HopID]; h != nil && h.Open() {
+			h.Attempt, h.RetryAt, h.Deadline = d.Attempt, d.RetryAt, d.Deadline
+			s.Spent.add(d.Usage, 1)
+			// Each attempt counts as a hop and a use of its edge.
+			s.Allowed++
+			s.Edges[Edge{h.From, h.To}]++
+			c = Change{Kind: ChangeRetried, Hop: h}
+		}
+	case *schemas.HopRerouted:
+		if h := s.Hops[ev.HopID]; h != nil && h.Open() && h.To == d.From {
+			h.Rerouted = append(h.Rerouted, h.To)
+			h.To, h.Deadline, h.Attempt, h.RetryAt = d.To, d.Deadline, 1, time.Time{}
+			s.Allowed++
+			s.Edges[Edge{h.From, h.To}]++
+			c = Change{Kind: ChangeRerouted, Hop: h}
 		}
 	case *schemas.RunLimitBreached:
 		s.Breaches = append(s.Breaches, *d)
@@ -470,6 +502,10 @@ func dataFits(t schemas.EventType, data any) bool {
 		return d != nil && t == schemas.EventHopCompleted
 	case *schemas.HopTimedOut:
 		return d != nil && t == schemas.EventHopTimedOut
+	case *schemas.HopRetried:
+		return d != nil && t == schemas.EventHopRetried
+	case *schemas.HopRerouted:
+		return d != nil && t == schemas.EventHopRerouted
 	case *schemas.RunLimitBreached:
 		return d != nil && t == schemas.EventRunLimitBreached
 	case *schemas.RunHalted:

@@ -218,7 +218,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	for _, view := range []string{"edges_by_run", "edges_daily", "cost_by_agent_daily", "cost_by_workflow_daily",
-		"cost_by_team_daily", "cost_by_principal_daily", "loop_signals"} {
+		"cost_by_team_daily", "cost_by_principal_daily", "loop_signals", "quota_spend_hourly"} {
 		if n := e.db.Count("SELECT count() FROM " + view); n != 0 {
 			t.Errorf("view %s has %d rows in an empty database", view, n)
 		}

@@ -41,10 +41,39 @@ type Alert struct {
 	// empty), and when it is rejected unless approved.
 	Approvers []string  `json:"approvers,omitempty"`
 	Deadline  time.Time `json:"deadline,omitzero"`
+	// Circuit is the new state of a target's circuit breaker (closed,
+	// open, half_open) in an AlertCircuit; Agent is the target.
+	Circuit string `json:"circuit,omitempty"`
+	// In an AlertSpendSpike: Scope (agent or team) and Agent or Team say
+	// whose spend spiked; Rate is its cost per minute over the short
+	// window, Baseline the trailing one, Factor their ratio; TopRuns and
+	// TopEdges drive it, costliest first.
+	Scope    string      `json:"scope,omitempty"`
+	Team     string      `json:"team,omitempty"`
+	Rate     float64     `json:"rate,omitempty"`
+	Baseline float64     `json:"baseline,omitempty"`
+	Factor   float64     `json:"factor,omitempty"`
+	TopRuns  []SpendItem `json:"top_runs,omitempty"`
+	TopEdges []SpendItem `json:"top_edges,omitempty"`
+}
+
+// SpendItem is a run or an edge ("caller->target") and what it spent in
+// a spend-spike alert's window.
+type SpendItem struct {
+	Key     string  `json:"key"`
+	CostUSD float64 `json:"cost_usd"`
+	Hops    int     `json:"hops"`
 }
 
 // Alert kinds.
 const (
 	AlertHalt     = "halt"
 	AlertApproval = "approval"
+	// AlertCircuit reports a target's circuit breaker changing state; it
+	// is published on tg.alert.fleet.circuit.<target>.
+	AlertCircuit = "circuit"
+	// AlertSpendSpike reports an agent's or a team's cost rate spiking
+	// past its trailing baseline; published on
+	// tg.alert.fleet.spend_spike.<agent or team>. It denies nothing.
+	AlertSpendSpike = "spend_spike"
 )

@@ -209,7 +209,7 @@ func DecodeEnvelope(data []byte, limit int) (*Envelope, []byte, error) {
 // that holds them ("" for the envelope itself). The A2A message and the
 // result's output are opaque to the gateway and not checked here.
 var envelopeFields = map[string][]string{
-	"":             {"v", "kind", "hop_id", "run_id", "parent_hop_id", "hop_key", "spawned_from", "from", "to", "message", "result", "usage", "estimate", "sent_at", "signature"},
+	"":             {"v", "via", "kind", "hop_id", "run_id", "parent_hop_id", "hop_key", "spawned_from", "from", "to", "message", "result", "usage", "estimate", "sent_at", "signature"},
 	"spawned_from": {"run_id", "hop_id"},
 	"result":       {"status", "output", "error"},
 	"usage":        {"input_tokens", "output_tokens", "cost_usd"},

@@ -90,9 +90,49 @@ func TestDecodeEnvelopeLimits(t *testing.T) {
 			t.Errorf("%q: got %v, want ErrMalformed", in, err)
 		}
 	}
-	v2 := strings.Replace(string(wire), `"v":1`, `"v":2`, 1)
-	if _, _, err := DecodeEnvelope([]byte(v2), 0); !errors.Is(err, ErrVersion) {
-		t.Errorf("v2: got %v, want ErrVersion", err)
+	v3 := strings.Replace(string(wire), `"v":2`, `"v":3`, 1)
+	if _, _, err := DecodeEnvelope([]byte(v3), 0); !errors.Is(err, ErrVersion) {
+		t.Errorf("v3: got %v, want ErrVersion", err)
+	}
+}
+
+// TestEnvelopeVersions: v2 carries A2A v1.0 messages, v1 A2A v0.3 ones
+// (still decoded: recorded runs replay, and the enforcer admits them until
+// EnvelopeV1Until); via is v2's and names only the ingress.
+func TestEnvelopeVersions(t *testing.T) {
+	v03 := json.RawMessage(`{"kind":"message","messageId":"m","role":"user","parts":[{"kind":"text","text":"hi"}]}`)
+	v10 := json.RawMessage(`{"messageId":"m","role":"ROLE_USER","parts":[{"text":"hi"}]}`)
+	cases := []struct {
+		name    string
+		v       int
+		via     string
+		msg     json.RawMessage
+		wantErr error
+	}{
+		{"v2 with A2A v1.0", EnvelopeVersion, "", v10, nil},
+		{"v2 via ingress", EnvelopeVersion, ViaIngress, v10, nil},
+		{"v1 with A2A v0.3", EnvelopeV1, "", v03, nil},
+		{"v2 with A2A v0.3", EnvelopeVersion, "", v03, ErrMalformed},
+		{"v1 with A2A v1.0", EnvelopeV1, "", v10, ErrMalformed},
+		{"v1 via ingress", EnvelopeV1, ViaIngress, v03, ErrMalformed},
+		{"unknown via", EnvelopeVersion, "somewhere", v10, ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := sampleEnvelope()
+			e.Version, e.Via, e.Message = tc.v, tc.via, tc.msg
+			wire, err := e.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := DecodeEnvelope(wire, 0)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && (got.Version != tc.v || got.Via != tc.via) {
+				t.Fatalf("decoded v=%d via=%q", got.Version, got.Via)
+			}
+		})
 	}
 }
 

@@ -70,6 +70,10 @@ type Context struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	// TraceParent is the W3C traceparent of the hop's span.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Attempt numbers a delivery the gateway retried (2 for the first
+	// retry); absent for the first attempt. A target keyed on the hop id
+	// stays idempotent across attempts.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Denial explains why a submission was refused.

@@ -8,8 +8,29 @@ import (
 	"time"
 )
 
-// Version is the schema version this package writes and the only one it reads.
+// Version is the schema version of the gateway's own records (ledger
+// events, deliveries, alerts, control requests): the one this package
+// writes and the only one it reads.
 const Version = 1
+
+// Envelope schema versions. EnvelopeVersion (2) carries A2A v1.0 messages
+// and may say it came through the HTTP ingress (Via); EnvelopeV1 carries
+// A2A v0.3 messages. The enforcer admits v1 submissions until
+// EnvelopeV1Until; runs recorded with v1 envelopes replay and verify
+// forever.
+const (
+	EnvelopeVersion = 2
+	EnvelopeV1      = 1
+)
+
+// EnvelopeV1Until is the end of the deprecation window of v1 envelopes:
+// from then on the enforcer denies v1 submissions (docs/wire.md).
+var EnvelopeV1Until = time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)
+
+// ViaIngress is the Via of an envelope the gateway's HTTP ingress
+// submitted on behalf of an authenticated HTTP caller, signed with the
+// ingress key.
+const ViaIngress = "a2a-ingress"
 
 // Kind says what a submission asks of the gateway.
 type Kind string
@@ -53,8 +74,13 @@ func (s TaskState) Valid() bool {
 // on and the content. Run state, depth, ancestry and the human principal are
 // derived by the gateway from the ledger and never read from here.
 type Envelope struct {
-	// Version is the schema version, always 1.
+	// Version is the schema version: EnvelopeVersion, or EnvelopeV1 during
+	// its deprecation window.
 	Version int `json:"v"`
+	// Via is empty for what the sender submitted itself, and ViaIngress
+	// for what the HTTP ingress submitted on its behalf (signed with the
+	// ingress key, not the sender's). Version 2 only.
+	Via string `json:"via,omitempty"`
 	// Kind is invoke, reply or cancel.
 	Kind Kind `json:"kind"`
 	// HopID names the hop. For an invoke it is derived from the hop's
@@ -82,7 +108,8 @@ type Envelope struct {
 	From string `json:"from"`
 	// To is the target's id: an agent, tool or model for an invoke.
 	To string `json:"to"`
-	// Message is the A2A message of an invoke (A2A v0.3 Message object).
+	// Message is the A2A message of an invoke: an A2A v1.0 Message object
+	// (v2), or an A2A v0.3 one (v1).
 	Message json.RawMessage `json:"message,omitempty"`
 	// Result is the outcome a reply reports.
 	Result *Result `json:"result,omitempty"`
@@ -102,10 +129,16 @@ type Envelope struct {
 type Result struct {
 	// Status is the terminal A2A task state.
 	Status TaskState `json:"status"`
-	// Output is the A2A Task or Message the callee produced.
+	// Output is the A2A Task or Message the callee produced (A2A v1.0 for
+	// v2 envelopes, v0.3 for v1).
 	Output json.RawMessage `json:"output,omitempty"`
 	// Error explains a failed or rejected task.
 	Error string `json:"error,omitempty"`
+	// ErrorClass classifies a failure ("rate_limited",
+	// "upstream_unavailable", ...): a failed reply whose class the
+	// target's retry policy lists is retried by the gateway instead of
+	// reaching the caller (docs/limits.md, retries).
+	ErrorClass string `json:"error_class,omitempty"`
 }
 
 // Usage is token and money spend.
@@ -165,8 +198,15 @@ func (e *Envelope) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
 	}
-	if e.Version != Version {
-		errs = append(errs, fmt.Errorf("%w: v=%d, this gateway speaks v=%d", ErrVersion, e.Version, Version))
+	if e.Version != EnvelopeVersion && e.Version != EnvelopeV1 {
+		errs = append(errs, fmt.Errorf("%w: v=%d, this gateway speaks envelope v=%d (and v=%d until %s)", ErrVersion, e.Version, EnvelopeVersion, EnvelopeV1, EnvelopeV1Until.Format(time.DateOnly)))
+	}
+	switch {
+	case e.Via == "":
+	case e.Via != ViaIngress:
+		bad("via %q is not %q", e.Via, ViaIngress)
+	case e.Version != EnvelopeVersion:
+		bad("via is for envelope v=%d", EnvelopeVersion)
 	}
 	if !e.Kind.Valid() {
 		bad("kind %q is not invoke, reply or cancel", e.Kind)
@@ -210,7 +250,7 @@ func (e *Envelope) Validate() error {
 		}
 		if len(e.Message) == 0 {
 			bad("an invoke carries a message")
-		} else if err := checkA2AMessage(e.Message); err != nil {
+		} else if err := checkA2AMessage(e.Version, e.Message); err != nil {
 			bad("message: %v", err)
 		}
 		if e.Result != nil {
@@ -224,6 +264,8 @@ func (e *Envelope) Validate() error {
 			bad("a reply carries a result")
 		} else if !e.Result.Status.Valid() {
 			bad("result.status %q is not a terminal A2A task state", e.Result.Status)
+		} else if c := e.Result.ErrorClass; c != "" && !validErrorClass(c) {
+			bad("result.error_class %q: want 1-64 of a-z, 0-9, '_', '.', '-'", c)
 		}
 		if len(e.Message) != 0 {
 			bad("a reply carries its output in result.output, not message")
@@ -242,8 +284,9 @@ func (e *Envelope) Validate() error {
 	return errors.Join(errs...)
 }
 
-// a2aMessage is the part of an A2A v0.3 Message the gateway checks: enough to
+// a2aMessage is the part of an A2A Message the gateway checks: enough to
 // refuse something that is not a message, without re-implementing the SDKs.
+// Kind is A2A v0.3's discriminator; v1.0 has none.
 type a2aMessage struct {
 	Kind      string            `json:"kind"`
 	MessageID string            `json:"messageId"`
@@ -251,23 +294,43 @@ type a2aMessage struct {
 	Parts     []json.RawMessage `json:"parts"`
 }
 
-func checkA2AMessage(raw json.RawMessage) error {
+// checkA2AMessage checks the message of an envelope of version v: an A2A
+// v1.0 Message for v2, an A2A v0.3 one for v1.
+func checkA2AMessage(v int, raw json.RawMessage) error {
 	var m a2aMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("not an A2A message object: %w", err)
 	}
 	var errs []error
-	if m.Kind != "message" {
-		errs = append(errs, fmt.Errorf(`kind is %q, want "message"`, m.Kind))
-	}
 	if m.MessageID == "" {
 		errs = append(errs, errors.New("messageId is missing"))
 	}
-	if m.Role != "user" && m.Role != "agent" {
-		errs = append(errs, fmt.Errorf(`role is %q, want "user" or "agent"`, m.Role))
+	if v == EnvelopeV1 {
+		if m.Kind != "message" {
+			errs = append(errs, fmt.Errorf(`kind is %q, want "message" (A2A v0.3)`, m.Kind))
+		}
+		if m.Role != "user" && m.Role != "agent" {
+			errs = append(errs, fmt.Errorf(`role is %q, want "user" or "agent" (A2A v0.3)`, m.Role))
+		}
+	} else if m.Role != "ROLE_USER" && m.Role != "ROLE_AGENT" {
+		errs = append(errs, fmt.Errorf(`role is %q, want "ROLE_USER" or "ROLE_AGENT" (A2A v1.0)`, m.Role))
 	}
 	if len(m.Parts) == 0 {
 		errs = append(errs, errors.New("parts is empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// validErrorClass reports whether c is 1-64 of a-z, 0-9, '_', '.', '-'.
+func validErrorClass(c string) bool {
+	if len(c) == 0 || len(c) > 64 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-') {
+			return false
+		}
+	}
+	return true
 }

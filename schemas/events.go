@@ -25,13 +25,21 @@ const (
 	EventHopPending  EventType = "hop.pending"
 	EventHopApproved EventType = "hop.approved"
 	EventHopRejected EventType = "hop.rejected"
+	// EventHopRetried records that an open hop's attempt failed (timed out,
+	// or failed with an error class its target's retry policy retries) and
+	// that the gateway delivers it again to the same target at RetryAt;
+	// the caller is not told.
+	EventHopRetried EventType = "hop.retried"
+	// EventHopRerouted records that an open hop's target was unavailable
+	// and the hop was re-routed to a fallback target the policy allows.
+	EventHopRerouted EventType = "hop.rerouted"
 )
 
 // EventTypes lists every event type in the order a run may produce them.
 var EventTypes = []EventType{
 	EventRunStarted, EventHopAllowed, EventHopDenied, EventHopCompleted,
 	EventHopTimedOut, EventRunLimitBreached, EventRunHalted, EventRunCompleted,
-	EventHopPending, EventHopApproved, EventHopRejected,
+	EventHopPending, EventHopApproved, EventHopRejected, EventHopRetried, EventHopRerouted,
 }
 
 // Valid reports whether t is a known event type.
@@ -315,6 +323,53 @@ func (d *HopCompleted) Delivered() json.RawMessage {
 	return d.Envelope
 }
 
+// HopRetried is the data of hop.retried: attempt Attempt-1 of the hop
+// failed (Cause timeout, or failed with ErrorClass), and attempt Attempt
+// is delivered to the same target at RetryAt, with Deadline as its
+// deadline. A failed reply that caused it is recorded (SubmitSeq, Digest)
+// so that its redelivery is recognised.
+type HopRetried struct {
+	Attempt    int       `json:"attempt"`
+	Cause      string    `json:"cause"`
+	Error      string    `json:"error,omitempty"`
+	ErrorClass string    `json:"error_class,omitempty"`
+	RetryAt    time.Time `json:"retry_at"`
+	Deadline   time.Time `json:"deadline"`
+	SubmitSeq  uint64    `json:"submit_seq,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	// Usage is what the failed attempt reported: spent all the same.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Retry causes.
+const (
+	RetryTimeout = "timeout"
+	RetryFailed  = "failed"
+)
+
+// HopRerouted is the data of hop.rerouted: the hop's target From was
+// unavailable (Cause: timeout after its retries, no consumer bound, or
+// its circuit open), and the hop now goes to the fallback To, which the
+// policies (PolicyIDs) allow, with Deadline as its deadline.
+type HopRerouted struct {
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Cause     string   `json:"cause"`
+	PolicyIDs []string `json:"policy_ids,omitempty"`
+	// Skipped are fallbacks passed over, each with why (policy, circuit).
+	Skipped  []string  `json:"skipped,omitempty"`
+	Deadline time.Time `json:"deadline"`
+	// Attempts counts the deliveries made to From.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// Re-route causes.
+const (
+	RerouteTimeout    = "timeout"
+	RerouteNoConsumer = "no_consumer"
+	RerouteCircuit    = "circuit_open"
+)
+
 // HopTimedOut is the data of hop.timed_out.
 type HopTimedOut struct {
 	Deadline  time.Time `json:"deadline"`
@@ -405,6 +460,10 @@ func dataFor(t EventType) any {
 		return &HopCompleted{}
 	case EventHopTimedOut:
 		return &HopTimedOut{}
+	case EventHopRetried:
+		return &HopRetried{}
+	case EventHopRerouted:
+		return &HopRerouted{}
 	case EventRunLimitBreached:
 		return &RunLimitBreached{}
 	case EventRunHalted:
@@ -418,7 +477,7 @@ func dataFor(t EventType) any {
 // DecodeData decodes the event's data into its type-specific struct (one of
 // *RunStarted, *HopDecision, *HopCompleted, *HopTimedOut,
 // *RunLimitBreached, *RunHalted, *RunCompleted, *HopApproved,
-// *HopRejected).
+// *HopRejected, *HopRetried, *HopRerouted).
 //
 // Callers must not modify what it returns.
 func (e *Event) DecodeData() (any, error) {

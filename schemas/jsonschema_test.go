@@ -130,6 +130,8 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 		{"events/hop-decision.json", "/properties/approval", Approval{}},
 		{"events/hop.approved.json", "", HopApproved{}},
 		{"events/hop.rejected.json", "", HopRejected{}},
+		{"events/hop.retried.json", "", HopRetried{}},
+		{"events/hop.rerouted.json", "", HopRerouted{}},
 	}
 	for _, tc := range cases {
 		name := tc.file + "#" + tc.pointer
@@ -144,12 +146,12 @@ func TestJSONSchemasMatchGoTypes(t *testing.T) {
 }
 
 func sampleMessage() json.RawMessage {
-	return json.RawMessage(`{"kind":"message","messageId":"m-1","role":"user","parts":[{"kind":"text","text":"find sources <&>"}]}`)
+	return json.RawMessage(`{"messageId":"m-1","role":"ROLE_USER","parts":[{"text":"find sources <&>"}]}`)
 }
 
 func sampleEnvelope() *Envelope {
 	e := &Envelope{
-		Version: Version, Kind: KindInvoke, RunID: NewID(), ParentHopID: NewID(), HopKey: "2",
+		Version: EnvelopeVersion, Kind: KindInvoke, RunID: NewID(), ParentHopID: NewID(), HopKey: "2",
 		From: "orchestrator", To: "research", Message: sampleMessage(),
 		Estimate: &Usage{InputTokens: 10, OutputTokens: 20, CostUSD: 0.01},
 		SentAt:   time.Date(2026, 11, 21, 10, 0, 0, 123000000, time.UTC),
@@ -167,15 +169,15 @@ func TestSamplesValidateAgainstSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	reply := &Envelope{
-		Version: Version, Kind: KindReply, HopID: env.HopID, From: "research", To: "orchestrator",
-		Result: &Result{Status: StateCompleted, Output: json.RawMessage(`{"kind":"message","messageId":"r","role":"agent","parts":[{"kind":"text","text":"ok"}]}`)},
+		Version: EnvelopeVersion, Kind: KindReply, HopID: env.HopID, From: "research", To: "orchestrator",
+		Result: &Result{Status: StateCompleted, Output: json.RawMessage(`{"messageId":"r","role":"ROLE_AGENT","parts":[{"text":"ok"}]}`)},
 		Usage:  &Usage{InputTokens: 100, OutputTokens: 50, CostUSD: 0.002}, SentAt: time.Now().UTC(),
 	}
 	replyWire, err := reply.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancelWire, err := (&Envelope{Version: Version, Kind: KindCancel, HopID: env.HopID, From: "orchestrator", To: "research", SentAt: time.Now().UTC()}).Marshal()
+	cancelWire, err := (&Envelope{Version: EnvelopeVersion, Kind: KindCancel, HopID: env.HopID, From: "orchestrator", To: "research", SentAt: time.Now().UTC()}).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +312,9 @@ func TestBrokenEnvelopesRejected(t *testing.T) {
 	}{
 		{"missing hop_id", mutate(func(m map[string]any) { delete(m, "hop_id") })},
 		{"bad kind", mutate(func(m map[string]any) { m["kind"] = "steal" })},
-		{"version 2", mutate(func(m map[string]any) { m["v"] = 2 })},
+		{"version 3", mutate(func(m map[string]any) { m["v"] = 3 })},
+		{"v1 with a v1.0 message", mutate(func(m map[string]any) { m["v"] = 1 })},
+		{"via not the ingress", mutate(func(m map[string]any) { m["via"] = "elsewhere" })},
 		{"from with dot", mutate(func(m map[string]any) { m["from"] = "a.b" })},
 		{"hop id wildcard", mutate(func(m map[string]any) { m["hop_id"] = "*" })},
 		{"invoke without message", mutate(func(m map[string]any) { delete(m, "message") })},

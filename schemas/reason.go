@@ -55,4 +55,8 @@ const (
 	// ReasonApproval: a hop that needed a human's approval was rejected, or
 	// was not approved before its deadline.
 	ReasonApproval Reason = "approval"
+	// ReasonQuota: the hop's estimate would pass a spend quota of its
+	// caller, team, environment, workflow or principal over the quota's
+	// window (docs/limits.md, quotas).
+	ReasonQuota Reason = "quota"
 )

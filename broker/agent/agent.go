@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/a2aproject/a2a-go/a2a"
+	"github.com/a2aproject/a2a-go/v2/a2a"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -164,12 +164,12 @@ func (c *Client) Close() {
 	c.nc.Close()
 }
 
-// Message is an A2A message.
+// Message is an A2A v1.0 message.
 type Message = a2a.Message
 
 // Text returns an A2A message with one text part.
 func Text(role a2a.MessageRole, text string) *Message {
-	return a2a.NewMessage(role, a2a.TextPart{Text: text})
+	return a2a.NewMessage(role, a2a.NewTextPart(text))
 }
 
 // UserText returns a user-role A2A text message: what a caller sends.
@@ -185,9 +185,7 @@ func MessageText(m *Message) string {
 	}
 	var out string
 	for _, p := range m.Parts {
-		if t, ok := p.(a2a.TextPart); ok {
-			out += t.Text
-		}
+		out += p.Text()
 	}
 	return out
 }
@@ -326,7 +324,7 @@ type sealed struct {
 
 // seal stamps and signs env for the agent's submit subject.
 func (c *Client) seal(ctx context.Context, env *schemas.Envelope) (*sealed, error) {
-	env.Version, env.From, env.SentAt = schemas.Version, c.cfg.ID, time.Now().UTC()
+	env.Version, env.From, env.SentAt = schemas.EnvelopeVersion, c.cfg.ID, time.Now().UTC()
 	var wire []byte
 	var err error
 	if c.cfg.Key != nil && !c.cfg.Unsigned {

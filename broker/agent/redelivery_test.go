@@ -61,7 +61,7 @@ func TestAnsweredTaskIsNotRunAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reply := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindReply, HopID: d.Context.HopID, RunID: d.Context.RunID,
+	reply := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindReply, HopID: d.Context.HopID, RunID: d.Context.RunID,
 		From: "orchestrator", To: "tomas", Result: &schemas.Result{Status: schemas.StateCompleted}, SentAt: time.Now().UTC()}
 	wire, err := reply.Sign(g.Keys["orchestrator"].Sign)
 	if err != nil {

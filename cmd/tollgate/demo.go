@@ -36,7 +36,14 @@ The demo prints the run tree from the ledger (who called whom, the decision,
 depth, tokens and cost) and the ledger verification.
 
 Scenarios: incident (default), loop (the deny-orchestrator policy removed, so
-the run limits must stop the cycle).`,
+the run limits must stop the cycle), a2a (the incident over the A2A HTTP
+binding: tomas calls the orchestrator with an unmodified A2A client through
+the gateway's HTTP ingress, and the critic is an unmodified A2A server
+behind a bridge; see docs/a2a.md), injection (research reads a poisoned page
+through an untrusted MCP tool and passes its hidden instruction to the writer:
+the guardrail flags it, the taint follows, and the policy stops the writer's
+tainted call to the privileged payments agent; --json reports
+guardrail_findings and tainted_hops).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -44,7 +51,7 @@ the run limits must stop the cycle).`,
 	}
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the embedded server's data in this folder (default: a temporary one, removed)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
-	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident or loop")
+	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident, loop, a2a or injection")
 	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
 	return cmd
 }
@@ -59,7 +66,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	res, err := demo.Run(ctx, demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, CostReport: !o.json, Say: say})
 	if errors.Is(err, demo.ErrScenario) {
-		return fmt.Errorf("--scenario %q: want incident or loop", o.scenario)
+		return fmt.Errorf("--scenario %q: want incident, loop, a2a or injection", o.scenario)
 	}
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd(), newApproveCmd(true), newApproveCmd(false))
-	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newBridgeCmd(), newQuotaCmd())
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,15 @@ type demoJSON struct {
 	SignaturesVerified bool                      `json:"signatures_verified"`
 	Breach             *schemas.RunLimitBreached `json:"breach"`
 	Alerts             []schemas.Alert           `json:"alerts"`
+	GuardrailFindings  []struct {
+		From, To, Direction, Verdict string
+		Rules                        []string
+	} `json:"guardrail_findings"`
+	TaintedHops []struct {
+		From, To, Decision, Reason string
+		PolicyIDs                  []string `json:"policy_ids"`
+		TaintSources               []string `json:"taint_sources"`
+	} `json:"tainted_hops"`
 }
 
 func runDemoJSON(t *testing.T, args ...string) demoJSON {
@@ -102,6 +112,42 @@ func TestDemoIncident(t *testing.T) {
 	}
 }
 
+// TestDemoInjection: research reads a poisoned page through an untrusted
+// MCP tool and passes its hidden instruction to the writer; the guardrail
+// flags both messages, the taint follows, and the writer's call to the
+// privileged payments agent is denied by the taint policy.
+func TestDemoInjection(t *testing.T) {
+	d := runDemoJSON(t, "--scenario", "injection")
+	if d.Status != "completed" || !d.LedgerVerified || !d.SignaturesVerified {
+		t.Fatalf("injection demo: status %q verified %v/%v", d.Status, d.LedgerVerified, d.SignaturesVerified)
+	}
+	type finding struct{ from, to, dir, verdict string }
+	var found []finding
+	for _, f := range d.GuardrailFindings {
+		if !slices.Contains(f.Rules, "hidden-instructions/comment-instruction") {
+			t.Errorf("finding %+v lacks the hidden comment rule", f)
+		}
+		found = append(found, finding{f.From, f.To, f.Direction, f.Verdict})
+	}
+	if !slices.Equal(found, []finding{{"research", "web-fetch", "reply", "flag"}, {"research", "writer", "invoke", "flag"}}) {
+		t.Fatalf("guardrail findings %+v", found)
+	}
+	var pay *struct {
+		From, To, Decision, Reason string
+		PolicyIDs                  []string `json:"policy_ids"`
+		TaintSources               []string `json:"taint_sources"`
+	}
+	for i, h := range d.TaintedHops {
+		if h.To == "payments" {
+			pay = &d.TaintedHops[i]
+		}
+	}
+	if pay == nil || pay.From != "writer" || pay.Decision != "denied" || pay.Reason != "policy" ||
+		!slices.Equal(pay.PolicyIDs, []string{"no-tainted-hop-reaches-privileged"}) || !slices.Contains(pay.TaintSources, "untrusted:web-fetch") {
+		t.Fatalf("tainted hops %+v: want writer → payments denied by the taint policy", d.TaintedHops)
+	}
+}
+
 // TestDemoLoop: without the deny policy the cycle trips the loop limit at
 // its first hop, the run is halted and an alert published.
 func TestDemoLoop(t *testing.T) {
@@ -117,6 +163,23 @@ func TestDemoLoop(t *testing.T) {
 	}
 	if len(d.Hops) != 3 || d.Hops[2].Reason != "loop" || d.Hops[0].Status != "canceled" {
 		t.Fatalf("hops %+v", d.Hops)
+	}
+}
+
+// TestDemoA2A: the incident over the A2A HTTP binding: tomas's unmodified
+// A2A client reaches the orchestrator through the ingress, the critic is
+// an A2A server behind a bridge (its usage reported in task metadata),
+// and the run verifies with the ingress key, every hop tainted "ingress".
+func TestDemoA2A(t *testing.T) {
+	d := runDemoJSON(t, "--scenario", "a2a")
+	if d.Status != "completed" || !d.LedgerVerified || !d.SignaturesVerified || len(d.Hops) != 5 {
+		t.Fatalf("a2a demo: status %q verified %v/%v hops %d", d.Status, d.LedgerVerified, d.SignaturesVerified, len(d.Hops))
+	}
+	if d.Hops[2].Reason != "policy" || d.Hops[4].To != "critic" || d.Hops[4].Status != "completed" {
+		t.Fatalf("hops %+v", d.Hops)
+	}
+	if c := d.CostByAgent["critic"]; c.Tokens != 1100 || c.CostUSD != 0.011 {
+		t.Fatalf("the critic's usage over A2A: %+v", c)
 	}
 }
 

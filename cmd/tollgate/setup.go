@@ -62,7 +62,7 @@ serve to let it connect.`,
 	add.Flags().StringVar(&typ, "type", "agent", "agent, tool, model, user or operator")
 	add.Flags().StringVar(&team, "team", "", "team (a Cedar attribute)")
 	add.Flags().StringSliceVar(&tags, "tags", nil, "tags (a Cedar attribute), comma separated")
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, newTokenCmd())
 	return cmd
 }
 

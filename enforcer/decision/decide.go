@@ -108,6 +108,10 @@ func (r *Rules) decide(st *ledger.State, sub *Submission, now time.Time, in Inpu
 	if v != nil {
 		return r.denied(st, sub, v, now), nil
 	}
+	if env.Version == schemas.EnvelopeV1 && !sub.StoredAt.Before(schemas.EnvelopeV1Until) {
+		return r.denied(st, sub, Deny(schemas.ReasonMalformed,
+			"envelope v=%d was accepted until %s; send v=%d (A2A v1.0 messages)", env.Version, schemas.EnvelopeV1Until.Format(time.DateOnly), schemas.EnvelopeVersion), now), nil
+	}
 	if skew := sub.StoredAt.Sub(env.SentAt).Abs(); skew > r.ReplayWindow {
 		return r.denied(st, sub, Deny(schemas.ReasonReplay,
 			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), r.ReplayWindow), now), nil
@@ -136,6 +140,18 @@ func (r *Rules) authenticate(sub *Submission) (*broker.Identity, *Verdict) {
 		return nil, Deny(schemas.ReasonIdentity, "%q is disabled", sub.Caller)
 	case !id.IsCaller() && env.Kind != schemas.KindReply:
 		return nil, Deny(schemas.ReasonIdentity, "%q is a %s: it may only reply", id.ID, id.Type)
+	}
+	if env.Via == schemas.ViaIngress {
+		// The ingress submitted it for an HTTP caller it authenticated:
+		// only the ingress key can have signed it, never the caller's
+		// own connection.
+		if r.Ingress == nil {
+			return nil, Deny(schemas.ReasonIdentity, "envelope says it came through the HTTP ingress, but this gateway has none")
+		}
+		if err := schemas.VerifySignature(sub.Wire, r.Ingress); err != nil {
+			return nil, Deny(schemas.ReasonIdentity, "envelope says it came through the HTTP ingress: %v", err)
+		}
+		return id, nil
 	}
 	if id.RequireSignature || env.Signature != "" {
 		if id.SigningKey() == nil {
@@ -210,7 +226,7 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		d.OnBehalfOf, d.ParentHopID = st.OnBehalfOf, parent.ID
 	}
 	d.Cycle = slices.Contains(d.Ancestry, env.To)
-	if t := invokeTaint(above, caller); t.tainted {
+	if t := invokeTaint(above, caller, env); t.tainted {
 		d.Tainted, d.TaintSources = true, t.sources
 	}
 	d.TraceID, d.SpanID, d.ParentSpanID = hopTrace(st, sub, parent)
@@ -225,12 +241,17 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 		}
 	}
 	target, v := r.checkTarget(env.To)
+	circuitOpen := v == nil && in.Circuit != nil && in.Circuit(target.ID)
+	if circuitOpen && len(r.Limits.TargetFor(st.Workflow, target.ID).Fallback) == 0 {
+		v = Deny(schemas.ReasonUnavailable, "the circuit of %s is open: it failed repeatedly; try again after its cool-down", target.ID)
+	}
 	if v == nil {
 		d.Action = ActionFor(target.Type)
 		d.ToType, d.ToTeam, d.ToTags = target.Type, target.Team, target.Tags
 		inv := &Invoke{
 			State: st, Caller: caller, Target: target, Decision: d, Estimate: env.Estimate, Limits: lim, Now: now,
 			Message: env.Message, Scan: r.scanner(in),
+			Quota: in.Quota, QuotaUsed: in.QuotaUsed, QuotaUntil: now.Add(r.TimeoutFor(target) + QuotaGrace), HopID: env.HopID,
 		}
 		g, err := r.Govern(inv, r.Engine, in.Rate)
 		if err != nil {
@@ -249,7 +270,17 @@ func (r *Rules) decideInvoke(st *ledger.State, sub *Submission, caller *broker.I
 	if v == nil && d.Approval == nil {
 		d.Deadline = now.Add(r.TimeoutFor(target)).UTC()
 	}
-	return Plan{Events: append(events, decisionEvent(sub, d, v, now))}, nil
+	events = append(events, decisionEvent(sub, d, v, now))
+	if v == nil && d.Approval == nil {
+		rr, err := r.rerouteAtAdmission(st, events[len(events)-1], target, circuitOpen, now, in)
+		if err != nil {
+			return Plan{}, err
+		}
+		if rr != nil {
+			events = append(events, *rr)
+		}
+	}
+	return Plan{Events: events}, nil
 }
 
 // spawnedFrom checks the hop an agent says it starts a run from: a hop of
@@ -353,6 +384,14 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, sender *broker.Id
 	done := &schemas.HopCompleted{
 		Status: schemas.StateCanceled, By: sub.Caller, LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(),
 		SubmitSeq: sub.Seq, Envelope: sub.Wire, Digest: sub.Digest,
+	}
+	if reply && env.Result.Status == schemas.StateFailed && env.Result.ErrorClass != "" {
+		if d, ok := r.retry(st, hop, schemas.RetryFailed, env.Result.ErrorClass, 0, now); ok {
+			// The failure stays between the gateway and the target: the
+			// hop is delivered again, the caller hears only the outcome.
+			d.Error, d.SubmitSeq, d.Digest, d.Usage = env.Result.Error, sub.Seq, sub.Digest, env.Usage
+			return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopRetried, hop.ID, now, d)}}, nil
+		}
 	}
 	if reply {
 		done.Status, done.Usage, done.Error = env.Result.Status, env.Usage, env.Result.Error

@@ -92,7 +92,7 @@ func newFixture(t *testing.T, lim limits.Set, extraPolicy string, extraIDs ...br
 // ("h1"); an invoke's name is its hop key, and its id is derived.
 func (f *fixture) sub(id, run string, env *schemas.Envelope) *decision.Submission {
 	f.t.Helper()
-	env.Version, env.From = schemas.Version, id
+	env.Version, env.From = schemas.EnvelopeVersion, id
 	if p, ok := f.hops[env.ParentHopID]; ok {
 		env.ParentHopID = p
 	}
@@ -123,7 +123,7 @@ func (f *fixture) sub(id, run string, env *schemas.Envelope) *decision.Submissio
 
 func invoke(hop, parent, to string) *schemas.Envelope {
 	return &schemas.Envelope{Kind: schemas.KindInvoke, HopKey: hop, ParentHopID: parent, To: to,
-		Message: json.RawMessage(`{"kind":"message","messageId":"m1","role":"user","parts":[{"kind":"text","text":"hi"}]}`)}
+		Message: json.RawMessage(`{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"hi"}]}`)}
 }
 
 func reply(hop, to string, u *schemas.Usage) *schemas.Envelope {
@@ -524,7 +524,7 @@ func TestDeniedBodiesAreBounded(t *testing.T) {
 	f := newFixture(t, limits.Set{}, "")
 	st := f.started()
 	env := invoke("h5", "h2", "orchestrator") // policy forbids it
-	env.Message = json.RawMessage(`{"kind":"message","messageId":"m1","role":"user","parts":[{"kind":"text","text":"` + strings.Repeat("x", 32<<10) + `"}]}`)
+	env.Message = json.RawMessage(`{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"` + strings.Repeat("x", 32<<10) + `"}]}`)
 	s := f.sub("research", "r1", env)
 	d := decisionOf(t, f.decide(st, s, nil)[0])
 	if d.Reason != schemas.ReasonPolicy || d.Envelope != nil || len(d.Raw) > 1024 || d.Size != len(s.Raw) || d.Digest != s.Digest {

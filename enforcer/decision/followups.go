@@ -63,7 +63,7 @@ func (r *Rules) FollowUp(st *ledger.State, now time.Time) (schemas.Event, bool) 
 // follow-up of the event before it.
 func IsFollowUp(t schemas.EventType) bool {
 	switch t {
-	case schemas.EventRunLimitBreached, schemas.EventRunHalted, schemas.EventRunCompleted:
+	case schemas.EventRunLimitBreached, schemas.EventRunHalted, schemas.EventRunCompleted, schemas.EventHopRerouted:
 		return true
 	}
 	return false
@@ -83,15 +83,36 @@ func OpenHopIDs(st *ledger.State) []string {
 // its deadline is rejected, and a run past its wall clock has its breach
 // recorded.
 func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
+	return r.DueWith(st, now, nil)
+}
+
+// DueWith is Due with the fleet-wide circuit states (nil: all closed): a
+// hop past its deadline is retried when its target's policy allows, else
+// re-routed to a fallback, else timed out.
+func (r *Rules) DueWith(st *ledger.State, now time.Time, circuit CircuitFunc) []schemas.Event {
 	// A completed run's open hops (delegations its root did not wait for)
 	// still time out; a halted run has none.
 	if !st.Started || st.Halted {
 		return nil
 	}
 	var events []schemas.Event
+	retried := 0
 	for _, hop := range st.OpenHops() {
 		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
 			continue
+		}
+		if !hop.Pending() && !st.Completed { // an ended run's stragglers just time out
+			if d, ok := r.retry(st, hop, schemas.RetryTimeout, "", retried, now); ok {
+				retried++
+				events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRetried, hop.ID, now, d))
+				continue
+			}
+			if d, ok := r.reroute(st, hop, schemas.RerouteTimeout, retried, now, circuit); ok {
+				retried++
+				d.Attempts = hop.CurrentAttempt()
+				events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRerouted, hop.ID, now, d))
+				continue
+			}
 		}
 		if hop.Pending() {
 			events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRejected, hop.ID, now, &schemas.HopRejected{

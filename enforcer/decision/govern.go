@@ -2,6 +2,7 @@ package decision
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/quota"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
@@ -32,6 +34,51 @@ type Inputs struct {
 	// Scan scans a message with Rules.Guard and the external checker; nil
 	// scans with Rules.Guard alone.
 	Scan ScanFunc
+	// Quota reserves a hop's estimate in the fleet-wide quotas, and
+	// QuotaUsed reads how much of them is used (context.quota_used); nil:
+	// quotas are not checked.
+	Quota     QuotaFunc
+	QuotaUsed QuotaUsedFunc
+	// Circuit reports whether a target's circuit is open; Bound whether a
+	// target has a consumer bound (asked only of targets with fallbacks).
+	// nil: every circuit closed, every target bound.
+	Circuit CircuitFunc
+	Bound   func(target string) (bool, error)
+}
+
+// QuotaFunc reserves a hop's estimate in the quotas that apply to it, all
+// or none, and reports the first quota it would pass (reserved anyway
+// when req.Force or the quota is in audit mode). The enforcer backs it
+// with quota.Store.
+type QuotaFunc func(req QuotaRequest) (*quota.Over, error)
+
+// QuotaUsedFunc returns the highest share, in percent, of any applied
+// quota's bound that is settled or reserved.
+type QuotaUsedFunc func(applied []limits.Applied) (int64, error)
+
+// QuotaRequest is one reservation: the quotas that apply to a hop, the
+// hop ("run/hop"), its estimate, when the reservation lapses if the hop
+// never settles, and whether to reserve past the bounds (audit mode).
+type QuotaRequest struct {
+	Applied  []limits.Applied
+	Hop      string
+	Estimate quota.Amount
+	Until    time.Time
+	Force    bool
+}
+
+// QuotaHop is how a hop is named in its quota reservations.
+func QuotaHop(run, hop string) string { return run + "/" + hop }
+
+// QuotaGrace is how long past a hop's timeout its quota reservation is
+// kept when the hop never settles (its enforcer crashed before recording
+// it); a hop that closes settles it at once.
+const QuotaGrace = 2 * time.Minute
+
+// Spender is who spends on a hop, as quotas see it: the caller, its team
+// and environment, the run's workflow and principal.
+func Spender(st *ledger.State, caller *broker.Identity, onBehalfOf string) limits.Spender {
+	return limits.Spender{Agent: caller.ID, Team: caller.Team, Workflow: st.Workflow, Principal: onBehalfOf, Environment: caller.Environment}
 }
 
 // Invoke is an invoke that passed the integrity checks, as the governance
@@ -51,6 +98,14 @@ type Invoke struct {
 	// scans it: nil for no guardrails.
 	Message json.RawMessage
 	Scan    ScanFunc
+	// Quota and QuotaUsed check and reserve the fleet-wide quotas; nil for
+	// none. QuotaUntil is when the hop's reservation lapses if it never
+	// settles.
+	Quota      QuotaFunc
+	QuotaUsed  QuotaUsedFunc
+	QuotaUntil time.Time
+	// HopID is the hop's id (it names its quota reservations).
+	HopID string
 }
 
 // Governance is what the governance checks found.
@@ -93,6 +148,9 @@ var checks = []check{
 	{name: "cycle", reason: schemas.ReasonLoop, limits: []string{limits.Cycle}, readsPolicy: true, run: (*governing).cycle},
 	{name: "edges", reason: schemas.ReasonLoop, limits: []string{limits.EdgeRepeats}, run: (*governing).edges},
 	{name: "budget", reason: schemas.ReasonBudget, limits: []string{limits.Hops, limits.WallClock, limits.Tokens, limits.Cost}, run: (*governing).budget},
+	// quota reserves (an I/O with a lasting effect): it stays last, so a
+	// hop another check denies reserves nothing.
+	{name: "quota", reason: schemas.ReasonQuota, run: (*governing).quota},
 }
 
 // governing is one evaluation of the checks.
@@ -106,6 +164,10 @@ type governing struct {
 	cedar     policy.Decision
 	// redacted is the message as the guardrail check redacted it.
 	redacted json.RawMessage
+	// applied are the quotas that count the hop; findings what quotas in
+	// audit mode recorded.
+	applied  []limits.Applied
+	findings []schemas.Finding
 }
 
 // Govern applies the governance checks to an invoke in order: the caller's
@@ -117,6 +179,19 @@ type governing struct {
 func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Governance, error) {
 	g := newGoverning(inv, engine, rate, r.Limits.ForAgent(inv.Caller.ID))
 	g.principal = r.Limits.PerPrincipal
+	if inv.Quota != nil {
+		g.applied = r.Limits.Applies(Spender(inv.State, inv.Caller, inv.Decision.OnBehalfOf))
+		if len(g.applied) > 0 && inv.QuotaUsed != nil {
+			applied, used := g.applied, inv.QuotaUsed
+			g.req.Context.QuotaUsed = func() int64 {
+				n, err := used(applied)
+				if err != nil {
+					return 0 // the reservation reads the store and fails the decision
+				}
+				return n
+			}
+		}
+	}
 	audit := g.agent.Mode == limits.ModeAudit
 	var out Governance
 	for _, c := range checks {
@@ -125,6 +200,8 @@ func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Gover
 			return Governance{}, err
 		}
 		out.PolicyIDs, out.Redacted = g.cedar.PolicyIDs, g.redacted
+		out.Findings = append(out.Findings, g.findings...)
+		g.findings = nil
 		if v == nil {
 			continue
 		}
@@ -338,6 +415,51 @@ func (g *governing) budget() (*Verdict, error) {
 			"cost spent, reserved and estimated would reach $%.4f (max_cost_usd %g)", cost, l.MaxCostUSD), nil
 	}
 	return nil, nil
+}
+
+// quota reserves the hop's estimate in every quota that counts its
+// spender (limits.Set.Applies), fleet-wide. A quota it would pass denies
+// (reason quota) and, with on_exceed halt_and_alert, trips the breach
+// limits.QuotaLimit(name) that halts the run like a run limit. A quota in
+// audit mode, or a caller in audit mode, reserves anyway and records the
+// excess as a finding.
+func (g *governing) quota() (*Verdict, error) {
+	if len(g.applied) == 0 || g.inv.Quota == nil {
+		return nil, nil
+	}
+	inv := g.inv
+	over, err := inv.Quota(QuotaRequest{
+		Applied: g.applied, Hop: QuotaHop(inv.State.RunID, inv.HopID),
+		Estimate: quota.Amount{Tokens: inv.Estimate.Tokens(), CostUSD: inv.Estimate.Cost()},
+		Until:    inv.QuotaUntil, Force: g.agent.Mode == limits.ModeAudit,
+	})
+	if err != nil || over == nil {
+		return nil, err
+	}
+	v := quotaVerdict(over, inv.Decision.From)
+	if over.Quota.Mode == limits.ModeAudit {
+		g.findings = append(g.findings, v.finding())
+		return nil, nil
+	}
+	return v, nil
+}
+
+func quotaVerdict(o *quota.Over, from string) *Verdict {
+	q := o.Quota
+	unit, used, would, bound := "tokens", fmt.Sprintf("%.0f", o.Used), fmt.Sprintf("%.0f", o.Would), fmt.Sprintf("%.0f", o.Bound)
+	if o.Dimension == "cost" {
+		unit, used, would, bound = "USD", fmt.Sprintf("$%.4f", o.Used), fmt.Sprintf("$%.4f", o.Would), fmt.Sprintf("$%g", o.Bound)
+	}
+	window := q.Window
+	if q.Window == limits.WindowRolling {
+		window = "rolling " + q.Rolling.String()
+	}
+	msg := fmt.Sprintf("quota %s (%s %s, %s window) would reach %s %s with this hop's estimate: %s settled and reserved, bound %s (%s's hop)",
+		q.Name, q.Scope, o.Value, window, would, unit, used, bound, from)
+	if q.OnExceed == limits.QuotaHalt {
+		return Breached(schemas.ReasonQuota, limits.QuotaLimit(q.Name), o.Would, o.Bound, "%s", msg)
+	}
+	return Deny(schemas.ReasonQuota, "%s", msg)
 }
 
 // OverBudget reports a spend limit the run's settled usage went past.

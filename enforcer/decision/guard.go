@@ -69,10 +69,17 @@ func (t *taint) inherit(h *ledger.Hop) {
 
 // invokeTaint is what a new hop is tainted by before its message is
 // scanned: the task it is delegated from, an untrusted caller, and the
-// ingress for a call from outside.
-func invokeTaint(parent *ledger.Hop, caller *broker.Identity) taint {
+// ingress for a call from outside. A delegation submitted through the
+// ingress (an agent calling a model or tool over HTTP from inside its
+// task, or an A2A agent delegating) is the registered agent's own call on
+// a hop delivered to it: it carries its parent's taint, not the
+// ingress's.
+func invokeTaint(parent *ledger.Hop, caller *broker.Identity, env *schemas.Envelope) taint {
 	var t taint
 	t.inherit(parent)
+	if env.Via == schemas.ViaIngress && env.ParentHopID == "" && env.SpawnedFrom == nil {
+		t.add(TaintIngress)
+	}
 	if caller.Untrusted {
 		t.add(taintUntrusted + caller.ID)
 	}

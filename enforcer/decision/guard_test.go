@@ -38,15 +38,15 @@ func guarded(t *testing.T, cfg guardrail.Config, ids ...broker.Identity) *fixtur
 }
 
 func say(env *schemas.Envelope, text string) *schemas.Envelope {
-	msg, _ := json.Marshal(map[string]any{"kind": "message", "messageId": "m1", "role": "user",
-		"parts": []any{map[string]any{"kind": "text", "text": text}}})
+	msg, _ := json.Marshal(map[string]any{"messageId": "m1", "role": "ROLE_USER",
+		"parts": []any{map[string]any{"text": text}}})
 	env.Message = msg
 	return env
 }
 
 func answer(env *schemas.Envelope, text string) *schemas.Envelope {
-	out, _ := json.Marshal(map[string]any{"kind": "message", "messageId": "r1", "role": "agent",
-		"parts": []any{map[string]any{"kind": "text", "text": text}}})
+	out, _ := json.Marshal(map[string]any{"messageId": "r1", "role": "ROLE_AGENT",
+		"parts": []any{map[string]any{"text": text}}})
 	env.Result.Output = out
 	return env
 }

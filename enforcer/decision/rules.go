@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"crypto/ed25519"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
@@ -38,6 +39,11 @@ type Rules struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (DefaultApprovalTimeout when zero).
 	ApprovalTimeout time.Duration
+	// Ingress is the key of the gateway's HTTP ingress: an envelope that
+	// says it came through the ingress (via "a2a-ingress") must be signed
+	// with it, and one that does not is the sender's own. nil: no
+	// ingress; such envelopes are denied.
+	Ingress ed25519.PublicKey
 }
 
 // LimitsOf returns the limits a run is held to: those recorded when it

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer/gateway"
@@ -52,7 +53,7 @@ const runTimeout = 60 * time.Second
 
 // Options shape a demo.
 type Options struct {
-	// Scenario is Incident or Loop (ErrScenario otherwise).
+	// Scenario is Incident, Loop or A2A (ErrScenario otherwise).
 	Scenario string
 	// DataDir keeps the embedded server's data, and the cast's public keys
 	// (gateway.DataKeysDir), for replay. Empty: a temporary folder,
@@ -77,6 +78,10 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Breach is the first limit the run tripped, if any.
 	Breach *schemas.RunLimitBreached `json:"breach,omitempty"`
+	// GuardrailFindings are what the guardrails found, hop by hop;
+	// TaintedHops the hops whose content came from an untrusted source.
+	GuardrailFindings []GuardrailFinding `json:"guardrail_findings"`
+	TaintedHops       []TaintedHop       `json:"tainted_hops"`
 	// Alerts are those published on the run's alert subject.
 	Alerts             []schemas.Alert `json:"alerts"`
 	LedgerVerified     bool            `json:"ledger_verified"`
@@ -102,8 +107,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	if o.Scenario != Incident && o.Scenario != Loop {
-		return nil, fmt.Errorf("%w %q: want %s or %s", ErrScenario, o.Scenario, Incident, Loop)
+	if o.Scenario != Incident && o.Scenario != Loop && o.Scenario != A2A && o.Scenario != Injection {
+		return nil, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrScenario, o.Scenario, Incident, Loop, A2A, Injection)
 	}
 	dataDir, keep := o.DataDir, o.DataDir != ""
 	if !keep {
@@ -114,9 +119,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(tmp)
 		dataDir = tmp
 	}
-	cfg, keys, err := Config(dataDir)
+	cfg, keys, err := ConfigFor(o.Scenario, dataDir)
 	if err != nil {
 		return nil, err
+	}
+	if o.Scenario == Injection {
+		stop, err := injectionSetup(cfg, keys, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 	if keep { // the cast's public keys, for replay --data to check signatures with
 		for _, ic := range append(append([]gateway.IdentityConfig{}, cfg.Users...), cfg.Agents...) {
@@ -129,6 +141,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.ClickHouse.DSN = o.ClickHouse
+	if o.Scenario == A2A {
+		cfg.HTTP.Listen = "127.0.0.1:0"
+	}
 	files, err := Policies(o.Scenario)
 	if err != nil {
 		return nil, err
@@ -143,9 +158,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer cancel()
 		g.Close(stopCtx)
 	}()
+	if pub := g.IngressNKey(); keep && pub != "" { // replay --data checks the ingress's signatures too
+		if err := broker.AddPublicKey(gateway.DataKeysDir(dataDir), schemas.ViaIngress, pub); err != nil {
+			return nil, fmt.Errorf("demo keys: %w", err)
+		}
+	}
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
-	for _, a := range cast() {
+	for _, a := range castFor(o.Scenario) {
+		if o.Scenario == A2A && a.id == "critic" {
+			stop, err := serveCritic(ctx, g, keys[a.id], say)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			continue
+		}
 		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
 		if err != nil {
 			return nil, err
@@ -161,12 +189,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
 	topic := "governance for agent-to-agent traffic"
+	if o.Scenario == Injection {
+		topic = "our Q3 vendors"
+	}
 	say("%s asks the orchestrator for a brief on %s", User, topic)
 	started := time.Now()
-	reply, err := user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
-	var denied *agent.DeniedError
-	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
-		return nil, fmt.Errorf("run: %w", err)
+	reply := &agent.Reply{}
+	if o.Scenario == A2A {
+		run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
+		if err != nil {
+			return nil, err
+		}
+		reply.RunID, reply.Status = run, a2ahttp.HopState(state)
+	} else {
+		reply, err = user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
+		var denied *agent.DeniedError
+		if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+			return nil, fmt.Errorf("run: %w", err)
+		}
 	}
 	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 
@@ -175,6 +215,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Scenario: o.Scenario, AlertSubject: g.Subjects().Alert(reply.RunID)}
+	defer res.collectGuardrails()
 	if keep {
 		res.DataDir = dataDir
 	}
@@ -205,6 +246,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // in-process only, with the demo's user and cast registered under fresh
 // keys, which it returns by identity.
 func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
+	return ConfigFor(Incident, dataDir)
+}
+
+// castFor is the cast of a scenario.
+func castFor(scenario string) []member {
+	if scenario == Injection {
+		return injectionCast()
+	}
+	return cast()
+}
+
+// ConfigFor is Config with the cast of scenario (the injection scenario's
+// tool is added when it runs).
+func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 	keys := map[string]nkeys.KeyPair{}
 	key := func(id string) (string, error) {
 		kp, err := broker.NewKey()
@@ -224,7 +279,7 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 		return nil, nil, err
 	}
 	cfg.Users = []gateway.IdentityConfig{{ID: User, Type: "user", Team: "research", PublicKey: pub}}
-	for _, a := range cast() {
+	for _, a := range castFor(scenario) {
 		pub, err := key(a.id)
 		if err != nil {
 			return nil, nil, err

@@ -74,7 +74,8 @@ func Start(t testing.TB, o Options) *Gateway {
 			g.Keys[id.ID] = kp
 		}
 		ic := gateway.IdentityConfig{ID: id.ID, Type: typeName(id.Type), Team: id.Team, Tags: id.Tags, PublicKey: id.PublicKey,
-			RequireSignature: &id.RequireSignature, TimeoutSeconds: int(id.Timeout / time.Second), Workflow: id.Workflow, Disabled: id.Disabled}
+			RequireSignature: &id.RequireSignature, TimeoutSeconds: int(id.Timeout / time.Second), Workflow: id.Workflow, Disabled: id.Disabled,
+			Untrusted: id.Untrusted}
 		if id.Type == schemas.TypeUser {
 			cfg.Users = append(cfg.Users, ic)
 		} else {

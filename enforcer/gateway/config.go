@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -37,15 +38,32 @@ type Config struct {
 	// PerPrincipal bounds what is done on behalf of one principal.
 	PerPrincipal limits.Principal          `yaml:"per_principal"`
 	Workflows    map[string]WorkflowConfig `yaml:"workflows"`
-	Enforcer     EnforcerConfig            `yaml:"enforcer"`
+	// Quotas bound spend across runs over hour, day, month or rolling
+	// windows (docs/limits.md); QuotaTimeZone is the IANA zone calendar
+	// windows align to (default UTC).
+	Quotas        []limits.Quota `yaml:"quotas"`
+	QuotaTimeZone string         `yaml:"quota_time_zone"`
+	Enforcer      EnforcerConfig `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	// Admin is the operators' HTTP listener: health, metrics, the console.
 	Admin AdminConfig `yaml:"admin"`
+	// HTTP is the agents' HTTP listener: the A2A ingress (and the model
+	// and tool gateways), with per-identity bearer tokens.
+	HTTP HTTPConfig `yaml:"http"`
+	// Bridges put existing A2A servers behind the gateway as agents.
+	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Models are the models the gateway serves (call_model hops), each a
+	// registered model identity with its upstream (docs/models-and-tools.md).
+	Models []ModelConfig `yaml:"models"`
+	// MCPServers are the MCP servers the gateway fronts; Tools the
+	// governed tools of them (call_tool hops), each a tool identity.
+	MCPServers []tools.ServerConfig `yaml:"mcp_servers"`
+	Tools      []ToolConfig         `yaml:"tools"`
 
 	// dir is the folder of the config file; relative paths start there.
 	dir string
@@ -106,6 +124,14 @@ type IdentityConfig struct {
 	// Untrusted taints every hop the identity makes and every reply it
 	// sends (docs/guardrails.md).
 	Untrusted bool `yaml:"untrusted,omitempty"`
+	// Environment is the deployment environment the identity runs in
+	// (production, staging, ...), a quota scope.
+	Environment string `yaml:"environment,omitempty"`
+	// Retry, Fallback and Breaker govern the delivery of hops to this
+	// agent (docs/limits.md, retries and fallbacks).
+	Retry    limits.Retry   `yaml:"retry,omitempty"`
+	Fallback []string       `yaml:"fallback,omitempty,flow"`
+	Breaker  limits.Breaker `yaml:"breaker,omitempty"`
 	// InvokeRateLimit and Mode override per_agent for this agent.
 	InvokeRateLimit *ratelimit.Rate `yaml:"invoke_rate_limit,omitempty"`
 	Mode            string          `yaml:"mode,omitempty"`
@@ -127,6 +153,9 @@ type PerAgentConfig struct {
 // WorkflowConfig overrides run limits for the runs of one workflow.
 type WorkflowConfig struct {
 	RunLimits limits.Run `yaml:"run_limits"`
+	// Retries override the retry policy of hops to each named agent in
+	// this workflow's runs.
+	Retries map[string]limits.Retry `yaml:"retries"`
 }
 
 // RequiresSignature is require_signature, defaulting to true with a key.
@@ -264,8 +293,17 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
-	if _, err := c.Directory(); err != nil {
+	dir, err := c.Directory()
+	if err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.validateHops(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if c.QuotaTimeZone != "" {
+		if _, err := time.LoadLocation(c.QuotaTimeZone); err != nil {
+			errs = append(errs, fmt.Errorf("quota_time_zone %q: %w", c.QuotaTimeZone, err))
+		}
 	}
 	if c.NATS.URL == "" {
 		for _, id := range append(append([]IdentityConfig{}, c.Agents...), c.Users...) {
@@ -299,6 +337,15 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateBridges(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTP.Listen != "" && c.HTTPKeysDir() == "" {
+		errs = append(errs, errors.New("http.keys: with an external NATS server, name the folder of the HTTP listener's keys"))
+	}
 	if err := c.Admin.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -324,6 +371,7 @@ func (c *Config) Directory() (*broker.Directory, error) {
 		ids = append(ids, broker.Identity{
 			ID: ic.ID, Type: typ, Team: ic.Team, Tags: ic.Tags, PublicKey: ic.PublicKey, RequireSignature: require,
 			Timeout: time.Duration(ic.TimeoutSeconds) * time.Second, Workflow: ic.Workflow, Disabled: ic.Disabled, Untrusted: ic.Untrusted,
+			Environment: ic.Environment,
 		})
 	}
 	for _, a := range c.Agents {
@@ -331,6 +379,14 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	}
 	for _, u := range c.Users {
 		add("users", u, "user")
+	}
+	// A tool whose MCP server is untrusted is untrusted itself.
+	for _, t := range c.untrustedTools() {
+		for i := range ids {
+			if ids[i].ID == t {
+				ids[i].Untrusted = true
+			}
+		}
 	}
 	dir, err := broker.NewDirectory(ids)
 	errs = append(errs, err)
@@ -368,6 +424,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
+		Quotas:       c.Quotas,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
@@ -384,6 +441,20 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 	}
 	for name, w := range c.Workflows {
 		ec.Workflows[name] = w.RunLimits
+		if len(w.Retries) > 0 {
+			if ec.WorkflowRetries == nil {
+				ec.WorkflowRetries = map[string]map[string]limits.Retry{}
+			}
+			ec.WorkflowRetries[name] = w.Retries
+		}
+	}
+	for _, a := range c.Agents {
+		if a.Retry.MaxAttempts != 0 || len(a.Fallback) > 0 || a.Breaker.Failures != 0 {
+			if ec.Targets == nil {
+				ec.Targets = map[string]limits.Target{}
+			}
+			ec.Targets[a.ID] = limits.Target{Retry: a.Retry, Fallback: a.Fallback, Breaker: a.Breaker}
+		}
 	}
 	ec.OperatorGroups = map[string][]string{}
 	for _, op := range c.Operators {
@@ -391,6 +462,9 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
+		ec.QuotaZone = zone
+	}
 	return ec
 }
 

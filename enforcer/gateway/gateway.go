@@ -31,7 +31,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/a2aproject/a2a-go/v2/a2a"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,6 +43,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/a2ahttp"
+	"github.com/tollgate/tollgate/broker/bearer"
+	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -92,6 +99,25 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// http is the agents' HTTP listener, bearer its token keeper and
+	// ingressKey the key the ingress signs with (the http section).
+	http       *httpServer
+	bearer     *bearer.Keeper
+	ingressKey nkeys.KeyPair
+	// hops are the model and tool bridges (models, tools sections).
+	hops    *hops
+	ingress *ingress.Ingress
+	a2a     *a2ahttp.Server
+	// dir is the identities in force, for the HTTP handlers' goroutines;
+	// cardOf the agent cards bridges fetched.
+	dir atomic.Pointer[broker.Directory]
+	// engine is the policy engine in force, for the same goroutines.
+	engine atomic.Pointer[policy.Engine]
+	cardMu sync.RWMutex
+	cardOf map[string]*a2a.AgentCard
+	// stopBridges stops the configured bridges; bridgeWG waits for them.
+	stopBridges context.CancelFunc
+	bridgeWG    sync.WaitGroup
 }
 
 // Start assembles and starts a gateway: it validates cfg, compiles the
@@ -122,6 +148,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if err := g.startAdmin(); err != nil {
 		return nil, err
 	}
+	if err := g.startHTTP(); err != nil {
+		return nil, err
+	}
 	if err := g.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -134,6 +163,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.mountA2A(); err != nil {
+		return nil, err
+	}
 	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
 		return nil, err
 	}
@@ -146,6 +178,9 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 			return nil, err
 		}
 	}
+	if err := g.startHops(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
 		pc.Logger, pc.LogEvery = g.log, projectorLogEvery
@@ -157,6 +192,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 			return nil, err
 		}
 	}
+	g.startBridges(ctx)
 	g.log.Info("gateway started", "identities", len(g.registry.Dir.All()), "policies", g.policies.Len(), "nats", g.URL())
 	return g, nil
 }
@@ -205,6 +241,8 @@ func (g *Gateway) compile() error {
 		}
 	}
 	g.registry = reg
+	g.dir.Store(reg.Dir)
+	g.engine.Store(reg.Engine)
 	return nil
 }
 
@@ -432,6 +470,14 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
 	}
+	if g.stopBridges != nil {
+		g.stopBridges()
+		g.bridgeWG.Wait()
+	}
+	if g.http != nil {
+		errs = append(errs, g.http.srv.Shutdown(ctx))
+	}
+	g.stopHops()
 	errs = append(errs, g.StopEnforcer(ctx))
 	if g.proj != nil {
 		errs = append(errs, g.proj.Stop(ctx))
@@ -508,13 +554,20 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	reg := next.registry
+	reg.Ingress = g.registry.Ingress
+	if g.bearer != nil {
+		g.bearer.SetRevoked(cfg.HTTP.RevokedTokens)
+	}
 	ec := cfg.EnforcerConfig()
-	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal}
+	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal,
+		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
 	if g.enf != nil {
 		g.enf.Reload(reg)
 	}
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.dir.Store(reg.Dir)
+	g.engine.Store(reg.Engine)
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil
@@ -561,8 +614,17 @@ func restartOnly(old, cur *Config) error {
 	if old.NATS != cur.NATS {
 		errs = append(errs, errors.New("the nats section changed: restart the gateway for that"))
 	}
+	if old.HTTP.Listen != cur.HTTP.Listen || old.HTTPKeysDir() != cur.HTTPKeysDir() || old.HTTP.MaxBodyBytes != cur.HTTP.MaxBodyBytes {
+		errs = append(errs, errors.New("http.listen, http.keys or http.max_body_bytes changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Bridges, cur.Bridges) {
+		errs = append(errs, errors.New("the bridges changed: restart the gateway for that"))
+	}
 	if !reflect.DeepEqual(old.Enforcer, cur.Enforcer) {
 		errs = append(errs, errors.New("the enforcer section changed: restart the gateway for that"))
+	}
+	if !reflect.DeepEqual(old.Models, cur.Models) || !reflect.DeepEqual(old.MCPServers, cur.MCPServers) || !reflect.DeepEqual(old.Tools, cur.Tools) {
+		errs = append(errs, errors.New("the models, mcp_servers or tools section changed: restart the gateway for that"))
 	}
 	return errors.Join(errs...)
 }

@@ -32,7 +32,7 @@ type cast struct {
 	cfg  *gateway.Config
 }
 
-func newCast(t *testing.T, ids ...gateway.IdentityConfig) *cast {
+func newCast(t testing.TB, ids ...gateway.IdentityConfig) *cast {
 	t.Helper()
 	c := &cast{keys: map[string]nkeys.KeyPair{}, cfg: &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}}}
 	for _, id := range ids {
@@ -41,7 +41,7 @@ func newCast(t *testing.T, ids ...gateway.IdentityConfig) *cast {
 	return c
 }
 
-func (c *cast) add(t *testing.T, id gateway.IdentityConfig) {
+func (c *cast) add(t testing.TB, id gateway.IdentityConfig) {
 	t.Helper()
 	kp, err := broker.NewKey()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // keysDir is the key folder inside a data folder.
@@ -69,6 +70,9 @@ func (g *Gateway) SigningKeys() ledger.Keys {
 		if k := id.SigningKey(); k != nil {
 			keys.Add(id.ID, k)
 		}
+	}
+	if g.registry.Ingress != nil {
+		keys.Add(schemas.ViaIngress, g.registry.Ingress)
 	}
 	return keys
 }

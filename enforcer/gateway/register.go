@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // TypeOperator is the type `tollgate agent add` takes for an operator,
@@ -101,4 +103,69 @@ func AddIdentity(path string, n NewIdentity) error {
 		return fmt.Errorf("write config: %w", err)
 	}
 	return nil
+}
+
+// RevokeToken adds a bearer token id to http.revoked_tokens of the config
+// file at path; serve applies it on reload (SIGHUP).
+func RevokeToken(path, id string) error {
+	if !schemas.ValidID(id) {
+		return fmt.Errorf("token id %q is not a valid id", id)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return errors.New("config is not a YAML mapping")
+	}
+	httpNode := member(doc.Content[0], "http", yaml.MappingNode)
+	if httpNode == nil {
+		return errors.New("config: http is not a mapping")
+	}
+	seq := member(httpNode, "revoked_tokens", yaml.SequenceNode)
+	if seq == nil {
+		return errors.New("config: http.revoked_tokens is not a list")
+	}
+	for _, n := range seq.Content {
+		if n.Value == id {
+			return nil
+		}
+	}
+	seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: id})
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// member returns the value of key in mapping m, adding an empty one of
+// kind when missing; nil when it exists with another kind (null aside).
+func member(m *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != key {
+			continue
+		}
+		v := m.Content[i+1]
+		if v.Kind == kind {
+			return v
+		}
+		if v.Tag == "!!null" {
+			v.Kind, v.Tag, v.Value = kind, "", ""
+			return v
+		}
+		return nil
+	}
+	v := &yaml.Node{Kind: kind}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+	return v
 }

@@ -71,6 +71,9 @@ type LedgerConn struct {
 	Subjects broker.Subjects
 	// Stream is the ledger's stream.
 	Stream jetstream.Stream
+	// JS is the JetStream API the ledger is read through (the gateway
+	// account's, or an operator's imports of it).
+	JS jetstream.JetStream
 	// DataDir is the data folder read, when the source was one.
 	DataDir string
 	// Where names the folder or server read, for people.
@@ -145,6 +148,6 @@ func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
 		}
 		return nil, fmt.Errorf("ledger stream %s at %s: %w", name, c.Where, err)
 	}
-	c.Ledger = ledger.New(js, name, subjects)
+	c.Ledger, c.JS = ledger.New(js, name, subjects), js
 	return c, nil
 }

@@ -7,6 +7,7 @@ package limits
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -228,6 +229,16 @@ type Set struct {
 	Agents    map[string]Agent
 	// PerPrincipal bounds every principal.
 	PerPrincipal Principal
+	// Quotas bound spend over time windows, across runs (quota.go).
+	Quotas []Quota
+	// QuotaZone is the time zone calendar quota windows align to; nil is
+	// UTC.
+	QuotaZone *time.Location
+	// Targets are the retry policy, fallbacks and circuit breaker of hops
+	// to each target agent (retry.go); WorkflowRetries override the retry
+	// policy per workflow and target.
+	Targets         map[string]Target
+	WorkflowRetries map[string]map[string]Retry
 }
 
 // SetDefaults fills the defaults of the gateway-wide limits.
@@ -241,6 +252,10 @@ func (s *Set) SetDefaults() {
 	}
 	if s.PerPrincipal.RunRate.Count == 0 {
 		s.PerPrincipal.RunRate = ratelimit.Rate{Count: 1000, Period: time.Minute}
+	}
+	s.Quotas = slices.Clone(s.Quotas) // the caller's slice may be in use
+	for i := range s.Quotas {
+		s.Quotas[i].SetDefaults()
 	}
 }
 
@@ -262,6 +277,28 @@ func (s Set) Validate() error {
 		if err := a.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("agent %q: %w", id, err))
 		}
+	}
+	for id, t := range s.Targets {
+		if err := t.Validate(id); err != nil {
+			errs = append(errs, fmt.Errorf("agent %q: %w", id, err))
+		}
+	}
+	for wf, rs := range s.WorkflowRetries {
+		for id, r := range rs {
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("workflow %q: retries of %q: %w", wf, id, err))
+			}
+		}
+	}
+	names := map[string]bool{}
+	for _, q := range s.Quotas {
+		if err := q.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if names[q.Name] {
+			errs = append(errs, fmt.Errorf("quota %q is defined twice", q.Name))
+		}
+		names[q.Name] = true
 	}
 	return errors.Join(errs...)
 }

@@ -24,6 +24,10 @@ type Context struct {
 	Tainted     bool
 	// TaintSources says where the taint came from (docs/guardrails.md).
 	TaintSources []string
+	// QuotaUsed returns the highest share, in percent, of a spend quota
+	// that applies to the hop (settled and reserved, before this hop); nil
+	// is 0. It is called only when a policy reads context.quota_used.
+	QuotaUsed func() int64
 }
 
 // contextReads is a set of the context attributes a policy reads: bit i
@@ -48,7 +52,7 @@ const allContext = contextReads(1)<<len(hopContext) - 1
 var hopContext = [...]types.String{
 	"run_id", "workflow", "depth", "ancestry", "on_behalf_of", "is_cycle",
 	"hops_so_far", "tokens_so_far", "cost_so_far", "edge_calls", "tainted",
-	"taint_sources",
+	"taint_sources", "quota_used",
 }
 
 // attribute is the value of hopContext[i].
@@ -78,6 +82,11 @@ func (c *Context) attribute(i int) types.Value {
 		return types.Boolean(c.Tainted)
 	case "taint_sources":
 		return stringSet(c.TaintSources)
+	case "quota_used":
+		if c.QuotaUsed == nil {
+			return types.Long(0)
+		}
+		return types.Long(c.QuotaUsed())
 	}
 	return nil // unreachable: every name of hopContext has its case
 }

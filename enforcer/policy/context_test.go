@@ -60,7 +60,7 @@ func TestContextRecord(t *testing.T) {
 		{},
 		{RunID: "r", Workflow: "w", Depth: 3, Ancestry: []string{"a", "b", "a"}, OnBehalfOf: "u", IsCycle: true,
 			HopsSoFar: 9, TokensSoFar: 1 << 40, CostSoFar: 2.5, EdgeCalls: 1, Tainted: true,
-			TaintSources: []string{"ingress", "untrusted:search"}},
+			TaintSources: []string{"ingress", "untrusted:search"}, QuotaUsed: func() int64 { return 87 }},
 		{CostSoFar: math.Inf(1), HopsSoFar: math.MaxInt64},
 		{CostSoFar: math.NaN()},
 	} {

@@ -47,6 +47,10 @@ func (c Context) scanRecord() types.Record {
 	if err != nil { // beyond decimal's range: saturate, it only grows
 		cost, _ = types.NewDecimal(922337203685477, 0)
 	}
+	var quotaUsed int64
+	if c.QuotaUsed != nil {
+		quotaUsed = c.QuotaUsed()
+	}
 	return types.NewRecord(types.RecordMap{
 		"run_id":        types.String(c.RunID),
 		"workflow":      types.String(c.Workflow),
@@ -60,6 +64,7 @@ func (c Context) scanRecord() types.Record {
 		"edge_calls":    types.Long(c.EdgeCalls),
 		"tainted":       types.Boolean(c.Tainted),
 		"taint_sources": scanStringSet(c.TaintSources),
+		"quota_used":    types.Long(quotaUsed),
 	})
 }
 

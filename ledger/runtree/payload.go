@@ -49,9 +49,12 @@ func envelopeText(raw json.RawMessage, reply bool) string {
 	return a2aText(env.Result.Output)
 }
 
-// a2aObject is the part of an A2A v0.3 Message or Task that holds content.
+// a2aObject is the part of an A2A Message or Task (v1.0, or v0.3 with its
+// "kind" discriminator) that holds content.
 type a2aObject struct {
 	Kind      string            `json:"kind"`
+	MessageID string            `json:"messageId"`
+	ID        string            `json:"id"`
 	Parts     []json.RawMessage `json:"parts"`
 	Artifacts []struct {
 		Parts []json.RawMessage `json:"parts"`
@@ -63,12 +66,33 @@ type a2aObject struct {
 
 type a2aPart struct {
 	Kind string          `json:"kind"`
-	Text string          `json:"text"`
+	Text *string         `json:"text"`
 	Data json.RawMessage `json:"data"`
 	File struct {
 		Name string `json:"name"`
 		URI  string `json:"uri"`
 	} `json:"file"`
+	// A2A v1.0 file parts: url or raw, with an optional filename.
+	URL      string `json:"url"`
+	Raw      string `json:"raw"`
+	Filename string `json:"filename"`
+}
+
+// kind returns the part's kind: v0.3's discriminator, or for v1.0 the
+// member that holds its content.
+func (p *a2aPart) kind() string {
+	switch {
+	case p.Kind != "":
+		return p.Kind
+	case p.Text != nil:
+		return "text"
+	case p.URL != "" || p.Raw != "":
+		p.File.Name, p.File.URI = p.Filename, p.URL
+		return "file"
+	case len(p.Data) > 0:
+		return "data"
+	}
+	return "unknown"
 }
 
 // a2aText renders an A2A message or task: its text parts, or for a task its
@@ -82,7 +106,7 @@ func a2aText(raw json.RawMessage) string {
 		return fmt.Sprintf("[not an A2A message: %v]", err)
 	}
 	parts := o.Parts
-	if o.Kind == "task" {
+	if o.Kind == "task" || o.Kind == "" && o.MessageID == "" && o.ID != "" {
 		parts = nil
 		for _, a := range o.Artifacts {
 			parts = append(parts, a.Parts...)
@@ -98,9 +122,11 @@ func a2aText(raw json.RawMessage) string {
 			out = append(out, "[unreadable part]")
 			continue
 		}
-		switch p.Kind {
+		switch k := p.kind(); k {
 		case "text":
-			out = append(out, p.Text)
+			if p.Text != nil {
+				out = append(out, *p.Text)
+			}
 		case "file":
 			name := p.File.Name
 			if name == "" {
@@ -110,7 +136,7 @@ func a2aText(raw json.RawMessage) string {
 		case "data":
 			out = append(out, "[data "+truncate(string(p.Data), maxPart)+"]")
 		default:
-			out = append(out, "["+p.Kind+" part]")
+			out = append(out, "["+k+" part]")
 		}
 	}
 	return strings.Join(out, "\n")

@@ -79,7 +79,7 @@ func (a *attacker) submit(t testing.TB, run string, data []byte, hdr nats.Header
 
 // envelope returns an envelope from the attacker, sent now.
 func (a *attacker) envelope(kind schemas.Kind) *schemas.Envelope {
-	return &schemas.Envelope{Version: schemas.Version, Kind: kind, From: a.id, SentAt: time.Now().UTC()}
+	return &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: kind, From: a.id, SentAt: time.Now().UTC()}
 }
 
 // sign returns env's signed wire form.
@@ -104,7 +104,7 @@ func (a *attacker) signRaw(t testing.TB, obj string) []byte {
 
 // message is an A2A message for invokes.
 func message(text string) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf(`{"kind":"message","messageId":%q,"role":"user","parts":[{"kind":"text","text":%q}]}`, schemas.NewID(), text))
+	return json.RawMessage(fmt.Sprintf(`{"messageId":%q,"role":"ROLE_USER","parts":[{"text":%q}]}`, schemas.NewID(), text))
 }
 
 // consumer binds the attacker's own delivery consumer.

@@ -44,7 +44,7 @@ func TestDedupeSquatting(t *testing.T) {
 		})
 		// The orchestrator's reply to tomas as mallory would guess it.
 		guess := func() []byte {
-			env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindReply, HopID: root, RunID: tk.Run,
+			env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindReply, HopID: root, RunID: tk.Run,
 				From: "orchestrator", To: "tomas", SentAt: time.Now().UTC()}
 			out, _ := json.Marshal(agent.AgentText("mallory done"))
 			env.Result = &schemas.Result{Status: schemas.StateCompleted, Output: out}

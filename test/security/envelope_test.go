@@ -131,7 +131,9 @@ func TestStrictEnvelopes(t *testing.T) {
 			{"FromAnotherIdentity", func(o string) string { return strings.Replace(o, `"from":"eve"`, `"from":"tomas"`, 1) }, true, schemas.ReasonIdentity, "published by"},
 			{"Unsigned", func(o string) string { return o }, false, schemas.ReasonIdentity, ""},
 			{"SignatureOfOtherBytes", func(o string) string { return o }, true, schemas.ReasonIdentity, "signature"},
-			{"VersionTwo", func(o string) string { return strings.Replace(o, `"v":1`, `"v":2`, 1) }, true, "", ""},
+			{"UnknownVersion", func(o string) string {
+				return strings.Replace(o, fmt.Sprintf(`"v":%d`, schemas.EnvelopeVersion), fmt.Sprintf(`"v":%d`, schemas.EnvelopeVersion+1), 1)
+			}, true, "", ""},
 			{"NotAnObject", func(o string) string { return "[" + o + "]" }, false, schemas.ReasonMalformed, ""},
 		}
 		for _, tc := range cases {

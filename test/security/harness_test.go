@@ -78,6 +78,8 @@ type setup struct {
 	// rejectRate and runRate set per_agent.reject_rate_limit and
 	// per_principal.run_rate ("" keeps the defaults).
 	rejectRate, runRate string
+	// extra, when set, adds to the config before serve starts.
+	extra func(t *testing.T, g *gw)
 }
 
 // The cast of every gateway. tomas is the user whose runs are the
@@ -109,6 +111,8 @@ type fileConfig struct {
 	Policies     []string                 `yaml:"policies"`
 	PerAgent     map[string]string        `yaml:"per_agent,omitempty"`
 	PerPrincipal map[string]string        `yaml:"per_principal,omitempty"`
+	HTTP         map[string]string        `yaml:"http,omitempty"`
+	Models       []gateway.ModelConfig    `yaml:"models,omitempty"`
 }
 
 type natsSection struct {
@@ -170,6 +174,9 @@ func startGateway(t *testing.T, v variant, s setup) *gw {
 	}
 	if s.runRate != "" {
 		g.cfg.PerPrincipal = map[string]string{"run_rate": s.runRate}
+	}
+	if s.extra != nil {
+		s.extra(t, g)
 	}
 
 	switch v {

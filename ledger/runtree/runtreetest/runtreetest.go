@@ -171,7 +171,7 @@ func (b *Builder) nextHopID() string {
 
 // message is an A2A v0.3 message with one text part.
 func message(id, role, text string) json.RawMessage {
-	m := map[string]any{"kind": "message", "messageId": id, "role": role, "parts": []map[string]string{{"kind": "text", "text": text}}}
+	m := map[string]any{"messageId": id, "role": role, "parts": []map[string]string{{"text": text}}}
 	raw, _ := schemas.Encode(m)
 	return raw
 }
@@ -239,8 +239,8 @@ func (b *Builder) child(parentID, to string) *hop {
 
 func (b *Builder) decide(h *hop, text string, denial *Denial, policyIDs []string, estimate *schemas.Usage) {
 	from, to := b.member(h.from), b.member(h.to)
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, HopID: h.id, ParentHopID: h.parent,
-		From: h.from, To: h.to, Message: message("m-"+h.id, "user", text), Estimate: estimate, SentAt: b.now}
+	env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindInvoke, HopID: h.id, ParentHopID: h.parent,
+		From: h.from, To: h.to, Message: message("m-"+h.id, "ROLE_USER", text), Estimate: estimate, SentAt: b.now}
 	if h.parent == "" {
 		env.RunID = b.run
 	}
@@ -291,11 +291,11 @@ func (b *Builder) Reply(hopID string, status schemas.TaskState, text string, usa
 		b.fail(fmt.Errorf("runtreetest: hop %q is not open", hopID))
 		return
 	}
-	res := &schemas.Result{Status: status, Output: message("r-"+h.id, "agent", text)}
+	res := &schemas.Result{Status: status, Output: message("r-"+h.id, "ROLE_AGENT", text)}
 	if status == schemas.StateFailed {
 		res.Output, res.Error = nil, text
 	}
-	env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindReply, HopID: h.id, From: h.to, To: h.from,
+	env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindReply, HopID: h.id, From: h.to, To: h.from,
 		Result: res, Usage: usage, SentAt: b.now}
 	wire := b.sign(env)
 	b.close(h, status)
@@ -477,7 +477,7 @@ func ForgeInvoke(raw []byte, text string, sign func([]byte) ([]byte, error)) ([]
 			ferr = err
 			return
 		}
-		env.Message = message("forged", "user", text)
+		env.Message = message("forged", "ROLE_USER", text)
 		d.Envelope, ferr = env.Sign(sign)
 	})
 	return out, errors.Join(ferr, err)

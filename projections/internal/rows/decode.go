@@ -140,6 +140,10 @@ func dataFor(t schemas.EventType) any {
 		return &schemas.HopCompleted{}
 	case schemas.EventHopTimedOut:
 		return &schemas.HopTimedOut{}
+	case schemas.EventHopRetried:
+		return &schemas.HopRetried{}
+	case schemas.EventHopRerouted:
+		return &schemas.HopRerouted{}
 	case schemas.EventRunLimitBreached:
 		return &schemas.RunLimitBreached{}
 	case schemas.EventRunHalted:

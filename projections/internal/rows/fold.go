@@ -180,6 +180,14 @@ func (rf *runFold) step(d Decoded, b *Batch) error {
 			h.ClosedBy, h.Reason, h.Message = data.By, string(schemas.ReasonApproval), data.Message
 			h.LatencyMS = ev.At.Sub(h.OpenedAt).Milliseconds()
 		}
+	case *schemas.HopRerouted:
+		// The hop's row follows it to its fallback target.
+		if c.Kind == ledger.ChangeRerouted {
+			if h := rf.closed(b, ev, c.Hop); h != nil {
+				h.ClosedAt = time.Time{}
+				h.Target = data.To
+			}
+		}
 	case *schemas.HopTimedOut:
 		if c.Kind != ledger.ChangeTimedOut {
 			break

@@ -40,11 +40,19 @@ type Workload struct {
 	// RateLimit, when set, turns on a (never reached) per-agent rate limit,
 	// to measure its cost.
 	RateLimit bool
+	// Quota, when set, turns on a (never reached) per-agent token quota
+	// (scope agent, match "*", day window) that every hop reserves in, to
+	// measure its cost. The workload never replies, so every hop's
+	// reservation stays open: the worst case for a quota's entry.
+	Quota bool
 	// Shards is the enforcer's shard count (0: its default).
 	Shards int
 	// Conns is how many extra connections the enforcer publishes on
 	// (enforcer.connections); -1 leaves the gateway's default (4).
 	Conns int
+	// NoGuardrails turns message scanning off (guardrails.disabled), to
+	// measure its cost.
+	NoGuardrails bool
 }
 
 // Total is the number of submissions.
@@ -81,6 +89,7 @@ func newEnv(ctx context.Context, w Workload) (*env, error) {
 	}
 	keys := map[string]nkeys.KeyPair{}
 	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: dir, Listen: gateway.ListenNone}}
+	cfg.Guardrails.Disabled = w.NoGuardrails
 	require := !w.Unsigned
 	for _, id := range []struct {
 		id, typ string
@@ -129,10 +138,10 @@ func (e *env) close() {
 // load publishes the workload's submissions into SUBMIT, signed with the
 // identities' keys.
 func (e *env) load(ctx context.Context, w Workload, keys map[string]nkeys.KeyPair) error {
-	msg := json.RawMessage(`{"kind":"message","messageId":"m","role":"user","parts":[{"kind":"text","text":"summarise the sources on agent governance and list the open questions"}]}`)
+	msg := json.RawMessage(`{"messageId":"m","role":"ROLE_USER","parts":[{"text":"summarise the sources on agent governance and list the open questions"}]}`)
 	now := time.Now().UTC()
 	publish := func(from, run string, env *schemas.Envelope) error {
-		env.Version, env.From, env.SentAt, env.Message, env.Kind = schemas.Version, from, now, msg, schemas.KindInvoke
+		env.Version, env.From, env.SentAt, env.Message, env.Kind = schemas.EnvelopeVersion, from, now, msg, schemas.KindInvoke
 		var wire []byte
 		var err error
 		if w.Unsigned {
@@ -205,6 +214,9 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	cfg.PerPrincipal.RunRate.Count = -1 // the workload starts its runs at once
 	if w.RateLimit {
 		cfg.PerAgent.InvokeRateLimit.Count, cfg.PerAgent.InvokeRateLimit.Period = 1<<30, time.Second
+	}
+	if w.Quota {
+		cfg.Quotas = []limits.Quota{{Name: "bench", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1 << 50}}
 	}
 	start := time.Now()
 	if err := e.g.StartEnforcer(ctx, cfg); err != nil {

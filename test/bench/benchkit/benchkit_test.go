@@ -42,6 +42,12 @@ func BenchmarkGovernedRateLimited(b *testing.B) {
 	bench(b, benchkit.Governed, w)
 }
 
+func BenchmarkGovernedQuota(b *testing.B) {
+	w := workload
+	w.Quota = true
+	bench(b, benchkit.Governed, w)
+}
+
 // TestWorkloadRuns checks the harness itself: every submission is governed
 // and allowed, and the relay drains the same load.
 func TestWorkloadRuns(t *testing.T) {

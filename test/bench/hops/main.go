@@ -24,6 +24,8 @@ func main() {
 	flag.IntVar(&w.Hops, "hops", 20, "delegations per run (after its root invoke)")
 	flag.BoolVar(&w.Unsigned, "unsigned", false, "send unsigned envelopes")
 	flag.BoolVar(&w.RateLimit, "rate-limit", false, "turn the fleet-wide rate limit on (never reached)")
+	flag.BoolVar(&w.Quota, "quota", false, "turn a per-agent token quota on (never reached; every hop reserves)")
+	flag.BoolVar(&w.NoGuardrails, "no-guardrails", false, "turn message scanning off (guardrails.disabled)")
 	flag.IntVar(&w.Shards, "shards", 0, "enforcer shards (0: default)")
 	flag.IntVar(&w.Conns, "conns", -1, "extra connections the enforcer publishes on (-1: the gateway's default, as serve)")
 	flag.Parse()

@@ -131,11 +131,11 @@ enforcer:
 	fmt.Printf("%-10s %-10s %s\n", "RUNS", "RSS MiB", "ELAPSED")
 	fmt.Printf("%-10d %-10.1f %s\n", 0, rssMiB(serve.Process.Pid), "0s")
 	start := time.Now()
-	msg := []byte(`{"kind":"message","messageId":"m","role":"user","parts":[{"kind":"text","text":"start"}]}`)
+	msg := []byte(`{"messageId":"m","role":"ROLE_USER","parts":[{"text":"start"}]}`)
 	step := max(runs/10, 1)
 	for i := 1; i <= runs; i++ {
 		run := schemas.NewID()
-		env := &schemas.Envelope{Version: schemas.Version, Kind: schemas.KindInvoke, RunID: run, From: "tomas", To: "orchestrator",
+		env := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindInvoke, RunID: run, From: "tomas", To: "orchestrator",
 			Message: msg, SentAt: time.Now().UTC()}
 		env.HopID = env.DerivedHopID()
 		wire, err := env.Sign(kp.Sign)

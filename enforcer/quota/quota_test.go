@@ -1,0 +1,115 @@
+package quota_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/enforcer/quota"
+)
+
+func store(t *testing.T) *quota.Store {
+	t.Helper()
+	bus := brokertest.Start(t, brokertest.Options{})
+	s, err := quota.Open(context.Background(), bus.JS, bus.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestWindowsAlignToTheZone(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 03:30 UTC on March 1st is still February 28th in New York.
+	now := time.Date(2026, 3, 1, 3, 30, 0, 0, time.UTC)
+	cases := []struct {
+		window     string
+		start, end time.Time
+	}{
+		{limits.WindowHour, time.Date(2026, 2, 28, 22, 0, 0, 0, ny), time.Date(2026, 2, 28, 23, 0, 0, 0, ny)},
+		{limits.WindowDay, time.Date(2026, 2, 28, 0, 0, 0, 0, ny), time.Date(2026, 3, 1, 0, 0, 0, 0, ny)},
+		{limits.WindowMonth, time.Date(2026, 2, 1, 0, 0, 0, 0, ny), time.Date(2026, 3, 1, 0, 0, 0, 0, ny)},
+	}
+	for _, tc := range cases {
+		start, end := quota.Window(&limits.Quota{Window: tc.window}, ny, now)
+		if !start.Equal(tc.start) || !end.Equal(tc.end) {
+			t.Errorf("%s window: %s - %s, want %s - %s", tc.window, start, end, tc.start, tc.end)
+		}
+	}
+}
+
+// TestRollingWindow: spend settled in a rolling window leaves it once it
+// is older than the window; a reservation never settled lapses at its
+// until, and settling a hop twice counts once.
+func TestRollingWindow(t *testing.T) {
+	s := store(t)
+	ctx := context.Background()
+	q := &limits.Quota{Name: "r", Scope: limits.ScopeAgent, Window: limits.WindowRolling, Rolling: time.Hour, MaxTokens: 100}
+	ap := []limits.Applied{{Quota: q, Value: "a"}}
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	reserve := func(hop string, tokens int64, at time.Time) *quota.Over {
+		t.Helper()
+		over, err := s.Reserve(ctx, time.UTC, ap, hop, quota.Amount{Tokens: tokens}, at.Add(10*time.Minute), at, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return over
+	}
+	if over := reserve("r/1", 60, t0); over != nil {
+		t.Fatalf("first reservation: over %+v", over)
+	}
+	if err := s.Settle(ctx, time.UTC, ap, "r/1", &quota.Amount{Tokens: 70}, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, time.UTC, ap, "r/1", &quota.Amount{Tokens: 70}, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if over := reserve("r/2", 31, t0.Add(2*time.Minute)); over == nil || over.Used != 70 || over.Would != 101 {
+		t.Fatalf("70 settled (once) + 31: over %+v, want 101 > 100", over)
+	}
+	if over := reserve("r/3", 30, t0.Add(2*time.Minute)); over != nil {
+		t.Fatalf("70 + 30: over %+v", over)
+	}
+	// r/3 never settles: 10 minutes later its reservation has lapsed.
+	if over := reserve("r/4", 30, t0.Add(13*time.Minute)); over != nil {
+		t.Fatalf("after r/3 lapsed: over %+v", over)
+	}
+	// An hour after the settle, its 70 tokens have left the window; r/4
+	// has lapsed too.
+	u, err := s.Usage(ctx, time.UTC, ap[0], t0.Add(62*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Settled.Tokens != 0 || u.Reserved.Tokens != 0 || u.Held != 0 {
+		t.Fatalf("an hour later: %+v; want an empty window", u)
+	}
+}
+
+// TestAllOrNothing: a hop that passes its second quota reserves in none.
+func TestAllOrNothing(t *testing.T) {
+	s := store(t)
+	ctx := context.Background()
+	agent := &limits.Quota{Name: "agent", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1000}
+	team := &limits.Quota{Name: "team", Scope: limits.ScopeTeam, Window: limits.WindowDay, MaxCostUSD: 1}
+	ap := []limits.Applied{{Quota: agent, Value: "a"}, {Quota: team, Value: "t"}}
+	now := time.Now()
+	over, err := s.Reserve(ctx, time.UTC, ap, "r/1", quota.Amount{Tokens: 10, CostUSD: 2}, now.Add(time.Hour), now, false)
+	if err != nil || over == nil || over.Quota != team || over.Dimension != "cost" {
+		t.Fatalf("over %+v, %v; want the team's cost", over, err)
+	}
+	u, err := s.Usage(ctx, time.UTC, ap[0], now)
+	if err != nil || u.Reserved.Tokens != 0 || u.Held != 0 {
+		t.Fatalf("agent quota after the refused hop: %+v %v; want nothing reserved", u, err)
+	}
+	if k := quota.Key("q", "a b"); k != "q.=612062" {
+		t.Fatalf("key of a value with a space: %q", k)
+	}
+	if name, value, ok := quota.ParseKey("q.=612062"); !ok || name != "q" || value != "a b" {
+		t.Fatalf("ParseKey: %q %q %v", name, value, ok)
+	}
+}
