@@ -406,6 +406,9 @@ func (g *Gateway) connect(ctx context.Context) error {
 	if g.unlock, err = LockDataDir(dataDir); err != nil {
 		return err
 	}
+	if ec.SyncAlways, ec.SyncInterval, err = cfg.NATS.syncOptions(); err != nil {
+		return err
+	}
 	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
 		return err
 	}

@@ -151,6 +151,8 @@ func account(t *testing.T, s *system, scenario string, seed int64, kills int, ru
 		case o.err == nil:
 			if o.status == schemas.StateCompleted {
 				tl.completed++
+			} else {
+				tl.told++ // the run failed, and its caller was told so
 			}
 		case denied != nil || errors.Is(o.err, agent.ErrTimedOut):
 			tl.told++
