@@ -176,7 +176,7 @@ func account(t *testing.T, s *system, scenario string, seed int64, kills int, ru
 			if st, err = ledger.Fold(run, recs); err != nil {
 				t.Fatalf("fold run %s: %v", run, err)
 			}
-			if st.Completed || unavailable && len(st.Hops) == 0 || time.Now().After(deadline) {
+			if st.Completed && len(st.OpenHops()) == 0 || unavailable && len(st.Hops) == 0 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -318,8 +318,8 @@ func (tl *tally) assertAllCompleted(t *testing.T) {
 // assert fails the test unless the books balance.
 func (tl *tally) assert(t *testing.T) {
 	t.Helper()
-	if tl.runs == 0 || tl.completed == 0 {
-		t.Fatalf("%s: no run completed (%d started)", tl.scenario, tl.runs)
+	if tl.runs == 0 {
+		t.Fatalf("%s: no run started", tl.scenario)
 	}
 	if tl.duplicate+tl.lost+tl.reruns+tl.unrun+tl.overspent+tl.late > 0 || tl.verified+tl.refused != tl.runs || len(tl.problems) > 0 {
 		t.Fatalf("%s: the books do not balance (replay with -fault.seed %d):\n  %s", tl.scenario, tl.seed, strings.Join(tl.problems, "\n  "))
