@@ -95,8 +95,8 @@ type NATSConfig struct {
 	// Sync is the embedded server's file-store durability: "always"
 	// fsyncs every write before acknowledging it (survives power loss),
 	// a duration fsyncs that often (survives a process kill; a power loss
-	// may lose what was written since the last sync). Default: the
-	// server's 2m. See docs/reliability.md.
+	// may lose what was written since the last sync). Default
+	// DefaultSyncInterval. See docs/reliability.md.
 	Sync string `yaml:"sync"`
 	// LedgerMaxBytes caps the ledger stream; at the cap the gateway fails
 	// closed (every submission is denied "unavailable", nothing forwarded)
@@ -532,6 +532,12 @@ func ProjectionsConfig(cfg *Config, dsn, database string) (projections.Config, e
 	return pc, pc.Validate()
 }
 
+// DefaultSyncInterval is how often the embedded server fsyncs its file
+// store unless nats.sync says otherwise: measured free next to the
+// server's own 2-minute default (docs/reliability.md), it bounds what a
+// power loss can take to the last second.
+const DefaultSyncInterval = time.Second
+
 // syncOptions reads nats.sync: always, or an fsync interval.
 func (c NATSConfig) syncOptions() (always bool, interval time.Duration, err error) {
 	if c.Sync != "" && c.URL != "" {
@@ -539,7 +545,7 @@ func (c NATSConfig) syncOptions() (always bool, interval time.Duration, err erro
 	}
 	switch c.Sync {
 	case "":
-		return false, 0, nil
+		return false, DefaultSyncInterval, nil
 	case "always":
 		return true, 0, nil
 	}
