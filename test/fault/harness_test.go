@@ -123,6 +123,7 @@ type fileConfig struct {
 	PerAgent     map[string]any           `yaml:"per_agent,omitempty"`
 	PerPrincipal map[string]string        `yaml:"per_principal,omitempty"`
 	Enforcer     map[string]any           `yaml:"enforcer,omitempty"`
+	ClickHouse   map[string]any           `yaml:"clickhouse,omitempty"`
 }
 
 type natsSection struct {
@@ -149,6 +150,8 @@ type options struct {
 	ledgerMaxBytes int64
 	// agents replaces the cast.
 	agents []agentSpec
+	// clickhouse, when set, is the DSN serve projects the ledger to.
+	clickhouse string
 }
 
 // system is a gateway, its bus and its agents, all separate processes.
@@ -197,6 +200,9 @@ func start(t *testing.T, o options) *system {
 	// A killed enforcer's submissions come back after ack_wait; an
 	// agent's unacknowledged tasks after agent_ack_wait.
 	s.cfg.Enforcer = map[string]any{"ack_wait": "3s"}
+	if o.clickhouse != "" {
+		s.cfg.ClickHouse = map[string]any{"dsn": o.clickhouse, "database": "tollgate", "flush_interval": "200ms"}
+	}
 	if err := os.WriteFile(filepath.Join(s.dir, "policy.cedar"), []byte(policies), 0o600); err != nil {
 		t.Fatal(err)
 	}
