@@ -152,6 +152,8 @@ type options struct {
 	agents []agentSpec
 	// clickhouse, when set, is the DSN serve projects the ledger to.
 	clickhouse string
+	// runCacheBytes bounds the enforcer's run cache (0: the default).
+	runCacheBytes int
 }
 
 // system is a gateway, its bus and its agents, all separate processes.
@@ -200,6 +202,9 @@ func start(t *testing.T, o options) *system {
 	// A killed enforcer's submissions come back after ack_wait; an
 	// agent's unacknowledged tasks after agent_ack_wait.
 	s.cfg.Enforcer = map[string]any{"ack_wait": "3s"}
+	if o.runCacheBytes > 0 {
+		s.cfg.Enforcer["run_cache_bytes"] = o.runCacheBytes
+	}
 	if o.clickhouse != "" {
 		s.cfg.ClickHouse = map[string]any{"dsn": o.clickhouse, "database": "tollgate", "flush_interval": "200ms"}
 	}

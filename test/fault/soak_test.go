@@ -16,14 +16,16 @@ var (
 // TestSoak holds an offered rate of runs (orchestrator -> research,
 // writer: three hops each) against serve with its embedded NATS for
 // -fault.soak, samples serve's memory every 30 s, and then accounts for
-// every run: zero errors, every run completed, the books balanced, memory
-// flat (the last sample within 25% + 32 MiB of the one after warm-up).
-// It only runs when -fault.soak is given.
+// every run: zero errors, every run completed, the books balanced, and
+// memory flat: the enforcer's run cache (capped at 32 MiB here; it fills by
+// design) and the server's caches fill in the first half, so the second
+// half may grow by at most 10% + 16 MiB. It only runs when -fault.soak is
+// given.
 func TestSoak(t *testing.T) {
 	if *flagSoak == 0 {
 		t.Skip("the soak runs only with -fault.soak DURATION (see docs/reliability.md)")
 	}
-	s := start(t, options{})
+	s := start(t, options{runCacheBytes: 32 << 20})
 	l := &load{tomas: s.client("tomas", nil), stop: make(chan struct{}), runs: map[string]*outcome{}}
 	sem := make(chan struct{}, 1024)
 	var inflight sync.WaitGroup
@@ -63,10 +65,14 @@ func TestSoak(t *testing.T) {
 	fmt.Printf("soak: %d runs (%d hops) in %s = %.0f runs/s, %.0f hops/s; errors 0\n", tl.runs, tl.submitted, elapsed.Round(time.Second),
 		float64(tl.runs)/elapsed.Seconds(), float64(tl.submitted)/elapsed.Seconds())
 	if len(samples) >= 2 {
-		first, last := samples[0], samples[len(samples)-1]
-		fmt.Printf("soak: serve RSS %d MiB after warm-up, %d MiB at the end\n", first>>20, last>>20)
-		if last > first+first/4+32<<20 {
-			t.Fatalf("serve's memory grew from %d to %d bytes", first, last)
+		mid, last := samples[(len(samples)-1)/2], samples[len(samples)-1]
+		fmt.Printf("soak: serve RSS samples (MiB, every 30 s):")
+		for _, v := range samples {
+			fmt.Printf(" %d", v>>20)
+		}
+		fmt.Printf("; half-way %d MiB, at the end %d MiB\n", mid>>20, last>>20)
+		if last > mid+mid/10+16<<20 {
+			t.Fatalf("serve's memory grew from %d to %d bytes in the second half", mid, last)
 		}
 	}
 }
