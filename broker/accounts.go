@@ -94,17 +94,23 @@ func (s Subjects) identityExports(id string) []export {
 
 // operatorExports are what every operator may reach.
 func (s Subjects) operatorExports() []export {
-	ledger := s.Stream(StreamLedger)
+	ledger, dead := s.Stream(StreamLedger), s.Stream(StreamDeadLetter)
 	direct := s.jsAPI("DIRECT.GET." + ledger)
 	direct.response = "stream"
 	direct.threshold = "30s"
 	return []export{
 		{subject: s.CtlAll(), threshold: "30s"},
 		withThreshold(s.jsAPI("STREAM.INFO."+ledger), "10s"),
+		// The projector's progress, for projections status.
+		withThreshold(s.jsAPI("CONSUMER.INFO."+ledger+"."+ProjectorConsumer), "10s"),
 		withThreshold(s.jsAPI("STREAM.MSG.GET."+ledger), "10s"),
 		direct,
 		withThreshold(s.jsAPI("DIRECT.GET."+ledger+".>"), "10s"),
 		{subject: s.AlertAll(), stream: true},
+		// The dead letters, read like the ledger (tollgate alerts dead).
+		withThreshold(s.jsAPI("STREAM.INFO."+dead), "10s"),
+		withThreshold(s.jsAPI("STREAM.MSG.GET."+dead), "10s"),
+		withThreshold(s.jsAPI("DIRECT.GET."+dead), "10s"),
 	}
 }
 

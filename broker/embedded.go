@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,18 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server only logs a port it cannot listen on and never becomes
+	// ready: say so at once, naming the address.
+	if !opts.DontListen && opts.Port > 0 {
+		if err := probeListen(net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))); err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+	}
+	if opts.Cluster.Port > 0 {
+		if err := probeListen(net.JoinHostPort(opts.Cluster.Host, strconv.Itoa(opts.Cluster.Port))); err != nil {
+			return nil, fmt.Errorf("embedded nats cluster: %w", err)
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -88,6 +101,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("embedded nats: not ready after %s", deadline)
 	}
 	return &Embedded{srv: srv, cfg: cfg}, nil
+}
+
+// probeListen fails when addr cannot be listened on (in use, not local).
+func probeListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	return ln.Close()
 }
 
 // options builds the server options of cfg with an accounts block. Reload

@@ -15,6 +15,7 @@ func (s Subjects) IdentityPermissions(id string) *server.Permissions {
 	for _, e := range s.identityExports(id) {
 		allow = append(allow, e.importedAs())
 	}
+	allow = append(allow, userInfoSubject)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{
@@ -36,6 +37,7 @@ func (s Subjects) OperatorPermissions(id string) *server.Permissions {
 			allow = append(allow, e.importedAs())
 		}
 	}
+	allow = append(allow, userInfoSubject)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{

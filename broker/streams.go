@@ -31,6 +31,11 @@ type StreamOptions struct {
 	// the store's disk). A full ledger discards nothing: appends are
 	// refused and the gateway fails closed.
 	LedgerMaxBytes int64
+	// Partitions, when set, partitions the runs across enforcer
+	// instances: SUBMIT maps each submission to its run's partition
+	// (SubmitTransform; see partition.go). Zero leaves SUBMIT unmapped,
+	// one queue shared by every enforcer.
+	Partitions int
 }
 
 func (o *StreamOptions) setDefaults() {
@@ -57,6 +62,9 @@ func (o StreamOptions) Validate() error {
 	if o.DeliverMaxAge < 0 || o.AlertMaxAge < 0 || o.DuplicateWindow < 0 {
 		errs = append(errs, errors.New("ages and windows must not be negative"))
 	}
+	if o.Partitions < 0 || o.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("partitions is %d, want 0 to %d", o.Partitions, MaxPartitions))
+	}
 	if o.DeliverMaxAge > 0 && o.DuplicateWindow > o.DeliverMaxAge {
 		errs = append(errs, errors.New("duplicate window is longer than the delivery max age"))
 	}
@@ -66,16 +74,22 @@ func (o StreamOptions) Validate() error {
 // StreamConfigs returns the configuration of every Tollgate stream.
 func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	o.setDefaults()
+	var submitTransform *jetstream.SubjectTransformConfig
+	if o.Partitions > 0 {
+		submitTransform = s.SubmitTransform(o.Partitions)
+	}
 	return []jetstream.StreamConfig{
 		{
 			Name:        s.Stream(StreamSubmit),
 			Description: "Tollgate submissions: work queue read by the enforcers",
 			Subjects:    []string{s.SubmitAll()},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    o.Replicas,
-			Duplicates:  o.DuplicateWindow,
-			MaxMsgSize:  o.MaxMsgSize,
+			// Submissions are stored under their run's partition.
+			SubjectTransform: submitTransform,
+			Retention:        jetstream.WorkQueuePolicy,
+			Storage:          jetstream.FileStorage,
+			Replicas:         o.Replicas,
+			Duplicates:       o.DuplicateWindow,
+			MaxMsgSize:       o.MaxMsgSize,
 		},
 		{
 			Name:        s.Stream(StreamDeliver),
@@ -124,6 +138,17 @@ func (s Subjects) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Replicas:    o.Replicas,
 			MaxAge:      o.AlertMaxAge,
 		},
+		{
+			Name:        s.Stream(StreamDeadLetter),
+			Description: "Tollgate dead letters: alerts no sink took after every retry",
+			Subjects:    []string{s.DeadLetterAll()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      o.AlertMaxAge,
+			Duplicates:  2 * time.Minute,
+			AllowDirect: true,
+		},
 	}
 }
 
@@ -136,9 +161,16 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	}
 	for _, cfg := range s.StreamConfigs(o) {
 		for {
-			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			// On a cluster without a meta leader yet no server answers: each
+			// attempt has a deadline of its own.
+			attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := js.CreateOrUpdateStream(attempt, cfg)
+			cancel()
 			if err == nil {
 				break
+			}
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				continue
 			}
 			if !retryableProvisionError(err) || ctx.Err() != nil {
 				return fmt.Errorf("provision stream %s: %w", cfg.Name, err)

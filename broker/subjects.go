@@ -17,6 +17,9 @@ const (
 	StreamDeliver = "DELIVER"
 	StreamLedger  = "LEDGER"
 	StreamAlerts  = "ALERTS"
+	// StreamDeadLetter keeps what could not be delivered (alerts no sink
+	// took after every retry), for operators to list.
+	StreamDeadLetter = "DEADLETTER"
 	// StreamTimers holds the server-side schedules of hop deadlines and run
 	// wall clocks, and the messages they fire.
 	StreamTimers = "TIMERS"
@@ -237,6 +240,18 @@ func (s Subjects) ParseCtlApprove(subject string) (string, bool) {
 	run, found := strings.CutPrefix(subject, s.prefix+".ctl.approve.")
 	return run, found && schemas.ValidID(run)
 }
+
+// DeadLetterAlerts is where the alerts a sink refused after every retry
+// go.
+func (s Subjects) DeadLetterAlerts(sink string) string {
+	return s.prefix + ".deadletter.alerts." + sink
+}
+
+// DeadLetterAll matches every dead letter.
+func (s Subjects) DeadLetterAll() string { return s.prefix + ".deadletter.>" }
+
+// CtlReload is where operators ask the gateways to reload their config.
+func (s Subjects) CtlReload() string { return s.prefix + ".ctl.reload" }
 
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }

@@ -64,7 +64,7 @@ func (e *Enforcer) onApprove(m *nats.Msg) {
 		fail("%v", err)
 		return
 	}
-	e.shardFor(run).in <- work{run: run, approve: &approveRequest{req: req, msg: m}}
+	e.mailbox.put(work{run: run, approve: &approveRequest{req: req, msg: m}})
 }
 
 // verifyOperator checks a signed control request: by is a registered

@@ -45,10 +45,11 @@ func circuitAlerts(t *testing.T, g *enforcertest.Gateway, target string) []strin
 func TestCircuitBreaker(t *testing.T) {
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	g := enforcertest.Start(t, enforcertest.Options{Identities: demoIdentities, Policies: basePolicies(t), Config: enforcer.Config{
+	cfg := enforcer.Config{
 		Clock: clock, Limits: limits.Run{OnBreach: limits.DenyOnly, MaxWallClockSeconds: -1},
 		Targets: map[string]limits.Target{"research": {Breaker: limits.Breaker{Failures: 2, Window: time.Minute, CoolDown: 10 * time.Second}}},
-	}})
+	}
+	g := enforcertest.Start(t, enforcertest.Options{Identities: demoIdentities, Policies: basePolicies(t), Config: cfg})
 	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
 	run, root := openRun(t, tomas)
 	for i := range 2 {
@@ -61,18 +62,27 @@ func TestCircuitBreaker(t *testing.T) {
 	if d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonUnavailable {
 		t.Fatalf("hop to an open circuit: %s %+v", d.Kind, d.Denial)
 	}
+	waitFor(t, func() bool { return len(circuitAlerts(t, g, "research")) >= 1 })
 	if got := circuitAlerts(t, g, "research"); len(got) != 1 || got[0] != "open" {
 		t.Fatalf("circuit alerts %v, want [open]", got)
+	}
+	// The state is the fleet's, not the instance's: a fresh enforcer
+	// instance (nothing in memory) fails fast too.
+	g.StopEnforcer()
+	g.StartEnforcer(cfg)
+	orch.send(run, orch.invoke(run, root, "research"))
+	if d := nth(t, g, "orchestrator", 5); d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonUnavailable {
+		t.Fatalf("hop to an open circuit, through a new instance: %s %+v", d.Kind, d.Denial)
 	}
 	// Past the cool-down: one trial goes through, the next fails fast.
 	offset.Store(int64(11 * time.Second))
 	trial := delegate(t, orch, run, root, "research")
 	orch.send(run, orch.invoke(run, root, "research"))
-	if d := nth(t, g, "orchestrator", 5); d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonUnavailable {
+	if d := nth(t, g, "orchestrator", 6); d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonUnavailable {
 		t.Fatalf("hop while the trial is out: %s %+v", d.Kind, d.Denial)
 	}
 	research.send(run, research.reply(trial, "orchestrator", nil))
-	waitDeliveries(t, g, "orchestrator", 6)
+	waitDeliveries(t, g, "orchestrator", 7)
 	waitFor(t, func() bool { return len(circuitAlerts(t, g, "research")) == 3 })
 	if got := circuitAlerts(t, g, "research"); got[1] != "half_open" || got[2] != "closed" {
 		t.Fatalf("circuit alerts %v, want [open half_open closed]", got)

@@ -33,6 +33,8 @@ type Config struct {
 	// hops to each target; WorkflowRetries override retries per workflow.
 	Targets         map[string]limits.Target
 	WorkflowRetries map[string]map[string]limits.Retry
+	// SpendSpikes configures the spend-spike alerts (off by default).
+	SpendSpikes limits.SpendSpikes
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery, when it has no pull request waiting, to count as bound: a
 	// target with fallbacks and no consumer bound has its hops re-routed.
@@ -56,11 +58,14 @@ type Config struct {
 	// DefaultTimeout is a hop's timeout when its target sets none.
 	// Default 5 minutes.
 	DefaultTimeout time.Duration
-	// Shards is the number of run-ordered workers. Default 64.
+	// Shards is the number of workers. Work is queued per run and a run is
+	// worked on by one worker at a time, in order; a slow run (a slow
+	// append) holds one worker and never delays the others, so this bounds
+	// how many runs are worked on at once. Default 64.
 	Shards int
 	// RunCacheBytes bounds the run states the enforcer keeps in memory, by
-	// an estimate of their size (ledger.State.Bytes), shared out evenly
-	// between the shards; cold runs are folded from the ledger again when
+	// an estimate of their size (ledger.State.Bytes), one cache shared by
+	// every worker; cold runs are folded from the ledger again when
 	// they are next touched. Default 128 MiB.
 	RunCacheBytes int
 	// MaxAckPending bounds submissions in flight. Default 16384.
@@ -74,6 +79,26 @@ type Config struct {
 	// broker.EnforcerConsumer; the timers consumer is named after it
 	// (broker.TimersConsumer).
 	Consumer string
+	// Partitions is the number of run partitions, the same as the SUBMIT
+	// stream's (broker.StreamOptions.Partitions); zero for none (one
+	// queue shared by every instance). Each partition has a durable
+	// consumer of SUBMIT and of TIMERS with a pinned-client priority
+	// group: the server gives a partition to one instance at a time, so
+	// all the work of one run is done by one instance, and moves it when
+	// that instance stops pulling for PinnedTTL.
+	Partitions int
+	// Instance and Instances say which partitions this instance prefers
+	// (those with p mod Instances = Instance): it pulls from them at once
+	// and from the others, as a standby, after StandbyDelay times its
+	// rank. Default: instance 0 of 1, every partition preferred.
+	Instance, Instances int
+	// PinnedTTL is how long a partition stays pinned to an instance that
+	// stopped pulling, so how soon a dead instance's partitions are taken
+	// over. Default 5 s.
+	PinnedTTL time.Duration
+	// StandbyDelay is how long an instance waits per rank before pulling
+	// from partitions it does not prefer. Default 2 s.
+	StandbyDelay time.Duration
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
 	// Clock returns the time; tests set it. Default time.Now.
@@ -137,6 +162,12 @@ func (c *Config) setDefaults() {
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 10 * time.Second
 	}
+	if c.PinnedTTL == 0 {
+		c.PinnedTTL = 5 * time.Second
+	}
+	if c.StandbyDelay == 0 {
+		c.StandbyDelay = 2 * time.Second
+	}
 	if c.Consumer == "" {
 		c.Consumer = broker.EnforcerConsumer
 	}
@@ -171,6 +202,11 @@ func (c Config) Validate() error {
 	check(c.MaxAckPending >= 0, "max_ack_pending must not be negative")
 	check(c.AckWait >= 0 && (c.AckWait == 0 || c.AckWait >= 100*time.Millisecond), "ack_wait is %s, want at least 100ms", c.AckWait)
 	check(c.OpTimeout >= 0, "op_timeout must not be negative")
+	check(c.Partitions >= 0 && c.Partitions <= broker.MaxPartitions, "partitions is %d, want 0 to %d", c.Partitions, broker.MaxPartitions)
+	check(c.Instances >= 0 && c.Instance >= 0 && (c.Instance == 0 || c.Instance < c.Instances),
+		"instance is %d of %d, want 0 to instances-1", c.Instance, c.Instances)
+	check(c.PinnedTTL == 0 || c.PinnedTTL >= 3*time.Second, "pinned_ttl is %s, want at least 3s (idle pulls renew it)", c.PinnedTTL)
+	check(c.StandbyDelay >= 0, "standby_delay must not be negative")
 	return errors.Join(errs...)
 }
 
@@ -180,7 +216,7 @@ func (c Config) LimitSet() limits.Set { return c.limitSet() }
 // limitSet returns every limit of the config as one set.
 func (c Config) limitSet() limits.Set {
 	s := limits.Set{Run: c.Limits, Workflows: c.Workflows, PerAgent: c.PerAgent, Agents: c.Agents, PerPrincipal: c.PerPrincipal,
-		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries}
+		Quotas: c.Quotas, QuotaZone: c.QuotaZone, Targets: c.Targets, WorkflowRetries: c.WorkflowRetries, SpendSpikes: c.SpendSpikes}
 	s.SetDefaults()
 	return s
 }

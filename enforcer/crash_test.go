@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -36,6 +37,8 @@ func TestCrashBetweenAppendAndForward(t *testing.T) {
 	if recs[2].Event.HopID != env.HopID || recs[2].Event.Type != schemas.EventHopAllowed {
 		t.Fatalf("third event %s %s", recs[2].Event.Type, recs[2].Event.HopID)
 	}
+	// The hook runs just after the append: the event can be read first.
+	brokertest.Eventually(t, 15*time.Second, "the hook after the append", func() bool { return crashed.Load() >= 1 })
 	if crashed.Load() != 1 {
 		t.Fatalf("hook ran %d times", crashed.Load())
 	}

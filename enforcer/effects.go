@@ -164,6 +164,8 @@ func (e *Enforcer) approvalAlert(st *ledger.State, ev *schemas.Event, d *schemas
 	if err != nil {
 		return nil, fmt.Errorf("encode alert: %w", err)
 	}
+	e.cfg.Logger.Info("hop held for approval", "run", st.RunID, "hop", ev.HopID, "caller", d.From, "target", d.To,
+		"approvers", a.Approvers, "policy_ids", a.PolicyIDs, "deadline", a.Deadline)
 	return []outgoing{{subject: e.subjects.AlertApproval(st.RunID, ev.HopID), data: data, once: true}}, nil
 }
 
@@ -260,12 +262,18 @@ func (e *Enforcer) timerAt(run, key string, at time.Time) outgoing {
 	if fire.Before(at) {
 		fire = fire.Add(time.Second)
 	}
+	target := e.subjects.TimerFire(run, key)
+	if n := e.cfg.Partitions; n > 0 {
+		// Fired in the run's partition, owned by the instance that owns
+		// the run's submissions.
+		target = e.subjects.TimerFireIn(broker.Partition(run, n), run, key)
+	}
 	return outgoing{
 		subject: e.subjects.TimerSchedule(run, key),
 		data:    []byte{},
 		opts: []jetstream.PublishOpt{
 			jetstream.WithScheduleAt(fire),
-			jetstream.WithScheduleTarget(e.subjects.TimerFire(run, key)),
+			jetstream.WithScheduleTarget(target),
 		},
 	}
 }

@@ -59,6 +59,7 @@ type Enforcer struct {
 	limiter  *ratelimit.Limiter
 	quotas   *quota.Store
 	binds    bindings
+	spikes   spikes
 	// breakers is the circuit-breaker bucket, opened on first use.
 	breakerMu sync.Mutex
 	breakers  jetstream.KeyValue
@@ -71,8 +72,20 @@ type Enforcer struct {
 	// operatorGroups maps operators to the approver groups they are in.
 	operatorGroups atomic.Pointer[map[string][]string]
 
-	shards     []*shard
-	consumes   []jetstream.ConsumeContext
+	// mailbox queues work per run for the workers; cache holds the runs'
+	// states; pubs are the connections appends and forwards go out on.
+	mailbox *mailbox
+	cache   *runCache
+	pubs    []publisher
+	workers int
+	// consumeMu guards consumes, standby and stopped: standby partitions
+	// start consuming from timers.
+	consumeMu sync.Mutex
+	consumes  []jetstream.ConsumeContext
+	standby   []*time.Timer
+	stopped   bool
+	// pinned are the partition consumers (Config.Partitions).
+	pinned     []*pinned
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
 	querySub   *nats.Subscription
@@ -149,7 +162,11 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	if e.quotas, err = quota.Open(ctx, e.js, e.subjects); err != nil {
 		return fmt.Errorf("enforcer: %w (provision the streams first)", err)
 	}
-	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here")
+	filter, desc := e.subjects.SubmitAll(), "Tollgate enforcers: every submission passes here"
+	if e.cfg.Partitions > 0 {
+		filter, desc = e.subjects.SubmitUnmapped(), "Tollgate enforcers: submissions on no run's subject (runs go to the partition consumers)"
+	}
+	submit, err := e.consumer(ctx, broker.StreamSubmit, e.cfg.Consumer, filter, desc)
 	if err != nil {
 		return err
 	}
@@ -159,17 +176,21 @@ func (e *Enforcer) Start(ctx context.Context) error {
 	}
 	// In-flight work finishes even when ctx ends; Stop waits for it.
 	work := context.WithoutCancel(ctx)
-	e.shards = make([]*shard, e.cfg.Shards)
-	pubs := e.cfg.Publishers
-	if len(pubs) == 0 {
-		pubs = []jetstream.JetStream{e.js}
+	e.mailbox = newMailbox()
+	if e.cache, err = newRunCache(e, e.cfg.RunCacheBytes, e.mailbox.queued); err != nil {
+		return err
 	}
-	for i := range e.shards {
-		s, err := newShard(e, work, pubs[i%len(pubs)])
-		if err != nil {
-			return err
-		}
-		e.shards[i] = s
+	conns := e.cfg.Publishers
+	if len(conns) == 0 {
+		conns = []jetstream.JetStream{e.js}
+	}
+	e.pubs = make([]publisher, len(conns))
+	for i, js := range conns {
+		e.pubs[i] = publisher{js: js, ledger: ledger.New(js, e.subjects.Stream(broker.StreamLedger), e.subjects)}
+	}
+	e.workers = e.cfg.Shards
+	for range e.workers {
+		s := newShard(e, work)
 		e.wg.Add(2)
 		go s.run(&e.wg)
 		go s.acker(&e.wg)
@@ -184,13 +205,23 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		cons jetstream.Consumer
 		fn   jetstream.MessageHandler
 	}{{submit, e.dispatch}, {timers, e.dispatchTimer}} {
-		cc, err := c.cons.Consume(c.fn, batch, onErr)
+		// Short pulls, renewed within seconds when a cluster node is lost.
+		cc, err := c.cons.Consume(c.fn, batch, jetstream.PullExpiry(5*time.Second), onErr)
 		if err != nil {
 			e.stopConsuming(ctx)
 			e.closeShards()
 			return fmt.Errorf("enforcer consume: %w", err)
 		}
+		e.consumeMu.Lock()
 		e.consumes = append(e.consumes, cc)
+		e.consumeMu.Unlock()
+	}
+	if e.cfg.Partitions > 0 {
+		if err := e.startPartitions(ctx, onErr); err != nil {
+			e.stopConsuming(ctx)
+			e.closeShards()
+			return err
+		}
 	}
 	e.haltSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlHalt("*"), "tollgate-enforcers", e.onHalt)
 	if err != nil {
@@ -246,30 +277,41 @@ func (e *Enforcer) consumer(ctx context.Context, stream, name, filter, desc stri
 	return cons, nil
 }
 
-// dispatch hands a submission to the shard that owns its run, so each run
-// is handled by one goroutine, in order.
+// dispatch queues a submission behind its run's earlier work, so each run
+// is handled in order by one worker at a time. It never blocks: a busy run
+// cannot hold up the consumer, and so the other runs.
 func (e *Enforcer) dispatch(m jetstream.Msg) {
-	caller, run, ok := e.subjects.ParseSubmit(m.Subject())
+	_, caller, run, ok := e.subjects.ParsePartitioned(m.Subject())
+	if !ok {
+		caller, run, ok = e.subjects.ParseSubmit(m.Subject())
+	}
 	if !ok {
 		run = "" // a malformed subject: the submission belongs to no run
 	}
-	e.shardFor(run).in <- work{run: run, caller: caller, msg: m}
+	e.mailbox.put(work{run: run, caller: caller, msg: m})
 }
 
-// dispatchTimer hands a fired timer to its run's shard.
+// dispatchTimer queues a fired timer behind its run's earlier work.
 func (e *Enforcer) dispatchTimer(m jetstream.Msg) {
-	run, key, ok := e.subjects.ParseTimerFire(m.Subject())
+	run, key, ok := e.subjects.ParseTimerFireIn(m.Subject())
+	if !ok {
+		run, key, ok = e.subjects.ParseTimerFire(m.Subject())
+	}
 	if !ok {
 		_ = m.Term() // not ours to act on
 		return
 	}
-	e.shardFor(run).in <- work{run: run, msg: m, timer: true, timerKey: key}
+	e.mailbox.put(work{run: run, msg: m, timer: true, timerKey: key})
 }
 
-func (e *Enforcer) shardFor(run string) *shard {
+// publisher returns the connection a run appends and forwards on.
+func (e *Enforcer) publisher(run string) publisher {
+	if len(e.pubs) == 1 {
+		return e.pubs[0]
+	}
 	h := fnv.New32a()
 	h.Write([]byte(run))
-	return e.shards[h.Sum32()%uint32(len(e.shards))]
+	return e.pubs[h.Sum32()%uint32(len(e.pubs))]
 }
 
 // Stop stops consuming, finishes the work in flight and waits for its
@@ -284,6 +326,8 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		// Its work done, the enforcer hands its partitions on at once.
+		e.releasePartitions(ctx)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("enforcer stop: %w", ctx.Err())
@@ -296,23 +340,28 @@ func (e *Enforcer) stopConsuming(ctx context.Context) {
 			_ = sub.Drain()
 		}
 	}
-	for _, cc := range e.consumes {
+	e.consumeMu.Lock()
+	e.stopped = true
+	for _, t := range e.standby {
+		t.Stop()
+	}
+	consumes := e.consumes
+	e.consumes, e.standby = nil, nil
+	e.consumeMu.Unlock()
+	for _, cc := range consumes {
 		cc.Drain()
 	}
-	for _, cc := range e.consumes {
+	for _, cc := range consumes {
 		select {
 		case <-cc.Closed():
 		case <-ctx.Done():
 		}
 	}
-	e.consumes = nil
 }
 
 func (e *Enforcer) closeShards() {
-	for _, s := range e.shards {
-		if s != nil {
-			s.close()
-		}
+	if e.mailbox != nil {
+		e.mailbox.close()
 	}
 }
 
@@ -340,13 +389,15 @@ func (e *Enforcer) OpenRuns() int64 { return e.openRuns.Load() }
 // rejected submissions; Replayed the repeated invokes answered with their
 // recorded outcome.
 // Unavailable counts the submissions answered "unavailable" because the
-// ledger had no room to record them.
+// ledger had no room to record them; Conflicts the submissions and timers
+// nacked because another instance had appended to their run (while a
+// partition changed hands, or without partitions).
 type Stats struct {
-	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors uint64
+	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors, Conflicts uint64
 }
 
 type counters struct {
-	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors atomic.Uint64
+	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors, conflicts atomic.Uint64
 }
 
 // Stats returns counts since the enforcer started.
@@ -355,7 +406,7 @@ func (e *Enforcer) Stats() Stats {
 		Allowed: e.stats.allowed.Load(), Denied: e.stats.denied.Load(), Completed: e.stats.completed.Load(),
 		TimedOut: e.stats.timedOut.Load(), Halted: e.stats.halted.Load(),
 		Redelivered: e.stats.redelivered.Load(), Dropped: e.stats.dropped.Load(), Replayed: e.stats.replayed.Load(),
-		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(),
+		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(), Conflicts: e.stats.conflicts.Load(),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -76,6 +77,17 @@ func TestFallbackOnAbsentAgent(t *testing.T) {
 	}
 	if h := runState(t, g, run).Hops[env.HopID]; h.To != "writer-backup" || h.Status != "completed" || len(h.Rerouted) != 1 {
 		t.Fatalf("hop to %s %s rerouted from %v", h.To, h.Status, h.Rerouted)
+	}
+	tree, err := runtree.Build(run, waitRun(t, g, run, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := tree.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "re-routed writer → writer-backup (no_consumer)") {
+		t.Fatalf("replay shows no re-route:\n%s", text.String())
 	}
 }
 

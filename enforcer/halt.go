@@ -74,7 +74,7 @@ func (e *Enforcer) onHalt(m *nats.Msg) {
 		fail("sent_at is %s off (window %s)", skew.Round(time.Second), e.cfg.ReplayWindow)
 		return
 	}
-	e.shardFor(run).in <- work{run: run, halt: &haltRequest{req: req, msg: m}}
+	e.mailbox.put(work{run: run, halt: &haltRequest{req: req, msg: m}})
 }
 
 // processHalt halts a run on an operator's order: run.halted, then the same

@@ -425,6 +425,8 @@ func TestWallClock(t *testing.T) {
 	if len(st.Breaches) != 1 || st.Breaches[0].Limit != "max_wall_clock_seconds" || st.Breaches[0].Value < 1 {
 		t.Fatalf("breaches %+v", st.Breaches)
 	}
+	// The alert is published after the halt is recorded.
+	waitFor(t, func() bool { return len(alertsOf(t, g, run)) > 0 })
 	if a := alertsOf(t, g, run); len(a) != 1 || a[0].Limit != "max_wall_clock_seconds" {
 		t.Fatalf("alert %+v", a)
 	}

@@ -26,6 +26,7 @@ type Metrics struct {
 	redelivered prometheus.Counter
 	quotaOver   *prometheus.CounterVec
 	circuits    *prometheus.CounterVec
+	spikes      *prometheus.CounterVec
 	quotaPct    *prometheus.GaugeVec
 }
 
@@ -62,7 +63,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Share of a spend quota settled and reserved in its current window, as this instance last saw it, by quota and scope value."}, []string{"quota", "value"})
 	m.circuits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tollgate_circuit_transitions_total",
 		Help: "Circuit-breaker state changes, by target and new state (closed, open, half_open)."}, []string{"target", "state"})
-	reg.MustRegister(m.quotaOver, m.quotaPct, m.circuits)
+	m.spikes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tollgate_spend_spikes_total",
+		Help: "Spend-spike alerts raised, by scope (agent, team)."}, []string{"scope"})
+	reg.MustRegister(m.quotaOver, m.quotaPct, m.circuits, m.spikes)
 	reg.MustRegister(m.hops, m.decision, m.deliver, m.halts, m.alerts, m.limited, m.signatures, m.dropped,
 		m.replayed, m.unavailable, m.errors, m.redelivered)
 	return m

@@ -207,16 +207,19 @@ func TestQuotaHaltsAndAlerts(t *testing.T) {
 	if got := breaches(st); len(got) != 1 || got[0] != "quota.research-team/halt" {
 		t.Fatalf("breaches %v", got)
 	}
-	alerts := alertsOf(t, g, run)
+	var alerts []schemas.Alert
+	waitFor(t, func() bool { alerts = alertsOf(t, g, run); return len(alerts) == 1 }) // published after the halt is recorded
 	if len(alerts) != 1 || alerts[0].Reason != schemas.ReasonQuota || alerts[0].Limit != "quota.research-team" || alerts[0].Bound != 1 {
 		t.Fatalf("alerts %+v", alerts)
 	}
 	// The halt cancelled the open hop: its reservation is released.
-	us, err := g.Enforcer.QuotaUsage(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(us) != 1 || us[0].Held != 0 || us[0].Reserved.CostUSD != 0 {
+	var us []quota.Usage
+	waitFor(t, func() bool {
+		var err error
+		us, err = g.Enforcer.QuotaUsage(ctxT(t))
+		return err == nil && len(us) == 1 && us[0].Held == 0
+	})
+	if us[0].Reserved.CostUSD != 0 {
 		t.Fatalf("after the halt: %+v; want no reservation left", us)
 	}
 }

@@ -1,6 +1,7 @@
 package enforcer_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -78,6 +80,23 @@ func TestRetryUntilSuccess(t *testing.T) {
 	}
 	if retried != 2 {
 		t.Fatalf("%d hop.retried events, want 2", retried)
+	}
+	// Replay shows the attempts under the hop.
+	tree, err := runtree.Build(run, waitRun(t, g, run, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := tree.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range tree.Hops {
+		if h.HopID == hop && (len(h.Retries) != 2 || h.Retries[1].Attempt != 3 || h.Retries[0].ErrorClass != "rate_limited") {
+			t.Fatalf("replayed hop retries %+v", h.Retries)
+		}
+	}
+	if !strings.Contains(text.String(), "attempt 3 after failed rate_limited") {
+		t.Fatalf("replay text shows no attempts:\n%s", text.String())
 	}
 	time.Sleep(200 * time.Millisecond) // nothing more may arrive
 	if ds := g.Deliveries("orchestrator"); len(ds) != 2 {

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
@@ -37,39 +34,27 @@ type work struct {
 	approve *approveRequest
 }
 
-// shard handles the runs that hash to it, one message at a time. It owns
-// their states, so nothing here is locked.
+// shard is one of the enforcer's workers. It takes a run from the
+// mailbox, does its next piece of work, and gives the run back; the
+// run's state is in the shared cache, touched only by the worker holding
+// the run.
 type shard struct {
 	e   *Enforcer
 	ctx context.Context
-	// js and ledger are the connection this shard appends and publishes on.
-	js     jetstream.JetStream
-	ledger *ledger.Ledger
-	in     chan work
-	acks   chan pending
-	// runs caches the states of the shard's runs, bounded by an estimate
-	// of their bytes (budget), not by their count: one long run can weigh
-	// as much as thousands of short ones. An evicted run is folded from the
-	// ledger again when it is next touched.
-	runs   *simplelru.LRU[string, *cached]
-	bytes  int
-	budget int
-	once   sync.Once
-
+	// acks are this worker's messages waiting for their publishes.
+	acks chan pending
 	// lastDropLog is when a dropped submission was last logged.
 	lastDropLog time.Time
-	// open counts the cached runs that are open; reported and
-	// reportedOpen are what was last added to the enforcer's totals.
-	open                   int
-	reported, reportedOpen int
-
 	// extra are outgoing messages the decision's inputs called for (circuit
 	// alerts), published with the work's own.
 	extra []outgoing
+}
 
-	// armed is the due time this shard last set each run's timer to.
-	armedMu sync.Mutex
-	armed   map[string]time.Time
+// publisher is a connection that appends and forwards; a run always uses
+// the same one, so its publishes are never reordered between connections.
+type publisher struct {
+	js     jetstream.JetStream
+	ledger *ledger.Ledger
 }
 
 // pending waits for a message's outgoing publishes to be stored, then
@@ -82,31 +67,30 @@ type pending struct {
 	storedAt time.Time
 }
 
-func newShard(e *Enforcer, ctx context.Context, js jetstream.JetStream) (*shard, error) {
-	s := &shard{e: e, ctx: ctx, js: js, in: make(chan work, 256), acks: make(chan pending, 1024), armed: map[string]time.Time{}}
-	s.ledger = ledger.New(js, e.subjects.Stream(broker.StreamLedger), e.subjects)
-	s.budget = max(e.cfg.RunCacheBytes/e.cfg.Shards, 1)
-	runs, err := simplelru.NewLRU[string, *cached](math.MaxInt32, func(run string, c *cached) {
-		s.bytes -= c.bytes
-		if c.open {
-			s.open--
-		}
-		s.disarm(run)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("run cache: %w", err)
-	}
-	s.runs = runs
-	return s, nil
+// runBatch is how many pieces of one run's work a worker does in a row
+// before it gives the run back.
+const runBatch = 16
+
+func newShard(e *Enforcer, ctx context.Context) *shard {
+	return &shard{e: e, ctx: ctx, acks: make(chan pending, 1024)}
 }
 
-func (s *shard) close() { s.once.Do(func() { close(s.in) }) }
-
+// run does work from the mailbox until it is closed and empty.
 func (s *shard) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer close(s.acks)
-	for w := range s.in {
-		s.handle(w)
+	for {
+		q, w, ok := s.e.mailbox.take()
+		if !ok {
+			return
+		}
+		for n := 1; ; n++ {
+			s.handle(w)
+			if w, ok = s.e.mailbox.next(q, n, runBatch); !ok {
+				break
+			}
+		}
+		s.e.mailbox.done(q)
 	}
 }
 
@@ -183,21 +167,32 @@ func (s *shard) handle(w work) {
 		default:
 			out, err = s.process(ctx, sub)
 		}
-		if !errors.Is(err, ledger.ErrConflict) {
+		// Another writer appended to the run. Operator commands reach any
+		// instance and are retried on the run as it is now; a submission or
+		// a timer is nacked instead (below) and redelivered to whichever
+		// instance owns its partition then: conflicts on them happen only
+		// while a partition changes hands (or without partitions).
+		if !errors.Is(err, ledger.ErrConflict) || w.halt == nil && w.approve == nil {
 			break
 		}
-		// Another writer appended to the run: forget what we knew.
-		s.runs.Remove(w.run)
+		s.e.cache.remove(w.run)
 	}
 	done := s.completion(w)
 	if errors.Is(err, errAbandon) {
 		s.disarm(w.run)
 		return
 	}
+	if err != nil && errors.Is(err, ledger.ErrConflict) && w.halt == nil && w.approve == nil {
+		s.e.stats.conflicts.Add(1)
+		s.e.cfg.Logger.Info("run appended to by another instance: redelivering", "run", w.run)
+		s.e.cache.remove(w.run)
+		done(false)
+		return
+	}
 	if err != nil {
 		s.e.stats.errors.Add(1)
 		s.e.cfg.Logger.Warn("handle", "run", w.run, "err", err)
-		s.runs.Remove(w.run)
+		s.e.cache.remove(w.run)
 		if w.halt != nil {
 			w.halt.reply(schemas.HaltReply{Error: err.Error()})
 			return
@@ -215,7 +210,7 @@ func (s *shard) handle(w work) {
 		done(false)
 		return
 	}
-	s.account(w.run)
+	s.e.cache.account(w.run)
 	out = append(out, s.extra...)
 	s.extra = nil
 	if sub != nil {
@@ -225,7 +220,7 @@ func (s *shard) handle(w work) {
 		s.disarm(w.run) // it fired: whatever is due next must be set again
 	}
 	out = append(out, s.armTimer(w.run)...)
-	futures, err := s.e.publish(s.js, out)
+	futures, err := s.e.publish(s.e.publisher(w.run).js, out)
 	run := w.run
 	complete := func(ok bool) {
 		if !ok {
@@ -338,7 +333,7 @@ func (s *shard) dropped(sub *decision.Submission, v *decision.Verdict) {
 // external guardrail checker of rules.
 func (s *shard) inputs(ctx context.Context, rules *decision.Rules, now time.Time) decision.Inputs {
 	in := decision.Inputs{Run: func(id string) (*ledger.State, error) {
-		st, err := s.ledger.Load(ctx, id)
+		st, err := s.e.ledger.Load(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("load run %s: %w", id, err)
 		}
@@ -377,12 +372,13 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	recs = append(recs, more...)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
 		if err := hook(st.RunID, hop); err != nil {
-			s.runs.Remove(st.RunID)
+			s.e.cache.remove(st.RunID)
 			return nil, errAbandon
 		}
 	}
 	var out []outgoing
 	for _, rec := range recs {
+		out = append(out, s.e.spendOf(st, &rec.Event)...)
 		o, err := s.e.effects(ctx, st, rec, sub)
 		if err != nil {
 			return nil, err
@@ -486,7 +482,7 @@ func (s *shard) followUps(ctx context.Context, st *ledger.State) ([]ledger.Recor
 // submission, so recording it again after a crash is a no-op.
 func (s *shard) reject(ctx context.Context, sub *decision.Submission, d *schemas.HopDecision) ([]outgoing, error) {
 	ev := decision.RejectEvent(sub, d)
-	_, rec, err := s.ledger.Append(ctx, ledger.Head{}, ev)
+	_, rec, err := s.e.publisher(ev.RunID).ledger.Append(ctx, ledger.Head{}, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -501,12 +497,12 @@ func (s *shard) reject(ctx context.Context, sub *decision.Submission, d *schemas
 
 // append writes one event at the state's head and folds it in.
 func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) (ledger.Record, error) {
-	_, rec, err := s.ledger.Append(ctx, st.Head, ev)
+	_, rec, err := s.e.publisher(st.RunID).ledger.Append(ctx, st.Head, ev)
 	if err != nil {
 		return ledger.Record{}, err
 	}
 	if err := st.Apply(rec); err != nil {
-		s.runs.Remove(st.RunID)
+		s.e.cache.remove(st.RunID)
 		return ledger.Record{}, err
 	}
 	return rec, nil
@@ -515,7 +511,7 @@ func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) 
 // fresh returns ledger.ErrConflict when the run's ledger has moved past
 // st (another instance appended), so that the caller decides again.
 func (s *shard) fresh(ctx context.Context, st *ledger.State) error {
-	head, err := s.ledger.Head(ctx, st.RunID)
+	head, err := s.e.ledger.Head(ctx, st.RunID)
 	if err != nil {
 		return err
 	}
@@ -525,70 +521,17 @@ func (s *shard) fresh(ctx context.Context, st *ledger.State) error {
 	return nil
 }
 
-// cached is a run's state in the shard's cache, with its size when it
-// was last counted.
-type cached struct {
-	st    *ledger.State
-	bytes int
-	// open is whether the run was open (started, not ended) when counted.
-	open bool
-}
-
 // state returns the run's state from the cache, or folds it from the ledger.
 func (s *shard) state(ctx context.Context, run string) (*ledger.State, error) {
-	if c, ok := s.runs.Get(run); ok {
-		return c.st, nil
+	if st, ok := s.e.cache.get(run); ok {
+		return st, nil
 	}
 	st, err := s.e.ledger.Load(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("load run %s: %w", run, err)
 	}
-	c := &cached{st: st, bytes: st.Bytes(), open: st.Started && !st.Closed()}
-	s.bytes += c.bytes
-	if c.open {
-		s.open++
-	}
-	if st.Started && !st.Halted && (!st.Closed() || len(st.Open) > 0) {
-		// An earlier process (or before an eviction, this one) may have set
-		// the run's timer: count it as armed at an unknown time, so that it
-		// is set again when due and removed when the run ends.
-		s.armedMu.Lock()
-		if _, ok := s.armed[run]; !ok {
-			s.armed[run] = time.Time{}
-		}
-		s.armedMu.Unlock()
-	}
-	s.runs.Add(run, c)
+	s.e.cache.add(run, st)
 	return st, nil
-}
-
-// account counts what a run's state weighs after it was worked on, and
-// evicts the least recently used runs while the cache is over its budget
-// (the run just worked on stays).
-func (s *shard) account(run string) {
-	if c, ok := s.runs.Peek(run); ok {
-		n := c.st.Bytes()
-		s.bytes += n - c.bytes
-		c.bytes = n
-		if open := c.st.Started && !c.st.Closed(); open != c.open {
-			c.open = open
-			if open {
-				s.open++
-			} else {
-				s.open--
-			}
-		}
-	}
-	for s.bytes > s.budget && s.runs.Len() > 1 {
-		oldest, _, ok := s.runs.GetOldest()
-		if !ok || oldest == run {
-			break
-		}
-		s.runs.RemoveOldest()
-	}
-	s.e.cacheBytes.Add(int64(s.bytes - s.reported))
-	s.e.openRuns.Add(int64(s.open - s.reportedOpen))
-	s.reported, s.reportedOpen = s.bytes, s.open
 }
 
 // storeFull reports whether err is JetStream refusing to store because a
@@ -624,7 +567,7 @@ func (s *shard) failClosed(sub *decision.Submission, cause error, done func(bool
 		denial.SubmitKind = sub.Env.Kind
 	}
 	hc := schemas.Context{RunID: sub.RunToken, HopID: sub.HopID()}
-	futures, err := s.e.publish(s.js, []outgoing{s.e.delivery(sub.Caller, sub.DenialToken(), schemas.DeliverDenied, nil, hc, 0, denial)})
+	futures, err := s.e.publish(s.e.publisher(sub.RunToken).js, []outgoing{s.e.delivery(sub.Caller, sub.DenialToken(), schemas.DeliverDenied, nil, hc, 0, denial)})
 	if err != nil {
 		done(false)
 		return

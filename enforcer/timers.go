@@ -76,38 +76,19 @@ func (s *shard) redoTimerEffects(ctx context.Context, st *ledger.State) ([]outgo
 }
 
 // armTimer returns the schedule that keeps the run's timer at its next due
-// time, or nothing when it is already there. What this shard armed is
-// remembered per run; it is forgotten on a failure, so the next touch of
-// the run arms again.
+// time, or nothing when it is already there (runCache.arm).
 func (s *shard) armTimer(run string) []outgoing {
-	c, ok := s.runs.Peek(run)
-	if !ok {
-		return nil
+	due, set, purge := s.e.cache.arm(run, s.e.rules.Load().NextDue)
+	switch {
+	case purge:
+		return []outgoing{{purge: s.e.subjects.TimerSchedule(run, broker.TimerRunKey)}}
+	case set:
+		return []outgoing{s.e.timer(run, due)}
 	}
-	due := s.e.rules.Load().NextDue(c.st)
-	s.armedMu.Lock()
-	defer s.armedMu.Unlock()
-	if due.IsZero() {
-		if _, armed := s.armed[run]; armed {
-			// Nothing is due any more (the run has ended, its last open
-			// hop closed) with its schedule still set: remove it, so an
-			// ended run carries no timer.
-			delete(s.armed, run)
-			return []outgoing{{purge: s.e.subjects.TimerSchedule(run, broker.TimerRunKey)}}
-		}
-	}
-	if due.IsZero() || s.armed[run].Equal(due) {
-		return nil
-	}
-	s.armed[run] = due
-	return []outgoing{s.e.timer(run, due)}
+	return nil
 }
 
-func (s *shard) disarm(run string) {
-	s.armedMu.Lock()
-	delete(s.armed, run)
-	s.armedMu.Unlock()
-}
+func (s *shard) disarm(run string) { s.e.cache.disarm(run) }
 
 // sweepTimers removes the schedules of runs that have ended: a crash
 // between a run's last append and the removal of its schedule leaves one

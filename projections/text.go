@@ -43,18 +43,18 @@ func WriteCost(w io.Writer, dims []Dimension, rows map[Dimension][]CostRow) erro
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "Cost by %s\n", d)
-		t := newTable(w, strings.ToUpper(string(d)), "RUNS", "HOPS", "TOKENS", "COST USD")
+		t := newTable(w, strings.ToUpper(string(d)), "RUNS", "HOPS", "TOKENS", "COST")
 		var hops uint64
 		var tokens int64
 		var cost float64
 		for _, c := range rows[d] {
-			t.row("%s\t%d\t%d\t%d\t%.6f", orDash(c.Key), c.Runs, c.Hops, c.Tokens, c.CostUSD)
+			t.row("%s\t%d\t%d\t%d\t%s", orDash(c.Key), c.Runs, c.Hops, c.Tokens, Money(c.CostUSD))
 			hops, tokens, cost = hops+c.Hops, tokens+c.Tokens, cost+c.CostUSD
 		}
 		if len(rows[d]) == 0 {
 			t.row("(none)")
 		} else {
-			t.row("total\t\t%d\t%d\t%.6f", hops, tokens, cost)
+			t.row("total\t\t%d\t%d\t%s", hops, tokens, Money(cost))
 		}
 		if err := t.flush(); err != nil {
 			return err
@@ -65,10 +65,10 @@ func WriteCost(w io.Writer, dims []Dimension, rows map[Dimension][]CostRow) erro
 
 // WriteGraph writes the call graph as a table, an edge per row.
 func WriteGraph(w io.Writer, edges []Edge) error {
-	t := newTable(w, "CALLER", "TARGET", "RUNS", "CALLS", "ALLOWED", "DENIED", "CYCLES", "TOKENS", "COST USD", "DENIAL REASONS")
+	t := newTable(w, "CALLER", "TARGET", "RUNS", "CALLS", "ALLOWED", "DENIED", "CYCLES", "TOKENS", "COST", "DENIAL REASONS")
 	for _, e := range edges {
-		t.row("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.6f\t%s", orDash(e.Caller), orDash(e.Target), e.Runs, e.Calls,
-			e.Allowed, e.Denials, e.Cycles, e.Tokens, e.CostUSD, strings.Join(e.Reasons, ","))
+		t.row("%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s", orDash(e.Caller), orDash(e.Target), e.Runs, e.Calls,
+			e.Allowed, e.Denials, e.Cycles, e.Tokens, Money(e.CostUSD), strings.Join(e.Reasons, ","))
 	}
 	if len(edges) == 0 {
 		t.row("(no calls)")
@@ -91,7 +91,7 @@ func WriteGraphDOT(w io.Writer, edges []Edge) error {
 			label += fmt.Sprintf(", %d denied (%s)", e.Denials, strings.Join(e.Reasons, ","))
 		}
 		if e.CostUSD > 0 {
-			label += fmt.Sprintf(", $%.4f", e.CostUSD)
+			label += ", " + Money(e.CostUSD)
 		}
 		attrs := []string{"label=" + dotQuote(label)}
 		if e.Denials > 0 {
@@ -230,3 +230,7 @@ func (p *ProgressPrinter) Finish() {
 		fmt.Fprintln(p.w)
 	}
 }
+
+// Money is Tollgate's one money format for people: US dollars with four
+// decimals ("$0.0830"), as replay, runs list and the reports print it.
+func Money(usd float64) string { return fmt.Sprintf("$%.4f", usd) }

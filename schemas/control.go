@@ -118,3 +118,47 @@ type HopStatus struct {
 	Status string `json:"status,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
+
+// ReloadRequest asks the gateway to re-read its config file (policies,
+// audit policies, limits, workflows, identities), as SIGHUP does. It is
+// sent as a NATS request on tg.ctl.reload and signed with the operator's
+// key like a HaltRequest.
+type ReloadRequest struct {
+	Version int    `json:"v"`
+	By      string `json:"by"`
+	// Reason is logged with the reload.
+	Reason    string    `json:"reason,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
+	Signature string    `json:"signature,omitempty"`
+}
+
+// ReloadReply answers a ReloadRequest.
+type ReloadReply struct {
+	OK bool `json:"ok"`
+	// Identities and Policies count what is in force after the reload.
+	Identities int `json:"identities,omitempty"`
+	Policies   int `json:"policies,omitempty"`
+	// Error lists every problem of a refused config; the running one
+	// stays.
+	Error string `json:"error,omitempty"`
+}
+
+// DecodeReloadRequest decodes and checks a reload request (not its
+// signature).
+func DecodeReloadRequest(data []byte) (*ReloadRequest, error) {
+	var r ReloadRequest
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, malformed("reload request", err)
+	}
+	switch {
+	case r.Version != Version:
+		return nil, versionErr(r.Version)
+	case !ValidPrincipalID(r.By):
+		return nil, fmt.Errorf("%w: by %q is not a valid id", ErrMalformed, r.By)
+	case len(r.Reason) > MaxNoteBytes:
+		return nil, fmt.Errorf("%w: the reason is over %d bytes", ErrMalformed, MaxNoteBytes)
+	case r.SentAt.IsZero():
+		return nil, fmt.Errorf("%w: sent_at is missing", ErrMalformed)
+	}
+	return &r, nil
+}

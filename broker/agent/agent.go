@@ -108,6 +108,12 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A key that is not this identity's fails here, naming whose it is,
+	// instead of every request waiting for its deadline.
+	if _, err := subj.CheckOwner(ctx, nc, "the key given to agent "+cfg.ID, broker.OwnerIdentity, cfg.ID); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("agent %s: %w", cfg.ID, err)
+	}
 	// The agent's account imports its consumer's API under the gateway's
 	// API prefix (see broker.AccountsConfig).
 	js, err := jetstream.NewWithAPIPrefix(nc, subj.JSAPIPrefix())
@@ -131,7 +137,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		c.progressEvery = max(info.Config.AckWait/3, 100*time.Millisecond)
 	}
-	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2))
+	// Short pulls: when the consumer's leader moves (a cluster node lost),
+	// pulls waiting at the old one are noticed by their missing
+	// heartbeats and renewed within seconds, not half a minute.
+	c.cc, err = cons.Consume(c.receive, jetstream.PullMaxMessages(cfg.MaxConcurrent*2), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: consume: %w", cfg.ID, err)
@@ -312,6 +321,9 @@ func outcome(env *schemas.Envelope, d *schemas.Delivery) (*Reply, error) {
 	}
 	return r, nil
 }
+
+// pullExpiry is how long a pull for deliveries waits at the server.
+const pullExpiry = 5 * time.Second
 
 // sealed is a submission ready to publish: its subject, headers and the
 // signed bytes. Publishing it again (a retry) sends the very same bytes

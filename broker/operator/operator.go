@@ -1,6 +1,7 @@
 // Package operator is the operators' client of a running gateway: it
 // connects with an operator's key and sends signed control commands on
-// tg.ctl.> (halt a run, approve or reject a hop held for approval), which
+// tg.ctl.> (halt a run, approve or reject a hop held for approval, reload
+// the gateway's config), which
 // the enforcer checks against the operators registered in its config.
 package operator
 
@@ -26,6 +27,10 @@ type Config struct {
 	Key nkeys.KeyPair
 	// URL of the gateway's NATS server.
 	URL string
+	// InProcess, when set, connects to an embedded server without a
+	// socket (a console served by the gateway that embeds it); URL is then
+	// ignored.
+	InProcess *broker.Embedded
 	// Subjects must match the gateway's; default broker.DefaultSubjects().
 	Subjects *broker.Subjects
 }
@@ -37,8 +42,15 @@ type Client struct {
 	nc   *nats.Conn
 }
 
-// Connect connects as the operator.
+// Connect connects as the operator. A key that is not operator cfg.ID's
+// is refused at once with an error wrapping broker.ErrWrongKey that names
+// whose key it is.
 func Connect(cfg Config) (*Client, error) {
+	return ConnectContext(context.Background(), cfg)
+}
+
+// ConnectContext is Connect with a context bounding the key check.
+func ConnectContext(ctx context.Context, cfg Config) (*Client, error) {
 	if err := schemas.CheckPrincipalID(cfg.ID); err != nil {
 		return nil, fmt.Errorf("operator: %w", err)
 	}
@@ -49,10 +61,14 @@ func Connect(cfg Config) (*Client, error) {
 	if cfg.Subjects != nil {
 		subj = *cfg.Subjects
 	}
-	nc, err := broker.Connect(broker.ConnectConfig{URL: cfg.URL, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
+	nc, err := broker.Connect(broker.ConnectConfig{URL: cfg.URL, InProcess: cfg.InProcess, Key: cfg.Key, InboxPrefix: broker.InboxPrefix(cfg.ID),
 		Name: "tollgate operator " + cfg.ID, Options: []nats.Option{nats.MaxReconnects(2)}})
 	if err != nil {
 		return nil, err
+	}
+	if _, err := subj.CheckOwner(ctx, nc, "the key given for operator "+cfg.ID, broker.OwnerOperator, cfg.ID); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	return &Client{cfg: cfg, subj: subj, nc: nc}, nil
 }
@@ -133,6 +149,34 @@ func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note
 	}
 	if !reply.OK {
 		return &reply, fmt.Errorf("%w: %s hop %s of run %s: %s", ErrRefused, verb, hop, run, reply.Error)
+	}
+	return &reply, nil
+}
+
+// Reload asks the gateways to re-read their config file (policies, audit
+// policies, limits, workflows, identities), as SIGHUP does; reason is
+// logged. A config that fails validation is refused with every problem
+// listed (wrapping ErrRefused) and the running one stays.
+func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadReply, error) {
+	req := schemas.ReloadRequest{Version: schemas.Version, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
+	body, err := schemas.Encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
+	if err != nil {
+		return nil, fmt.Errorf("sign reload: %w", err)
+	}
+	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlReload(), signed)
+	if err != nil {
+		return nil, fmt.Errorf("reload: %w (%w)", ErrNoAnswer, err)
+	}
+	var reply schemas.ReloadReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("reload: unreadable answer: %w", err)
+	}
+	if !reply.OK {
+		return &reply, fmt.Errorf("%w: reload: %s", ErrRefused, reply.Error)
 	}
 	return &reply, nil
 }

@@ -2,21 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/broker/operator"
-	"github.com/tollgate/tollgate/enforcer/gateway"
 )
 
 // newApproveCmd returns `tollgate approve` (approve true) or `tollgate
 // reject`: an operator's signed answer to a hop a policy held for approval.
 func newApproveCmd(approve bool) *cobra.Command {
-	var url, keyPath, id, note, prefix string
-	var timeout time.Duration
+	var op opFlags
+	var note string
 	use, short := "approve <run> <hop>", "Release a hop held for approval: it is delivered to its target"
 	if !approve {
 		use, short = "reject <run> <hop>", "Reject a hop held for approval: its caller is told why (--note)"
@@ -33,29 +30,25 @@ request is signed with the operator's key; with @approvers("group") only an
 operator of that group (operators[].groups in the gateway config) may answer.
 A hop not answered before its deadline (enforcer.approval_timeout) is
 rejected by the gateway.`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run, hop := args[0], args[1]
-			kp, err := broker.LoadSeed(keyPath)
-			if err != nil {
-				return err
-			}
-			subjects, err := broker.NewSubjects(prefix, "")
-			if err != nil {
-				return err
-			}
-			c, err := operator.Connect(operator.Config{ID: id, Key: kp, URL: url, Subjects: &subjects})
+			ctx, cancel := context.WithTimeout(cmd.Context(), op.timeout)
+			defer cancel()
+			c, err := op.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			answer, verb := c.Approve, "approved"
 			if !approve {
 				answer, verb = c.Reject, "rejected"
 			}
 			reply, err := answer(ctx, run, hop, note)
+			if op.json && reply != nil {
+				return errors.Join(writeJSON(cmd.OutOrStdout(), reply), err)
+			}
 			if err != nil {
 				return err
 			}
@@ -67,13 +60,8 @@ rejected by the gateway.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "nats", "nats://"+gateway.DefaultListen, "NATS URL of the gateway")
-	cmd.Flags().StringVar(&keyPath, "key", "", "the operator's nkey seed file (tollgate agent add <id> --type operator)")
-	cmd.Flags().StringVar(&id, "operator", "", "the operator's id as registered in the gateway config")
+	op.addFlags(cmd.Flags(), 10*time.Second)
 	cmd.Flags().StringVar(&note, "note", "", "why (recorded in the ledger; a rejection needs one, its caller is told it)")
-	cmd.Flags().StringVar(&prefix, "subject-prefix", broker.DefaultPrefix, "the gateway's subject prefix")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the gateway")
-	_ = cmd.MarkFlagRequired("key")
-	_ = cmd.MarkFlagRequired("operator")
+	op.require(cmd)
 	return cmd
 }

@@ -36,10 +36,14 @@ for a server the gateway cannot reach, run beside it. See docs/a2a.md.`,
 			if err != nil {
 				return err
 			}
+			log, err := logger(cmd)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			b, err := a2ahttp.StartBridge(ctx, a2ahttp.BridgeConfig{
-				Agent:     agent.Config{ID: id, Key: kp, URL: natsURL, Subjects: &subj, Logger: logger(cmd)},
-				ServerURL: url, Logger: logger(cmd),
+				Agent:     agent.Config{ID: id, Key: kp, URL: natsURL, Subjects: &subj, Logger: log},
+				ServerURL: url, Logger: log,
 			})
 			if err != nil {
 				return err

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate/enforcer/demo"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/projections"
 )
 
@@ -19,7 +21,14 @@ type demoOptions struct {
 	scenario string
 	// clickhouse, when set, is the DSN the run is projected into.
 	clickhouse string
+	// console, when set, serves the web console there until interrupted.
+	console string
+	// database is the ClickHouse database the demo writes.
+	database string
 }
+
+// defaultConsoleListen is where demo --console serves the console.
+const defaultConsoleListen = "127.0.0.1:8250"
 
 func newDemoCmd() *cobra.Command {
 	var o demoOptions
@@ -52,7 +61,10 @@ guardrail_findings and tainted_hops).`,
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the embedded server's data in this folder (default: a temporary one, removed)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&o.scenario, "scenario", demo.Incident, "incident, loop, a2a or injection")
+	cmd.Flags().StringVar(&o.console, "console", "", "after the run, serve the web console on this address (host:port; bare --console: "+defaultConsoleListen+") and print its URL; Ctrl-C stops")
+	cmd.Flags().Lookup("console").NoOptDefVal = defaultConsoleListen
 	cmd.Flags().StringVar(&o.clickhouse, "clickhouse", "", "also project the run into this ClickHouse (DSN) and print its cost report from there")
+	cmd.Flags().StringVar(&o.database, "database", demo.DefaultDatabase, "the ClickHouse database the demo writes (its own: never point it at a gateway's)")
 	return cmd
 }
 
@@ -64,16 +76,39 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		defer sayMu.Unlock()
 		fmt.Fprintf(stderr, "▸ "+format+"\n", args...)
 	}
-	res, err := demo.Run(ctx, demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, CostReport: !o.json, Say: say})
+	do := demo.Options{Scenario: o.scenario, DataDir: o.dataDir, ClickHouse: o.clickhouse, Database: o.database, CostReport: !o.json, Say: say, Console: o.console}
+	if o.console != "" {
+		do.Hold = func(ctx context.Context, g *gateway.Gateway, res *demo.Result) error {
+			if o.json {
+				if err := writeJSON(stdout, res); err != nil {
+					return err
+				}
+			} else if err := printDemo(stdout, res); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "\nWeb console: open\n\n    %s\n\nto see the run as a picture (the link carries a login token for this demo). Ctrl-C stops.\n", res.ConsoleURL)
+			<-ctx.Done()
+			return nil
+		}
+	}
+	res, err := demo.Run(ctx, do)
 	if errors.Is(err, demo.ErrScenario) {
 		return fmt.Errorf("--scenario %q: want incident, loop, a2a or injection", o.scenario)
 	}
 	if err != nil {
 		return err
 	}
+	if o.console != "" {
+		return nil // printed while the console was served
+	}
 	if o.json {
 		return writeJSON(stdout, res)
 	}
+	return printDemo(stdout, res)
+}
+
+// printDemo prints a demo's result for people.
+func printDemo(stdout io.Writer, res *demo.Result) error {
 	fmt.Fprintln(stdout)
 	if err := res.WriteText(stdout); err != nil {
 		return err
@@ -84,6 +119,13 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	for _, a := range res.Alerts {
 		fmt.Fprintf(stdout, "Alert on %s: %s (by %s; %d open hops cancelled)\n", res.AlertSubject, a.Message, a.By, len(a.OpenHops))
+	}
+	for _, a := range res.SpendSpikes {
+		var edges []string
+		for _, e := range a.TopEdges {
+			edges = append(edges, fmt.Sprintf("%s $%.2f (%d hops)", e.Key, e.CostUSD, e.Hops))
+		}
+		fmt.Fprintf(stdout, "Spend-spike alert: %s; top edges: %s\n", a.Message, strings.Join(edges, ", "))
 	}
 	verdict := "verified: hash chain intact, every admitted envelope's signature checks"
 	if res.VerifyError != "" {

@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +26,8 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
-		if code, ok := err.(exitCoder); ok {
+		var code exitCoder
+		if errors.As(err, &code) {
 			os.Exit(code.ExitCode())
 		}
 		os.Exit(1)
@@ -37,23 +40,41 @@ type exitCoder interface{ ExitCode() int }
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "tollgate",
+		Version:       version(),
 		Short:         "Tollgate governs agent-to-agent traffic: identity, policy, limits and a hash-chained run ledger",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr")
+	root.PersistentFlags().Bool("debug", false, "log debug detail to stderr (same as --log-level debug)")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json (one JSON object a line)")
+	root.PersistentFlags().String("log-level", "info", "least level logged: debug (every denial), info, warn or error")
 	root.AddCommand(newServeCmd(), newDemoCmd(), newAgentCmd(), newPolicyCmd(), newProjectionsCmd(), newReportCmd())
 	root.AddCommand(newRunCmd(), newApproveCmd(true), newApproveCmd(false))
-	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newBridgeCmd(), newQuotaCmd())
+	root.AddCommand(newReplayCmd(), newRunsCmd(), newNATSCmd(), newBridgeCmd(), newQuotaCmd(), newConsoleCmd())
+	root.AddCommand(newReloadCmd(), newConfigCmd(), newAlertsCmd())
 	return root
 }
 
-func logger(cmd *cobra.Command) *slog.Logger {
-	level := slog.LevelInfo
+// logger is the slog logger --log-format, --log-level and --debug ask for,
+// writing to standard error.
+func logger(cmd *cobra.Command) (*slog.Logger, error) {
+	var level slog.Level
+	name, _ := cmd.Flags().GetString("log-level")
+	if err := level.UnmarshalText([]byte(name)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", name)
+	}
 	if debug, _ := cmd.Flags().GetBool("debug"); debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	switch format, _ := cmd.Flags().GetString("log-format"); format {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
 }
 
 // parseSince reads --since: empty, a duration back from now (with a "d"
@@ -91,4 +112,28 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// version is the module version the binary was built from, with its VCS
+// revision when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " (" + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += ", modified"
+			}
+		}
+	}
+	if strings.Contains(v, "(") {
+		v += ")"
+	}
+	return v
 }

@@ -51,6 +51,7 @@ type demoJSON struct {
 	SignaturesVerified bool                      `json:"signatures_verified"`
 	Breach             *schemas.RunLimitBreached `json:"breach"`
 	Alerts             []schemas.Alert           `json:"alerts"`
+	SpendSpikes        []schemas.Alert           `json:"spend_spikes"`
 	GuardrailFindings  []struct {
 		From, To, Direction, Verdict string
 		Rules                        []string
@@ -161,8 +162,16 @@ func TestDemoLoop(t *testing.T) {
 	if len(d.Alerts) != 1 || d.Alerts[0].RunID != d.RunID || len(d.Alerts[0].OpenHops) != 2 {
 		t.Fatalf("alerts %+v", d.Alerts)
 	}
-	if len(d.Hops) != 3 || d.Hops[2].Reason != "loop" || d.Hops[0].Status != "canceled" {
+	// Research's buggy retry logic first hammers its paid search six
+	// times, then re-invokes the orchestrator.
+	if len(d.Hops) != 9 || d.Hops[8].Reason != "loop" || d.Hops[0].Status != "canceled" || d.Hops[2].To != "search" {
 		t.Fatalf("hops %+v", d.Hops)
+	}
+	// The burst of spend raised spend-spike alerts for research and its
+	// team, naming the run and the edge.
+	if len(d.SpendSpikes) != 2 || d.SpendSpikes[0].Agent != "research" || d.SpendSpikes[1].Team != "research" ||
+		len(d.SpendSpikes[0].TopEdges) == 0 || d.SpendSpikes[0].TopEdges[0].Key != "research->search" || d.SpendSpikes[0].TopRuns[0].Key != d.RunID {
+		t.Fatalf("spend spikes %+v", d.SpendSpikes)
 	}
 }
 

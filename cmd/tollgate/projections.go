@@ -73,6 +73,7 @@ func (f *chFlags) configFrom(src *sourceFlags) (projections.Config, error) {
 
 func newProjectionsMigrateCmd() *cobra.Command {
 	var ch chFlags
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the projection's database, tables and views, or bring them up to date",
@@ -91,6 +92,21 @@ func newProjectionsMigrateCmd() *cobra.Command {
 				return err
 			}
 			db := cfg.DatabaseName()
+			if asJSON {
+				type mig struct {
+					Version int    `json:"version"`
+					Name    string `json:"name"`
+				}
+				out := struct {
+					Database string `json:"database"`
+					Applied  []mig  `json:"applied"`
+					Version  int    `json:"version"`
+				}{Database: db, Applied: []mig{}, Version: all[len(all)-1].Version}
+				for _, m := range applied {
+					out.Applied = append(out.Applied, mig{m.Version, m.Name})
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
 			if len(applied) == 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "database %s is up to date (migration %d)\n", db, all[len(all)-1].Version)
 				return nil
@@ -102,6 +118,7 @@ func newProjectionsMigrateCmd() *cobra.Command {
 		},
 	}
 	ch.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the migrations applied as JSON")
 	return cmd
 }
 
@@ -128,7 +145,10 @@ func newProjectionsRunCmd() *cobra.Command {
 				return err
 			}
 			defer l.Close()
-			log := logger(cmd)
+			log, err := logger(cmd)
+			if err != nil {
+				return err
+			}
 			if batch != 0 {
 				cfg.BatchSize = batch
 			}

@@ -29,7 +29,24 @@ type replayOptions struct {
 	at       uint64
 	policies []string
 	head     string
+	// failOnChange makes a what-if exit exitChanged when a decision would
+	// change.
+	failOnChange bool
 }
+
+// exitChanged is replay --policy --fail-on-change's exit status when the
+// candidate policy would change a decision (for CI gates on policy
+// changes).
+const exitChanged = 3
+
+// decisionsChanged is the error of a what-if whose policy would change a
+// decision, under --fail-on-change.
+type decisionsChanged struct{ n int }
+
+func (e *decisionsChanged) Error() string {
+	return fmt.Sprintf("the candidate policy would change %d decisions (--fail-on-change)", e.n)
+}
+func (e *decisionsChanged) ExitCode() int { return exitChanged }
 
 // exitTampered is replay's exit status when the ledger fails verification.
 const exitTampered = 2
@@ -45,8 +62,9 @@ func (e *verifyFailed) ExitCode() int { return exitTampered }
 func newReplayCmd() *cobra.Command {
 	var o replayOptions
 	cmd := &cobra.Command{
-		Use:   "replay [<run>]",
-		Short: "Replay a run from the ledger: verify it, and show who did what (or what a candidate policy would have done)",
+		Use:               "replay [<run>]",
+		ValidArgsFunction: completeRuns,
+		Short:             "Replay a run from the ledger: verify it, and show who did what (or what a candidate policy would have done)",
 		Long: `Read a run's ledger, verify it, and show it.
 
 Verification checks the hash chain (nothing edited, removed, inserted or
@@ -90,6 +108,7 @@ night's loop, and at which hop?" (see docs/replay.md).`,
 	f.BoolVar(&o.payloads, "payloads", false, "show the A2A message in and the result out of every hop")
 	f.Uint64Var(&o.at, "at", 0, "show the run as of this event seq")
 	f.StringArrayVar(&o.policies, "policy", nil, "candidate Cedar policies (folder, file or glob): re-decide the run with them")
+	f.BoolVar(&o.failOnChange, "fail-on-change", false, "with --policy: exit with status 3 when a decision would change (a CI gate for policy changes)")
 	f.StringVar(&o.head, "head", "", "the hash the run must end at (as runs export printed it), to catch a copy that lost its last events")
 	return cmd
 }
@@ -109,6 +128,9 @@ func (o *replayOptions) validate(run string) error {
 	}
 	if o.file != "" && (o.src.data != "" || o.src.url != "") {
 		errs = append(errs, errors.New("--file reads a copy: give no --data or --nats with it"))
+	}
+	if o.failOnChange && len(o.policies) == 0 {
+		errs = append(errs, errors.New("--fail-on-change needs --policy (the candidate policies to compare)"))
 	}
 	if o.file == "" && run == "" {
 		errs = append(errs, errors.New("name the run to replay (tollgate runs list shows them), or give a copy with --file"))
@@ -207,15 +229,22 @@ func whatIf(stdout, stderr io.Writer, v *ledger.Verified, set *policy.Set, o *re
 	if err != nil {
 		return err
 	}
+	var changed error
+	if o.failOnChange && rep.Changed > 0 {
+		changed = &decisionsChanged{n: rep.Changed}
+	}
 	if o.format == runtree.FormatJSON {
-		return writeJSON(stdout, struct {
+		if err := writeJSON(stdout, struct {
 			*whatif.Report
 			Verification *ledger.Verification `json:"verification"`
-		}{rep, &v.Verification})
+		}{rep, &v.Verification}); err != nil {
+			return err
+		}
+		return changed
 	}
 	if err := rep.WriteText(stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Ledger: %d events, head %.16s…, %s\n", v.Events, v.HeadHash, v.Summary())
-	return nil
+	return changed
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/enforcer/demo"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
@@ -321,8 +323,29 @@ func TestReplayWhatIfLoopDemo(t *testing.T) {
 		t.Fatalf("vanished %d events, signatures %s", len(rep.Vanished), rep.Verification.Signatures)
 	}
 	text, _, err := tollgate(t, ctxTimeout(t), "replay", run, "--data", dir, "--policy", "../../deploy/policies")
-	if err != nil || !strings.Contains(text, "First change: #4 research → orchestrator: the candidate set says DENIED policy [no-agent-invokes-an-orchestrator]") {
+	if err != nil || !strings.Contains(text, "First change: #16 research → orchestrator: the candidate set says DENIED policy [no-agent-invokes-an-orchestrator]") {
 		t.Fatalf("what-if text: %v\n%s", err, text)
+	}
+	// A CI gate: --fail-on-change exits 3 when a decision would change,
+	// and not when none would.
+	_, _, err = tollgate(t, ctxTimeout(t), "replay", run, "--data", dir, "--policy", "../../deploy/policies", "--fail-on-change")
+	var code exitCoder
+	if !errors.As(err, &code) || code.ExitCode() != exitChanged {
+		t.Fatalf("--fail-on-change with changes: %v", err)
+	}
+	// The policies the run ran under change nothing.
+	files, err := demo.Policies(demo.Loop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := t.TempDir()
+	for i, f := range files {
+		if err := os.WriteFile(filepath.Join(same, fmt.Sprintf("p%d.cedar", i)), f.Src, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, errOut, err := tollgate(t, ctxTimeout(t), "replay", run, "--data", dir, "--policy", same, "--fail-on-change"); err != nil {
+		t.Fatalf("--fail-on-change with the run's own policies: %v\n%s%s", err, out, errOut)
 	}
 }
 

@@ -13,9 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/broker/operator"
-	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
 )
@@ -124,8 +121,9 @@ func newRunsExportCmd() *cobra.Command {
 	var src sourceFlags
 	var out string
 	cmd := &cobra.Command{
-		Use:   "export <run>",
-		Short: "Write a run's ledger events, exactly as stored, one per line",
+		Use:               "export <run>",
+		ValidArgsFunction: completeRuns,
+		Short:             "Write a run's ledger events, exactly as stored, one per line",
 		Long: `Write a copy of a run: its ledger events exactly as stored, one JSON object
 per line, to stdout or --output. The copy is what an auditor keeps and checks
 with 'tollgate replay --file'; its last event's hash (printed here) is the
@@ -175,8 +173,8 @@ func runsExport(ctx context.Context, stdout, stderr io.Writer, run string, src *
 
 func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "run", Short: "Act on a run (operators)"}
-	var url, keyPath, id, reason, prefix string
-	var timeout time.Duration
+	var op opFlags
+	var reason string
 	halt := &cobra.Command{
 		Use:   "halt <run>",
 		Short: "Kill switch: halt a run, cancel its open hops and alert",
@@ -185,25 +183,21 @@ checked by the gateway against the operators registered in its config; NATS
 permissions let only operators publish control commands. Every later hop of
 the run is denied (reason halted), its open hops are cancelled, and an alert
 is published on tg.alert.<run>.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run := args[0]
-			kp, err := broker.LoadSeed(keyPath)
-			if err != nil {
-				return err
-			}
-			subjects, err := broker.NewSubjects(prefix, "")
-			if err != nil {
-				return err
-			}
-			c, err := operator.Connect(operator.Config{ID: id, Key: kp, URL: url, Subjects: &subjects})
+			ctx, cancel := context.WithTimeout(cmd.Context(), op.timeout)
+			defer cancel()
+			c, err := op.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			reply, err := c.Halt(ctx, run, reason)
+			if op.json && reply != nil {
+				return errors.Join(writeJSON(cmd.OutOrStdout(), reply), err)
+			}
 			if err != nil {
 				return err
 			}
@@ -215,14 +209,9 @@ is published on tg.alert.<run>.`,
 			return nil
 		},
 	}
-	halt.Flags().StringVar(&url, "nats", "nats://"+gateway.DefaultListen, "NATS URL of the gateway")
-	halt.Flags().StringVar(&keyPath, "key", "", "the operator's nkey seed file (tollgate agent add <id> --type operator)")
-	halt.Flags().StringVar(&id, "operator", "", "the operator's id as registered in the gateway config")
+	op.addFlags(halt.Flags(), 10*time.Second)
 	halt.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger and the alert)")
-	halt.Flags().StringVar(&prefix, "subject-prefix", broker.DefaultPrefix, "the gateway's subject prefix")
-	halt.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the gateway")
-	_ = halt.MarkFlagRequired("key")
-	_ = halt.MarkFlagRequired("operator")
+	op.require(halt)
 	cmd.AddCommand(halt)
 	return cmd
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var configPath, dataDir string
+	instance := -1
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway (embedded NATS unless the config names a server)",
@@ -31,10 +31,26 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 			if dataDir != "" {
 				cfg.NATS.DataDir = dataDir
 			}
-			log := logger(cmd)
+			log, err := logger(cmd)
+			if err != nil {
+				return err
+			}
+			if instance >= 0 {
+				cfg.Enforcer.Instance = instance
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+			}
 			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimit)
 			ctx := cmd.Context()
-			g, err := gateway.Start(ctx, cfg, gateway.Options{Logger: log, TraceOut: cmd.OutOrStdout()})
+			load := func() (*gateway.Config, error) {
+				cfg, err := gateway.LoadConfig(configPath)
+				if err == nil && dataDir != "" {
+					cfg.NATS.DataDir = dataDir
+				}
+				return cfg, err
+			}
+			g, err := gateway.Start(ctx, cfg, gateway.Options{Logger: log, TraceOut: cmd.OutOrStdout(), LoadConfig: load})
 			if err != nil {
 				return err
 			}
@@ -50,35 +66,22 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 				case <-ctx.Done():
 					break loop
 				case <-hup:
-					reload(ctx, g, configPath, dataDir, log)
+					_, _ = g.ReloadFromSource(ctx, "SIGHUP")
 				case <-tick.C:
 					s := g.Enforcer().Stats()
 					log.Info("enforcer", "allowed", s.Allowed, "denied", s.Denied, "completed", s.Completed, "redelivered", s.Redelivered, "errors", s.Errors)
 				}
 			}
+			log.Info("shutting down", "reason", context.Cause(ctx))
 			stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			return g.Close(stopCtx)
+			err = g.Close(stopCtx)
+			log.Info("stopped", "err", err)
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "tollgate.yaml", "gateway config file (re-read on SIGHUP)")
 	cmd.Flags().StringVar(&dataDir, "data", "", "embedded NATS data folder (overrides nats.data_dir)")
+	cmd.Flags().IntVar(&instance, "instance", -1, "which of enforcer.instances this gateway is: the run partitions it prefers (overrides enforcer.instance)")
 	return cmd
-}
-
-// reload re-reads the config file and applies it to the running gateway;
-// a config that fails is refused and the running one stays.
-func reload(ctx context.Context, g *gateway.Gateway, path, dataDir string, log *slog.Logger) {
-	cfg, err := gateway.LoadConfig(path)
-	if err == nil {
-		if dataDir != "" {
-			cfg.NATS.DataDir = dataDir
-		}
-		err = g.Reload(ctx, cfg, gateway.Options{})
-	}
-	if err != nil {
-		log.Error("reload refused; the running config stays", "config", path, "err", err)
-		return
-	}
-	log.Info("reloaded", "config", path)
 }

@@ -27,7 +27,7 @@ func (s *sourceFlags) addFlags(fs *pflag.FlagSet) {
 	s.flags = fs
 	fs.StringVar(&s.data, "data", "", "a gateway's data folder (demo --data, serve --data): its ledger is read in-process; refused while a gateway holds it")
 	fs.StringVar(&s.url, "nats", "", "NATS URL of a running gateway's server")
-	fs.StringVar(&s.creds, "creds", "", "nkey seed file to connect to --nats with")
+	fs.StringVar(&s.creds, "creds", "", "an operator's nkey seed file, to read a running gateway (with --nats, or with --config to find it)")
 	fs.StringVarP(&s.config, "config", "c", "", "gateway config: its nats settings say where the ledger is, its identities' public keys check signatures")
 	fs.StringVar(&s.subjectPrefix, "subject-prefix", broker.DefaultPrefix, "the gateway's subject prefix")
 	fs.StringVar(&s.streamPrefix, "stream-prefix", "", "the gateway's stream-name prefix")
@@ -50,12 +50,12 @@ func (s *sourceFlags) loadConfig() (*gateway.Config, error) {
 	return cfg, nil
 }
 
-// open connects to the ledger the flags name; the config's names count
+// source is the gateway.Source the flags name; the config's names count
 // unless the flags set them.
-func (s *sourceFlags) open(ctx context.Context) (*gateway.LedgerConn, error) {
+func (s *sourceFlags) source() (gateway.Source, error) {
 	cfg, err := s.loadConfig()
 	if err != nil {
-		return nil, err
+		return gateway.Source{}, err
 	}
 	src := gateway.Source{DataDir: s.data, URL: s.url, Creds: s.creds, Config: cfg, SubjectPrefix: s.subjectPrefix, StreamPrefix: s.streamPrefix}
 	if cfg != nil && !s.flags.Changed("subject-prefix") {
@@ -64,12 +64,36 @@ func (s *sourceFlags) open(ctx context.Context) (*gateway.LedgerConn, error) {
 	if cfg != nil && !s.flags.Changed("stream-prefix") {
 		src.StreamPrefix = cfg.NATS.StreamPrefix
 	}
-	l, err := gateway.OpenLedger(ctx, src)
+	return src, nil
+}
+
+// explain turns the source errors into advice on the flags.
+func explain(err error) error {
 	switch {
 	case errors.Is(err, gateway.ErrTwoSources):
-		return nil, errors.New("give either --data or --nats, not both")
+		return errors.New("give either --data or --nats, not both")
 	case errors.Is(err, gateway.ErrNoSource):
-		return nil, errors.New("say where the ledger is: --data DIR (a demo's or gateway's data folder), --nats URL, or --config FILE")
+		return errors.New("say where the ledger is: --data DIR (a demo's or gateway's data folder), --nats URL --creds OPERATOR.nk, or --config FILE (with --creds OPERATOR.nk while it runs)")
 	}
-	return l, err
+	return err
+}
+
+// open connects to the ledger the flags name.
+func (s *sourceFlags) open(ctx context.Context) (*gateway.LedgerConn, error) {
+	src, err := s.source()
+	if err != nil {
+		return nil, err
+	}
+	l, err := gateway.OpenLedger(ctx, src)
+	return l, explain(err)
+}
+
+// dial connects to the bus the flags name.
+func (s *sourceFlags) dial(ctx context.Context) (*gateway.BusConn, error) {
+	src, err := s.source()
+	if err != nil {
+		return nil, err
+	}
+	c, err := gateway.Dial(ctx, src)
+	return c, explain(err)
 }

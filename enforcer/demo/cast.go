@@ -85,3 +85,36 @@ func worker(out string, usage schemas.Usage) func(func(string, ...any)) agent.Ha
 		}
 	}
 }
+
+// loopCast is the loop scenario's cast: research's buggy retry logic
+// first hammers its paid search backend, then re-invokes the orchestrator.
+// The burst of spend is what the spend-spike alert catches.
+func loopCast() []member {
+	var out []member
+	for _, m := range cast() {
+		if m.id == "research" {
+			m.handler = loopResearch
+		}
+		out = append(out, m)
+	}
+	return append(out, member{id: "search", team: "research",
+		handler: worker("3 results", schemas.Usage{InputTokens: 400, OutputTokens: 100, CostUSD: 0.03})})
+}
+
+// searchRetries is how often research retries its search in the loop.
+const searchRetries = 6
+
+// loopResearch retries its search in a tight loop (each call billed), then
+// re-invokes the orchestrator, as research does in the incident.
+func loopResearch(say func(string, ...any)) agent.Handler {
+	reinvoke := research(say)
+	return func(ctx context.Context, t *agent.Task) (*agent.Result, error) {
+		for i := 1; i <= searchRetries; i++ {
+			if _, err := t.Delegate(ctx, "search", agent.UserText(fmt.Sprintf("search again (try %d)", i))); err != nil {
+				say("research: search try %d: %v", i, err)
+			}
+		}
+		say("research (depth %d): retried its paid search %d times in a row", t.Context.Depth, searchRetries)
+		return reinvoke(ctx, t)
+	}
+}

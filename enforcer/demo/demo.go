@@ -12,11 +12,13 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/deploy"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -60,11 +63,21 @@ type Options struct {
 	// removed at the end.
 	DataDir string
 	// ClickHouse, when set, is the DSN the gateway projects the ledger
-	// into.
+	// into, in Database (default DefaultDatabase: the demo's own, never a
+	// gateway's, whatever database the DSN names).
 	ClickHouse string
+	Database   string
 	// CostReport, with ClickHouse, waits until the run is projected and
 	// reads its cost from ClickHouse into Result.Cost.
 	CostReport bool
+	// Console, when set, serves the admin listener with the web console
+	// on this address (host:port; port 0 picks one) and lets Hold look at
+	// the gateway before it stops.
+	Console string
+	// Hold, when set, is called with the running gateway once the run is
+	// read back; the gateway stops when it returns (tollgate demo
+	// --console waits for Ctrl-C there).
+	Hold func(ctx context.Context, g *gateway.Gateway, res *Result) error
 	// Say receives progress lines, from the agents' goroutines too: it
 	// must be safe for concurrent use. Nil: none.
 	Say func(format string, args ...any)
@@ -82,12 +95,18 @@ type Result struct {
 	// TaintedHops the hops whose content came from an untrusted source.
 	GuardrailFindings []GuardrailFinding `json:"guardrail_findings"`
 	TaintedHops       []TaintedHop       `json:"tainted_hops"`
-	// Alerts are those published on the run's alert subject.
+	// Alerts are those published on the run's alert subject;
+	// SpendSpikes the spend-spike alerts published while it ran.
 	Alerts             []schemas.Alert `json:"alerts"`
+	SpendSpikes        []schemas.Alert `json:"spend_spikes"`
 	LedgerVerified     bool            `json:"ledger_verified"`
 	SignaturesVerified bool            `json:"signatures_verified"`
 	VerifyError        string          `json:"verify_error,omitempty"`
 	DataDir            string          `json:"data_dir,omitempty"`
+
+	// ConsoleURL is the web console's address with the login token in its
+	// fragment (Options.Console).
+	ConsoleURL string `json:"console_url,omitempty"`
 
 	// AlertSubject is the subject the alerts were published on.
 	AlertSubject string `json:"-"`
@@ -141,6 +160,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.ClickHouse.DSN = o.ClickHouse
+	if o.ClickHouse != "" {
+		cfg.ClickHouse.Database = cmp.Or(o.Database, DefaultDatabase)
+	}
 	if o.Scenario == A2A {
 		cfg.HTTP.Listen = "127.0.0.1:0"
 	}
@@ -148,8 +170,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	gopts := gateway.Options{Policies: files}
+	var token string
+	if o.Console != "" {
+		if token, err = consoleConfig(cfg, o.Console, &gopts); err != nil {
+			return nil, err
+		}
+	}
 	say("embedded NATS JetStream in %s", dataDir)
-	g, err := gateway.Start(ctx, cfg, gateway.Options{Policies: files})
+	g, err := gateway.Start(ctx, cfg, gopts)
 	if err != nil {
 		return nil, err
 	}
@@ -165,50 +194,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("%d identities, each with its own nkey and NATS permissions; policies: %s", len(g.Registry().Dir.All()), policyNames(files))
 
-	for _, a := range castFor(o.Scenario) {
-		if o.Scenario == A2A && a.id == "critic" {
-			stop, err := serveCritic(ctx, g, keys[a.id], say)
-			if err != nil {
-				return nil, err
-			}
-			defer stop()
-			continue
-		}
-		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
+	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	var reply *agent.Reply
+	if o.Scenario == A2A {
+		reply, err = playA2A(ctx, runCtx, g, keys, say)
+	} else {
+		reply, err = Play(runCtx, Bus{InProcess: g.Embedded()}, o.Scenario, keys, say)
 	}
-	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
 	if err != nil {
 		return nil, err
 	}
-	defer user.Close()
-
-	runCtx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
-	topic := "governance for agent-to-agent traffic"
-	if o.Scenario == Injection {
-		topic = "our Q3 vendors"
-	}
-	say("%s asks the orchestrator for a brief on %s", User, topic)
-	started := time.Now()
-	reply := &agent.Reply{}
-	if o.Scenario == A2A {
-		run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
-		if err != nil {
-			return nil, err
-		}
-		reply.RunID, reply.Status = run, a2ahttp.HopState(state)
-	} else {
-		reply, err = user.Start(runCtx, "orchestrator", agent.UserText("Write a brief on "+topic))
-		var denied *agent.DeniedError
-		if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
-			return nil, fmt.Errorf("run: %w", err)
-		}
-	}
-	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
 
 	recs, err := waitSettled(runCtx, g.Ledger(), reply.RunID)
 	if err != nil {
@@ -228,6 +224,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if res.Alerts, err = alerts(ctx, g, reply.RunID); err != nil {
 		return nil, err
 	}
+	if res.SpendSpikes, err = spikeAlerts(ctx, g); err != nil {
+		return nil, err
+	}
 	v := ledger.Verify(reply.RunID, recs, g.SigningKeys())
 	res.LedgerVerified = v.Chain == ledger.ChainIntact
 	// Signatures past a broken link are not checked: only an intact chain
@@ -236,11 +235,55 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := v.Err(); err != nil {
 		res.VerifyError = err.Error()
 	}
-	if o.CostReport && g.Projector() != nil {
+	if _, projecting := g.ProjectorState(); o.CostReport && projecting {
 		res.CostErr = readCost(runCtx, g, res)
+	}
+	if u := g.ConsoleURL(); u != "" {
+		res.ConsoleURL = u + "runs/" + reply.RunID + "#token=" + token
+	}
+	if o.Hold != nil {
+		if err := o.Hold(ctx, g, res); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
+
+// Serve connects the demo's cast (every agent but the user) to a gateway's
+// bus with base's connection settings (URL or InProcess, Subjects) and the
+// keys Config returned, and serves their tasks until the returned func is
+// called. The demo on a cluster (test/cluster) runs the cast with it.
+func Serve(ctx context.Context, base agent.Config, keys map[string]nkeys.KeyPair, say func(string, ...any)) (func(), error) {
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	var clients []*agent.Client
+	closeAll := func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	for _, a := range cast() {
+		cfg := base
+		cfg.ID, cfg.Key, cfg.Handler = a.id, keys[a.id], a.handler(say)
+		c, err := agent.Connect(ctx, cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("demo cast %s: %w", a.id, err)
+		}
+		clients = append(clients, c)
+	}
+	return closeAll, nil
+}
+
+// WaitSettled reads a run's ledger once the run has completed (or
+// halted), or what there is when ctx ends.
+func WaitSettled(ctx context.Context, l *ledger.Ledger, run string) ([]ledger.Record, error) {
+	return waitSettled(ctx, l, run)
+}
+
+// DefaultDatabase is the ClickHouse database the demo projects into.
+const DefaultDatabase = "tollgate_demo"
 
 // Config is the demo's gateway config on the data folder dataDir, serving
 // in-process only, with the demo's user and cast registered under fresh
@@ -251,8 +294,11 @@ func Config(dataDir string) (*gateway.Config, map[string]nkeys.KeyPair, error) {
 
 // castFor is the cast of a scenario.
 func castFor(scenario string) []member {
-	if scenario == Injection {
+	switch scenario {
+	case Injection:
 		return injectionCast()
+	case Loop:
+		return loopCast()
 	}
 	return cast()
 }
@@ -287,8 +333,115 @@ func ConfigFor(scenario, dataDir string) (*gateway.Config, map[string]nkeys.KeyP
 		cfg.Agents = append(cfg.Agents, gateway.IdentityConfig{ID: a.id, Type: "agent", Team: a.team, Tags: a.tags, PublicKey: pub,
 			TimeoutSeconds: 30, Workflow: a.workflow})
 	}
+	if scenario == Loop {
+		// Watch spend on a demo's time scale: a burst within seconds of
+		// the start is a spike.
+		cfg.SpendSpikes = limits.SpendSpikes{Factor: 3, Short: 10 * time.Second, Baseline: time.Minute,
+			MinCostUSD: 0.1, Cooldown: time.Hour, Warmup: time.Nanosecond}
+	}
 	cfg.SetDefaults()
 	return cfg, keys, cfg.Validate()
+}
+
+// playA2A runs the a2a scenario on g: the critic is an A2A server behind
+// the gateway's bridge, and the user starts the run over the A2A HTTP
+// ingress.
+func playA2A(ctx, runCtx context.Context, g *gateway.Gateway, keys map[string]nkeys.KeyPair, say func(string, ...any)) (*agent.Reply, error) {
+	for _, a := range castFor(A2A) {
+		if a.id == "critic" {
+			stop, err := serveCritic(ctx, g, keys[a.id], say)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+			continue
+		}
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], InProcess: g.Embedded(), Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], InProcess: g.Embedded()})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	run, state, err := startOverA2A(runCtx, g, "Write a brief on "+topic, say)
+	if err != nil {
+		return nil, err
+	}
+	reply := &agent.Reply{RunID: run, Status: a2ahttp.HopState(state)}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
+}
+
+// Bus says how the cast reaches a gateway: in-process (an embedded
+// server) or by URL.
+type Bus struct {
+	URL       string
+	InProcess *broker.Embedded
+}
+
+// Play connects the cast of a scenario (with keys, as Config made them)
+// to a running gateway that registers it under those keys and enforces the
+// scenario's policies, lets the user start the scenario's run, and returns
+// the run's reply once the run is over. The run may end in a denial or a
+// timeout: that is the scenario's result, not an error.
+func Play(ctx context.Context, bus Bus, scenario string, keys map[string]nkeys.KeyPair, say func(format string, args ...any)) (*agent.Reply, error) {
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	for _, a := range castFor(scenario) {
+		c, err := agent.Connect(ctx, agent.Config{ID: a.id, Key: keys[a.id], URL: bus.URL, InProcess: bus.InProcess, Handler: a.handler(say)})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
+	user, err := agent.Connect(ctx, agent.Config{ID: User, Key: keys[User], URL: bus.URL, InProcess: bus.InProcess})
+	if err != nil {
+		return nil, err
+	}
+	defer user.Close()
+	topic := "governance for agent-to-agent traffic"
+	if scenario == Injection {
+		topic = "our Q3 vendors"
+	}
+	say("%s asks the orchestrator for a brief on %s", User, topic)
+	started := time.Now()
+	reply, err := user.Start(ctx, "orchestrator", agent.UserText("Write a brief on "+topic))
+	var denied *agent.DeniedError
+	if err != nil && !errors.As(err, &denied) && !errors.Is(err, agent.ErrTimedOut) {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	say("run %s finished in %s: %s", reply.RunID, time.Since(started).Round(time.Millisecond), reply.Status)
+	return reply, nil
+}
+
+// consoleConfig serves the console on addr with a fresh token, which it
+// returns, and offers the other scenario's policies to the what-if.
+func consoleConfig(cfg *gateway.Config, addr string, o *gateway.Options) (string, error) {
+	token, hash, err := console.NewToken()
+	if err != nil {
+		return "", err
+	}
+	cfg.Admin.Listen = addr
+	cfg.Admin.Console.Tokens = []console.Token{{Name: "demo", SHA256: hash}}
+	cfg.Admin.Console.Payloads = true
+	for sc, name := range map[string]string{Incident: "shipped policies (incident scenario)",
+		Loop: "shipped policies without no-reinvoke-orchestrator (loop scenario)"} {
+		files, err := Policies(sc)
+		if err != nil {
+			return "", err
+		}
+		o.CandidatePolicies = append(o.CandidatePolicies, console.PolicySource{Name: name, Files: files})
+	}
+	slices.SortFunc(o.CandidatePolicies, func(a, b console.PolicySource) int { return strings.Compare(a.Name, b.Name) })
+	return token, cfg.Validate()
 }
 
 // Policies returns the shipped policies a scenario runs with: all of them
@@ -360,10 +513,44 @@ func alerts(ctx context.Context, g *gateway.Gateway, run string) ([]schemas.Aler
 	return []schemas.Alert{a}, nil
 }
 
+// spikeAlerts reads the spend-spike alerts published so far.
+func spikeAlerts(ctx context.Context, g *gateway.Gateway) ([]schemas.Alert, error) {
+	s, err := g.JetStream().Stream(ctx, g.Subjects().Stream(broker.StreamAlerts))
+	if err != nil {
+		return nil, err
+	}
+	out := []schemas.Alert{}
+	for _, scope := range []string{"agent", "team"} {
+		m, err := s.GetLastMsgForSubject(ctx, g.Subjects().AlertFleet(schemas.AlertSpendSpike, scope+".*"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spend-spike alerts: %w", err)
+		}
+		var a schemas.Alert
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			return nil, fmt.Errorf("spend-spike alert: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 // readCost waits until the gateway's projector has written every ledger
 // event, then reads the run's cost per dimension from ClickHouse.
 func readCost(ctx context.Context, g *gateway.Gateway, res *Result) error {
+	// The gateway starts its projector in the background.
 	p := g.Projector()
+	for p == nil {
+		select {
+		case <-ctx.Done():
+			st, _ := g.ProjectorState()
+			return fmt.Errorf("projector not running (%s %s): %w", st.State, st.LastError, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+		p = g.Projector()
+	}
 	for {
 		lag, err := p.Lag(ctx)
 		if err != nil {

@@ -40,6 +40,8 @@ type Options struct {
 	Config enforcer.Config
 	// NoEnforcer leaves the enforcer stopped (start it with StartEnforcer).
 	NoEnforcer bool
+	// Partitions partitions the runs (nats.partitions).
+	Partitions int
 }
 
 // Gateway is a running test gateway.
@@ -66,7 +68,7 @@ type Gateway struct {
 func Start(t testing.TB, o Options) *Gateway {
 	t.Helper()
 	g := &Gateway{t: t, Keys: map[string]nkeys.KeyPair{}}
-	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}}
+	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", Partitions: o.Partitions}}
 	for _, id := range o.Identities {
 		if id.PublicKey == "" {
 			kp, pub := brokertest.NewKey(t)

@@ -68,6 +68,9 @@ func (g *Gateway) Handle(pattern string, h http.Handler) {
 type Readiness struct {
 	Ready  bool              `json:"ready"`
 	Checks map[string]string `json:"checks"`
+	// Projector is the ClickHouse projector's state, when there is one:
+	// detail only, since analytics never hold governance back.
+	Projector *ProjectorState `json:"projector,omitempty"`
 }
 
 // Ready checks what /readyz reports.
@@ -93,6 +96,9 @@ func (g *Gateway) Ready(ctx context.Context) Readiness {
 		fail("enforcer", "consumer not bound: "+err.Error())
 	} else {
 		r.Checks["enforcer"] = "consuming"
+	}
+	if st, ok := g.ProjectorState(); ok {
+		r.Projector = &st
 	}
 	return r
 }

@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/notify"
+
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -43,7 +49,10 @@ type Config struct {
 	// windows align to (default UTC).
 	Quotas        []limits.Quota `yaml:"quotas"`
 	QuotaTimeZone string         `yaml:"quota_time_zone"`
-	Enforcer      EnforcerConfig `yaml:"enforcer"`
+	// SpendSpikes raises alerts when an agent's or a team's cost rate
+	// spikes past its trailing baseline (docs/limits.md).
+	SpendSpikes limits.SpendSpikes `yaml:"spend_spikes"`
+	Enforcer    EnforcerConfig     `yaml:"enforcer"`
 	// Tracing selects where hop spans go (none by default).
 	Tracing tracing.Config `yaml:"tracing"`
 	// ClickHouse, with a DSN, makes serve project the ledger into it.
@@ -57,6 +66,10 @@ type Config struct {
 	Bridges []BridgeConfig `yaml:"bridges"`
 	// Guardrails scan every governed message (on unless disabled).
 	Guardrails GuardrailsConfig `yaml:"guardrails"`
+	// Alerts, with sinks, makes serve deliver every alert to them
+	// (webhooks, Slack, a command); see docs/operations.md.
+	Alerts notify.Config `yaml:"alerts"`
+
 	// Models are the models the gateway serves (call_model hops), each a
 	// registered model identity with its upstream (docs/models-and-tools.md).
 	Models []ModelConfig `yaml:"models"`
@@ -102,6 +115,11 @@ type NATSConfig struct {
 	// closed (every submission is denied "unavailable", nothing forwarded)
 	// until there is room. Zero: no cap but the disk.
 	LedgerMaxBytes int64 `yaml:"ledger_max_bytes"`
+	// Partitions partitions the runs across gateway instances: SUBMIT
+	// maps each submission to partition(n) of its run token, and each
+	// partition is owned by one instance at a time (docs/scaling.md). Zero:
+	// one queue shared by every instance. Every instance must say the same.
+	Partitions int `yaml:"partitions"`
 	// AccountsFile, with an external server, is where the gateway writes
 	// the accounts block of the server's config (the server's config
 	// includes it; see docs/operations.md). It is rewritten at start and on
@@ -202,6 +220,18 @@ type EnforcerConfig struct {
 	// ApprovalTimeout is how long a hop held for approval waits before it
 	// is rejected (default 1 hour).
 	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
+	// Instance and Instances say which run partitions this instance
+	// prefers (p mod instances = instance); it stands by for the others
+	// (docs/scaling.md).
+	Instance  int `yaml:"instance"`
+	Instances int `yaml:"instances"`
+	// PinnedTTL is how long a partition stays with an instance that stopped
+	// pulling: how soon a dead instance's partitions move (default 5s).
+	PinnedTTL time.Duration `yaml:"pinned_ttl"`
+	// BindWindow is how recently a target's consumer must have taken a
+	// delivery (with no pull request waiting) to count as bound; a target
+	// with fallbacks and none bound has its hops re-routed. Default 10s.
+	BindWindow time.Duration `yaml:"bind_window"`
 }
 
 // DefaultListen is the embedded server's address: not NATS's 4222, which a
@@ -211,23 +241,34 @@ const DefaultListen = "127.0.0.1:4250"
 // ListenNone as nats.listen serves in-process connections only.
 const ListenNone = "none"
 
-// LoadConfig reads a config file strictly (unknown keys are errors), fills
-// defaults and validates it, reporting every problem at once.
+// LoadConfig reads a config file strictly, fills defaults and validates
+// it, reporting every problem at once: unknown keys and type errors (strict
+// YAML decoding) in one list with the semantic ones, each with its line
+// where it has one.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return parseConfig(b, path)
+	return parseConfig(path, b)
 }
 
-// parseConfig decodes and validates the bytes of the config file at path.
-func parseConfig(b []byte, path string) (*Config, error) {
+// parseConfig decodes and validates the config file at path, whose bytes
+// are b.
+func parseConfig(path string, b []byte) (*Config, error) {
 	var cfg Config
+	var errs []error
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		// The rest of the file decoded: check it too.
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(strings.TrimPrefix(e, "yaml: ")))
+		}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -236,9 +277,72 @@ func parseConfig(b []byte, path string) (*Config, error) {
 	cfg.dir = filepath.Dir(abs)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", path, err)
+		errs = append(errs, withLines(b, flatten(err))...)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config %s:\n%w", path, errors.Join(errs...))
 	}
 	return &cfg, nil
+}
+
+// flatten lists the errors a joined error holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// withLines prefixes each semantic error with the line of the config
+// entry it names (an identity or operator by its quoted id, else the
+// section it starts with), when there is one.
+func withLines(b []byte, errs []error) []error {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return errs
+	}
+	root := doc.Content[0]
+	sections, ids := map[string]int{}, map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, val := root.Content[i], root.Content[i+1]
+		sections[key.Value] = key.Line
+		if val.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, entry := range val.Content {
+			for j := 0; entry.Kind == yaml.MappingNode && j+1 < len(entry.Content); j += 2 {
+				if entry.Content[j].Value == "id" {
+					ids[strconv.Quote(entry.Content[j+1].Value)] = entry.Line
+				}
+			}
+		}
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		// The identity named first is the one the error is about.
+		msg, line, at := e.Error(), 0, len(e.Error())
+		for id, l := range ids {
+			if i := strings.Index(msg, id); i >= 0 && i < at {
+				line, at = l, i
+			}
+		}
+		if line == 0 {
+			for name, l := range sections {
+				if strings.HasPrefix(msg, name) {
+					line = l
+				}
+			}
+		}
+		out[i] = e
+		if line > 0 {
+			out[i] = fmt.Errorf("line %d: %w", line, e)
+		}
+	}
+	return out
 }
 
 // SetDefaults fills what the config leaves out.
@@ -302,6 +406,12 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.AgentAckWait < 0 {
 		errs = append(errs, fmt.Errorf("nats.agent_ack_wait is %s, want a positive duration", c.NATS.AgentAckWait))
 	}
+	if c.Enforcer.Instance < 0 || c.Enforcer.Instances < 0 || c.Enforcer.Instance > 0 && c.Enforcer.Instance >= c.Enforcer.Instances {
+		errs = append(errs, fmt.Errorf("enforcer.instance is %d of %d, want 0 to instances-1", c.Enforcer.Instance, c.Enforcer.Instances))
+	}
+	if c.NATS.Partitions < 0 || c.NATS.Partitions > broker.MaxPartitions {
+		errs = append(errs, fmt.Errorf("nats.partitions is %d, want 0 to %d", c.NATS.Partitions, broker.MaxPartitions))
+	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("nats.replicas is %d, want 1 to 5", c.NATS.Replicas))
 	}
@@ -337,6 +447,7 @@ func (c *Config) validate(needPolicies bool) error {
 			}
 		}
 	}
+	errs = append(errs, c.sharedKeys()...)
 	if needPolicies && len(c.Policies) == 0 {
 		errs = append(errs, errors.New("policies: at least one Cedar file is required (default deny would refuse every hop)"))
 	}
@@ -364,7 +475,37 @@ func (c *Config) validate(needPolicies bool) error {
 	if err := c.Guardrails.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Alerts.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// sharedKeys reports every public key that two identities or operators
+// hold: a key is one identity's credential, never shared.
+func (c *Config) sharedKeys() []error {
+	owner := map[string]string{}
+	var errs []error
+	note := func(who, key string) {
+		if key == "" {
+			return
+		}
+		if first, ok := owner[key]; ok {
+			errs = append(errs, fmt.Errorf("%s: public_key %s is also %s's: every identity needs a key of its own", who, key, first))
+			return
+		}
+		owner[key] = who
+	}
+	for _, a := range c.Agents {
+		note(fmt.Sprintf("agents %q", a.ID), a.PublicKey)
+	}
+	for _, u := range c.Users {
+		note(fmt.Sprintf("users %q", u.ID), u.PublicKey)
+	}
+	for _, op := range c.Operators {
+		note(fmt.Sprintf("operators %q", op.ID), op.PublicKey)
+	}
+	return errs
 }
 
 // Directory builds the identity directory of the config.
@@ -434,9 +575,11 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
+		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
+		SpendSpikes:  c.SpendSpikes,
 		Agents:       map[string]limits.Agent{},
 		Workflows:    map[string]limits.Run{},
 		Operators:    map[string]string{},
@@ -474,6 +617,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		ec.OperatorGroups[op.ID] = op.Groups
 	}
 	ec.ApprovalTimeout = c.Enforcer.ApprovalTimeout
+	ec.BindWindow = c.Enforcer.BindWindow
 	if zone, err := time.LoadLocation(c.QuotaTimeZone); err == nil && c.QuotaTimeZone != "" {
 		ec.QuotaZone = zone
 	}
@@ -571,15 +715,31 @@ func (c *Config) Layout(dir *broker.Directory, gatewayKeys ...string) broker.Lay
 type AdminConfig struct {
 	// Listen is host:port; empty serves no admin listener.
 	Listen string `yaml:"listen"`
+	// Console is the web console served on the listener (docs/console.md).
+	Console console.Config `yaml:"console"`
 }
 
 // Validate checks the section.
 func (c AdminConfig) Validate() error {
-	if c.Listen == "" {
-		return nil
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
+		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("admin.listen %q: %w", c.Listen, err)
+	errs = append(errs, c.Console.Validate())
+	return errors.Join(errs...)
+}
+
+// ClientURL is where clients in other processes reach the gateway's NATS:
+// nats.url, or for an embedded gateway nats://<nats.listen>.
+// ErrNoListener when the embedded server listens to none (nats.listen none).
+func (c *Config) ClientURL() (string, error) {
+	switch {
+	case c.NATS.URL != "":
+		return c.NATS.URL, nil
+	case c.NATS.Listen == ListenNone:
+		return "", ErrNoListener
 	}
-	return nil
+	return "nats://" + c.NATS.Listen, nil
 }

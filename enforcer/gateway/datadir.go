@@ -30,7 +30,7 @@ func LockDataDir(dir string) (unlock func(), err error) {
 	}
 	if !ok {
 		return nil, &explained{err: ErrDataDirInUse, msg: fmt.Sprintf("%s is in use: a gateway (or another replay) has its store open and holds %s; "+
-			"stop it, or read the ledger through it with --nats URL", dir, dataLockName)}
+			"stop it, or read the ledger through the running gateway with an operator's key (--config FILE --creds OPERATOR.nk, or --nats URL --creds OPERATOR.nk)", dir, dataLockName)}
 	}
 	return func() { _ = l.Unlock() }, nil
 }

@@ -30,6 +30,9 @@ var (
 	// ErrEnforcerRunning is returned by StartEnforcer while an enforcer
 	// runs.
 	ErrEnforcerRunning = errors.New("gateway: an enforcer is running")
+	// ErrNoListener means an embedded gateway serves in-process
+	// connections only (nats.listen none): no other process reaches it.
+	ErrNoListener = errors.New("the gateway's embedded NATS listens on no address (nats.listen: none)")
 )
 
 // explained is an error that reads as its message and wraps a sentinel,

@@ -20,7 +20,7 @@ func FuzzParseConfig(f *testing.F) {
 	dir := f.TempDir()
 	path := filepath.Join(dir, "tollgate.yaml")
 	f.Fuzz(func(t *testing.T, in []byte) {
-		cfg, err := parseConfig(in, path)
+		cfg, err := parseConfig(path, in)
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("an error without a message")

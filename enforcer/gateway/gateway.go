@@ -46,7 +46,9 @@ import (
 	"github.com/tollgate/tollgate/broker/a2ahttp"
 	"github.com/tollgate/tollgate/broker/bearer"
 	"github.com/tollgate/tollgate/broker/ingress"
+	"github.com/tollgate/tollgate/broker/notify"
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/tracing"
@@ -68,6 +70,13 @@ type Options struct {
 	// NoEnforcer starts everything but the enforcer; StartEnforcer starts
 	// it later.
 	NoEnforcer bool
+	// CandidatePolicies are offered to the console's what-if besides the
+	// running policies and admin.console.policy_dirs (the demo's).
+	CandidatePolicies []console.PolicySource
+	// LoadConfig, when set, reads the config again for a reload (SIGHUP in
+	// serve, ReloadFromSource, and operators' signed `tollgate reload`).
+	// Without it, reload requests are refused.
+	LoadConfig func() (*Config, error)
 	// Enforcer, when set, replaces the enforcer config the gateway config
 	// gives (tests set hooks, a clock or limits); Start still fills in the
 	// publishing connections, logger and tracer provider it leaves unset.
@@ -88,7 +97,7 @@ type Gateway struct {
 	enf      *enforcer.Enforcer
 	ledger   *ledger.Ledger
 	tracer   *sdktrace.TracerProvider
-	proj     *projections.Projector
+	sup      *supervisor
 	// key is the gateway's own nkey; extra are the enforcer's publishing
 	// connections.
 	key   nkeys.KeyPair
@@ -99,6 +108,18 @@ type Gateway struct {
 	// what its /metrics serves.
 	admin   *admin
 	metrics *metrics
+	// console is the web console on the admin listener, and consoleView
+	// what it reads of the running config.
+	console     *console.Server
+	consoleView *atomic.Pointer[consoleView]
+	spend       *spend
+	// reloadSub answers tg.ctl.reload; mu guards the parts a reload
+	// replaces (cfg, opts, registry, policies) and runs one reload at a
+	// time.
+	reloadSub *nats.Subscription
+	notifier  *notify.Notifier
+	mu        sync.Mutex
+	reloading sync.Mutex
 	// http is the agents' HTTP listener, bearer its token keeper and
 	// ingressKey the key the ingress signs with (the http section).
 	http       *httpServer
@@ -154,7 +175,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if err := g.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes}); err != nil {
+	if err := broker.Provision(ctx, g.js, g.subjects, broker.StreamOptions{Replicas: cfg.NATS.Replicas, DeliverMaxAge: cfg.NATS.DeliverMaxAge, LedgerMaxBytes: cfg.NATS.LedgerMaxBytes, Partitions: cfg.NATS.Partitions}); err != nil {
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
@@ -163,6 +184,12 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		}
 	}
 	g.ledger = ledger.New(g.js, g.subjects.Stream(broker.StreamLedger), g.subjects)
+	if err := g.startConsole(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.listenReload(); err != nil {
+		return nil, err
+	}
 	if err := g.mountA2A(); err != nil {
 		return nil, err
 	}
@@ -184,11 +211,20 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if cfg.ClickHouse.DSN != "" {
 		pc := cfg.ClickHouse.Projections()
 		pc.Logger, pc.LogEvery = g.log, projectorLogEvery
-		if g.proj, err = projections.New(g.ledger, pc); err != nil {
+		if _, err := projections.New(g.ledger, pc); err != nil {
 			return nil, err
 		}
-		if err := g.proj.Start(ctx); err != nil {
-			g.proj = nil
+		// In the background, retried with backoff: ClickHouse being down
+		// never stops the gateway from governing.
+		g.startProjector(pc)
+	}
+	if cfg.Alerts.Enabled() {
+		if g.notifier, err = notify.New(cfg.Alerts, notify.Options{Dial: g.Connect, Subjects: g.subjects, Logger: g.log,
+			Registerer: g.metrics.reg}); err != nil {
+			return nil, err
+		}
+		if err := g.notifier.Start(ctx); err != nil {
+			g.notifier = nil
 			return nil, err
 		}
 	}
@@ -275,6 +311,9 @@ func (g *Gateway) StartEnforcer(ctx context.Context, ec enforcer.Config) error {
 	}
 	if ec.Logger == nil {
 		ec.Logger = g.log
+	}
+	if ec.Partitions == 0 {
+		ec.Partitions = g.cfg.NATS.Partitions
 	}
 	if ec.Metrics == nil && g.metrics != nil {
 		ec.Metrics = g.metrics.enforcer
@@ -437,7 +476,11 @@ func (g *Gateway) URL() string {
 }
 
 // Config returns the gateway's config.
-func (g *Gateway) Config() *Config { return g.cfg }
+func (g *Gateway) Config() *Config {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg
+}
 
 // Subjects returns the gateway's subject and stream names.
 func (g *Gateway) Subjects() broker.Subjects { return g.subjects }
@@ -452,10 +495,18 @@ func (g *Gateway) Conn() *nats.Conn { return g.nc }
 func (g *Gateway) JetStream() jetstream.JetStream { return g.js }
 
 // Registry returns the identities and policy engines in force.
-func (g *Gateway) Registry() enforcer.Registry { return g.registry }
+func (g *Gateway) Registry() enforcer.Registry {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.registry
+}
 
 // Policies returns the enforced policy set.
-func (g *Gateway) Policies() *policy.Set { return g.policies }
+func (g *Gateway) Policies() *policy.Set {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.policies
+}
 
 // Enforcer returns the running enforcer; nil when none runs.
 func (g *Gateway) Enforcer() *enforcer.Enforcer { return g.enf }
@@ -464,14 +515,40 @@ func (g *Gateway) Enforcer() *enforcer.Enforcer { return g.enf }
 func (g *Gateway) Ledger() *ledger.Ledger { return g.ledger }
 
 // Projector returns the ClickHouse projector; nil without a DSN.
-func (g *Gateway) Projector() *projections.Projector { return g.proj }
+func (g *Gateway) Projector() *projections.Projector {
+	if g.sup == nil {
+		return nil
+	}
+	return g.sup.cur.Load()
+}
+
+// ProjectorState is the projector's state (running, retrying while
+// ClickHouse is down); ok is false without a ClickHouse DSN.
+func (g *Gateway) ProjectorState() (st ProjectorState, ok bool) {
+	if g.sup == nil {
+		return ProjectorState{}, false
+	}
+	return g.sup.State(), true
+}
 
 // Close stops the enforcer, then the projector (which writes what it has
 // left), then the bus.
 func (g *Gateway) Close(ctx context.Context) error {
 	var errs []error
+	if g.console != nil {
+		g.console.Close() // ends the event streams, which Shutdown would wait for
+	}
+	if g.reloadSub != nil {
+		_ = g.reloadSub.Unsubscribe()
+	}
 	if g.admin != nil {
 		errs = append(errs, g.admin.srv.Shutdown(ctx))
+	}
+	if g.spend != nil {
+		g.spend.close()
+	}
+	if g.notifier != nil {
+		errs = append(errs, g.notifier.Close())
 	}
 	if g.stopBridges != nil {
 		g.stopBridges()
@@ -482,8 +559,8 @@ func (g *Gateway) Close(ctx context.Context) error {
 	}
 	g.stopHops()
 	errs = append(errs, g.StopEnforcer(ctx))
-	if g.proj != nil {
-		errs = append(errs, g.proj.Stop(ctx))
+	if g.sup != nil {
+		errs = append(errs, g.sup.close(ctx))
 	}
 	if g.tracer != nil {
 		errs = append(errs, g.tracer.Shutdown(ctx))
@@ -512,6 +589,8 @@ func (g *Gateway) Close(ctx context.Context) error {
 // Settings that need a restart (the nats and enforcer sections) are
 // refused. A refused config's error wraps ErrReloadRefused.
 func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
+	g.reloading.Lock()
+	defer g.reloading.Unlock()
 	cfg.SetDefaults()
 	if err := cfg.validate(o.Policies == nil); err != nil {
 		g.reloaded(false)
@@ -563,14 +642,27 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 	}
 	ec := cfg.EnforcerConfig()
 	lim := limits.Set{Run: ec.Limits, Workflows: ec.Workflows, PerAgent: ec.PerAgent, Agents: ec.Agents, PerPrincipal: ec.PerPrincipal,
-		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries}
+		Quotas: ec.Quotas, QuotaZone: ec.QuotaZone, Targets: ec.Targets, WorkflowRetries: ec.WorkflowRetries, SpendSpikes: ec.SpendSpikes}
 	reg.Limits, reg.Operators, reg.OperatorGroups = &lim, ec.Operators, ec.OperatorGroups
 	if g.enf != nil {
 		g.enf.Reload(reg)
 	}
+	if o.Logger == nil {
+		o.Logger = g.opts.Logger
+	}
+	if o.LoadConfig == nil {
+		o.LoadConfig = g.opts.LoadConfig
+	}
+	if o.CandidatePolicies == nil {
+		o.CandidatePolicies = g.opts.CandidatePolicies
+	}
+	g.logIdentityChanges(g.cfg, cfg)
+	g.mu.Lock()
 	g.cfg, g.opts, g.registry, g.policies = cfg, o, reg, next.policies
+	g.refreshConsole()
 	g.dir.Store(reg.Dir)
 	g.engine.Store(reg.Engine)
+	g.mu.Unlock()
 	g.log.Info("gateway reloaded", "identities", len(reg.Dir.All()), "policies", g.policies.Len())
 	g.reloaded(true)
 	return nil
@@ -617,6 +709,9 @@ func restartOnly(old, cur *Config) error {
 	if old.NATS != cur.NATS {
 		errs = append(errs, errors.New("the nats section changed: restart the gateway for that"))
 	}
+	if !reflect.DeepEqual(old.Alerts, cur.Alerts) {
+		errs = append(errs, errors.New("the alerts section changed: restart the gateway for that"))
+	}
 	if old.HTTP.Listen != cur.HTTP.Listen || old.HTTPKeysDir() != cur.HTTPKeysDir() || old.HTTP.MaxBodyBytes != cur.HTTP.MaxBodyBytes {
 		errs = append(errs, errors.New("http.listen, http.keys or http.max_body_bytes changed: restart the gateway for that"))
 	}
@@ -630,4 +725,36 @@ func restartOnly(old, cur *Config) error {
 		errs = append(errs, errors.New("the models, mcp_servers or tools section changed: restart the gateway for that"))
 	}
 	return errors.Join(errs...)
+}
+
+// logIdentityChanges logs, at info, every identity and operator a reload
+// adds, removes, disables, enables or gives a new key.
+func (g *Gateway) logIdentityChanges(old, cur *Config) {
+	index := func(c *Config) map[string]IdentityEntry {
+		m := map[string]IdentityEntry{}
+		for _, e := range c.Entries() {
+			m[e.ID] = e
+		}
+		return m
+	}
+	before, after := index(old), index(cur)
+	for id, e := range after {
+		b, had := before[id]
+		switch {
+		case !had:
+			g.log.Info("identity added", "id", id, "type", e.Type, "disabled", e.Disabled)
+		case !b.Disabled && e.Disabled:
+			g.log.Info("identity disabled", "id", id, "type", e.Type)
+		case b.Disabled && !e.Disabled:
+			g.log.Info("identity enabled", "id", id, "type", e.Type)
+		}
+		if had && b.PublicKey != e.PublicKey {
+			g.log.Info("identity key rotated", "id", id, "type", e.Type, "public_key", e.PublicKey)
+		}
+	}
+	for id, b := range before {
+		if _, ok := after[id]; !ok {
+			g.log.Info("identity removed", "id", id, "type", b.Type)
+		}
+	}
 }

@@ -291,3 +291,20 @@ func TestAdminListener(t *testing.T) {
 		t.Fatalf("an admin address in use: %v", err)
 	}
 }
+
+// TestNATSPortInUse: an embedded server's port already taken is an
+// immediate error naming the address, not a wait for readiness.
+func TestNATSPortInUse(t *testing.T) {
+	g := start(t, newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"}))
+	addr := strings.TrimPrefix(g.Embedded().ClientURL(), "nats://")
+	taken := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"})
+	taken.cfg.NATS.Listen = addr
+	began := time.Now()
+	_, err := gateway.Start(context.Background(), taken.cfg, gateway.Options{Policies: policies})
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("a NATS address in use: %v", err)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("refused after %s", d)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
@@ -14,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -173,8 +175,22 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		h.models[m.ID] = b
 	}
 	costs := map[string]float64{}
+	var take func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error)
+	if len(g.cfg.Tools) > 0 {
+		// Tools' rate limits live in the gateway's rate bucket, shared by
+		// every instance, like invoke_rate_limit.
+		kv, err := g.js.KeyValue(ctx, g.subjects.Bucket(broker.BucketRate))
+		if err != nil {
+			return fmt.Errorf("tools: rate bucket: %w", err)
+		}
+		lim := ratelimit.New(kv)
+		take = func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error) {
+			d, err := lim.Take(ctx, key, rate, time.Now())
+			return d.Allowed, err
+		}
+	}
 	for _, s := range g.cfg.MCPServers {
-		bc := tools.BridgeConfig{Server: s, Agents: map[string]agent.Config{}}
+		bc := tools.BridgeConfig{Server: s, Agents: map[string]agent.Config{}, Take: take}
 		for _, t := range g.cfg.Tools {
 			if t.Server != s.ID {
 				continue

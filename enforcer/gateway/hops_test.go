@@ -16,12 +16,14 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/hopfront"
 	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/policy"
+	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 )
 
@@ -87,7 +89,7 @@ func TestHopsServe(t *testing.T) {
 		gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "web-fetch", Type: "tool"})
 	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, Seed: c.seedFile(t, "gpt")}}
 	c.cfg.MCPServers = []tools.ServerConfig{{ID: "web", URL: web.URL, Untrusted: true}}
-	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, Seed: c.seedFile(t, "web-fetch")}}
+	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch", RateLimit: ratelimit.Rate{Count: 1, Period: time.Minute}}, Seed: c.seedFile(t, "web-fetch")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(
@@ -108,13 +110,16 @@ func TestHopsServe(t *testing.T) {
 		t.Cleanup(a.Close)
 		return a
 	}
-	var model, tool *agent.Reply
+	var model, tool, over *agent.Reply
 	connect("research", func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
 		var err error
 		if model, err = task.Delegate(ctx, "gpt", models.ChatMessage(map[string]any{"messages": []any{map[string]any{"role": "user", "content": "hi"}}})); err != nil {
 			return nil, err
 		}
 		if tool, err = task.Delegate(ctx, "web-fetch", tools.CallMessage(nil)); err != nil {
+			return nil, err
+		}
+		if over, err = task.Delegate(ctx, "web-fetch", tools.CallMessage(nil)); err != nil {
 			return nil, err
 		}
 		return &agent.Result{Output: agent.AgentText("done")}, nil
@@ -128,6 +133,18 @@ func TestHopsServe(t *testing.T) {
 	}
 	if agent.MessageText(tool.Output) != "page" {
 		t.Fatalf("tool reply %q", agent.MessageText(tool.Output))
+	}
+	// The tool's rate limit (1/min) is kept in the gateway's shared rate
+	// bucket: the second call is refused.
+	if over.Status != "rejected" || !strings.Contains(over.Error, "rate limit of 1/") {
+		t.Fatalf("second call %s %q, want rejected over the rate limit", over.Status, over.Error)
+	}
+	kv, err := g.JetStream().KeyValue(ctx, g.Subjects().Bucket(broker.BucketRate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, tools.RateKey("web-fetch")); err != nil {
+		t.Fatalf("the tool's bucket is not in the shared store: %v", err)
 	}
 }
 

@@ -20,6 +20,10 @@ type metrics struct {
 	reg      *prometheus.Registry
 	enforcer *enforcer.Metrics
 	reloads  *prometheus.CounterVec
+	// projectorStarts counts the projector's start attempts; projectorUp
+	// is 1 while it runs.
+	projectorStarts prometheus.Counter
+	projectorUp     prometheus.Gauge
 }
 
 func (g *Gateway) newMetrics() *metrics {
@@ -30,7 +34,11 @@ func (g *Gateway) newMetrics() *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.reloads,
+	m.projectorStarts = prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_projector_starts_total",
+		Help: "Projector start attempts: more than one means ClickHouse was down or an insert failed, and it was retried with backoff."})
+	m.projectorUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tollgate_projector_up",
+		Help: "1 while the ClickHouse projector runs, 0 while it waits to be retried (or without a DSN)."})
+	reg.MustRegister(m.reloads, m.projectorStarts, m.projectorUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("tollgate_run_cache_bytes", "Estimated size of the run states the enforcer holds in memory.", func() float64 {
 			if e := g.enf; e != nil {
@@ -58,19 +66,19 @@ func (g *Gateway) newMetrics() *metrics {
 			return float64(info.NumPending + uint64(info.NumAckPending))
 		}),
 		gauge("tollgate_projector_lag_events", "Ledger events the ClickHouse projection trails by (0 without a projector).", func() float64 {
-			if p := g.proj; p != nil {
+			if p := g.Projector(); p != nil {
 				return float64(p.Info().Lag())
 			}
 			return 0
 		}),
 		gauge("tollgate_projector_events", "Ledger events the projector wrote to ClickHouse since it started.", func() float64 {
-			if p := g.proj; p != nil {
+			if p := g.Projector(); p != nil {
 				return float64(p.Info().Events)
 			}
 			return 0
 		}),
 		gauge("tollgate_projector_errors", "Errors the projector hit (failed inserts, failed reads) since it started.", func() float64 {
-			if p := g.proj; p != nil {
+			if p := g.Projector(); p != nil {
 				return float64(p.Info().Errors)
 			}
 			return 0

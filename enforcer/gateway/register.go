@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 
 	"gopkg.in/yaml.v3"
 
@@ -49,21 +47,37 @@ func (n NewIdentity) Entry() any {
 
 // AddIdentity adds n to its list in the config file at path, editing the
 // YAML tree so that comments and layout survive. An id the list holds
-// already is an error.
+// already, or a config that would not be valid with n, is an error and
+// nothing is written.
 func AddIdentity(path string, n NewIdentity) error {
-	list := n.List()
-	b, err := os.ReadFile(path)
+	d, err := addedDoc(path, n)
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
+	return d.write()
+}
+
+// CheckAddIdentity reports what AddIdentity would refuse, writing nothing:
+// `tollgate agent add` checks before it creates the key file.
+func CheckAddIdentity(path string, n NewIdentity) error {
+	d, err := addedDoc(path, n)
+	if err != nil {
+		return err
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return errors.New("config is not a YAML mapping")
+	_, err = d.render()
+	return err
+}
+
+func addedDoc(path string, n NewIdentity) (*configDoc, error) {
+	list := n.List()
+	d, err := readConfigDoc(path)
+	if err != nil {
+		return nil, err
 	}
-	root := doc.Content[0]
+	if l, _, _, err := d.find(n.ID); err == nil {
+		return nil, fmt.Errorf("config: %s already has %q", l, n.ID)
+	}
+	root := d.doc.Content[0]
 	var seq *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value == list {
@@ -76,33 +90,16 @@ func AddIdentity(path string, n NewIdentity) error {
 	}
 	if seq.Kind != yaml.SequenceNode {
 		if seq.Tag != "!!null" {
-			return fmt.Errorf("config: %s is not a list", list)
+			return nil, fmt.Errorf("config: %s is not a list", list)
 		}
 		seq.Kind, seq.Tag, seq.Value = yaml.SequenceNode, "", ""
 	}
-	for _, node := range seq.Content {
-		var existing struct {
-			ID string `yaml:"id"`
-		}
-		if err := node.Decode(&existing); err == nil && existing.ID == n.ID {
-			return fmt.Errorf("config: %s already has %q", list, n.ID)
-		}
-	}
 	var node yaml.Node
 	if err := node.Encode(n.Entry()); err != nil {
-		return fmt.Errorf("config entry of %s: %w", n.ID, err)
+		return nil, fmt.Errorf("config entry of %s: %w", n.ID, err)
 	}
 	seq.Content = append(seq.Content, &node)
-	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	return nil
+	return d, nil
 }
 
 // RevokeToken adds a bearer token id to http.revoked_tokens of the config
@@ -111,18 +108,11 @@ func RevokeToken(path, id string) error {
 	if !schemas.ValidID(id) {
 		return fmt.Errorf("token id %q is not a valid id", id)
 	}
-	b, err := os.ReadFile(path)
+	d, err := readConfigDoc(path)
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return errors.New("config is not a YAML mapping")
-	}
-	httpNode := member(doc.Content[0], "http", yaml.MappingNode)
+	httpNode := member(d.doc.Content[0], "http", yaml.MappingNode)
 	if httpNode == nil {
 		return errors.New("config: http is not a mapping")
 	}
@@ -136,16 +126,7 @@ func RevokeToken(path, id string) error {
 		}
 	}
 	seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: id})
-	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	return nil
+	return d.write()
 }
 
 // member returns the value of key in mapping m, adding an empty one of

@@ -26,7 +26,9 @@ type Source struct {
 	// ledger's read API under the gateway's JetStream API prefix.
 	URL, Creds string
 	// Config, when set, says where the ledger is if neither DataDir nor
-	// URL does: its nats.url (with its credentials), else its data folder.
+	// URL does: its nats.url (with its credentials, unless Creds is set);
+	// for an embedded gateway, its nats.listen address when Creds is set
+	// (an operator reading the running gateway), else its data folder.
 	Config *Config
 	// SubjectPrefix and StreamPrefix are the gateway's names (empty: the
 	// defaults).
@@ -37,9 +39,15 @@ type Source struct {
 // that exactly one place is named (ErrNoSource, ErrTwoSources).
 func (s Source) resolved() (Source, error) {
 	if cfg := s.Config; cfg != nil && s.DataDir == "" && s.URL == "" {
-		if cfg.NATS.URL != "" {
-			s.URL, s.Creds = cfg.NATS.URL, cfg.Path(cfg.NATS.Credentials)
-		} else {
+		switch {
+		case cfg.NATS.URL != "":
+			s.URL = cfg.NATS.URL
+			if s.Creds == "" {
+				s.Creds = cfg.Path(cfg.NATS.Credentials)
+			}
+		case s.Creds != "" && cfg.NATS.Listen != ListenNone:
+			s.URL, _ = cfg.ClientURL()
+		default:
 			s.DataDir = cfg.Path(cfg.NATS.DataDir)
 		}
 	}
@@ -91,11 +99,40 @@ func (c *LedgerConn) Close() {
 	c.closers = nil
 }
 
-// OpenLedger connects to the ledger src names. A data folder is opened with
+// BusConn is a connection to a gateway's bus, for operators' tools: with a
+// data folder, the gateway account in-process; over NATS, an operator's
+// account (or the gateway's own key).
+type BusConn struct {
+	// Conn is the connection; JetStream reaches the gateway's streams
+	// through it (under the operators' API prefix when the key is an
+	// operator's).
+	Conn      *nats.Conn
+	JetStream jetstream.JetStream
+	// Subjects are the gateway's names.
+	Subjects broker.Subjects
+	// DataDir is the data folder read, when the source was one.
+	DataDir string
+	// Where names the folder or server read, for people.
+	Where string
+
+	closers []func()
+}
+
+// Close closes the connection and, for a data folder, stops its server and
+// releases its lock.
+func (c *BusConn) Close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+	c.closers = nil
+}
+
+// Dial connects to the bus src names. A data folder is opened with
 // OpenDataDir: an embedded server on its store, in-process only, after
-// taking the folder's lock; nothing is created or provisioned there. A
-// missing ledger stream is ErrNoLedgerStream.
-func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
+// taking the folder's lock. Over NATS, a key that is an identity's rather
+// than an operator's (or the gateway's) is refused at once with an error
+// wrapping broker.ErrWrongKey that names whose key it is.
+func Dial(ctx context.Context, src Source) (_ *BusConn, err error) {
 	src, err = src.resolved()
 	if err != nil {
 		return nil, err
@@ -104,50 +141,90 @@ func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &LedgerConn{Subjects: subjects, Where: src.Where()}
+	c := &BusConn{Subjects: subjects, Where: src.Where()}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
-	var nc *nats.Conn
-	var js jetstream.JetStream
 	if src.DataDir != "" {
 		c.DataDir = src.DataDir
-		var closeStore func()
-		if nc, closeStore, err = OpenDataDir(ctx, src.DataDir, subjects); err != nil {
+		nc, closeStore, err := OpenDataDir(ctx, src.DataDir, subjects)
+		if err != nil {
 			return nil, err
 		}
+		c.Conn = nc
 		c.closers = append(c.closers, closeStore)
 		// The gateway account's own JetStream API.
-		if js, err = jetstream.New(nc); err != nil {
-			return nil, fmt.Errorf("ledger at %s: %w", c.Where, err)
+		if c.JetStream, err = jetstream.New(nc); err != nil {
+			return nil, fmt.Errorf("bus at %s: %w", c.Where, err)
 		}
-	} else {
-		cc := broker.ConnectConfig{URL: src.URL, Name: "tollgate replay", Options: []nats.Option{nats.MaxReconnects(2)}}
-		if src.Creds != "" {
-			if cc.Key, err = broker.LoadSeed(src.Creds); err != nil {
-				return nil, err
-			}
-		}
-		if nc, err = broker.Connect(cc); err != nil {
+		return c, nil
+	}
+	cc := broker.ConnectConfig{URL: src.URL, Name: "tollgate cli", Options: []nats.Option{nats.MaxReconnects(2)}}
+	if src.Creds != "" {
+		if cc.Key, err = broker.LoadSeed(src.Creds); err != nil {
 			return nil, err
 		}
-		c.closers = append(c.closers, nc.Close)
-		// An operator's account imports the ledger's read API under the
-		// gateway's API prefix.
-		if js, err = jetstream.NewWithAPIPrefix(nc, subjects.JSAPIPrefix()); err != nil {
-			return nil, fmt.Errorf("ledger at %s: %w", c.Where, err)
-		}
 	}
-	name := subjects.Stream(broker.StreamLedger)
-	if c.Stream, err = js.Stream(ctx, name); err != nil {
+	if c.Conn, err = broker.Connect(cc); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, c.Conn.Close)
+	// Say at once when the key is not an operator's (nor the gateway's
+	// own), instead of waiting for a read that cannot be answered.
+	owner, err := subjects.WhoAmI(ctx, c.Conn)
+	switch {
+	case errors.Is(err, broker.ErrWhoAmIUnavailable):
+	case err != nil:
+		return nil, err
+	case owner.Kind == broker.OwnerGateway:
+		// The gateway's own key reaches the streams directly.
+		if c.JetStream, err = jetstream.New(c.Conn); err != nil {
+			return nil, fmt.Errorf("bus at %s: %w", c.Where, err)
+		}
+		return c, nil
+	case owner.Kind == broker.OwnerIdentity:
+		return nil, fmt.Errorf("%w: the key in %s is %s; reading a gateway needs an operator's key (operators in the gateway config)",
+			broker.ErrWrongKey, credsName(src.Creds), owner)
+	}
+	// An operator's account imports the read API under the gateway's API
+	// prefix.
+	if c.JetStream, err = jetstream.NewWithAPIPrefix(c.Conn, subjects.JSAPIPrefix()); err != nil {
+		return nil, fmt.Errorf("bus at %s: %w", c.Where, err)
+	}
+	return c, nil
+}
+
+// OpenLedger connects to the ledger src names (see Dial). A missing ledger
+// stream is ErrNoLedgerStream.
+func OpenLedger(ctx context.Context, src Source) (_ *LedgerConn, err error) {
+	bus, err := Dial(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	c := &LedgerConn{Subjects: bus.Subjects, DataDir: bus.DataDir, Where: bus.Where, closers: []func(){bus.Close}}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	name := c.Subjects.Stream(broker.StreamLedger)
+	if c.Stream, err = bus.JetStream.Stream(ctx, name); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, &explained{err: ErrNoLedgerStream, msg: fmt.Sprintf(
 				"there is no %s stream at %s: not a Tollgate gateway's store, or another stream prefix (--stream-prefix)", name, c.Where)}
 		}
 		return nil, fmt.Errorf("ledger stream %s at %s: %w", name, c.Where, err)
 	}
-	c.Ledger, c.JS = ledger.New(js, name, subjects), js
+	c.Ledger, c.JS = ledger.New(bus.JetStream, name, c.Subjects), bus.JetStream
 	return c, nil
+}
+
+// credsName names a key file for people ("no key" when none was given).
+func credsName(path string) string {
+	if path == "" {
+		return "(no key given)"
+	}
+	return path
 }

@@ -239,6 +239,8 @@ type Set struct {
 	// policy per workflow and target.
 	Targets         map[string]Target
 	WorkflowRetries map[string]map[string]Retry
+	// SpendSpikes configures the spend-spike alerts (spike.go).
+	SpendSpikes SpendSpikes
 }
 
 // SetDefaults fills the defaults of the gateway-wide limits.
@@ -289,6 +291,9 @@ func (s Set) Validate() error {
 				errs = append(errs, fmt.Errorf("workflow %q: retries of %q: %w", wf, id, err))
 			}
 		}
+	}
+	if err := s.SpendSpikes.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	names := map[string]bool{}
 	for _, q := range s.Quotas {

@@ -12,8 +12,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
@@ -109,7 +111,7 @@ func Compile(files []File) (*Set, error) {
 	for _, f := range files {
 		list, err := cedar.NewPolicyListFromBytes(f.Name, f.Src)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.Name, err))
+			errs = append(errs, fmt.Errorf("%s: %w%s", f.Name, err, syntaxContext(f.Src, err.Error())))
 			continue
 		}
 		for _, p := range list {
@@ -284,4 +286,32 @@ func newValidator() (*validate.Validator, error) {
 		return nil, fmt.Errorf("cedar schema: %w", err)
 	}
 	return validate.New(resolved), nil
+}
+
+// cedarPos finds the line:column a Cedar parse error points at.
+var cedarPos = regexp.MustCompile(`:(\d+):(\d+)\b`)
+
+// syntaxContext shows the source line a parse error points at, with a
+// caret under its column; "" when the error names no position.
+func syntaxContext(src []byte, msg string) string {
+	m := cedarPos.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	line, _ := strconv.Atoi(m[1])
+	col, _ := strconv.Atoi(m[2])
+	lines := strings.Split(string(src), "\n")
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	text := strings.TrimRight(lines[line-1], "\r")
+	pad := make([]byte, 0, col)
+	for i := 0; i < col-1 && i < len(text); i++ {
+		if text[i] == '\t' {
+			pad = append(pad, '\t')
+		} else {
+			pad = append(pad, ' ')
+		}
+	}
+	return fmt.Sprintf("\n    %d | %s\n    %s | %s^", line, text, strings.Repeat(" ", len(strconv.Itoa(line))), pad)
 }

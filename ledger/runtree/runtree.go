@@ -93,7 +93,31 @@ type Run struct {
 }
 
 // Hop is one hop (or denied attempt) of the run.
+// Retry is one attempt the gateway made again (hop.retried).
+type Retry struct {
+	Attempt    int       `json:"attempt"`
+	Cause      string    `json:"cause"`
+	ErrorClass string    `json:"error_class,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	RetryAt    time.Time `json:"retry_at"`
+	Seq        uint64    `json:"seq"`
+}
+
+// Reroute is a hop sent to a fallback target (hop.rerouted).
+type Reroute struct {
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Cause   string   `json:"cause"`
+	Skipped []string `json:"skipped,omitempty"`
+	Seq     uint64   `json:"seq"`
+}
+
+// Hop is one decided submission of the run.
 type Hop struct {
+	// Retries are the attempts the gateway made again (hop.retried), and
+	// Reroutes the fallbacks the hop was sent to (hop.rerouted), in order.
+	Retries  []Retry               `json:"retries,omitempty"`
+	Reroutes []Reroute             `json:"reroutes,omitempty"`
 	HopID    string                `json:"hop_id"`
 	ParentID string                `json:"parent_hop_id,omitempty"`
 	From     string                `json:"from"`
@@ -290,6 +314,19 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 				ac.Hops++
 				ac.Tokens += h.Tokens
 				ac.CostUSD += h.CostUSD
+			}
+		case *schemas.HopRetried:
+			if h := views[c.Hop]; c.Kind == ledger.ChangeRetried && h != nil {
+				h.Retries = append(h.Retries, Retry{Attempt: d.Attempt, Cause: d.Cause, ErrorClass: d.ErrorClass, Error: d.Error, RetryAt: d.RetryAt, Seq: ev.Seq})
+				if u := d.Usage; u != nil {
+					h.Tokens += u.Tokens()
+					h.CostUSD += u.Cost()
+				}
+			}
+		case *schemas.HopRerouted:
+			if h := views[c.Hop]; c.Kind == ledger.ChangeRerouted && h != nil {
+				h.Reroutes = append(h.Reroutes, Reroute{From: d.From, To: d.To, Cause: d.Cause, Skipped: d.Skipped, Seq: ev.Seq})
+				h.To = d.To
 			}
 		case *schemas.HopTimedOut:
 			if h := views[c.Hop]; c.Kind == ledger.ChangeTimedOut && h != nil {

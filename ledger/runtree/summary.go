@@ -22,10 +22,16 @@ type Summary struct {
 	Caller     string    `json:"caller,omitempty"`
 	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
 	Workflow   string    `json:"workflow,omitempty"`
-	Events     int       `json:"events"`
-	Hops       int       `json:"hops"`
+	// RootAgent is the target of the run's first hop: the agent the run
+	// was started at.
+	RootAgent string `json:"root_agent,omitempty"`
+	Events    int    `json:"events"`
+	Hops      int    `json:"hops"`
 	// Denied counts the denied invokes: the denied attempts the tree shows.
-	Denied  int     `json:"denied"`
+	Denied int `json:"denied"`
+	// Cycles counts the invokes, allowed or denied, whose target already
+	// was in the hop's ancestry: the run tried to loop.
+	Cycles  int     `json:"cycles,omitempty"`
 	Tokens  int64   `json:"tokens"`
 	CostUSD float64 `json:"cost_usd"`
 	// Agents are every identity that called or was called in the run.
@@ -72,6 +78,12 @@ func (s *Summary) Add(ev *schemas.Event, streamSeq uint64) error {
 		}
 		if ev.Type == schemas.EventHopDenied {
 			s.Denied++
+		}
+		if d.Cycle {
+			s.Cycles++
+		}
+		if s.RootAgent == "" && d.ParentHopID == "" && !s.Rejected {
+			s.RootAgent = d.To
 		}
 		for _, id := range []string{d.From, d.To} {
 			if i, found := slices.BinarySearch(s.Agents, id); !found && id != "" {

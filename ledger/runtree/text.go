@@ -121,9 +121,26 @@ func (r *Run) writeTable(p *printer, o TextOptions) {
 				cells = append(cells, clean(h.SpanID))
 			}
 			t.row(cells...)
+			var lines []string
+			for _, rr := range h.Reroutes {
+				line := fmt.Sprintf("%s   #%d re-routed %s → %s (%s)", prefix+next, rr.Seq, clean(rr.From), clean(rr.To), clean(rr.Cause))
+				if len(rr.Skipped) > 0 {
+					line += "; passed over: " + clean(strings.Join(rr.Skipped, ", "))
+				}
+				lines = append(lines, line)
+			}
+			for _, rt := range h.Retries {
+				why := rt.Cause
+				if rt.ErrorClass != "" {
+					why += " " + rt.ErrorClass
+				}
+				lines = append(lines, fmt.Sprintf("%s   #%d attempt %d after %s", prefix+next, rt.Seq, rt.Attempt, clean(why)))
+			}
+			if len(lines) > 0 {
+				extra[len(t.rows)-1] = lines
+			}
 			if o.Payloads {
 				indent := prefix + next + "   "
-				var lines []string
 				if h.Input != "" {
 					lines = append(lines, indent+"in:  "+clean(h.Input))
 				}

@@ -78,6 +78,14 @@ type setup struct {
 	// rejectRate and runRate set per_agent.reject_rate_limit and
 	// per_principal.run_rate ("" keeps the defaults).
 	rejectRate, runRate string
+	// admin serves the admin listener (admin.listen) on a free port.
+	admin bool
+	// clickhouse, when set, is the ClickHouse section serve projects into.
+	clickhouse map[string]any
+	// alerts, when set, is the alerts section (the notifier's sinks).
+	alerts map[string]any
+	// serveArgs are extra arguments of serve (--log-level debug).
+	serveArgs []string
 	// extra, when set, adds to the config before serve starts.
 	extra func(t *testing.T, g *gw)
 }
@@ -111,6 +119,9 @@ type fileConfig struct {
 	Policies     []string                 `yaml:"policies"`
 	PerAgent     map[string]string        `yaml:"per_agent,omitempty"`
 	PerPrincipal map[string]string        `yaml:"per_principal,omitempty"`
+	Admin        map[string]string        `yaml:"admin,omitempty"`
+	ClickHouse   map[string]any           `yaml:"clickhouse,omitempty"`
+	Alerts       map[string]any           `yaml:"alerts,omitempty"`
 	HTTP         map[string]string        `yaml:"http,omitempty"`
 	Models       []gateway.ModelConfig    `yaml:"models,omitempty"`
 }
@@ -146,6 +157,10 @@ type gw struct {
 
 	ops  *opReader
 	cast *legitCast
+	// adminAddr is the admin listener's address, when setup.admin.
+	adminAddr string
+	// serveArgs are serve's extra arguments (setup.serveArgs).
+	serveArgs []string
 }
 
 // startGateway writes a config for the cast, starts serve (and, for the
@@ -153,7 +168,7 @@ type gw struct {
 // legitimate cast and an operator reader.
 func startGateway(t *testing.T, v variant, s setup) *gw {
 	t.Helper()
-	g := &gw{t: t, variant: v, dir: t.TempDir(), keys: map[string]nkeys.KeyPair{}, subj: broker.DefaultSubjects(), out: &syncBuffer{}}
+	g := &gw{t: t, variant: v, dir: t.TempDir(), keys: map[string]nkeys.KeyPair{}, subj: broker.DefaultSubjects(), out: &syncBuffer{}, serveArgs: s.serveArgs}
 	g.config = filepath.Join(g.dir, "tollgate.yaml")
 	for _, a := range castAgents {
 		a.PublicKey = g.newKey(t, a.ID)
@@ -175,6 +190,11 @@ func startGateway(t *testing.T, v variant, s setup) *gw {
 	if s.runRate != "" {
 		g.cfg.PerPrincipal = map[string]string{"run_rate": s.runRate}
 	}
+	if s.admin {
+		g.adminAddr = fmt.Sprintf("127.0.0.1:%d", brokertest.FreePort(t))
+		g.cfg.Admin = map[string]string{"listen": g.adminAddr}
+	}
+	g.cfg.ClickHouse, g.cfg.Alerts = s.clickhouse, s.alerts
 	if s.extra != nil {
 		s.extra(t, g)
 	}
@@ -264,7 +284,7 @@ func (g *gw) writeConfig(t testing.TB) {
 // startServe starts `tollgate serve` and waits until it serves.
 func (g *gw) startServe(t *testing.T) {
 	t.Helper()
-	g.cmd = exec.Command(tollgateBin, "serve", "-c", g.config)
+	g.cmd = exec.Command(tollgateBin, append([]string{"serve", "-c", g.config}, g.serveArgs...)...)
 	g.cmd.Dir = g.dir
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {

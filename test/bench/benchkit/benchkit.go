@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
@@ -53,6 +54,17 @@ type Workload struct {
 	// NoGuardrails turns message scanning off (guardrails.disabled), to
 	// measure its cost.
 	NoGuardrails bool
+	// Instances, when above zero, partitions the runs (Partitions, default
+	// 8) and runs that many enforcer instances in the process, each on a
+	// connection of its own, owning the partitions it prefers.
+	Instances, Partitions int
+}
+
+func (w Workload) partitions() int {
+	if w.Partitions > 0 {
+		return w.Partitions
+	}
+	return 8
 }
 
 // Total is the number of submissions.
@@ -90,6 +102,9 @@ func newEnv(ctx context.Context, w Workload) (*env, error) {
 	keys := map[string]nkeys.KeyPair{}
 	cfg := &gateway.Config{NATS: gateway.NATSConfig{DataDir: dir, Listen: gateway.ListenNone}}
 	cfg.Guardrails.Disabled = w.NoGuardrails
+	if w.Instances > 0 {
+		cfg.NATS.Partitions = w.partitions()
+	}
 	require := !w.Unsigned
 	for _, id := range []struct {
 		id, typ string
@@ -218,22 +233,57 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	if w.Quota {
 		cfg.Quotas = []limits.Quota{{Name: "bench", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1 << 50}}
 	}
+	var extra []*enforcer.Enforcer
+	if w.Instances > 0 {
+		cfg.Partitions, cfg.Instances = w.partitions(), w.Instances
+	}
+	for i := 1; i < w.Instances; i++ {
+		nc, err := e.g.Connect(fmt.Sprintf("bench enforcer %d", i))
+		if err != nil {
+			return Result{}, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+		if err != nil {
+			return Result{}, err
+		}
+		ic := cfg
+		ic.Instance, ic.Publishers = i, []jetstream.JetStream{}
+		enf, err := enforcer.New(js, e.subjects, e.g.Registry(), ic)
+		if err != nil {
+			return Result{}, err
+		}
+		extra = append(extra, enf)
+	}
 	start := time.Now()
 	if err := e.g.StartEnforcer(ctx, cfg); err != nil {
 		return Result{}, err
 	}
+	for _, enf := range extra {
+		if err := enf.Start(ctx); err != nil {
+			return Result{}, err
+		}
+	}
 	err = e.drained(ctx)
 	elapsed := time.Since(start)
-	enf := e.g.Enforcer()
+	enfs := append([]*enforcer.Enforcer{e.g.Enforcer()}, extra...)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e.g.StopEnforcer(stopCtx)
-	s := enf.Stats()
+	var allowed, errs, denied uint64
+	for i, enf := range enfs {
+		if i == 0 {
+			e.g.StopEnforcer(stopCtx)
+		} else {
+			enf.Stop(stopCtx)
+		}
+		s := enf.Stats()
+		allowed, errs, denied = allowed+s.Allowed, errs+s.Errors, denied+s.Denied
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	if int(s.Allowed) != w.Total() || s.Errors != 0 {
-		return Result{}, fmt.Errorf("enforcer allowed %d of %d with %d errors, denied %d", s.Allowed, w.Total(), s.Errors, s.Denied)
+	if int(allowed) != w.Total() || errs != 0 {
+		return Result{}, fmt.Errorf("enforcers allowed %d of %d with %d errors, denied %d", allowed, w.Total(), errs, denied)
 	}
 	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed}, nil
 }
@@ -242,6 +292,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 // append to LEDGER, forward to DELIVER, ack once both are stored, sharded
 // by run over the same number of workers.
 func RawRelay(ctx context.Context, w Workload) (Result, error) {
+	w.Instances = 0 // the relay reads SUBMIT unpartitioned
 	e, err := newEnv(ctx, w)
 	if err != nil {
 		return Result{}, err

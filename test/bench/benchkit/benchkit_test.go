@@ -3,6 +3,7 @@ package benchkit_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/test/bench/benchkit"
 )
@@ -60,5 +61,19 @@ func TestWorkloadRuns(t *testing.T) {
 		if res.Messages != 25 || res.Elapsed <= 0 {
 			t.Fatalf("%s: %+v", res.Name, res)
 		}
+	}
+}
+
+// TestWorkloadInstances checks the partitioned harness: two enforcer
+// instances govern every submission between them.
+func TestWorkloadInstances(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := benchkit.Governed(ctx, benchkit.Workload{Runs: 8, Hops: 4, Instances: 2, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages != 40 {
+		t.Fatalf("%+v", res)
 	}
 }

@@ -28,6 +28,8 @@ func main() {
 	flag.BoolVar(&w.NoGuardrails, "no-guardrails", false, "turn message scanning off (guardrails.disabled)")
 	flag.IntVar(&w.Shards, "shards", 0, "enforcer shards (0: default)")
 	flag.IntVar(&w.Conns, "conns", -1, "extra connections the enforcer publishes on (-1: the gateway's default, as serve)")
+	flag.IntVar(&w.Instances, "instances", 0, "enforcer instances over partitioned runs (0: one, unpartitioned)")
+	flag.IntVar(&w.Partitions, "partitions", 0, "run partitions with -instances (0: 8)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

@@ -1,0 +1,101 @@
+package enforcer_test
+
+import (
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/schemas"
+)
+
+func spikeAlerts(t *testing.T, g *enforcertest.Gateway) []schemas.Alert {
+	t.Helper()
+	s, err := g.JS.Stream(ctxT(t), g.Subjects.Stream(broker.StreamAlerts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []schemas.Alert
+	for seq := uint64(1); ; seq++ {
+		m, err := s.GetMsg(ctxT(t), seq)
+		if err != nil {
+			break
+		}
+		if !strings.Contains(m.Subject, ".alert.fleet."+schemas.AlertSpendSpike+".") {
+			continue
+		}
+		var a schemas.Alert
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// TestSpendSpike: the orchestrator spends $1 a minute, steadily; research
+// spends $0.10 twice, then, twelve minutes on (the enforcer's clock), $10
+// in a minute through a delegation loop to the writer. Research and its
+// team raise a spend-spike alert naming the run and the edge; the steady
+// orchestrator raises none.
+func TestSpendSpike(t *testing.T) {
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	g := enforcertest.Start(t, enforcertest.Options{Identities: demoIdentities, Policies: basePolicies(t), Config: enforcer.Config{
+		Clock:       clock,
+		Limits:      limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxCostUSD: -1, MaxWallClockSeconds: -1},
+		SpendSpikes: limits.SpendSpikes{Factor: 4, Short: time.Minute, Baseline: 10 * time.Minute, MinCostUSD: 0.5, Cooldown: time.Hour},
+	}})
+	tomas, orch, research, writer := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research"), newSender(t, g, "writer")
+	steadyRun, steadyRoot := openRun(t, tomas)
+	loopRun, loopRoot := openRun(t, tomas)
+	parent := delegate(t, orch, loopRun, loopRoot, "research")
+	orchReplies, writerCalls := 2, 0
+	call := func(from *sender, run, parent, to string, replier *sender, cost float64) {
+		t.Helper()
+		hop := delegate(t, from, run, parent, to)
+		replier.send(run, replier.reply(hop, from.id, &schemas.Usage{InputTokens: 10, CostUSD: cost}))
+	}
+	for m := 0; m <= 12; m++ {
+		offset.Store(int64(time.Duration(m) * time.Minute))
+		call(orch, steadyRun, steadyRoot, "research", research, 1)
+		orchReplies++
+		waitDeliveries(t, g, "orchestrator", orchReplies)
+		if m == 0 || m == 5 {
+			call(research, loopRun, parent, "writer", writer, 0.1)
+			writerCalls++
+		}
+	}
+	// Minute 12: the loop.
+	for range 20 {
+		call(research, loopRun, parent, "writer", writer, 0.5)
+		writerCalls++
+	}
+	waitDeliveries(t, g, "research", 13+1+writerCalls)
+	var alerts []schemas.Alert
+	waitFor(t, func() bool { alerts = spikeAlerts(t, g); return len(alerts) >= 2 })
+	time.Sleep(100 * time.Millisecond)
+	alerts = spikeAlerts(t, g)
+	var agentAlert *schemas.Alert
+	for i, a := range alerts {
+		if a.Agent == "orchestrator" || a.Team == "platform" {
+			t.Fatalf("the steady orchestrator raised a spike alert: %+v", a)
+		}
+		if a.Scope == "agent" && a.Agent == "research" {
+			agentAlert = &alerts[i]
+		}
+	}
+	if agentAlert == nil || len(alerts) != 2 {
+		t.Fatalf("alerts %+v; want one for the agent research and one for its team", alerts)
+	}
+	a := agentAlert
+	if a.Kind != schemas.AlertSpendSpike || a.Rate < 0.5 || a.Baseline <= 0 || a.Factor != 4 ||
+		len(a.TopRuns) == 0 || a.TopRuns[0].Key != loopRun || len(a.TopEdges) == 0 || a.TopEdges[0].Key != "research->writer" {
+		t.Fatalf("research's alert: %+v", a)
+	}
+}
