@@ -37,7 +37,7 @@ func TestRetryPolicy(t *testing.T) {
 // replaces the target's own; the fallbacks and breaker stay.
 func TestWorkflowOverridesRetry(t *testing.T) {
 	s := limits.Set{
-		Targets: map[string]limits.Target{"writer": {Retry: limits.Retry{MaxAttempts: 3, On: []string{"timeout"}}, Fallback: []string{"backup"}}},
+		Targets:         map[string]limits.Target{"writer": {Retry: limits.Retry{MaxAttempts: 3, On: []string{"timeout"}}, Fallback: []string{"backup"}}},
 		WorkflowRetries: map[string]map[string]limits.Retry{"briefs": {"writer": {MaxAttempts: 1}}},
 	}
 	if got := s.TargetFor("default", "writer"); got.Retry.MaxAttempts != 3 || len(got.Fallback) != 1 {
