@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ type EmbeddedConfig struct {
 	Cluster *ClusterConfig
 	// Debug turns the server's own logging on (to stderr).
 	Debug bool
+	// Logger, when set (and Debug is off), receives the server's
+	// authentication failures, permission violations, warnings and errors.
+	Logger *slog.Logger
 	// MaxPayload caps a message at the server; zero keeps the 1 MiB default.
 	MaxPayload int32
 	// SyncAlways makes the file store fsync every write before it is
@@ -90,6 +94,8 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	if cfg.Debug {
 		srv.ConfigureLogger()
+	} else if cfg.Logger != nil {
+		srv.SetLoggerV2(serverLog{cfg.Logger}, false, false, false)
 	}
 	go srv.Start()
 	deadline := 30 * time.Second

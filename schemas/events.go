@@ -445,8 +445,9 @@ func (e *Event) EncodeData() error {
 	return nil
 }
 
-// dataFor returns a pointer to the zero data value of an event type.
-func dataFor(t EventType) any {
+// NewEventData returns a pointer to the zero data value of an event type,
+// nil for an unknown type: what an event's data decodes into.
+func NewEventData(t EventType) any {
 	switch t {
 	case EventRunStarted:
 		return &RunStarted{}
@@ -484,7 +485,7 @@ func (e *Event) DecodeData() (any, error) {
 	if e.decoded != nil {
 		return e.decoded, nil
 	}
-	v := dataFor(e.Type)
+	v := NewEventData(e.Type)
 	if v == nil {
 		return nil, fmt.Errorf("%w: unknown event type %q", ErrMalformed, e.Type)
 	}

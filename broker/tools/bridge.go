@@ -12,7 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tollgate/tollgate/broker/agent"
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 

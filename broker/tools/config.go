@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/url"
 
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 

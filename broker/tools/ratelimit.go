@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 )
 
 // bucket is a token bucket of one tool's calls.

@@ -10,11 +10,11 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/deploy"
 	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )

@@ -18,11 +18,11 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/notify"
 
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/limits"
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/enforcer/tracing"
 	"github.com/tollgate/tollgate/projections"
 	"github.com/tollgate/tollgate/schemas"

@@ -424,7 +424,7 @@ func (g *Gateway) connect(ctx context.Context) error {
 		return err
 	}
 	dataDir := cfg.Path(cfg.NATS.DataDir)
-	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Accounts: g.subjects.AccountsConfig(l)}
+	ec := broker.EmbeddedConfig{DataDir: filepath.Join(dataDir, storeDir), Accounts: g.subjects.AccountsConfig(l), Logger: g.log}
 	if cfg.NATS.Listen == ListenNone {
 		ec.NoListen = true
 	} else {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,4 +309,75 @@ func TestNATSPortInUse(t *testing.T) {
 	if d := time.Since(began); d > 5*time.Second {
 		t.Fatalf("refused after %s", d)
 	}
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNATSAuthFailuresLogged: a connection with a key the embedded server
+// does not know, and a publish outside an identity's imports, reach the
+// gateway's log at warn (only the server sees them).
+func TestNATSAuthFailuresLogged(t *testing.T) {
+	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"})
+	var logs lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: policies, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close(context.Background()) })
+	url := g.Embedded().ClientURL()
+
+	stranger, err := broker.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(url, nkeyOption(t, stranger), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a key the server does not know connected")
+	}
+	brokertest.Eventually(t, 10*time.Second, "the refused key in the log", func() bool {
+		return strings.Contains(logs.String(), "nats authentication failed")
+	})
+
+	nc, err := nats.Connect(url, nkeyOption(t, c.keys["tomas"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("tg.ledger.somebodys-run", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	brokertest.Eventually(t, 10*time.Second, "the violation in the log", func() bool {
+		return strings.Contains(logs.String(), "nats permissions violation")
+	})
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("not at warn:\n%s", logs.String())
+	}
+}
+
+func nkeyOption(t *testing.T, kp nkeys.KeyPair) nats.Option {
+	t.Helper()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nats.Nkey(pub, kp.Sign)
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/tollgate/tollgate/broker/hopfront"
 	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/broker/models"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/policy"
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 

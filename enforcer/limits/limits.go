@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 

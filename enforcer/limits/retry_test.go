@@ -24,7 +24,7 @@ func TestRetryPolicy(t *testing.T) {
 		if got := r.Wait(hop, 2); got < 500*time.Millisecond || got > 1500*time.Millisecond {
 			t.Errorf("jittered wait %s of %s is outside 0.5s..1.5s", got, hop)
 		}
-		if r.Wait(hop, 2) != r.Wait(hop, 2) {
+		if first, again := r.Wait(hop, 2), r.Wait(hop, 2); first != again {
 			t.Errorf("jitter of %s is not deterministic", hop)
 		}
 	}

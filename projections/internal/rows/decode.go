@@ -128,35 +128,9 @@ func (x *Decoder) decodeEvent(wire []byte, d *Decoded) error {
 	return nil
 }
 
-// dataFor returns a pointer to the zero data value of an event type, nil
-// for an unknown type.
-func dataFor(t schemas.EventType) any {
-	switch t {
-	case schemas.EventRunStarted:
-		return &schemas.RunStarted{}
-	case schemas.EventHopAllowed, schemas.EventHopDenied:
-		return &schemas.HopDecision{}
-	case schemas.EventHopCompleted:
-		return &schemas.HopCompleted{}
-	case schemas.EventHopTimedOut:
-		return &schemas.HopTimedOut{}
-	case schemas.EventHopRetried:
-		return &schemas.HopRetried{}
-	case schemas.EventHopRerouted:
-		return &schemas.HopRerouted{}
-	case schemas.EventRunLimitBreached:
-		return &schemas.RunLimitBreached{}
-	case schemas.EventRunHalted:
-		return &schemas.RunHalted{}
-	case schemas.EventRunCompleted:
-		return &schemas.RunCompleted{}
-	}
-	return nil
-}
-
 // decodeData decodes an event's data into its type-specific struct.
 func decodeData(ev *schemas.Event) (any, error) {
-	v := dataFor(ev.Type)
+	v := schemas.NewEventData(ev.Type)
 	if v == nil {
 		return nil, fmt.Errorf("%w: unknown event type %q", schemas.ErrMalformed, ev.Type)
 	}
@@ -173,7 +147,7 @@ var wireMembers = map[string]bool{"envelope": true, "raw": true}
 
 // hasWireMembers reports whether events of type t may carry wireMembers.
 func hasWireMembers(t schemas.EventType) bool {
-	return t == schemas.EventHopAllowed || t == schemas.EventHopDenied || t == schemas.EventHopCompleted
+	return t == schemas.EventHopAllowed || t == schemas.EventHopDenied || t == schemas.EventHopPending || t == schemas.EventHopCompleted
 }
 
 // readData reads the data member the decoder is at. With the type known,
@@ -187,7 +161,7 @@ func hasWireMembers(t schemas.EventType) bool {
 func (x *Decoder) readData(wire []byte, d *Decoded) error {
 	ev := &d.Event
 	start := int(x.dec.InputOffset())
-	v := dataFor(ev.Type)
+	v := schemas.NewEventData(ev.Type)
 	switch {
 	case v == nil: // the type comes later, or is unknown: decoded after
 		if err := x.dec.SkipValue(); err != nil {

@@ -24,6 +24,15 @@ func envelopeRun(t testing.TB) []ledger.Record {
 	b.add(schemas.EventHopDenied, "", &schemas.HopDecision{From: "tomas", Reason: schemas.ReasonMalformed, Raw: []byte("\x00garbage{"), Size: 9, Digest: "d1"})
 	b.add(schemas.EventHopCompleted, "h0", &schemas.HopCompleted{Status: schemas.StateCompleted, By: "orchestrator",
 		Usage: &schemas.Usage{InputTokens: 1, CostUSD: 0.5}, Envelope: env, Digest: "d2"})
+	b.add(schemas.EventHopPending, "h1", &schemas.HopDecision{Kind: schemas.KindInvoke, From: "orchestrator", To: "payments",
+		Ancestry: []string{"tomas", "orchestrator"}, Envelope: env, Size: len(env), Digest: "d3", Deadline: t0.Add(time.Hour),
+		Approval: &schemas.Approval{Approvers: []string{"finance"}, PolicyIDs: []string{"p2"}, Deadline: t0.Add(time.Hour)}})
+	b.add(schemas.EventHopApproved, "h1", &schemas.HopApproved{By: "olga", Note: "ok", Deadline: t0.Add(2 * time.Hour)})
+	b.add(schemas.EventHopPending, "h2", &schemas.HopDecision{Kind: schemas.KindInvoke, From: "orchestrator", To: "payments", Digest: "d4",
+		Approval: &schemas.Approval{Approvers: []string{"finance"}, Deadline: t0.Add(time.Hour)}})
+	b.add(schemas.EventHopRejected, "h2", &schemas.HopRejected{By: "olga", Message: "no"})
+	b.add(schemas.EventHopRetried, "h1", &schemas.HopRetried{Attempt: 2, Cause: "timeout", RetryAt: t0.Add(time.Minute), Deadline: t0.Add(time.Hour)})
+	b.add(schemas.EventHopRerouted, "h1", &schemas.HopRerouted{From: "payments", To: "payments-backup", Cause: "unavailable", Deadline: t0.Add(time.Hour)})
 	b.add(schemas.EventRunLimitBreached, "", &schemas.RunLimitBreached{Limit: "max_hops", Value: 2, Bound: 1, Reason: schemas.ReasonBudget, Action: "halt"})
 	b.add(schemas.EventRunHalted, "", &schemas.RunHalted{Reason: "budget", By: "gateway"})
 	b.add(schemas.EventHopTimedOut, "h0", &schemas.HopTimedOut{Deadline: t0, LatencyMS: 5})
@@ -35,7 +44,17 @@ func envelopeRun(t testing.TB) []ledger.Record {
 // schemas.DecodeEvent and DecodeData yield, for every event type.
 func TestDecodeAgreesWithSchemas(t *testing.T) {
 	x := NewDecoder()
-	for _, r := range envelopeRun(t) {
+	recs := envelopeRun(t)
+	seen := map[schemas.EventType]bool{}
+	for _, r := range recs {
+		seen[r.Event.Type] = true
+	}
+	for _, typ := range schemas.EventTypes {
+		if !seen[typ] {
+			t.Errorf("the test run has no %s event", typ)
+		}
+	}
+	for _, r := range recs {
 		got, err := x.Decode(r.Raw, r.StreamSeq)
 		if err != nil {
 			t.Fatalf("seq %d: %v", r.Event.Seq, err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/brokertest"
-	"github.com/tollgate/tollgate/enforcer/ratelimit"
+	"github.com/tollgate/tollgate/broker/ratelimit"
 )
 
 func TestParseRate(t *testing.T) {
