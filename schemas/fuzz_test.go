@@ -86,3 +86,23 @@ func FuzzDecodeApprovalRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeReloadRequest: the gateway's decoder of operators' reload
+// requests never panics, and what it accepts is well formed.
+func FuzzDecodeReloadRequest(f *testing.F) {
+	f.Add([]byte(`{"v":1,"by":"ops","reason":"new policy","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
+	f.Add([]byte(`{"v":1,"by":"ops*","sent_at":"2026-11-28T00:00:00Z"}`))
+	f.Add([]byte(`{"v":1,"by":"ops"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := DecodeReloadRequest(in)
+		if err != nil {
+			if !wrapsSentinel(err) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if !ValidPrincipalID(r.By) || len(r.Reason) > MaxNoteBytes || r.SentAt.IsZero() {
+			t.Fatalf("accepted a malformed reload request %+v", r)
+		}
+	})
+}
