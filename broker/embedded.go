@@ -41,6 +41,13 @@ type EmbeddedConfig struct {
 	Logger *slog.Logger
 	// MaxPayload caps a message at the server; zero keeps the 1 MiB default.
 	MaxPayload int32
+	// SyncAlways makes the file store fsync every write before it is
+	// acknowledged: an acknowledged submission then survives a power loss,
+	// not only a process kill. Otherwise the store fsyncs every
+	// SyncInterval (zero: the server's default, 2 minutes). See
+	// docs/reliability.md for what each costs.
+	SyncAlways   bool
+	SyncInterval time.Duration
 }
 
 // ClusterConfig places an embedded server in a cluster.
@@ -125,6 +132,7 @@ func (cfg EmbeddedConfig) options(accounts string) (*server.Options, error) {
 	opts.Host, opts.Port, opts.DontListen = cfg.Host, cfg.Port, cfg.NoListen
 	opts.NoSigs, opts.NoLog = true, !cfg.Debug
 	opts.MaxPayload = cfg.MaxPayload
+	opts.SyncAlways, opts.SyncInterval = cfg.SyncAlways, cfg.SyncInterval
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}

@@ -190,6 +190,17 @@ func (s Subjects) TimerSchedule(run, key string) string {
 	return s.prefix + ".timer.sched." + run + "." + key
 }
 
+// ParseTimerSchedule returns the run of a run's wall-clock schedule
+// subject (TimerSchedule(run, TimerRunKey)).
+func (s Subjects) ParseTimerSchedule(subject string) (run string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, s.prefix+".timer.sched.")
+	if !ok {
+		return "", false
+	}
+	run, ok = strings.CutSuffix(rest, "."+TimerRunKey)
+	return run, ok && run != "" && !strings.Contains(run, ".")
+}
+
 // TimerFire is where a timer fires.
 func (s Subjects) TimerFire(run, key string) string {
 	return s.prefix + ".timer.fire." + run + "." + key

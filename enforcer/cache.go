@@ -80,6 +80,14 @@ func (c *runCache) add(run string, st *ledger.State) {
 	if v.open {
 		c.open++
 	}
+	if st.Started && !st.Halted && (!st.Closed() || len(st.Open) > 0) {
+		// An earlier process (or this one, before an eviction) may have
+		// set the run's timer: count it as armed at an unknown time, so
+		// that it is set again when due and removed when nothing is.
+		if _, ok := c.armed[run]; !ok {
+			c.armed[run] = time.Time{}
+		}
+	}
 	c.lru.Add(run, v)
 }
 
@@ -141,10 +149,11 @@ func (c *runCache) arm(run string, nextDue func(*ledger.State) time.Time) (due t
 		return time.Time{}, false, false
 	}
 	due = nextDue(v.st)
-	if due.IsZero() && v.st.Closed() {
+	if due.IsZero() {
 		if _, armed := c.armed[run]; armed {
-			// The run has ended with its schedule still set: remove it, so
-			// an ended run carries no timer.
+			// Nothing is due any more (the run has ended, its last open
+			// hop closed) with its schedule still set: remove it, so an
+			// ended run carries no timer.
 			delete(c.armed, run)
 			return time.Time{}, false, true
 		}

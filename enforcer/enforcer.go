@@ -98,6 +98,8 @@ type Enforcer struct {
 	// timers is the TIMERS stream, looked up once.
 	timersMu sync.Mutex
 	timers   jetstream.Stream
+	// sweepCancel stops the start-up sweep of ended runs' timers.
+	sweepCancel context.CancelFunc
 }
 
 // New returns an enforcer that judges hops against reg.
@@ -240,6 +242,16 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		e.closeShards()
 		return fmt.Errorf("enforcer: subscribe to queries: %w", err)
 	}
+	// Schedules a crash left to ended runs are removed in the background.
+	sweepCtx, cancel := context.WithCancel(work)
+	e.sweepCancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if n := e.sweepTimers(sweepCtx); n > 0 {
+			e.cfg.Logger.Info("removed the timers of ended runs", "runs", n)
+		}
+	}()
 	// Once Start returns, the server knows the subscriptions: a control
 	// request sent then finds a responder.
 	if err := e.js.Conn().FlushTimeout(e.cfg.OpTimeout); err != nil {
@@ -306,6 +318,9 @@ func (e *Enforcer) publisher(run string) publisher {
 // Stop stops consuming, finishes the work in flight and waits for its
 // publishes to be acknowledged, or until ctx ends.
 func (e *Enforcer) Stop(ctx context.Context) error {
+	if e.sweepCancel != nil {
+		e.sweepCancel()
+	}
 	e.stopConsuming(ctx)
 	e.closeShards()
 	done := make(chan struct{})

@@ -201,7 +201,7 @@ func (s *shard) handle(w work) {
 			w.approve.reply(schemas.ApprovalReply{Error: err.Error()})
 			return
 		}
-		if sub != nil && storeFull(err) {
+		if sub != nil && storeFull(err) && !errors.Is(err, errRecordedSome) {
 			// Fail closed: nothing unrecorded is forwarded, and the sender
 			// is told why instead of waiting for a store that has no room.
 			s.failClosed(sub, err, done)
@@ -280,7 +280,7 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 		s.e.stats.redelivered.Add(1)
 		s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.redelivered })
 		if err := s.finish(ctx, st); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errRecordedSome, err)
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
@@ -291,6 +291,15 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 	if p.Dropped != nil {
 		s.dropped(sub, p.Dropped)
 		return nil, nil
+	}
+	if p.Replayed != nil || p.Reject != nil {
+		// Neither appends to the run, so no expected sequence would catch a
+		// stale state: another enforcer instance may have written the run
+		// since it was cached (an answer to a hop it admitted). Decide again
+		// on the ledger's state rather than deny or replay from an old one.
+		if err := s.fresh(ctx, st); err != nil {
+			return nil, err
+		}
 	}
 	if p.Replayed != nil {
 		s.e.stats.replayed.Add(1)
@@ -351,14 +360,14 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	for _, ev := range events {
 		rec, err := s.append(ctx, st, ev)
 		if err != nil {
-			return nil, err
+			return nil, partial(recs, err)
 		}
 		s.count(&ev)
 		recs = append(recs, rec)
 	}
 	more, err := s.followUps(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, partial(recs, err)
 	}
 	recs = append(recs, more...)
 	if hook := s.e.cfg.Hooks.AfterAppend; hook != nil {
@@ -378,6 +387,19 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	}
 	s.e.exportSpans(st, recs)
 	return out, nil
+}
+
+// errRecordedSome marks a failure after some of a submission's events
+// were appended: its decision is recorded, so it must not be refused as
+// unrecorded; it is retried, and the retry finds the decision and finishes
+// what was cut off (follow-ups, effects).
+var errRecordedSome = errors.New("the decision is recorded, what follows it is not yet")
+
+func partial(recs []ledger.Record, err error) error {
+	if len(recs) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errRecordedSome, err)
 }
 
 // count counts an appended event in the enforcer's stats and metrics, and
@@ -484,6 +506,19 @@ func (s *shard) append(ctx context.Context, st *ledger.State, ev schemas.Event) 
 		return ledger.Record{}, err
 	}
 	return rec, nil
+}
+
+// fresh returns ledger.ErrConflict when the run's ledger has moved past
+// st (another instance appended), so that the caller decides again.
+func (s *shard) fresh(ctx context.Context, st *ledger.State) error {
+	head, err := s.e.ledger.Head(ctx, st.RunID)
+	if err != nil {
+		return err
+	}
+	if head.StreamSeq != st.Head.StreamSeq {
+		return fmt.Errorf("run %s moved from stream seq %d to %d: %w", st.RunID, st.Head.StreamSeq, head.StreamSeq, ledger.ErrConflict)
+	}
+	return nil
 }
 
 // state returns the run's state from the cache, or folds it from the ledger.

@@ -3,6 +3,9 @@ package enforcer
 import (
 	"context"
 	"slices"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/decision"
@@ -86,3 +89,64 @@ func (s *shard) armTimer(run string) []outgoing {
 }
 
 func (s *shard) disarm(run string) { s.e.cache.disarm(run) }
+
+// sweepTimers removes the schedules of runs that have ended: a crash
+// between a run's last append and the removal of its schedule leaves one
+// behind. It lists the runs that hold a schedule (one per run, whatever
+// the ledger's size), reads each one's state by direct gets, with at most
+// sweepConcurrency reads at once, and purges the ended ones. Run at start;
+// it is tidiness (a leftover schedule fires once and finds the run ended),
+// so failures are only logged.
+func (e *Enforcer) sweepTimers(ctx context.Context) (purged int) {
+	s, err := e.timersStream(ctx)
+	if err != nil {
+		e.cfg.Logger.Warn("sweep ended runs' timers", "err", err)
+		return 0
+	}
+	filter := e.subjects.TimerSchedule("*", broker.TimerRunKey)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		e.cfg.Logger.Warn("sweep ended runs' timers", "err", err)
+		return 0
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, sweepConcurrency)
+	)
+	for subject := range info.State.Subjects {
+		run, ok := e.subjects.ParseTimerSchedule(subject)
+		if !ok {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return purged
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rctx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
+			defer cancel()
+			st, err := e.ledger.Load(rctx, run)
+			if err != nil || !st.Closed() || !e.rules.Load().NextDue(st).IsZero() {
+				return
+			}
+			if err := s.Purge(rctx, jetstream.WithPurgeSubject(subject)); err != nil {
+				e.cfg.Logger.Warn("remove an ended run's timer", "run", run, "err", err)
+				return
+			}
+			mu.Lock()
+			purged++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return purged
+}
+
+// sweepConcurrency bounds the ledger reads of a timer sweep.
+const sweepConcurrency = 16

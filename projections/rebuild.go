@@ -185,6 +185,9 @@ func replay(ctx context.Context, l *ledger.Ledger, pl *pipeline, st *store.Store
 		FilterSubjects: []string{l.Subjects().LedgerAll()},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
+		// The only read consumer on LEDGER (one per rebuild pass): a rebuild
+		// killed mid-pass leaves it for the server to remove this soon.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("read the ledger: %w", err)

@@ -67,15 +67,22 @@ type Client struct {
 	js   jetstream.JetStream
 	cc   jetstream.ConsumeContext
 	sem  chan struct{}
-	wg   sync.WaitGroup
-	log  *slog.Logger
+	// progressEvery is how often a running task is marked in progress: a
+	// third of the consumer's ack wait.
+	progressEvery time.Duration
+	wg            sync.WaitGroup
+	log           *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]chan *schemas.Delivery  // hop id -> its outcome
 	watch   map[string]func(*schemas.Envelope) // hop id -> its progress callback
 	running map[string]context.CancelFunc      // hop id -> its task
-	replied map[string]struct{}                // hops this process answered
-	closed  bool
+	// tasks are the hops whose handler this process has started: a
+	// handler runs at most once per hop and process, however often the
+	// task is delivered (a lost acknowledgement, a server restart).
+	tasks  map[string]*taskRecord
+	done   []string // answered hops in tasks, oldest first (bounded)
+	closed bool
 }
 
 // Connect connects the agent with its key, binds its delivery consumer
@@ -121,12 +128,16 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		waiters: map[string]chan *schemas.Delivery{},
 		watch:   map[string]func(*schemas.Envelope){},
 		running: map[string]context.CancelFunc{},
-		replied: map[string]struct{}{},
+		tasks:   map[string]*taskRecord{},
 	}
 	cons, err := js.Consumer(ctx, subj.Stream(broker.StreamDeliver), broker.AgentConsumer(cfg.ID))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: bind delivery consumer: %w", cfg.ID, err)
+	}
+	c.progressEvery = 15 * time.Second
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		c.progressEvery = max(info.Config.AckWait/3, 100*time.Millisecond)
 	}
 	// Short pulls: when the consumer's leader moves (a cluster node lost),
 	// pulls waiting at the old one are noticed by their missing
@@ -306,8 +317,12 @@ func (c *Client) call(ctx context.Context, env *schemas.Envelope, msg *Message, 
 		delete(c.watch, env.HopID)
 		c.mu.Unlock()
 	}()
-	if err := c.submit(ctx, env.RunID, env); err != nil {
+	wire, err := c.seal(ctx, env)
+	if err != nil {
 		return nil, err
+	}
+	if err := c.publish(ctx, wire); err != nil {
+		return nil, fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
 	}
 	select {
 	case d := <-wait:
@@ -344,12 +359,17 @@ func outcome(env *schemas.Envelope, d *schemas.Delivery) (*Reply, error) {
 // pullExpiry is how long a pull for deliveries waits at the server.
 const pullExpiry = 5 * time.Second
 
-// publishRetries bounds the retries of a submission nobody answered
-// (about 10 s at 250 ms apart).
-const publishRetries = 40
+// sealed is a submission ready to publish: its subject, headers and the
+// signed bytes. Publishing it again (a retry) sends the very same bytes
+// under the same dedupe id, so the broker and the gateway recognise it.
+type sealed struct {
+	msg *nats.Msg
+	id  string
+	env *schemas.Envelope
+}
 
-// submit signs env and publishes it on the agent's submit subject.
-func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) error {
+// seal stamps and signs env for the agent's submit subject.
+func (c *Client) seal(ctx context.Context, env *schemas.Envelope) (*sealed, error) {
 	env.Version, env.From, env.SentAt = schemas.EnvelopeVersion, c.cfg.ID, time.Now().UTC()
 	var wire []byte
 	var err error
@@ -359,25 +379,58 @@ func (c *Client) submit(ctx context.Context, run string, env *schemas.Envelope) 
 		wire, err = env.Marshal()
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	msg := nats.NewMsg(c.subj.Submit(c.cfg.ID, run))
+	msg := nats.NewMsg(c.subj.Submit(c.cfg.ID, env.RunID))
 	msg.Data = wire
 	propagation.TraceContext{}.Inject(ctx, broker.HeaderCarrier(msg.Header))
 	// The dedupe id is the digest of the very bytes sent: a retry of this
 	// publish is recognised, and no other identity can have used it first.
-	// While a cluster elects a new stream leader (a node lost) nobody
-	// answers for a few seconds: the same publish is retried, and the
-	// dedupe id makes a retry of a stored one a no-op.
-	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(schemas.Digest(wire)),
-		jetstream.WithRetryAttempts(publishRetries), jetstream.WithRetryWait(250*time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("submit %s hop %s: %w", env.Kind, env.HopID, err)
+	return &sealed{msg: msg, id: schemas.Digest(wire), env: env}, nil
+}
+
+// publish stores a sealed submission, trying again until the broker
+// confirms it or ctx ends: a server restarting or a gateway failing over
+// loses unconfirmed publishes, and each attempt is bounded by
+// PublishAttemptTimeout so a lost one is sent again soon.
+func (c *Client) publish(ctx context.Context, s *sealed) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, PublishAttemptTimeout)
+		ack, err := c.js.PublishMsg(actx, s.msg, jetstream.WithMsgID(s.id))
+		cancel()
+		if err == nil {
+			if ack.Duplicate {
+				c.log.Info("submission was already stored (an earlier attempt of this publish)", "kind", s.env.Kind, "hop", s.env.HopID, "seq", ack.Sequence)
+			}
+			return nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.Info("submission not confirmed, sending it again", "kind", s.env.Kind, "hop", s.env.HopID, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+		case <-ctx.Done():
+			return err
+		}
 	}
-	if ack.Duplicate {
-		c.log.Info("submission was already stored (an earlier attempt of this publish)", "kind", env.Kind, "hop", env.HopID, "seq", ack.Sequence)
+}
+
+// PublishAttemptTimeout bounds one attempt to store a submission. A NATS
+// server restarting takes a few seconds; an attempt lost in it is sent
+// again after this long.
+const PublishAttemptTimeout = 3 * time.Second
+
+// retryable reports whether a publish error may succeed when tried again:
+// anything but a refusal the broker stated (a permission, a bad subject).
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 503-like answers (no stream leader, JetStream not ready) pass.
+		return apiErr.Code >= 500
 	}
-	return nil
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubject) &&
+		!errors.Is(err, nats.ErrMaxPayload)
 }
 
 // receive handles one delivery.

@@ -67,7 +67,14 @@ func (t *Task) Progress(ctx context.Context, event any) error {
 		Kind: schemas.KindProgress, HopID: t.Context.HopID, RunID: t.Context.RunID, To: t.From,
 		Result: &schemas.Result{Status: schemas.StateWorking, Output: out},
 	}
-	return t.c.submit(ctx, t.Context.RunID, env)
+	s, err := t.c.seal(ctx, env)
+	if err != nil {
+		return fmt.Errorf("progress of hop %s: %w", t.Context.HopID, err)
+	}
+	if err := t.c.publish(ctx, s); err != nil {
+		return fmt.Errorf("progress of hop %s: %w", t.Context.HopID, err)
+	}
+	return nil
 }
 
 // Spawn starts a new run from inside this task, invoking the target as
@@ -87,29 +94,53 @@ func (t *Task) Spawn(ctx context.Context, to string, msg *Message, opts ...CallO
 	return t.c.call(ctx, env, msg, apply(env, opts))
 }
 
+// taskRecord is what the client knows of a hop whose handler it started.
+type taskRecord struct {
+	// msg is the latest delivery of the task: the one to acknowledge.
+	msg jetstream.Msg
+	// answered is set once the reply is stored and the task acknowledged.
+	answered bool
+}
+
 func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
+	hop := d.Context.HopID
+	c.mu.Lock()
+	if rec := c.tasks[hop]; rec != nil {
+		// This process ran (or is running) the handler of this hop: the
+		// task came again because an acknowledgement was lost. Never run
+		// it twice: acknowledge it if answered, else let the running
+		// handler acknowledge this latest delivery.
+		answered := rec.answered
+		if !answered {
+			rec.msg = m
+		}
+		c.mu.Unlock()
+		if answered {
+			c.ackSync(m, hop)
+		} else {
+			_ = m.InProgress()
+		}
+		return
+	}
+	c.mu.Unlock()
 	if redelivered(m) && c.answered(d.Context) {
-		// The task was answered before and only its acknowledgement was
-		// lost (a crash, a server restart): the reply is in the ledger. Run
-		// it again and it would run twice.
-		c.ackSync(m, d.Context.HopID)
+		// The task was answered before (by an earlier process) and only
+		// its acknowledgement was lost (a crash, a server restart): the
+		// reply is in the ledger. Run it again and it would run twice.
+		c.ackSync(m, hop)
 		return
 	}
 	env, err := d.DecodeEnvelope()
 	if err != nil || env == nil {
-		c.log.Warn("task without a readable envelope", "hop", d.Context.HopID, "err", err)
+		c.log.Warn("task without a readable envelope", "hop", hop, "err", err)
 		_ = m.Term()
 		return
 	}
 	var msg Message
 	if err := json.Unmarshal(env.Message, &msg); err != nil {
-		c.log.Warn("task message is not A2A", "hop", d.Context.HopID, "err", err)
+		c.log.Warn("task message is not A2A", "hop", hop, "err", err)
 	}
 	t := &Task{c: c, Context: d.Context, From: env.From, Message: &msg, Envelope: env}
-	if c.cfg.Handler == nil {
-		c.finish(m, t, &Result{Status: schemas.StateRejected, Error: c.cfg.ID + " serves no tasks"})
-		return
-	}
 	base := c.traceContext(m)
 	ctx, cancel := context.WithCancel(base)
 	if !d.Context.Deadline.IsZero() {
@@ -121,20 +152,25 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		cancel()
 		return // left unacked: redelivered to the next instance
 	}
-	c.running[d.Context.HopID] = cancel
+	c.tasks[hop] = &taskRecord{msg: m}
+	c.running[hop] = cancel
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		defer func() {
 			c.mu.Lock()
-			delete(c.running, d.Context.HopID)
+			delete(c.running, hop)
 			c.mu.Unlock()
 			cancel()
 		}()
+		if c.cfg.Handler == nil {
+			c.finish(t, &Result{Status: schemas.StateRejected, Error: c.cfg.ID + " serves no tasks"})
+			return
+		}
 		c.sem <- struct{}{}
 		defer func() { <-c.sem }()
-		stop := keepAlive(ctx, m)
+		stop := c.keepAlive(ctx, hop)
 		hctx, span := c.taskSpan(ctx, t)
 		res, err := c.cfg.Handler(hctx, t)
 		endTaskSpan(span, res, err)
@@ -148,7 +184,7 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		if res.Status == "" && errors.Is(ctx.Err(), context.Canceled) {
 			res.Status = schemas.StateCanceled
 		}
-		c.finish(m, t, res)
+		c.finish(t, res)
 	}()
 }
 
@@ -160,16 +196,16 @@ func usageOf(r *Result) *schemas.Usage {
 }
 
 // keepAlive tells the broker the task is still being worked on, so a long
-// task is not redelivered.
-func keepAlive(ctx context.Context, m jetstream.Msg) func() {
+// task is not redelivered. It marks the task's latest delivery.
+func (c *Client) keepAlive(ctx context.Context, hop string) func() {
 	done := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(15 * time.Second)
+		tick := time.NewTicker(c.progressEvery)
 		defer tick.Stop()
 		for {
 			select {
 			case <-tick.C:
-				_ = m.InProgress()
+				_ = c.latest(hop).InProgress()
 			case <-done:
 				return
 			case <-ctx.Done():
@@ -180,16 +216,28 @@ func keepAlive(ctx context.Context, m jetstream.Msg) func() {
 	return func() { close(done) }
 }
 
-// finish replies to the caller and acks the task.
-func (c *Client) finish(m jetstream.Msg, t *Task, res *Result) {
+// latest is the task's latest delivery.
+func (c *Client) latest(hop string) jetstream.Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tasks[hop].msg
+}
+
+// finish replies to the caller and acknowledges the task. The handler's
+// result is final: the reply is sent again until the broker has stored it
+// (the very same bytes, so the gateway records it once), and only then is
+// the task acknowledged. A task whose reply could not be stored before its
+// deadline had passed long ago is left unacknowledged, never re-run here.
+func (c *Client) finish(t *Task, res *Result) {
 	if res == nil {
 		res = &Result{}
 	}
 	if res.Status == "" {
 		res.Status = schemas.StateCompleted
 	}
+	hop := t.Context.HopID
 	env := &schemas.Envelope{
-		Kind: schemas.KindReply, HopID: t.Context.HopID, RunID: t.Context.RunID, To: t.From,
+		Kind: schemas.KindReply, HopID: hop, RunID: t.Context.RunID, To: t.From,
 		Result: &schemas.Result{Status: res.Status, Error: res.Error}, Usage: res.Usage,
 	}
 	if res.Output != nil {
@@ -200,18 +248,72 @@ func (c *Client) finish(m jetstream.Msg, t *Task, res *Result) {
 		}
 		env.Result.Output = out
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	if !t.Context.Deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(context.Background(), t.Context.Deadline.Add(replyGrace))
+	}
 	defer cancel()
-	if err := c.submit(ctx, t.Context.RunID, env); err != nil {
-		c.log.Warn("reply", "hop", t.Context.HopID, "err", err)
-		_ = m.Nak() // try again: the task will be redone
+	stop := c.stopOnClose(ctx, cancel)
+	defer stop()
+	s, err := c.seal(ctx, env)
+	if err == nil {
+		err = c.publish(ctx, s)
+	}
+	if err != nil {
+		c.log.Warn("reply not stored; the task stays unacknowledged", "hop", hop, "err", err)
 		return
 	}
 	// The reply is stored: only now is the task acknowledged, and the
 	// acknowledgement confirmed. If it is lost anyway, the redelivered task
 	// is recognised as answered (startTask).
-	c.remember(t.Context.HopID)
-	c.ackSync(m, t.Context.HopID)
+	c.mu.Lock()
+	rec := c.tasks[hop]
+	rec.answered = true
+	c.done = append(c.done, hop)
+	if len(c.done) > maxRemembered {
+		// The gateway's ledger still knows; this only spares a query.
+		delete(c.tasks, c.done[0])
+		c.done = c.done[1:]
+	}
+	m := rec.msg
+	c.mu.Unlock()
+	c.ackSync(m, hop)
+}
+
+// replyGrace is how long after a task's deadline its reply is still
+// offered: the gateway closes the hop as timed out by then.
+const replyGrace = time.Minute
+
+// stopOnClose cancels ctx when the client closes.
+func (c *Client) stopOnClose(ctx context.Context, cancel context.CancelFunc) func() {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.mu.Lock()
+				closed := c.closed
+				c.mu.Unlock()
+				if closed {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // ackSync acknowledges a task and waits for the server to confirm it,
@@ -241,12 +343,6 @@ func redelivered(m jetstream.Msg) bool {
 // failed query counts as not answered: the task runs (a crash mid-task
 // must redo it).
 func (c *Client) answered(hc schemas.Context) bool {
-	c.mu.Lock()
-	_, done := c.replied[hc.HopID]
-	c.mu.Unlock()
-	if done {
-		return true
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, c.subj.Query(c.cfg.ID, hc.RunID, hc.HopID), nil)
@@ -262,18 +358,8 @@ func (c *Client) answered(hc schemas.Context) bool {
 	return st.Known && !st.Open
 }
 
-// remember notes a hop this process replied to, in a bounded set.
-func (c *Client) remember(hop string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.replied) >= maxRemembered {
-		clear(c.replied) // the gateway's ledger still knows; this only spares a query
-	}
-	c.replied[hop] = struct{}{}
-}
-
-// maxRemembered bounds the hops a client remembers replying to.
-const maxRemembered = 4096
+// maxRemembered bounds the answered hops a client remembers.
+const maxRemembered = 65536
 
 // traceContext continues the trace context the gateway stamped on the
 // delivery (the hop's span).

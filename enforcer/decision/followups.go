@@ -90,7 +90,9 @@ func (r *Rules) Due(st *ledger.State, now time.Time) []schemas.Event {
 // hop past its deadline is retried when its target's policy allows, else
 // re-routed to a fallback, else timed out.
 func (r *Rules) DueWith(st *ledger.State, now time.Time, circuit CircuitFunc) []schemas.Event {
-	if !st.Started || st.Closed() {
+	// A completed run's open hops (delegations its root did not wait for)
+	// still time out; a halted run has none.
+	if !st.Started || st.Halted {
 		return nil
 	}
 	var events []schemas.Event
@@ -99,7 +101,7 @@ func (r *Rules) DueWith(st *ledger.State, now time.Time, circuit CircuitFunc) []
 		if hop.Deadline.IsZero() || now.Before(hop.Deadline) {
 			continue
 		}
-		if !hop.Pending() {
+		if !hop.Pending() && !st.Completed { // an ended run's stragglers just time out
 			if d, ok := r.retry(st, hop, schemas.RetryTimeout, "", retried, now); ok {
 				retried++
 				events = append(events, schemas.EventOf(st.RunID, schemas.EventHopRetried, hop.ID, now, d))
@@ -123,7 +125,7 @@ func (r *Rules) DueWith(st *ledger.State, now time.Time, circuit CircuitFunc) []
 		}))
 	}
 	lim := r.LimitsOf(st)
-	if wc := lim.WallClock(); wc > 0 && !st.Breached(limits.WallClock) && now.Sub(st.StartedAt) >= wc {
+	if wc := lim.WallClock(); wc > 0 && !st.Completed && !st.Breached(limits.WallClock) && now.Sub(st.StartedAt) >= wc {
 		action := limits.ActionDeny
 		if lim.OnBreach == limits.HaltAndAlert {
 			action = limits.ActionHalt
@@ -139,11 +141,11 @@ func (r *Rules) DueWith(st *ledger.State, now time.Time, circuit CircuitFunc) []
 // NextDue is when the run next needs its timer: its earliest open hop's
 // deadline, or the end of its wall clock; zero when nothing is due.
 func (r *Rules) NextDue(st *ledger.State) time.Time {
-	if !st.Started || st.Closed() {
+	if !st.Started || st.Halted {
 		return time.Time{}
 	}
 	var due time.Time
-	if wc := r.LimitsOf(st).WallClock(); wc > 0 && !st.Breached(limits.WallClock) {
+	if wc := r.LimitsOf(st).WallClock(); wc > 0 && !st.Completed && !st.Breached(limits.WallClock) {
 		due = st.StartedAt.Add(wc)
 	}
 	for id := range st.Open {

@@ -99,6 +99,18 @@ type NATSConfig struct {
 	// DeliverMaxAge is how long deliveries are kept (and so how long a
 	// crashed enforcer may stay down without a second delivery).
 	DeliverMaxAge time.Duration `yaml:"deliver_max_age"`
+	// AgentAckWait is how long an agent may hold a delivery without
+	// acknowledging it (or saying it still works on it) before it is
+	// delivered again; default one minute. The agent client says it is
+	// working every third of it, so this bounds how late a task whose
+	// acknowledgement a crash lost comes back.
+	AgentAckWait time.Duration `yaml:"agent_ack_wait"`
+	// Sync is the embedded server's file-store durability: "always"
+	// fsyncs every write before acknowledging it (survives power loss),
+	// a duration fsyncs that often (survives a process kill; a power loss
+	// may lose what was written since the last sync). Default
+	// DefaultSyncInterval. See docs/reliability.md.
+	Sync string `yaml:"sync"`
 	// LedgerMaxBytes caps the ledger stream; at the cap the gateway fails
 	// closed (every submission is denied "unavailable", nothing forwarded)
 	// until there is room. Zero: no cap but the disk.
@@ -391,6 +403,12 @@ func (c *Config) validate(needPolicies bool) error {
 	if c.NATS.SystemCredentials != "" && c.NATS.AccountsFile == "" {
 		errs = append(errs, errors.New("nats: system_credentials reloads the servers after writing accounts_file, which is not set"))
 	}
+	if _, _, err := c.NATS.syncOptions(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NATS.AgentAckWait < 0 {
+		errs = append(errs, fmt.Errorf("nats.agent_ack_wait is %s, want a positive duration", c.NATS.AgentAckWait))
+	}
 	if c.Enforcer.Instance < 0 || c.Enforcer.Instances < 0 || c.Enforcer.Instance > 0 && c.Enforcer.Instance >= c.Enforcer.Instances {
 		errs = append(errs, fmt.Errorf("enforcer.instance is %d of %d, want 0 to instances-1", c.Enforcer.Instance, c.Enforcer.Instances))
 	}
@@ -660,6 +678,30 @@ func ProjectionsConfig(cfg *Config, dsn, database string) (projections.Config, e
 		return pc, ErrNoClickHouse
 	}
 	return pc, pc.Validate()
+}
+
+// DefaultSyncInterval is how often the embedded server fsyncs its file
+// store unless nats.sync says otherwise: measured free next to the
+// server's own 2-minute default (docs/reliability.md), it bounds what a
+// power loss can take to the last second.
+const DefaultSyncInterval = time.Second
+
+// syncOptions reads nats.sync: always, or an fsync interval.
+func (c NATSConfig) syncOptions() (always bool, interval time.Duration, err error) {
+	if c.Sync != "" && c.URL != "" {
+		return false, 0, errors.New("nats.sync is for the embedded server; set sync_interval in an external server's jetstream block")
+	}
+	switch c.Sync {
+	case "":
+		return false, DefaultSyncInterval, nil
+	case "always":
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(c.Sync)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("nats.sync is %q, want \"always\" or a positive duration such as 1s", c.Sync)
+	}
+	return false, d, nil
 }
 
 // Layout is the bus layout of the config: the gateway's own keys, every

@@ -179,7 +179,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 		return nil, err
 	}
 	for _, id := range g.registry.Dir.All() {
-		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, g.cfg.NATS.AgentAckWait); err != nil {
 			return nil, err
 		}
 	}
@@ -445,6 +445,9 @@ func (g *Gateway) connect(ctx context.Context) error {
 	if g.unlock, err = LockDataDir(dataDir); err != nil {
 		return err
 	}
+	if ec.SyncAlways, ec.SyncInterval, err = cfg.NATS.syncOptions(); err != nil {
+		return err
+	}
 	if g.emb, err = broker.StartEmbedded(ctx, ec); err != nil {
 		return err
 	}
@@ -603,7 +606,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config, o Options) error {
 		return fmt.Errorf("%w, the running config stays:\n%w", ErrReloadRefused, err)
 	}
 	for _, id := range next.registry.Dir.All() {
-		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, 0); err != nil {
+		if err := broker.ProvisionIdentity(ctx, g.js, g.subjects, id.ID, g.cfg.NATS.AgentAckWait); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}

@@ -1,0 +1,90 @@
+package fault_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// seed returns the seed of a scenario's random kill moments, printed so a
+// failure can be replayed with -fault.seed.
+func seed(t *testing.T) int64 {
+	s := *flagSeed
+	if s == 0 {
+		s = time.Now().UnixNano() % 1_000_000_007
+	}
+	t.Logf("seed %d (replay: go test ./test/fault -run '%s$' -fault.seed %d)", s, t.Name(), s)
+	return s
+}
+
+// killLoop kills victim() kills times at random moments around every
+// interval (half to one and a half of it), restarting each victim with
+// restart; the load runs all along.
+func killLoop(t *testing.T, rng *rand.Rand, kills int, interval time.Duration, l *load, victim func(i int) *proc, restart func(p *proc)) {
+	t.Helper()
+	for i := range kills {
+		time.Sleep(interval/2 + time.Duration(rng.Int64N(int64(interval))))
+		p := victim(i)
+		before := l.count()
+		p.kill()
+		// Down for a random moment too.
+		time.Sleep(time.Duration(rng.Int64N(int64(interval / 2))))
+		restart(p)
+		t.Logf("kill %d of %s (runs started so far %d)", i+1, p.name, before)
+	}
+}
+
+// TestKillEnforcer: serve against an external nats-server is killed with
+// SIGKILL at random moments under sustained load.
+func TestKillEnforcer(t *testing.T) {
+	c := sizes()
+	sd := seed(t)
+	rng := rand.New(rand.NewPCG(uint64(sd), 1))
+	s := start(t, options{external: true})
+	l := startLoad(s, c.workers)
+	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[0] }, func(p *proc) { p.start() })
+	time.Sleep(c.interval)
+	account(t, s, "SIGKILL enforcer (serve on external NATS)", sd, c.kills, l.finish()).assertAllCompleted(t)
+	checkBus(t, s, s.reader())
+}
+
+// TestKillEmbeddedGateway: serve with its embedded NATS server (file
+// store) is killed with SIGKILL at random moments under sustained load.
+func TestKillEmbeddedGateway(t *testing.T) {
+	c := sizes()
+	sd := seed(t)
+	rng := rand.New(rand.NewPCG(uint64(sd), 2))
+	s := start(t, options{})
+	l := startLoad(s, c.workers)
+	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[0] }, func(p *proc) { p.start() })
+	time.Sleep(c.interval)
+	account(t, s, "SIGKILL embedded gateway (NATS + enforcer)", sd, c.kills, l.finish()).assertAllCompleted(t)
+}
+
+// TestRestartNATS: the external nats-server is killed and restarted mid-run
+// under load; serve and the agents reconnect.
+func TestRestartNATS(t *testing.T) {
+	c := sizes()
+	sd := seed(t)
+	rng := rand.New(rand.NewPCG(uint64(sd), 3))
+	s := start(t, options{external: true})
+	l := startLoad(s, c.workers)
+	restarts := max(c.kills/5, 3)
+	killLoop(t, rng, restarts, 2*c.interval, l, func(int) *proc { return s.nats }, func(p *proc) { p.start() })
+	time.Sleep(2 * c.interval)
+	account(t, s, "nats-server SIGKILL + restart", sd, restarts, l.finish()).assertAllCompleted(t)
+}
+
+// TestKillOneOfTwoEnforcers: two serve processes share the bus; one of
+// them, picked at random, is killed again and again.
+func TestKillOneOfTwoEnforcers(t *testing.T) {
+	c := sizes()
+	sd := seed(t)
+	rng := rand.New(rand.NewPCG(uint64(sd), 4))
+	s := start(t, options{external: true, instances: 2})
+	l := startLoad(s, c.workers)
+	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.serves[rng.IntN(2)] }, func(p *proc) { p.start() })
+	time.Sleep(c.interval)
+	account(t, s, "two enforcers, one SIGKILLed repeatedly", sd, c.kills, l.finish()).assertAllCompleted(t)
+	checkBus(t, s, s.reader())
+}
