@@ -98,14 +98,14 @@ func (v *Verification) OK() bool { return v.Broken == nil }
 // Summary says in one line what was verified and what was not.
 func (v *Verification) Summary() string {
 	if v.Broken != nil {
-		return "FAILED: " + clean(v.Err().Error())
+		return "FAILED: " + Printable(v.Err().Error())
 	}
 	s := "hash chain intact"
 	switch v.Signatures {
 	case SigVerified:
 		s += fmt.Sprintf("; every admitted envelope's signature checks (%d)", v.Checked)
 	case SigPartial:
-		s += fmt.Sprintf("; %d envelope signatures check, %d NOT checked (no key for %s)", v.Checked, v.unchecked(), clean(v.uncheckedSenders()))
+		s += fmt.Sprintf("; %d envelope signatures check, %d NOT checked (no key for %s)", v.Checked, v.unchecked(), Printable(v.uncheckedSenders()))
 	default:
 		s += "; signatures NOT checked (no keys given)"
 	}
@@ -430,9 +430,11 @@ func (v *Verifier) checkSignature(out *checked) {
 	out.sigProblem = fmt.Sprintf("envelope from %q: %v", sender, err)
 }
 
-// clean makes s safe to print on a terminal: control and format
-// characters (and invalid UTF-8) are escaped.
-func clean(s string) string {
+// Printable makes ledger text safe to print on a terminal: invalid UTF-8
+// is replaced, newlines and tabs are shown as \n and \t, and every other
+// control or format character (escape sequences, bidi overrides) as \u
+// escapes.
+func Printable(s string) string {
 	ok := true
 	for _, c := range s {
 		if c == utf8.RuneError || unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {

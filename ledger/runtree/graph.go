@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -171,7 +172,7 @@ func dotQuote(lines ...string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	esc := make([]string, len(lines))
 	for i, l := range lines {
-		esc[i] = r.Replace(clean(l))
+		esc[i] = r.Replace(ledger.Printable(l))
 	}
 	return `"` + strings.Join(esc, `\n`) + `"`
 }
@@ -222,7 +223,7 @@ func (r *Run) WriteMermaid(w io.Writer) error {
 // mermaidText escapes s for a quoted Mermaid label with entity codes, so
 // that no recorded text can close the label or inject markup.
 func mermaidText(s string) string {
-	s = clean(s)
+	s = ledger.Printable(s)
 	r := strings.NewReplacer("#", "#35;", `"`, "#quot;", "<", "#lt;", ">", "#gt;", "|", "#124;", "`", "#96;")
 	return r.Replace(s)
 }

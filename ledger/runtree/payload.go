@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -147,35 +146,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n]) + "…"
-}
-
-// clean makes ledger text safe to print on a terminal: invalid UTF-8 is
-// replaced, newlines and tabs are shown as \n and \t, and every other
-// control or format character (escape sequences, bidi overrides) as \u
-// escapes.
-func clean(s string) string {
-	ok := true
-	for _, c := range s {
-		if c == utf8.RuneError || unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, c := range strings.ToValidUTF8(s, "\uFFFD") {
-		switch {
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case unicode.IsControl(c) || unicode.Is(unicode.Cf, c):
-			fmt.Fprintf(&b, `\u%04x`, c)
-		default:
-			b.WriteRune(c)
-		}
-	}
-	return b.String()
 }

@@ -37,7 +37,7 @@ func (r *Run) WriteTextOptions(w io.Writer, o TextOptions) error {
 	t := &table{}
 	t.row("AGENT", "HOPS", "TOKENS", "COST")
 	for _, c := range r.AgentCosts() {
-		t.row(clean(c.Agent), fmt.Sprint(c.Hops), fmt.Sprint(c.Tokens), money(c.CostUSD))
+		t.row(ledger.Printable(c.Agent), fmt.Sprint(c.Hops), fmt.Sprint(c.Tokens), money(c.CostUSD))
 	}
 	t.row("total", "", fmt.Sprint(r.Tokens), money(r.CostUSD))
 	t.write(p, nil)
@@ -45,15 +45,15 @@ func (r *Run) WriteTextOptions(w io.Writer, o TextOptions) error {
 }
 
 func (r *Run) headline() string {
-	head := "Run " + clean(r.RunID)
+	head := "Run " + ledger.Printable(r.RunID)
 	if r.AsOf != 0 {
 		head += fmt.Sprintf(" as of event #%d", r.AsOf)
 	}
 	if r.OnBehalfOf != "" {
-		head += " on behalf of " + clean(r.OnBehalfOf)
+		head += " on behalf of " + ledger.Printable(r.OnBehalfOf)
 	}
 	if r.Workflow != "" {
-		head += " (workflow " + clean(r.Workflow) + ")"
+		head += " (workflow " + ledger.Printable(r.Workflow) + ")"
 	}
 	denied := len(r.Hops) - r.Allowed()
 	hops := fmt.Sprintf("%d hops", len(r.Hops))
@@ -68,12 +68,12 @@ func (r *Run) subline() string {
 	if !r.StartedAt.IsZero() {
 		s := "Started " + r.StartedAt.UTC().Format(time.RFC3339Nano)
 		if r.Caller != "" {
-			s += " by " + clean(r.Caller)
+			s += " by " + ledger.Printable(r.Caller)
 		}
 		parts = append(parts, s+", last event "+r.offset(r.LastAt))
 	}
 	if r.TraceID != "" {
-		parts = append(parts, "trace "+clean(r.TraceID))
+		parts = append(parts, "trace "+ledger.Printable(r.TraceID))
 	}
 	if len(parts) == 0 {
 		return "No run.started event"
@@ -115,17 +115,17 @@ func (r *Run) writeTable(p *printer, o TextOptions) {
 			if prefix == "" && h.ParentID == "" {
 				branch, next = "", ""
 			}
-			cells := []string{fmt.Sprintf("#%d", h.Seq), r.offset(h.At), prefix + branch + clean(h.From) + " → " + clean(h.To),
+			cells := []string{fmt.Sprintf("#%d", h.Seq), r.offset(h.At), prefix + branch + ledger.Printable(h.From) + " → " + ledger.Printable(h.To),
 				fmt.Sprint(h.Depth), decision(h), h.Status, latency(h), tokens(h), cost(h)}
 			if spans {
-				cells = append(cells, clean(h.SpanID))
+				cells = append(cells, ledger.Printable(h.SpanID))
 			}
 			t.row(cells...)
 			var lines []string
 			for _, rr := range h.Reroutes {
-				line := fmt.Sprintf("%s   #%d re-routed %s → %s (%s)", prefix+next, rr.Seq, clean(rr.From), clean(rr.To), clean(rr.Cause))
+				line := fmt.Sprintf("%s   #%d re-routed %s → %s (%s)", prefix+next, rr.Seq, ledger.Printable(rr.From), ledger.Printable(rr.To), ledger.Printable(rr.Cause))
 				if len(rr.Skipped) > 0 {
-					line += "; passed over: " + clean(strings.Join(rr.Skipped, ", "))
+					line += "; passed over: " + ledger.Printable(strings.Join(rr.Skipped, ", "))
 				}
 				lines = append(lines, line)
 			}
@@ -134,7 +134,7 @@ func (r *Run) writeTable(p *printer, o TextOptions) {
 				if rt.ErrorClass != "" {
 					why += " " + rt.ErrorClass
 				}
-				lines = append(lines, fmt.Sprintf("%s   #%d attempt %d after %s", prefix+next, rt.Seq, rt.Attempt, clean(why)))
+				lines = append(lines, fmt.Sprintf("%s   #%d attempt %d after %s", prefix+next, rt.Seq, rt.Attempt, ledger.Printable(why)))
 			}
 			if len(lines) > 0 {
 				extra[len(t.rows)-1] = lines
@@ -142,13 +142,13 @@ func (r *Run) writeTable(p *printer, o TextOptions) {
 			if o.Payloads {
 				indent := prefix + next + "   "
 				if h.Input != "" {
-					lines = append(lines, indent+"in:  "+clean(h.Input))
+					lines = append(lines, indent+"in:  "+ledger.Printable(h.Input))
 				}
 				if h.Output != "" {
-					lines = append(lines, indent+"out: "+clean(h.Output))
+					lines = append(lines, indent+"out: "+ledger.Printable(h.Output))
 				}
 				if h.Error != "" {
-					lines = append(lines, indent+"err: "+clean(h.Error))
+					lines = append(lines, indent+"err: "+ledger.Printable(h.Error))
 				}
 				extra[len(t.rows)-1] = lines
 			}
@@ -173,7 +173,7 @@ func (r *Run) writeNotes(p *printer) {
 		p.line("")
 		p.line("Denials")
 		for _, h := range denied {
-			p.line(fmt.Sprintf("  #%d %s → %s: %s: %s", h.Seq, clean(h.From), clean(h.To), h.Reason, clean(h.Message)))
+			p.line(fmt.Sprintf("  #%d %s → %s: %s: %s", h.Seq, ledger.Printable(h.From), ledger.Printable(h.To), h.Reason, ledger.Printable(h.Message)))
 		}
 	}
 	if len(audited) > 0 {
@@ -183,9 +183,9 @@ func (r *Run) writeNotes(p *printer) {
 			for _, f := range h.Audit {
 				ids := ""
 				if len(f.PolicyIDs) > 0 && f.Reason == schemas.ReasonPolicy {
-					ids = " [" + clean(strings.Join(f.PolicyIDs, ",")) + "]"
+					ids = " [" + ledger.Printable(strings.Join(f.PolicyIDs, ",")) + "]"
 				}
-				p.line(fmt.Sprintf("  #%d %s → %s would be denied: %s%s: %s", h.Seq, clean(h.From), clean(h.To), f.Reason, ids, clean(f.Message)))
+				p.line(fmt.Sprintf("  #%d %s → %s would be denied: %s%s: %s", h.Seq, ledger.Printable(h.From), ledger.Printable(h.To), f.Reason, ids, ledger.Printable(f.Message)))
 			}
 		}
 	}
@@ -204,19 +204,19 @@ func (r *Run) writeNotes(p *printer) {
 			if h.BreachSeq == 0 {
 				where = ""
 			}
-			where += fmt.Sprintf(" by the denial of hop %s (#%d)", clean(b.HopID), h.Seq)
+			where += fmt.Sprintf(" by the denial of hop %s (#%d)", ledger.Printable(b.HopID), h.Seq)
 		}
 		edge := ""
 		if b.From != "" || b.To != "" {
-			edge = fmt.Sprintf(" on %s → %s", clean(b.From), clean(b.To))
+			edge = fmt.Sprintf(" on %s → %s", ledger.Printable(b.From), ledger.Printable(b.To))
 		}
-		p.line(fmt.Sprintf("Limit tripped%s: %s (value %g, bound %g)%s, action %s", where, clean(b.Limit), b.Value, b.Bound, edge, clean(b.Action)))
+		p.line(fmt.Sprintf("Limit tripped%s: %s (value %g, bound %g)%s, action %s", where, ledger.Printable(b.Limit), b.Value, b.Bound, edge, ledger.Printable(b.Action)))
 	}
 	if h := r.Halt; h != nil {
 		p.line("")
-		s := fmt.Sprintf("Halted at #%d by %s: %s", h.Seq, clean(h.By), clean(h.Reason))
+		s := fmt.Sprintf("Halted at #%d by %s: %s", h.Seq, ledger.Printable(h.By), ledger.Printable(h.Reason))
 		if len(h.Cancelled) > 0 {
-			s += fmt.Sprintf("; cancelled %d open hops: %s", len(h.Cancelled), clean(strings.Join(h.Cancelled, ", ")))
+			s += fmt.Sprintf("; cancelled %d open hops: %s", len(h.Cancelled), ledger.Printable(strings.Join(h.Cancelled, ", ")))
 		}
 		p.line(s)
 	}
@@ -225,7 +225,7 @@ func (r *Run) writeNotes(p *printer) {
 		var open []string
 		for _, id := range r.OpenHops {
 			if h := byID[id]; h != nil {
-				open = append(open, fmt.Sprintf("%s (%s → %s)", clean(id), clean(h.From), clean(h.To)))
+				open = append(open, fmt.Sprintf("%s (%s → %s)", ledger.Printable(id), ledger.Printable(h.From), ledger.Printable(h.To)))
 			}
 		}
 		p.line(fmt.Sprintf("Open hops: %s", strings.Join(open, ", ")))
@@ -239,13 +239,13 @@ func (r *Run) writeGuardrails(p *printer) {
 	var found, tainted []string
 	for _, h := range r.Hops {
 		if g := h.Guardrail; g != nil {
-			found = append(found, fmt.Sprintf("  #%d %s → %s message: %s %s", h.Seq, clean(h.From), clean(h.To), clean(g.Verdict), clean(strings.Join(g.Rules, ", "))))
+			found = append(found, fmt.Sprintf("  #%d %s → %s message: %s %s", h.Seq, ledger.Printable(h.From), ledger.Printable(h.To), ledger.Printable(g.Verdict), ledger.Printable(strings.Join(g.Rules, ", "))))
 		}
 		if g := h.ReplyGuardrail; g != nil {
-			found = append(found, fmt.Sprintf("  #%d %s → %s reply: %s %s", h.ClosedSeq, clean(h.To), clean(h.From), clean(g.Verdict), clean(strings.Join(g.Rules, ", "))))
+			found = append(found, fmt.Sprintf("  #%d %s → %s reply: %s %s", h.ClosedSeq, ledger.Printable(h.To), ledger.Printable(h.From), ledger.Printable(g.Verdict), ledger.Printable(strings.Join(g.Rules, ", "))))
 		}
 		if h.Tainted {
-			tainted = append(tainted, fmt.Sprintf("  #%d %s → %s: %s", h.Seq, clean(h.From), clean(h.To), clean(strings.Join(h.TaintSources, ", "))))
+			tainted = append(tainted, fmt.Sprintf("  #%d %s → %s: %s", h.Seq, ledger.Printable(h.From), ledger.Printable(h.To), ledger.Printable(strings.Join(h.TaintSources, ", "))))
 		}
 	}
 	var held []string
@@ -255,13 +255,13 @@ func (r *Run) writeGuardrails(p *printer) {
 			if len(a.Approvers) > 0 {
 				who = "group " + strings.Join(a.Approvers, " or ")
 			}
-			line := fmt.Sprintf("  #%d %s → %s held by %s for %s until %s: %s", h.Seq, clean(h.From), clean(h.To),
-				clean(strings.Join(a.PolicyIDs, ",")), clean(who), a.Deadline.UTC().Format(time.RFC3339), a.Outcome)
+			line := fmt.Sprintf("  #%d %s → %s held by %s for %s until %s: %s", h.Seq, ledger.Printable(h.From), ledger.Printable(h.To),
+				ledger.Printable(strings.Join(a.PolicyIDs, ",")), ledger.Printable(who), a.Deadline.UTC().Format(time.RFC3339), a.Outcome)
 			if a.By != "" {
-				line += fmt.Sprintf(" by %s at #%d", clean(a.By), a.Seq)
+				line += fmt.Sprintf(" by %s at #%d", ledger.Printable(a.By), a.Seq)
 			}
 			if a.Note != "" {
-				line += ": " + clean(a.Note)
+				line += ": " + ledger.Printable(a.Note)
 			}
 			held = append(held, line)
 		}
@@ -315,7 +315,7 @@ func decision(h *Hop) string {
 			s += " → " + h.BreachAction
 		}
 	}
-	return clean(s)
+	return ledger.Printable(s)
 }
 
 func latency(h *Hop) string {
