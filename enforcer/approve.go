@@ -71,21 +71,7 @@ func (e *Enforcer) onApprove(m *nats.Msg) {
 // operator, the signature is its key's, and sentAt is within the replay
 // window.
 func (e *Enforcer) verifyOperator(by string, data []byte, sentAt time.Time) error {
-	pub, ok := (*e.operators.Load())[by]
-	if !ok {
-		return fmt.Errorf("%q is not a registered operator", by)
-	}
-	key, err := broker.ParsePublicKey(pub)
-	if err != nil {
-		return fmt.Errorf("operator %q: %w", by, err)
-	}
-	if err := schemas.VerifyObject(data, schemas.ControlSigningContext, key); err != nil {
-		return err
-	}
-	if skew := e.cfg.Clock().Sub(sentAt).Abs(); skew > e.cfg.ReplayWindow {
-		return fmt.Errorf("sent_at is %s off (window %s)", skew.Round(time.Second), e.cfg.ReplayWindow)
-	}
-	return nil
+	return broker.VerifyControl(by, (*e.operators.Load())[by], data, sentAt, e.cfg.Clock(), e.cfg.ReplayWindow)
 }
 
 // mayApprove reports whether an operator may answer a hop held for the

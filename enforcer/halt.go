@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer/decision"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -56,22 +54,8 @@ func (e *Enforcer) onHalt(m *nats.Msg) {
 		fail("request names run %s but was sent for run %s", req.RunID, run)
 		return
 	}
-	pub, ok := (*e.operators.Load())[req.By]
-	if !ok {
-		fail("%q is not a registered operator", req.By)
-		return
-	}
-	key, err := broker.ParsePublicKey(pub)
-	if err != nil {
-		fail("operator %q: %v", req.By, err)
-		return
-	}
-	if err := schemas.VerifyObject(m.Data, schemas.ControlSigningContext, key); err != nil {
+	if err := e.verifyOperator(req.By, m.Data, req.SentAt); err != nil {
 		fail("%v", err)
-		return
-	}
-	if skew := e.cfg.Clock().Sub(req.SentAt).Abs(); skew > e.cfg.ReplayWindow {
-		fail("sent_at is %s off (window %s)", skew.Round(time.Second), e.cfg.ReplayWindow)
 		return
 	}
 	e.mailbox.put(work{run: run, halt: &haltRequest{req: req, msg: m}})

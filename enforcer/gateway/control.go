@@ -67,22 +67,12 @@ func (g *Gateway) checkReload(data []byte) (*schemas.ReloadRequest, error) {
 			pub = op.PublicKey
 		}
 	}
-	if pub == "" {
-		return nil, fmt.Errorf("%q is not a registered operator", req.By)
-	}
-	key, err := broker.ParsePublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("operator %q: %w", req.By, err)
-	}
-	if err := schemas.VerifyObject(data, schemas.ControlSigningContext, key); err != nil {
-		return nil, fmt.Errorf("operator %q: %w", req.By, err)
-	}
 	window := cfg.Enforcer.ReplayWindow
 	if window <= 0 {
 		window = reloadWindow
 	}
-	if skew := time.Since(req.SentAt).Abs(); skew > window {
-		return nil, fmt.Errorf("sent_at is %s off (window %s)", skew.Round(time.Second), window)
+	if err := broker.VerifyControl(req.By, pub, data, req.SentAt, time.Now(), window); err != nil {
+		return nil, err
 	}
 	return req, nil
 }
