@@ -1,14 +1,11 @@
 package a2ahttp
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/a2aproject/a2a-go/v2/a2a"
@@ -142,22 +139,18 @@ func denialError(d *ingress.DeniedError) error {
 // its reply the task returned. With returnImmediately the task is
 // returned working, and GetTask follows it.
 func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest) (a2a.SendMessageResult, error) {
-	c, p, err := g.invoke(ctx, req)
+	_, p, err := g.invoke(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	run := p.RunID
 	if req.Config != nil && req.Config.ReturnImmediately && run != "" {
 		p.Close()
-		g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 		return &a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil
 	}
 	o, err := g.await(ctx, p)
 	if o != nil {
 		run = o.Context.RunID
-	}
-	if run != "" {
-		g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 	}
 	return g.result(run, p.HopID, o, err)
 }
@@ -166,14 +159,13 @@ func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest)
 // then its final status (and artifacts) when the hop is answered.
 func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessageRequest) iter.Seq2[a2a.Event, error] {
 	return func(yield func(a2a.Event, error) bool) {
-		c, p, err := g.invoke(ctx, req)
+		_, p, err := g.invoke(ctx, req)
 		if err != nil {
 			yield(nil, err)
 			return
 		}
 		run := p.RunID
 		if run != "" {
-			g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 			if !yield(&a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 				p.Close()
 				return
@@ -188,7 +180,6 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 					return true
 				}
 				announced = true
-				g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 				if !yield(&a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 					return false
 				}
@@ -209,7 +200,6 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 			return
 		}
 		if !announced {
-			g.s.remember(c.caller.ID, t.ID)
 			if !yield(&a2a.Task{ID: t.ID, ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 				return
 			}
@@ -245,26 +235,27 @@ func (g *governed) lookup(ctx context.Context, id a2a.TaskID) (*call, *ingress.H
 	return c, h, nil
 }
 
-// taskOf is the A2A task of a hop as the ledger has it.
+// taskOf is the A2A task of a hop as the ledger has it, its status
+// stamped with when the hop reached it.
 func taskOf(h *ingress.Hop) *a2a.Task {
+	var t *a2a.Task
 	if h.Reply != nil {
-		return replyTask(h.RunID, h.ID, h.Reply)
+		t = replyTask(h.RunID, h.ID, h.Reply)
+	} else {
+		t = &a2a.Task{ID: TaskID(h.RunID, h.ID), ContextID: h.RunID, Status: a2a.TaskStatus{State: hopState(h.Hop)}}
+		switch h.Status {
+		case ledger.HopDenied:
+			t.Status.Message = textMessage(t.ID, h.RunID, fmt.Sprintf("tollgate denied the call (%s)", h.Reason))
+		case ledger.HopTimedOut:
+			t.Status.Message = textMessage(t.ID, h.RunID, "tollgate: the hop timed out")
+		}
+		if h.Usage != nil {
+			t.SetMeta(UsageMetadataKey, usageMeta(h.Usage))
+		}
 	}
-	t := &a2a.Task{ID: TaskID(h.RunID, h.ID), ContextID: h.RunID}
-	switch h.Status {
-	case ledger.HopOpen, ledger.HopPending:
-		t.Status.State = a2a.TaskStateWorking
-	case ledger.HopDenied:
-		t.Status.State = a2a.TaskStateRejected
-		t.Status.Message = textMessage(t.ID, h.RunID, fmt.Sprintf("tollgate denied the call (%s)", h.Reason))
-	case ledger.HopTimedOut:
-		t.Status.State = a2a.TaskStateFailed
-		t.Status.Message = textMessage(t.ID, h.RunID, "tollgate: the hop timed out")
-	default:
-		t.Status.State = taskState(schemas.TaskState(h.Status))
-	}
-	if h.Usage != nil {
-		t.SetMeta(UsageMetadataKey, usageMeta(h.Usage))
+	if at := statusTime(h.Hop); !at.IsZero() {
+		at = at.UTC()
+		t.Status.Timestamp = &at
 	}
 	return t
 }
@@ -276,53 +267,6 @@ func (g *governed) GetTask(ctx context.Context, req *a2a.GetTaskRequest) (*a2a.T
 		return nil, err
 	}
 	return taskOf(h), nil
-}
-
-// ListTasks implements a2asrv.RequestHandler: with a context id, the
-// caller's hops of that run from the ledger; without, the caller's latest
-// tasks at this gateway instance.
-func (g *governed) ListTasks(ctx context.Context, req *a2a.ListTasksRequest) (*a2a.ListTasksResponse, error) {
-	c, err := g.who(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var ids []a2a.TaskID
-	if req.ContextID != "" {
-		if !schemas.ValidID(req.ContextID) {
-			return nil, a2a.NewError(a2a.ErrInvalidParams, "contextId is not a run id of this gateway")
-		}
-		st, err := g.s.cfg.Ingress.Run(ctx, req.ContextID)
-		if err != nil {
-			return nil, a2a.NewError(a2a.ErrInternalError, err.Error())
-		}
-		hops := slices.SortedFunc(maps.Values(st.Hops), func(a, b *ledger.Hop) int { return cmp.Compare(a.Seq, b.Seq) })
-		for _, h := range hops {
-			if h.From == c.caller.ID && h.To == c.target {
-				ids = append(ids, TaskID(req.ContextID, h.ID))
-			}
-		}
-	} else {
-		ids = g.s.recentOf(c.caller.ID)
-	}
-	size := req.PageSize
-	if size <= 0 || size > 100 {
-		size = 50
-	}
-	out := &a2a.ListTasksResponse{Tasks: []*a2a.Task{}}
-	for i := len(ids) - 1; i >= 0 && len(out.Tasks) < size; i-- {
-		run, hop, _ := ParseTaskID(ids[i])
-		h, err := g.s.cfg.Ingress.Lookup(ctx, c.caller.ID, run, hop)
-		if err != nil || h.To != c.target {
-			continue
-		}
-		t := taskOf(h)
-		if req.Status != "" && t.Status.State != req.Status {
-			continue
-		}
-		out.Tasks = append(out.Tasks, t)
-	}
-	out.TotalSize, out.PageSize = len(out.Tasks), size
-	return out, nil
 }
 
 // CancelTask implements a2asrv.RequestHandler: a governed cancel of the
