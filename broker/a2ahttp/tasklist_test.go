@@ -28,15 +28,15 @@ var listCast = []runtreetest.Member{
 
 // listBed is a real JetStream ledger the tests append runs to.
 type listBed struct {
-	t   *testing.T
+	t   testing.TB
 	bus *brokertest.Bus
 	l   *ledger.Ledger
 	ctx context.Context
 }
 
-func newListBed(t *testing.T) *listBed {
+func newListBed(t testing.TB) *listBed {
 	bus := brokertest.Start(t, brokertest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	return &listBed{t: t, bus: bus, l: ledger.New(bus.JS, bus.Subjects.Stream(broker.StreamLedger), bus.Subjects), ctx: ctx}
 }
@@ -323,4 +323,67 @@ func TestListTasksPages(t *testing.T) {
 			t.Errorf("%s: %v, want invalid params", name, err)
 		}
 	}
+}
+
+// BenchmarkListTasks is ListTasks without a contextId, a page of 50, on a
+// ledger of 5,000 runs (30,000 events): 1,000 by the caller, 4,000 by
+// another. Sub-benchmarks in the same run: the raw JetStream floor of the
+// page (50 direct gets of stored messages by sequence, what the page
+// reads for the replies), and one scan of the whole ledger, what
+// answering each call from a scan would cost.
+func BenchmarkListTasks(b *testing.B) {
+	bed := newListBed(b)
+	var seqs []uint64
+	for i := range 5000 {
+		caller := "bob"
+		if i%5 == 0 {
+			caller = "alice"
+		}
+		bed.run(caller, schemas.StateCompleted)
+	}
+	started := time.Now()
+	s, ctx := bed.listServer(TaskListConfig{})
+	res, err := s.handler.ListTasks(ctx, &a2a.ListTasksRequest{})
+	for i := 0; i < 20 && errors.Is(err, a2a.ErrInternalError); i++ {
+		res, err = s.handler.ListTasks(ctx, &a2a.ListTasksRequest{}) // still rebuilding
+	}
+	b.Logf("the task list was rebuilt from %d ledger events in %v", s.tasks.reads.Load(), time.Since(started).Round(time.Millisecond))
+	if err != nil || len(res.Tasks) != 50 || res.TotalSize != 1000 {
+		b.Fatalf("list: %v %v", res, err)
+	}
+	for _, task := range res.Tasks {
+		run, hop, _ := ParseTaskID(task.ID)
+		st, err := bed.l.Load(bed.ctx, run)
+		if err != nil {
+			b.Fatal(err)
+		}
+		seqs = append(seqs, st.Hops[hop].CloseStreamSeq)
+	}
+	b.Run("list", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.handler.ListTasks(ctx, &a2a.ListTasksRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw-50-gets", func(b *testing.B) {
+		st, err := bed.bus.JS.Stream(bed.ctx, bed.l.StreamName())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			for _, seq := range seqs {
+				if _, err := st.GetMsg(bed.ctx, seq); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("scan-whole-ledger", func(b *testing.B) {
+		for b.Loop() {
+			if err := bed.l.ScanAll(bed.ctx, time.Time{}, func(string, []byte, uint64) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
