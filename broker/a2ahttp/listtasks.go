@@ -154,7 +154,7 @@ func pageToken(seq uint64) string {
 
 func parsePageToken(tok string) (uint64, error) {
 	errBad := fmt.Errorf("pageToken %.40q is not a page token of this gateway (pass nextPageToken as it came)", tok)
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil {
 		return 0, errBad
 	}
@@ -163,7 +163,7 @@ func parsePageToken(tok string) (uint64, error) {
 		return 0, errBad
 	}
 	seq, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || seq == 0 {
+	if err != nil || seq == 0 || strconv.FormatUint(seq, 10) != v {
 		return 0, errBad
 	}
 	return seq, nil

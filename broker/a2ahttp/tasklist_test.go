@@ -387,3 +387,25 @@ func BenchmarkListTasks(b *testing.B) {
 		}
 	})
 }
+
+// FuzzListTasksParams feeds what a caller controls in ListTasks paging
+// (pageSize, pageToken, historyLength) to newPager: it refuses or
+// accepts, never panics, and what it accepts is in range; a token it
+// writes reads back.
+func FuzzListTasksParams(f *testing.F) {
+	f.Add(0, "", 0)
+	f.Add(50, pageToken(12345), 3)
+	f.Add(101, "dGcxLjA", -1)
+	f.Add(-7, "%%%", 0)
+	f.Fuzz(func(t *testing.T, size int, token string, history int) {
+		p, err := newPager(&a2a.ListTasksRequest{PageSize: size, PageToken: token, HistoryLength: &history})
+		if err == nil && (p.size < 1 || p.size > maxPageSize || history < 0) {
+			t.Fatalf("accepted size %d (page %d), history %d", size, p.size, history)
+		}
+		if seq, err := parsePageToken(token); err == nil {
+			if seq == 0 || pageToken(seq) != token {
+				t.Fatalf("token %q read as %d, which writes %q", token, seq, pageToken(seq))
+			}
+		}
+	})
+}
