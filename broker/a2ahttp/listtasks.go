@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,15 +43,13 @@ func (g *governed) ListTasks(ctx context.Context, req *a2a.ListTasksRequest) (*a
 		if !schemas.ValidID(req.ContextID) {
 			return nil, a2a.NewError(a2a.ErrInvalidParams, "contextId is not a run id of this gateway")
 		}
-		st, err := g.s.cfg.Ingress.Run(ctx, req.ContextID)
+		hops, err := g.runHops(ctx, req.ContextID, c.caller.ID, c.target)
 		if err != nil {
 			return nil, a2a.NewError(a2a.ErrInternalError, err.Error())
 		}
-		hops := slices.SortedFunc(maps.Values(st.Hops), func(a, b *ledger.Hop) int { return cmp.Compare(b.DecisionStreamSeq, a.DecisionStreamSeq) })
-		for _, h := range hops {
-			if h.From == c.caller.ID && h.To == c.target && !p.offer(req.ContextID, h) {
-				break
-			}
+		slices.SortFunc(hops, func(a, b ledger.Hop) int { return cmp.Compare(b.DecisionStreamSeq, a.DecisionStreamSeq) })
+		for i := range hops {
+			p.offer(req.ContextID, &hops[i])
 		}
 	} else {
 		if g.s.tasks == nil {
@@ -80,6 +77,28 @@ func (g *governed) ListTasks(ctx context.Context, req *a2a.ListTasksRequest) (*a
 	}
 	if p.more && len(p.page) > 0 {
 		out.NextPageToken = pageToken(p.page[len(p.page)-1].hop.DecisionStreamSeq)
+	}
+	return out, nil
+}
+
+// runHops returns the hops of run from caller to agent: from the task
+// list when it holds the run's state (caught up with the ledger), or
+// else folded from the ledger.
+func (g *governed) runHops(ctx context.Context, run, caller, agent string) ([]ledger.Hop, error) {
+	if g.s.tasks != nil && g.s.tasks.sync(ctx) == nil {
+		if hops, ok := g.s.tasks.runHops(run, caller, agent); ok {
+			return hops, nil
+		}
+	}
+	st, err := g.s.cfg.Ingress.Run(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	var out []ledger.Hop
+	for _, h := range st.Hops {
+		if h.From == caller && h.To == agent {
+			out = append(out, *h)
+		}
 	}
 	return out, nil
 }

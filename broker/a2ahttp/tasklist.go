@@ -397,3 +397,22 @@ func (x *taskList) each(caller, agent string, fn func(run string, h *ledger.Hop)
 		}
 	}
 }
+
+// runHops returns copies of the hops of run from caller to agent when
+// the list holds run's state, and false when it does not (the run is
+// then read from the ledger).
+func (x *taskList) runHops(run, caller, agent string) ([]ledger.Hop, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r := x.runs[run]
+	if r == nil || r.st == nil {
+		return nil, false
+	}
+	var out []ledger.Hop
+	for _, h := range r.st.Hops {
+		if h.From == caller && h.To == agent {
+			out = append(out, *h)
+		}
+	}
+	return out, true
+}

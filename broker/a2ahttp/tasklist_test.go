@@ -264,8 +264,25 @@ func TestListTasksPages(t *testing.T) {
 		run, hop := b.run("alice", st)
 		want = append([]a2a.TaskID{TaskID(run, hop)}, want...)
 	}
-	b.run("bob", schemas.StateCompleted)
+	bobRun, _ := b.run("bob", schemas.StateCompleted)
 	s, ctx := b.listServer(TaskListConfig{})
+	// A small list, holding one run's state: the others' are read from
+	// the ledger when a contextId names them.
+	small, _ := b.listServer(TaskListConfig{StateBytes: 1})
+
+	// By contextId: the caller's task in the run; none in another's run.
+	for name, srv := range map[string]*Server{"states held": s, "states dropped": small} {
+		for i, id := range want {
+			run, _, _ := ParseTaskID(id)
+			res, err := srv.handler.ListTasks(ctx, &a2a.ListTasksRequest{ContextID: run})
+			if err != nil || len(res.Tasks) != 1 || res.Tasks[0].ID != id || res.TotalSize != 1 {
+				t.Fatalf("%s: ListTasks(contextId of task %d): %+v %v", name, i, res, err)
+			}
+		}
+		if res, err := srv.handler.ListTasks(ctx, &a2a.ListTasksRequest{ContextID: bobRun}); err != nil || len(res.Tasks) != 0 {
+			t.Fatalf("%s: alice listed bob's run: %+v %v", name, res, err)
+		}
+	}
 
 	var got []a2a.TaskID
 	token, pages := "", 0
