@@ -33,35 +33,35 @@ func (g *governed) who(ctx context.Context) (*call, error) {
 }
 
 // invoke submits the message as a hop from the caller to the target.
-func (g *governed) invoke(ctx context.Context, req *a2a.SendMessageRequest) (*call, *ingress.Pending, error) {
+func (g *governed) invoke(ctx context.Context, req *a2a.SendMessageRequest) (*ingress.Pending, error) {
 	c, err := g.who(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if req.Message == nil || req.Message.ID == "" || len(req.Message.Parts) == 0 {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, "a message with a messageId and parts is required")
+		return nil, a2a.NewError(a2a.ErrInvalidParams, "a message with a messageId and parts is required")
 	}
 	run, parent, _, err := parentTask(req)
 	if err != nil {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, err.Error())
+		return nil, a2a.NewError(a2a.ErrInvalidParams, err.Error())
 	}
 	if len(req.Message.ID) > 128 {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, "messageId is longer than 128 bytes")
+		return nil, a2a.NewError(a2a.ErrInvalidParams, "messageId is longer than 128 bytes")
 	}
 	msg := *req.Message
 	// The task and context ids are the gateway's; the callee gets its own.
 	msg.TaskID, msg.ContextID = "", ""
 	raw, err := json.Marshal(&msg)
 	if err != nil {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, fmt.Sprintf("message does not encode: %v", err))
+		return nil, a2a.NewError(a2a.ErrInvalidParams, fmt.Sprintf("message does not encode: %v", err))
 	}
 	p, err := g.s.cfg.Ingress.Invoke(ctx, ingress.Call{Caller: c.caller.ID, To: c.target, ParentHopID: parent, RunID: run,
 		Key: req.Message.ID, Message: raw, Estimate: UsageOf(req.Metadata)})
 	if err != nil {
 		g.s.log.Error("a2a ingress: submit", "caller", c.caller.ID, "to", c.target, "err", err)
-		return nil, nil, a2a.NewError(a2a.ErrInternalError, "the gateway could not take the call; try again")
+		return nil, a2a.NewError(a2a.ErrInternalError, "the gateway could not take the call; try again")
 	}
-	return c, p, nil
+	return p, nil
 }
 
 // await waits for a hop's outcome, or its caller's cancel, within the
@@ -139,7 +139,7 @@ func denialError(d *ingress.DeniedError) error {
 // its reply the task returned. With returnImmediately the task is
 // returned working, and GetTask follows it.
 func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest) (a2a.SendMessageResult, error) {
-	_, p, err := g.invoke(ctx, req)
+	p, err := g.invoke(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest)
 // then its final status (and artifacts) when the hop is answered.
 func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessageRequest) iter.Seq2[a2a.Event, error] {
 	return func(yield func(a2a.Event, error) bool) {
-		_, p, err := g.invoke(ctx, req)
+		p, err := g.invoke(ctx, req)
 		if err != nil {
 			yield(nil, err)
 			return
