@@ -286,6 +286,10 @@ func TestListTasksPages(t *testing.T) {
 
 	var got []a2a.TaskID
 	token, pages := "", 0
+	if err := s.tasks.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reads := s.tasks.reads.Load()
 	for {
 		res, err := s.handler.ListTasks(ctx, &a2a.ListTasksRequest{PageSize: 3, PageToken: token})
 		if err != nil {
@@ -308,6 +312,9 @@ func TestListTasksPages(t *testing.T) {
 	}
 	if pages != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%d pages: %v, want 3 pages of %v", pages, got, want)
+	}
+	if n := s.tasks.reads.Load() - reads; n != 0 {
+		t.Fatalf("three pages read %d events through the task list, want none (the list was current)", n)
 	}
 
 	failed, err := s.handler.ListTasks(ctx, &a2a.ListTasksRequest{Status: a2a.TaskStateFailed})
