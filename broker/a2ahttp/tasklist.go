@@ -62,6 +62,9 @@ const (
 	// catchUpWait bounds how long a ListTasks call waits for the list to
 	// reach the ledger's head at the time of the call.
 	catchUpWait = 5 * time.Second
+	// loadTries is how many reads of a run that fail stop the list
+	// before it leaves the run as it had it.
+	loadTries = 3
 )
 
 // errListBehind: the list did not reach the ledger's head in time (it is
@@ -112,8 +115,10 @@ type taskList struct {
 	// moved is closed, and replaced, when a read ends.
 	moved chan struct{}
 	runs  map[string]*foldedRun
-	lru   *list.List // of *foldedRun with a state, least recently changed first
-	bytes int
+	// failed counts the failed reads of a run (the follower's own).
+	failed map[string]int
+	lru    *list.List // of *foldedRun with a state, least recently changed first
+	bytes  int
 	// byKey lists each caller's tasks at each agent, oldest first (by the
 	// stream sequence of the decision that admitted them).
 	byKey map[taskKey][]*listedTask
@@ -122,7 +127,7 @@ type taskList struct {
 func newTaskList(l *ledger.Ledger, cfg TaskListConfig, log *slog.Logger) *taskList {
 	cfg.setDefaults()
 	return &taskList{l: l, cfg: cfg, log: log, poke: make(chan struct{}, 1), moved: make(chan struct{}),
-		runs: map[string]*foldedRun{}, lru: list.New(), byKey: map[taskKey][]*listedTask{}}
+		runs: map[string]*foldedRun{}, failed: map[string]int{}, lru: list.New(), byKey: map[taskKey][]*listedTask{}}
 }
 
 // follow rebuilds the list from the ledger's window, then reads what the
@@ -203,22 +208,24 @@ func (x *taskList) sync(ctx context.Context) error {
 // apply folds one ledger event into its run and lists the hops it
 // admitted or denied. Only the follower calls it. An event that does not
 // decode is skipped (verification reports it; the list only lists).
-func (x *taskList) apply(run string, raw []byte, streamSeq uint64) error {
+func (x *taskList) apply(run string, raw []byte, streamSeq uint64) (err error) {
 	x.reads.Add(1)
 	defer func() {
-		x.mu.Lock()
-		x.pos = max(x.pos, streamSeq)
-		x.mu.Unlock()
+		if err == nil {
+			x.mu.Lock()
+			x.pos = max(x.pos, streamSeq)
+			x.mu.Unlock()
+		}
 	}()
 	if strings.HasPrefix(run, ledger.RejectedPrefix) || !schemas.ValidID(run) {
 		return nil // a rejected submission's entry: no task of anyone
 	}
-	ev, err := schemas.DecodeEvent(raw)
-	if err != nil {
+	ev, derr := schemas.DecodeEvent(raw)
+	if derr != nil {
 		return nil
 	}
-	data, err := ev.DecodeData()
-	if err != nil {
+	data, derr := ev.DecodeData()
+	if derr != nil {
 		return nil
 	}
 	r := x.runs[run]
@@ -230,9 +237,17 @@ func (x *taskList) apply(run string, raw []byte, streamSeq uint64) error {
 		if ev.Seq != 1 {
 			x.loads.Add(1)
 			if st, err = x.l.Load(x.ctx, run); err != nil {
-				x.log.Warn("a2a ingress: task list: read run", "run", run, "err", err)
-				return nil // the run's next event tries again
+				// The read stops here and the next one starts again at this
+				// event; a run that cannot be read after loadTries is left
+				// as the list last had it.
+				if x.failed[run]++; x.failed[run] < loadTries {
+					return fmt.Errorf("task list: read run %s: %w", run, err)
+				}
+				delete(x.failed, run)
+				x.log.Error("a2a ingress: task list: run left unread", "run", run, "err", err)
+				return nil
 			}
+			delete(x.failed, run)
 		}
 		r = x.attach(run, st)
 	}
@@ -241,8 +256,8 @@ func (x *taskList) apply(run string, raw []byte, streamSeq uint64) error {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	c, err := r.st.ApplyDecoded(ev, data, streamSeq)
-	if err != nil {
+	c, ferr := r.st.ApplyDecoded(ev, data, streamSeq)
+	if ferr != nil {
 		return nil
 	}
 	switch c.Kind {
