@@ -252,21 +252,35 @@ func (l *Ledger) Scan(ctx context.Context, run string, fn func(Record) error) er
 // and stops at the stream's last event at the time of the call. It does not
 // decode the events. It stops at the first error fn returns.
 func (l *Ledger) ScanAll(ctx context.Context, from time.Time, fn func(run string, raw []byte, streamSeq uint64) error) error {
+	_, err := l.ScanFrom(ctx, 0, from, fn)
+	return err
+}
+
+// ScanFrom is ScanAll for a reader that follows the stream: it reads the
+// events stored after stream sequence after (and, when from is not zero,
+// at or after from on the stream's clock) up to the stream's last event at
+// the time of the call, and returns that last sequence, which the next
+// call passes as after to read only what was appended since. After an
+// error, fn has seen the events up to where the read stopped.
+func (l *Ledger) ScanFrom(ctx context.Context, after uint64, from time.Time, fn func(run string, raw []byte, streamSeq uint64) error) (uint64, error) {
+	if after > 0 && !from.IsZero() {
+		return after, errors.New("read the ledger: ScanFrom takes a sequence or a time, not both")
+	}
 	s, err := l.streamHandle(ctx)
 	if err != nil {
-		return err
+		return after, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("read the ledger: %w", err)
+		return after, fmt.Errorf("read the ledger: %w", err)
 	}
 	last := info.State.LastSeq
-	if last == 0 {
-		return nil
+	if last <= after {
+		return max(last, after), nil
 	}
-	req := directGet{NextFor: l.subjects.LedgerAll(), Batch: directBatch}
+	req := directGet{NextFor: l.subjects.LedgerAll(), Batch: directBatch, Seq: after + 1}
 	if !from.IsZero() {
-		req.StartTime = &from
+		req.StartTime, req.Seq = &from, 0
 	}
 	errDone := errors.New("done")
 	err = l.direct(ctx, req, func(m directMsg) error {
@@ -284,9 +298,9 @@ func (l *Ledger) ScanAll(ctx context.Context, from time.Time, fn func(run string
 		return nil
 	})
 	if err != nil && !errors.Is(err, errDone) {
-		return fmt.Errorf("read the ledger: %w", err)
+		return after, fmt.Errorf("read the ledger: %w", err)
 	}
-	return nil
+	return last, nil
 }
 
 // Load reads and folds a run into its State. A run without events yields an

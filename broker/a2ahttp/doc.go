@@ -19,7 +19,11 @@
 // Tasks and runs: a task id at the ingress is "<run>.<hop>", its context
 // id the run. A call made while serving a task names that task in the
 // message metadata under ParentTaskKey; the bridge gives the server the
-// task it serves under TaskKey.
+// task it serves under TaskKey. GetTask and ListTasks answer from the
+// ledger; ListTasks without a context id from the task list, an index of
+// each caller's tasks at each agent that every ingress instance derives
+// from the ledger (Server.Start rebuilds it and keeps it following; see
+// TaskListConfig for its bounds).
 package a2ahttp
 
 // The Tollgate A2A extension: how a call names the task it is made for,

@@ -1,14 +1,11 @@
 package a2ahttp
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/a2aproject/a2a-go/v2/a2a"
@@ -36,35 +33,35 @@ func (g *governed) who(ctx context.Context) (*call, error) {
 }
 
 // invoke submits the message as a hop from the caller to the target.
-func (g *governed) invoke(ctx context.Context, req *a2a.SendMessageRequest) (*call, *ingress.Pending, error) {
+func (g *governed) invoke(ctx context.Context, req *a2a.SendMessageRequest) (*ingress.Pending, error) {
 	c, err := g.who(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if req.Message == nil || req.Message.ID == "" || len(req.Message.Parts) == 0 {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, "a message with a messageId and parts is required")
+		return nil, a2a.NewError(a2a.ErrInvalidParams, "a message with a messageId and parts is required")
 	}
 	run, parent, _, err := parentTask(req)
 	if err != nil {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, err.Error())
+		return nil, a2a.NewError(a2a.ErrInvalidParams, err.Error())
 	}
 	if len(req.Message.ID) > 128 {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, "messageId is longer than 128 bytes")
+		return nil, a2a.NewError(a2a.ErrInvalidParams, "messageId is longer than 128 bytes")
 	}
 	msg := *req.Message
 	// The task and context ids are the gateway's; the callee gets its own.
 	msg.TaskID, msg.ContextID = "", ""
 	raw, err := json.Marshal(&msg)
 	if err != nil {
-		return nil, nil, a2a.NewError(a2a.ErrInvalidParams, fmt.Sprintf("message does not encode: %v", err))
+		return nil, a2a.NewError(a2a.ErrInvalidParams, fmt.Sprintf("message does not encode: %v", err))
 	}
 	p, err := g.s.cfg.Ingress.Invoke(ctx, ingress.Call{Caller: c.caller.ID, To: c.target, ParentHopID: parent, RunID: run,
 		Key: req.Message.ID, Message: raw, Estimate: UsageOf(req.Metadata)})
 	if err != nil {
 		g.s.log.Error("a2a ingress: submit", "caller", c.caller.ID, "to", c.target, "err", err)
-		return nil, nil, a2a.NewError(a2a.ErrInternalError, "the gateway could not take the call; try again")
+		return nil, a2a.NewError(a2a.ErrInternalError, "the gateway could not take the call; try again")
 	}
-	return c, p, nil
+	return p, nil
 }
 
 // await waits for a hop's outcome, or its caller's cancel, within the
@@ -142,22 +139,18 @@ func denialError(d *ingress.DeniedError) error {
 // its reply the task returned. With returnImmediately the task is
 // returned working, and GetTask follows it.
 func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest) (a2a.SendMessageResult, error) {
-	c, p, err := g.invoke(ctx, req)
+	p, err := g.invoke(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	run := p.RunID
 	if req.Config != nil && req.Config.ReturnImmediately && run != "" {
 		p.Close()
-		g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 		return &a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil
 	}
 	o, err := g.await(ctx, p)
 	if o != nil {
 		run = o.Context.RunID
-	}
-	if run != "" {
-		g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 	}
 	return g.result(run, p.HopID, o, err)
 }
@@ -166,14 +159,13 @@ func (g *governed) SendMessage(ctx context.Context, req *a2a.SendMessageRequest)
 // then its final status (and artifacts) when the hop is answered.
 func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessageRequest) iter.Seq2[a2a.Event, error] {
 	return func(yield func(a2a.Event, error) bool) {
-		c, p, err := g.invoke(ctx, req)
+		p, err := g.invoke(ctx, req)
 		if err != nil {
 			yield(nil, err)
 			return
 		}
 		run := p.RunID
 		if run != "" {
-			g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 			if !yield(&a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 				p.Close()
 				return
@@ -188,7 +180,6 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 					return true
 				}
 				announced = true
-				g.s.remember(c.caller.ID, TaskID(run, p.HopID))
 				if !yield(&a2a.Task{ID: TaskID(run, p.HopID), ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 					return false
 				}
@@ -209,7 +200,6 @@ func (g *governed) SendStreamingMessage(ctx context.Context, req *a2a.SendMessag
 			return
 		}
 		if !announced {
-			g.s.remember(c.caller.ID, t.ID)
 			if !yield(&a2a.Task{ID: t.ID, ContextID: run, Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}, nil) {
 				return
 			}
@@ -245,26 +235,27 @@ func (g *governed) lookup(ctx context.Context, id a2a.TaskID) (*call, *ingress.H
 	return c, h, nil
 }
 
-// taskOf is the A2A task of a hop as the ledger has it.
+// taskOf is the A2A task of a hop as the ledger has it, its status
+// stamped with when the hop reached it.
 func taskOf(h *ingress.Hop) *a2a.Task {
+	var t *a2a.Task
 	if h.Reply != nil {
-		return replyTask(h.RunID, h.ID, h.Reply)
+		t = replyTask(h.RunID, h.ID, h.Reply)
+	} else {
+		t = &a2a.Task{ID: TaskID(h.RunID, h.ID), ContextID: h.RunID, Status: a2a.TaskStatus{State: hopState(h.Hop)}}
+		switch h.Status {
+		case ledger.HopDenied:
+			t.Status.Message = textMessage(t.ID, h.RunID, fmt.Sprintf("tollgate denied the call (%s)", h.Reason))
+		case ledger.HopTimedOut:
+			t.Status.Message = textMessage(t.ID, h.RunID, "tollgate: the hop timed out")
+		}
+		if h.Usage != nil {
+			t.SetMeta(UsageMetadataKey, usageMeta(h.Usage))
+		}
 	}
-	t := &a2a.Task{ID: TaskID(h.RunID, h.ID), ContextID: h.RunID}
-	switch h.Status {
-	case ledger.HopOpen, ledger.HopPending:
-		t.Status.State = a2a.TaskStateWorking
-	case ledger.HopDenied:
-		t.Status.State = a2a.TaskStateRejected
-		t.Status.Message = textMessage(t.ID, h.RunID, fmt.Sprintf("tollgate denied the call (%s)", h.Reason))
-	case ledger.HopTimedOut:
-		t.Status.State = a2a.TaskStateFailed
-		t.Status.Message = textMessage(t.ID, h.RunID, "tollgate: the hop timed out")
-	default:
-		t.Status.State = taskState(schemas.TaskState(h.Status))
-	}
-	if h.Usage != nil {
-		t.SetMeta(UsageMetadataKey, usageMeta(h.Usage))
+	if at := statusTime(h.Hop); !at.IsZero() {
+		at = at.UTC()
+		t.Status.Timestamp = &at
 	}
 	return t
 }
@@ -276,53 +267,6 @@ func (g *governed) GetTask(ctx context.Context, req *a2a.GetTaskRequest) (*a2a.T
 		return nil, err
 	}
 	return taskOf(h), nil
-}
-
-// ListTasks implements a2asrv.RequestHandler: with a context id, the
-// caller's hops of that run from the ledger; without, the caller's latest
-// tasks at this gateway instance.
-func (g *governed) ListTasks(ctx context.Context, req *a2a.ListTasksRequest) (*a2a.ListTasksResponse, error) {
-	c, err := g.who(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var ids []a2a.TaskID
-	if req.ContextID != "" {
-		if !schemas.ValidID(req.ContextID) {
-			return nil, a2a.NewError(a2a.ErrInvalidParams, "contextId is not a run id of this gateway")
-		}
-		st, err := g.s.cfg.Ingress.Run(ctx, req.ContextID)
-		if err != nil {
-			return nil, a2a.NewError(a2a.ErrInternalError, err.Error())
-		}
-		hops := slices.SortedFunc(maps.Values(st.Hops), func(a, b *ledger.Hop) int { return cmp.Compare(a.Seq, b.Seq) })
-		for _, h := range hops {
-			if h.From == c.caller.ID && h.To == c.target {
-				ids = append(ids, TaskID(req.ContextID, h.ID))
-			}
-		}
-	} else {
-		ids = g.s.recentOf(c.caller.ID)
-	}
-	size := req.PageSize
-	if size <= 0 || size > 100 {
-		size = 50
-	}
-	out := &a2a.ListTasksResponse{Tasks: []*a2a.Task{}}
-	for i := len(ids) - 1; i >= 0 && len(out.Tasks) < size; i-- {
-		run, hop, _ := ParseTaskID(ids[i])
-		h, err := g.s.cfg.Ingress.Lookup(ctx, c.caller.ID, run, hop)
-		if err != nil || h.To != c.target {
-			continue
-		}
-		t := taskOf(h)
-		if req.Status != "" && t.Status.State != req.Status {
-			continue
-		}
-		out.Tasks = append(out.Tasks, t)
-	}
-	out.TotalSize, out.PageSize = len(out.Tasks), size
-	return out, nil
 }
 
 // CancelTask implements a2asrv.RequestHandler: a governed cancel of the

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/bearer"
 	"github.com/tollgate/tollgate/broker/ingress"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	// Timeout bounds how long a call waits for its hop's outcome.
 	// Default 5 minutes.
 	Timeout time.Duration
+	// Ledger, when set, is what ListTasks without a contextId lists from:
+	// the task list (Start) folds it. Without it, ListTasks needs a
+	// contextId.
+	Ledger *ledger.Ledger
+	// TaskList bounds the task list.
+	TaskList TaskListConfig
 	// Logger receives the ingress's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -56,9 +63,13 @@ type Server struct {
 	v0      http.Handler // v0.3 JSON-RPC
 	rest    http.Handler // v1.0 HTTP+JSON
 	handler *governed
+	// tasks is the task list (ListTasks without a contextId); nil without
+	// a ledger.
+	tasks *taskList
+	stop  context.CancelFunc
+	done  chan struct{}
 
-	mu     sync.Mutex
-	recent map[string][]a2a.TaskID // caller -> its latest tasks (ListTasks)
+	mu sync.Mutex
 	// cancels wakes the calls waiting for hops their caller cancelled.
 	cancels map[string]chan struct{}
 }
@@ -82,9 +93,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.Timeout = 5 * time.Minute
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, log: cfg.Logger, recent: map[string][]a2a.TaskID{}, cancels: map[string]chan struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, cancels: map[string]chan struct{}{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ledger != nil {
+		s.tasks = newTaskList(cfg.Ledger, cfg.TaskList, s.log)
 	}
 	s.handler = &governed{s: s}
 	keepAlive := a2asrv.WithTransportKeepAlive(15 * time.Second)
@@ -203,24 +217,29 @@ func writeJSONRPCError(w http.ResponseWriter, status, code int, msg string) {
 	})
 }
 
-// remember notes a task a caller made, for ListTasks.
-func (s *Server) remember(caller string, id a2a.TaskID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := append(s.recent[caller], id)
-	if len(l) > maxRecent {
-		l = l[len(l)-maxRecent:]
+// Start rebuilds the task list from the ledger, in the background, and
+// keeps it following the ledger until Close. ListTasks without a
+// contextId waits for it (a few seconds at most) and answers from it.
+// Without a ledger it does nothing.
+func (s *Server) Start(ctx context.Context) {
+	if s.tasks == nil || s.stop != nil {
+		return
 	}
-	s.recent[caller] = l
+	ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+	s.done = make(chan struct{})
+	s.tasks.started.Store(true)
+	go func() {
+		defer close(s.done)
+		s.tasks.follow(ctx)
+	}()
 }
 
-// maxRecent bounds the tasks remembered per caller.
-const maxRecent = 100
-
-func (s *Server) recentOf(caller string) []a2a.TaskID {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]a2a.TaskID(nil), s.recent[caller]...)
+// Close stops the task list.
+func (s *Server) Close() {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
 }
 
 // cancelled returns the channel closed when the caller cancels hop.

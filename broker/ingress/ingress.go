@@ -379,8 +379,15 @@ func (i *Ingress) Lookup(ctx context.Context, caller, run, hop string) (*Hop, er
 	if err != nil {
 		return nil, fmt.Errorf("ingress: read run %s: %w", run, err)
 	}
-	h := st.Hops[hop]
-	if h == nil || h.From != caller {
+	return i.Task(ctx, caller, run, st.Hops[hop])
+}
+
+// Task is Lookup for a hop of run already folded from the ledger (the
+// A2A ingress's task list holds them): it reads only the event that
+// closed the hop, for the reply delivered, with one get by stream
+// sequence. A nil hop, or another caller's, is ErrUnknownHop.
+func (i *Ingress) Task(ctx context.Context, caller, run string, h *ledger.Hop) (*Hop, error) {
+	if h == nil || h.From != caller || i.cfg.Ledger == nil {
 		return nil, ErrUnknownHop
 	}
 	out := &Hop{Hop: h, RunID: run}
@@ -389,7 +396,7 @@ func (i *Ingress) Lookup(ctx context.Context, caller, run, hop string) (*Hop, er
 	}
 	rec, err := i.cfg.Ledger.Get(ctx, h.CloseStreamSeq)
 	if err != nil {
-		return nil, fmt.Errorf("ingress: read the close of hop %s: %w", hop, err)
+		return nil, fmt.Errorf("ingress: read the close of hop %s: %w", h.ID, err)
 	}
 	data, err := rec.Event.DecodeData()
 	if err != nil {

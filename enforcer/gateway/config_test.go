@@ -74,6 +74,9 @@ run_limits:
   on_breach: explode
 per_agent:
   mode: lenient
+http:
+  tasks_window: -1h
+  tasks_per_caller: -3
 `
 	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
@@ -83,7 +86,8 @@ per_agent:
 		t.Fatal("a config with many mistakes loaded")
 	}
 	for _, want := range []string{"replicas is 9", `"Bad.Id" is not a valid id`, `type "robot"`, "registered twice", "nkey user public key",
-		"policies: at least one", "on_breach", "mode is \"lenient\"", "public_key is required"} {
+		"policies: at least one", "on_breach", "mode is \"lenient\"", "public_key is required",
+		"http.tasks_window must not be negative", "http.tasks_per_caller must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -190,7 +190,7 @@ func Start(ctx context.Context, cfg *Config, o Options) (_ *Gateway, err error) 
 	if err := g.listenReload(); err != nil {
 		return nil, err
 	}
-	if err := g.mountA2A(); err != nil {
+	if err := g.mountA2A(ctx); err != nil {
 		return nil, err
 	}
 	if g.tracer, err = tracing.NewProvider(ctx, cfg.Tracing, o.TraceOut); err != nil {
@@ -556,6 +556,9 @@ func (g *Gateway) Close(ctx context.Context) error {
 	}
 	if g.http != nil {
 		errs = append(errs, g.http.srv.Shutdown(ctx))
+	}
+	if g.a2a != nil {
+		g.a2a.Close()
 	}
 	g.stopHops()
 	errs = append(errs, g.StopEnforcer(ctx))

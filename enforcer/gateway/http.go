@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -41,6 +42,13 @@ type HTTPConfig struct {
 	// CallTimeout bounds how long an HTTP call waits for its hop's
 	// outcome. Default 5 minutes.
 	CallTimeout time.Duration `yaml:"call_timeout"`
+	// TasksWindow is how far back in the ledger the A2A task list
+	// (ListTasks without a contextId) is rebuilt when serve starts.
+	// Default 24 hours.
+	TasksWindow time.Duration `yaml:"tasks_window"`
+	// TasksPerCaller bounds the tasks ListTasks lists per caller and
+	// agent (the newest). Default 1,000.
+	TasksPerCaller int `yaml:"tasks_per_caller"`
 }
 
 // DefaultMaxBodyBytes bounds an HTTP request body when http.max_body_bytes
@@ -57,6 +65,12 @@ func (c HTTPConfig) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("http.max_body_bytes must not be negative"))
+	}
+	if c.TasksWindow < 0 {
+		errs = append(errs, errors.New("http.tasks_window must not be negative"))
+	}
+	if c.TasksPerCaller < 0 {
+		errs = append(errs, errors.New("http.tasks_per_caller must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -168,8 +182,9 @@ func (g *Gateway) startHTTP() error {
 
 // mountA2A serves the A2A ingress (broker/a2ahttp) on the HTTP listener,
 // at "/": the least specific pattern, so handlers mounted at their own
-// prefixes (HandleHTTP("/v1/", ...)) take precedence over agent ids.
-func (g *Gateway) mountA2A() error {
+// prefixes (HandleHTTP("/v1/", ...)) take precedence over agent ids. Its
+// task list is rebuilt from the ledger in the background.
+func (g *Gateway) mountA2A(ctx context.Context) error {
 	if g.http == nil {
 		return nil
 	}
@@ -188,10 +203,12 @@ func (g *Gateway) mountA2A() error {
 	srv, err := a2ahttp.New(a2ahttp.Config{
 		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public, NATSURL: natsURL,
 		Cards: g.cards, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout, Logger: g.log,
+		Ledger: g.ledger, TaskList: a2ahttp.TaskListConfig{Window: g.cfg.HTTP.TasksWindow, PerCaller: g.cfg.HTTP.TasksPerCaller},
 	})
 	if err != nil {
 		return err
 	}
+	srv.Start(ctx)
 	g.ingress = ing
 	g.a2a = srv
 	g.http.mux.Handle("/", srv)

@@ -72,15 +72,33 @@ func newEnvWith(t testing.TB, edit func(e *env)) *env {
 	if edit != nil {
 		edit(e)
 	}
+	e.start()
+	t.Cleanup(func() { e.g.Close(context.Background()) })
+	return e
+}
+
+// start starts the gateway of e's config.
+func (e *env) start() {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g, err := gateway.Start(ctx, e.cfg, gateway.Options{Policies: policies, Logger: testLogger()})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { g.Close(context.Background()) })
 	e.g, e.base = g, "http://"+g.HTTPAddr()
-	return e
+}
+
+// restart stops the gateway and starts a new one on the same data (its
+// NATS store, ledger and keys): serve restarted.
+func (e *env) restart() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.g.Close(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	e.start()
 }
 
 // token mints a bearer token for id.
