@@ -253,6 +253,9 @@ func (s Subjects) DeadLetterAll() string { return s.prefix + ".deadletter.>" }
 // CtlReload is where operators ask the gateways to reload their config.
 func (s Subjects) CtlReload() string { return s.prefix + ".ctl.reload" }
 
+// CtlQuota is where operators ask for the state of the spend quotas.
+func (s Subjects) CtlQuota() string { return s.prefix + ".ctl.quota" }
+
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }
 

@@ -88,6 +88,7 @@ type Enforcer struct {
 	pinned     []*pinned
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
+	quotaSub   *nats.Subscription
 	querySub   *nats.Subscription
 	wg         sync.WaitGroup
 	stats      counters
@@ -236,6 +237,12 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		e.closeShards()
 		return fmt.Errorf("enforcer: subscribe to approvals: %w", err)
 	}
+	e.quotaSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlQuota(), "tollgate-enforcers", e.onQuotaStatus)
+	if err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: subscribe to quota status requests: %w", err)
+	}
 	e.querySub, err = e.js.Conn().QueueSubscribe(e.subjects.QueryAll(), "tollgate-enforcers", e.onQuery)
 	if err != nil {
 		e.stopConsuming(ctx)
@@ -336,7 +343,7 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 }
 
 func (e *Enforcer) stopConsuming(ctx context.Context) {
-	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.querySub} {
+	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.quotaSub, e.querySub} {
 		if sub != nil {
 			_ = sub.Drain()
 		}
