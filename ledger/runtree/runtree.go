@@ -401,7 +401,9 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 	}
 	for sh, h := range views {
 		h.Tainted, h.TaintSources = sh.Tainted, sh.TaintSources // as tainted replies left it
-		if len(h.Attempts) > 0 {                                // the attempt under way, or the last one
+		// A retried or re-routed hop lists its last attempt (or the one
+		// under way) too.
+		if len(h.Attempts) > 0 {
 			last := Attempt{N: sh.CurrentAttempt(), To: h.To, Outcome: h.Status, Seq: h.ClosedSeq}
 			if sh.Open() {
 				last.Outcome = string(ledger.HopOpen)
