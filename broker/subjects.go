@@ -32,6 +32,9 @@ const (
 	BucketQuotaHolds = "tollgate_quota_holds"
 	// BucketBreakers holds each target's circuit-breaker state.
 	BucketBreakers = "tollgate_breakers"
+	// BucketSpend holds the fleet's recent spend per agent and per team,
+	// for the spend-spike alerts.
+	BucketSpend = "tollgate_spend"
 	// QuotaHoldsMaxAge is how long a hold is kept: a hop open longer than
 	// this settles nothing.
 	QuotaHoldsMaxAge = 7 * 24 * time.Hour

@@ -99,8 +99,10 @@ type Enforcer struct {
 	// timers is the TIMERS stream, looked up once.
 	timersMu sync.Mutex
 	timers   jetstream.Stream
-	// sweepCancel stops the start-up sweep of ended runs' timers.
+	// sweepCancel stops the start-up sweep of ended runs' timers;
+	// spendCancel the spend-spike watch (which flushes once more).
 	sweepCancel context.CancelFunc
+	spendCancel context.CancelFunc
 }
 
 // New returns an enforcer that judges hops against reg.
@@ -259,6 +261,14 @@ func (e *Enforcer) Start(ctx context.Context) error {
 			e.cfg.Logger.Info("removed the timers of ended runs", "runs", n)
 		}
 	}()
+	// The spend-spike watch adds this instance's spend to the fleet's.
+	spendCtx, spendCancel := context.WithCancel(work)
+	e.spendCancel = spendCancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.watchSpend(spendCtx)
+	}()
 	// Once Start returns, the server knows the subscriptions: a control
 	// request sent then finds a responder.
 	if err := e.js.Conn().FlushTimeout(e.cfg.OpTimeout); err != nil {
@@ -330,6 +340,9 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	}
 	e.stopConsuming(ctx)
 	e.closeShards()
+	if e.spendCancel != nil {
+		e.spendCancel() // after the shards: their last spend is flushed
+	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
