@@ -570,6 +570,11 @@ func TestRunShowsRetriesAndFallbacks(t *testing.T) {
 	if e := edges["orchestrator>editor"]; e.Fallbacks != 1 || e.Calls != 1 || e.Tokens != 5 {
 		t.Fatalf("orchestrator -> editor (the fallback): %+v", e)
 	}
+	for _, n := range got.Graph.Nodes {
+		if (n.ID == "editor" || n.ID == "reviewer") && n.Type != schemas.TypeAgent {
+			t.Fatalf("node %s has type %q: want Agent (hop.rerouted records the fallback's)", n.ID, n.Type)
+		}
+	}
 	// The hop list of an older moment: the retry is not there yet.
 	var first uint64
 	for _, rt := range w.Retries {

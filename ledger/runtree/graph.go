@@ -79,12 +79,13 @@ func (r *Run) Graph() *Graph {
 		if h.To == "" {
 			continue // a submission that named no target
 		}
-		// A re-routed hop's first target had the type of the decision.
+		// A re-routed hop's first target had the type of the decision,
+		// each fallback its own (recorded since hop.rerouted has it).
 		first := h.ToType
 		for _, rr := range h.Reroutes {
 			edge(h.From, rr.From, first).Rerouted++
-			edge(h.From, rr.To, "").Fallbacks++
-			first = ""
+			edge(h.From, rr.To, rr.ToType).Fallbacks++
+			first = rr.ToType
 		}
 		for _, rt := range h.Retries {
 			edge(h.From, rt.To, "").Retries++

@@ -107,11 +107,12 @@ type Retry struct {
 
 // Reroute is a hop sent to a fallback target (hop.rerouted).
 type Reroute struct {
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	Cause   string   `json:"cause"`
-	Skipped []string `json:"skipped,omitempty"`
-	Seq     uint64   `json:"seq"`
+	From    string                `json:"from"`
+	To      string                `json:"to"`
+	ToType  schemas.PrincipalType `json:"to_type,omitempty"`
+	Cause   string                `json:"cause"`
+	Skipped []string              `json:"skipped,omitempty"`
+	Seq     uint64                `json:"seq"`
 }
 
 // Attempt is one delivery (or, re-routed at admission, one target tried)
@@ -354,7 +355,7 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 			}
 		case *schemas.HopRerouted:
 			if h := views[c.Hop]; c.Kind == ledger.ChangeRerouted && h != nil {
-				h.Reroutes = append(h.Reroutes, Reroute{From: d.From, To: d.To, Cause: d.Cause, Skipped: d.Skipped, Seq: ev.Seq})
+				h.Reroutes = append(h.Reroutes, Reroute{From: d.From, To: d.To, ToType: d.ToType, Cause: d.Cause, Skipped: d.Skipped, Seq: ev.Seq})
 				a := Attempt{N: d.Attempts, To: d.From, Outcome: "unavailable", Cause: d.Cause, Seq: ev.Seq}
 				if d.Cause == schemas.RerouteTimeout {
 					a.Outcome = string(ledger.HopTimedOut)
