@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/broker"
@@ -23,7 +22,7 @@ import (
 
 // spikes is this instance's part of the spend-spike watch
 // (limits.SpendSpikes). The hot path only counts: observe adds each settled
-// cost to what is pending, in memory. Every Flush, flushSpend adds what is
+// cost to what is pending, in memory. Every Flush, FlushSpend adds what is
 // pending to the fleet's entry of each agent and team in the KV bucket
 // broker.BucketSpend (compare-and-set, so every instance's share counts)
 // and checks the entry there: the instance whose write records a spike
@@ -296,7 +295,7 @@ func (e *Enforcer) FlushSpend(ctx context.Context) error {
 	if len(pending) > 0 {
 		kv, err := e.spendKV(ctx)
 		if err != nil {
-			e.repend(pending)
+			e.repend(pending, cfg)
 			return err
 		}
 		keys := make([]string, 0, len(pending))
@@ -308,7 +307,7 @@ func (e *Enforcer) FlushSpend(ctx context.Context) error {
 			d := pending[key]
 			a, err := e.addSpend(ctx, kv, cfg, key, d)
 			if err != nil {
-				e.repend(map[string]*spendDelta{key: d})
+				e.repend(map[string]*spendDelta{key: d}, cfg)
 				errs = append(errs, err)
 				continue
 			}
@@ -328,14 +327,23 @@ func (e *Enforcer) FlushSpend(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// repend puts deltas that could not be written back into what is pending.
-func (e *Enforcer) repend(ds map[string]*spendDelta) {
+// repend puts deltas that could not be written back into what is
+// pending, but for slots too old to count in any window: however long the
+// bucket is unreachable, what waits stays bounded.
+func (e *Enforcer) repend(ds map[string]*spendDelta, cfg limits.SpendSpikes) {
+	w := slotMillis(cfg)
+	from := e.cfg.Clock().Add(-cfg.Short-cfg.Baseline).UnixMilli() / w * w
 	e.spikes.mu.Lock()
 	defer e.spikes.mu.Unlock()
 	if e.spikes.pending == nil {
 		e.spikes.pending = map[string]*spendDelta{}
 	}
 	for key, d := range ds {
+		for at := range d.slots {
+			if at < from {
+				delete(d.slots, at)
+			}
+		}
 		cur := e.spikes.pending[key]
 		if cur == nil {
 			e.spikes.pending[key] = d
