@@ -287,12 +287,10 @@ func (e *Enforcer) FlushSpend(ctx context.Context) error {
 	e.spikes.pending = nil
 	e.spikes.mu.Unlock()
 	cfg := e.rules.Load().Limits.SpendSpikes
-	if !cfg.Enabled() {
-		return nil
-	}
+	enabled := cfg.Enabled() // turned off by a reload: what is pending is dropped
 	cfg = cfg.WithDefaults()
 	var errs []error
-	if len(pending) > 0 {
+	if enabled && len(pending) > 0 {
 		kv, err := e.spendKV(ctx)
 		if err != nil {
 			e.repend(pending, cfg)
