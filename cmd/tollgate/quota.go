@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/quota"
 )
@@ -37,20 +38,21 @@ instance shares them: for each quota and each scope value it has counted
 (agent, team, workflow, principal or environment), the current window, what
 replies settled, what open hops reserve, and the share of the bound used.
 
-As an operator: --operator ID --key OPERATOR.nk (with --nats, or --config
-to find the gateway) sends a signed request on tg.ctl.quota, checked
-against the operator's registered key like a halt; the running gateway
-reads the quotas from its KV bucket and answers. Without --operator the
-bucket is read directly, which needs the gateway account: a data folder
-(--data) or the gateway's own credentials (--nats, --creds); --config then
-says which quotas there are.`,
+As an operator: --key (or --creds) OPERATOR.nk, with --nats or --config to
+find the gateway, sends a signed request on tg.ctl.quota, checked against
+the operator's registered key like a halt; the running gateway reads the
+quotas from its KV bucket and answers. --operator ID names the operator
+(by default the server says whose key it is). Otherwise the bucket is read
+directly, which needs the gateway account: a data folder (--data) or the
+gateway's own credentials (--nats, --creds); --config then says which
+quotas there are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return quotaStatus(cmd.Context(), cmd.OutOrStdout(), &o)
 		},
 	}
 	o.src.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.operator, "operator", "", "ask the running gateway as this operator (registered in its config), signing with --key")
+	cmd.Flags().StringVar(&o.operator, "operator", "", "ask the running gateway as this operator (registered in its config), signing with --key (default: the key's owner, when it is an operator's)")
 	cmd.Flags().StringVar(&o.src.creds, "key", "", "same as --creds")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the quotas as a JSON array")
 	return cmd
@@ -63,6 +65,16 @@ func quotaStatus(ctx context.Context, stdout io.Writer, o *quotaStatusOptions) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.src.timeout)
 	defer cancel()
+	if o.operator == "" && o.src.data == "" && o.src.creds != "" {
+		// An operator's key without --operator: the server says whose it
+		// is, and the operator asks the gateway.
+		if bus, err := o.src.dial(ctx); err == nil {
+			if bus.Owner.Kind == broker.OwnerOperator {
+				o.operator = bus.Owner.ID
+			}
+			bus.Close()
+		}
+	}
 	var usage []quota.Usage
 	zone := time.UTC
 	if o.operator != "" {
