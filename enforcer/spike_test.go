@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
@@ -170,5 +172,45 @@ func TestSpendSpikeFleetWide(t *testing.T) {
 		if len(a.TopEdges) == 0 || a.TopEdges[0].Key != "research->writer" || a.TopEdges[0].CostUSD < 6 || runs[runA] <= 0.1 || runs[runB] <= 0.1 {
 			t.Fatalf("alert %+v: want both runs and the research->writer edge with the fleet's spend", a)
 		}
+	}
+}
+
+// TestSpendWaitsForTheBucket: while the spend bucket cannot be written,
+// the spend an instance counted stays pending; the flush after the bucket
+// is back adds it and alerts the spike it shows.
+func TestSpendWaitsForTheBucket(t *testing.T) {
+	g := enforcertest.Start(t, enforcertest.Options{Identities: demoIdentities, Policies: basePolicies(t), Config: enforcer.Config{
+		Limits: limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxCostUSD: -1, MaxWallClockSeconds: -1},
+		// Flushed by the test only.
+		SpendSpikes: limits.SpendSpikes{Factor: 4, Short: time.Minute, Baseline: 10 * time.Minute, MinCostUSD: 0.5,
+			Cooldown: time.Hour, Warmup: time.Nanosecond, Flush: time.Hour},
+	}})
+	bucket := g.Subjects.Bucket(broker.BucketSpend)
+	if err := g.JS.DeleteKeyValue(ctxT(t), bucket); err != nil {
+		t.Fatal(err)
+	}
+	tomas, orch, research, writer := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research"), newSender(t, g, "writer")
+	run, root := openRun(t, tomas)
+	parent := delegate(t, orch, run, root, "research")
+	for range 4 {
+		hop := delegate(t, research, run, parent, "writer")
+		writer.send(run, writer.reply(hop, "research", &schemas.Usage{InputTokens: 10, CostUSD: 0.5}))
+	}
+	waitDeliveries(t, g, "research", 1+4)
+	if err := g.Enforcer.FlushSpend(ctxT(t)); err == nil {
+		t.Fatal("a flush without the spend bucket reported no error")
+	}
+	if a := spikeAlerts(t, g); len(a) != 0 {
+		t.Fatalf("alerts without the bucket: %+v", a)
+	}
+	if _, err := g.JS.CreateKeyValue(ctxT(t), jetstream.KeyValueConfig{Bucket: bucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Enforcer.FlushSpend(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	alerts := spikeAlerts(t, g)
+	if len(alerts) != 2 || alerts[0].Rate < 1.9 || alerts[0].TopRuns[0].Key != run || alerts[0].TopRuns[0].Hops != 4 {
+		t.Fatalf("alerts once the bucket is back: %+v; want research's and its team's with the $2 counted while it was away", alerts)
 	}
 }
