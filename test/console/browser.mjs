@@ -256,7 +256,7 @@ try {
   await page.locator('.hop-button', { hasText: 'orchestrator → writer' }).click();
   await page.waitForSelector('#attempts');
   const tries = await page.locator('#attempts li').allInnerTexts();
-  check(tries.length === 2 && tries[0].includes('attempt 1 → writer: failed (failed rate_limited)') && tries[0].includes('model overloaded') &&
+  check(tries.length === 2 && tries[0].includes('attempt 1 → writer: failed (rate_limited): model overloaded') && tries[0].includes('model overloaded') &&
     tries[0].includes('10 tok') && tries[1].includes('attempt 2 → writer: completed') && tries[1].includes('20 tok'), `writer's attempts: ${tries.join(' | ')}`);
   await page.locator('.hop-button', { hasText: 'orchestrator → editor' }).click();
   await page.waitForSelector('#reroutes');

@@ -247,9 +247,10 @@ function answerForm(run: RunDetail, hop: Hop, done: () => Promise<void>): Child 
 function attemptsList(hop: Hop): Child {
   if (!hop.attempts?.length) return 'one (no retry, no re-route)';
   return h('ol', { class: 'attempts', id: 'attempts' }, ...hop.attempts.map((a) => {
-    const why = [a.cause, a.error_class].filter((x, i, all) => x && all.indexOf(x) === i).join(' ');
+    // Why, in the words the outcome does not already say.
+    const why = [a.cause, a.error_class].filter((x) => x && x !== a.outcome).join(' ');
     const what = a.n === 0 ? `${a.to}: not delivered (${a.outcome}${why ? ': ' + why : ''})`
-      : `attempt ${a.n} → ${a.to}: ${a.outcome}${why && a.outcome !== why ? ' (' + why + ')' : ''}`;
+      : `attempt ${a.n} → ${a.to}: ${a.outcome}${why ? ' (' + why + ')' : ''}`;
     const spend = a.tokens || a.cost_usd ? ` · ${a.tokens || 0} tok · ${money(a.cost_usd || 0)}` : '';
     return h('li', { class: 'attempt attempt-' + a.outcome }, `${what}${a.error ? ': ' + a.error : ''}${spend}${a.seq ? ' (#' + a.seq + ')' : ''}`);
   }));
