@@ -195,6 +195,12 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, o Stream
 	}); err != nil {
 		return fmt.Errorf("provision breakers bucket: %w", err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: s.Bucket(BucketSpend), Description: "Tollgate recent spend per agent and team (spend-spike alerts)",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	}); err != nil {
+		return fmt.Errorf("provision spend bucket: %w", err)
+	}
 	return nil
 }
 

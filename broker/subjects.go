@@ -32,6 +32,9 @@ const (
 	BucketQuotaHolds = "tollgate_quota_holds"
 	// BucketBreakers holds each target's circuit-breaker state.
 	BucketBreakers = "tollgate_breakers"
+	// BucketSpend holds the fleet's recent spend per agent and per team,
+	// for the spend-spike alerts.
+	BucketSpend = "tollgate_spend"
 	// QuotaHoldsMaxAge is how long a hold is kept: a hop open longer than
 	// this settles nothing.
 	QuotaHoldsMaxAge = 7 * 24 * time.Hour
@@ -252,6 +255,9 @@ func (s Subjects) DeadLetterAll() string { return s.prefix + ".deadletter.>" }
 
 // CtlReload is where operators ask the gateways to reload their config.
 func (s Subjects) CtlReload() string { return s.prefix + ".ctl.reload" }
+
+// CtlQuota is where operators ask for the state of the spend quotas.
+func (s Subjects) CtlQuota() string { return s.prefix + ".ctl.quota" }
 
 // CtlAll is the wildcard of every operator control subject.
 func (s Subjects) CtlAll() string { return s.prefix + ".ctl.>" }

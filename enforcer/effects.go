@@ -94,6 +94,12 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
 		}
+		// What the failed attempt reported is charged to the quotas as
+		// to the run budget; the hop keeps its reservation until the next
+		// attempt's deadline.
+		if err := e.chargeQuota(ctx, st, hop, d.Usage, ev.Seq, d.Deadline.Add(decision.QuotaGrace)); err != nil {
+			return nil, err
+		}
 		// The attempt that failed is cancelled at the target (one that
 		// answered failed needs no cancel), and the next one is delivered
 		// when its timer fires (retryDelivery).
@@ -118,6 +124,11 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 	case *schemas.HopRerouted:
 		if hop == nil {
 			return nil, fmt.Errorf("effects: hop %s of run %s is not in its state", ev.HopID, ev.RunID)
+		}
+		// The re-routed hop keeps its reservation until the fallback's
+		// deadline.
+		if err := e.chargeQuota(ctx, st, hop, nil, ev.Seq, d.Deadline.Add(decision.QuotaGrace)); err != nil {
+			return nil, err
 		}
 		return e.rerouteEffects(ctx, st, ev, hop, d)
 	case *schemas.HopApproved:

@@ -88,6 +88,7 @@ type Enforcer struct {
 	pinned     []*pinned
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
+	quotaSub   *nats.Subscription
 	querySub   *nats.Subscription
 	wg         sync.WaitGroup
 	stats      counters
@@ -98,8 +99,10 @@ type Enforcer struct {
 	// timers is the TIMERS stream, looked up once.
 	timersMu sync.Mutex
 	timers   jetstream.Stream
-	// sweepCancel stops the start-up sweep of ended runs' timers.
+	// sweepCancel stops the start-up sweep of ended runs' timers;
+	// spendCancel the spend-spike watch (which flushes once more).
 	sweepCancel context.CancelFunc
+	spendCancel context.CancelFunc
 }
 
 // New returns an enforcer that judges hops against reg.
@@ -236,6 +239,12 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		e.closeShards()
 		return fmt.Errorf("enforcer: subscribe to approvals: %w", err)
 	}
+	e.quotaSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlQuota(), "tollgate-enforcers", e.onQuotaStatus)
+	if err != nil {
+		e.stopConsuming(ctx)
+		e.closeShards()
+		return fmt.Errorf("enforcer: subscribe to quota status requests: %w", err)
+	}
 	e.querySub, err = e.js.Conn().QueueSubscribe(e.subjects.QueryAll(), "tollgate-enforcers", e.onQuery)
 	if err != nil {
 		e.stopConsuming(ctx)
@@ -251,6 +260,14 @@ func (e *Enforcer) Start(ctx context.Context) error {
 		if n := e.sweepTimers(sweepCtx); n > 0 {
 			e.cfg.Logger.Info("removed the timers of ended runs", "runs", n)
 		}
+	}()
+	// The spend-spike watch adds this instance's spend to the fleet's.
+	spendCtx, spendCancel := context.WithCancel(work)
+	e.spendCancel = spendCancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.watchSpend(spendCtx)
 	}()
 	// Once Start returns, the server knows the subscriptions: a control
 	// request sent then finds a responder.
@@ -323,6 +340,9 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	}
 	e.stopConsuming(ctx)
 	e.closeShards()
+	if e.spendCancel != nil {
+		e.spendCancel() // after the shards: their last spend is flushed
+	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
@@ -336,7 +356,7 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 }
 
 func (e *Enforcer) stopConsuming(ctx context.Context) {
-	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.querySub} {
+	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.quotaSub, e.querySub} {
 		if sub != nil {
 			_ = sub.Drain()
 		}

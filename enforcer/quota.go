@@ -43,6 +43,15 @@ func (e *Enforcer) quotaInputs(ctx context.Context, rules *decision.Rules, now t
 // released. It is idempotent (quota.Store.Settle), so the effects of a
 // record found again after a crash settle nothing twice.
 func (e *Enforcer) settleQuota(ctx context.Context, st *ledger.State, hop *ledger.Hop, used *schemas.Usage) error {
+	return e.chargeQuota(ctx, st, hop, used, 0, time.Time{})
+}
+
+// chargeQuota is settleQuota for a hop that goes on (step > 0: the ledger
+// seq of its hop.retried or hop.rerouted): what the failed attempt
+// reported (used) is counted, and the reservation stays, to lapse at
+// until (quota.Store.Charge, idempotent per step). One path settles
+// replies, failed attempts and closes.
+func (e *Enforcer) chargeQuota(ctx context.Context, st *ledger.State, hop *ledger.Hop, used *schemas.Usage, step uint64, until time.Time) error {
 	rules := e.rules.Load()
 	if e.quotas == nil || len(rules.Limits.Quotas) == 0 || hop == nil || hop.Status == ledger.HopDenied {
 		return nil
@@ -59,8 +68,14 @@ func (e *Enforcer) settleQuota(ctx context.Context, st *ledger.State, hop *ledge
 	if used != nil {
 		amount = &quota.Amount{Tokens: used.Tokens(), CostUSD: used.Cost()}
 	}
-	zone, now := rules.Limits.Zone(), e.cfg.Clock()
-	if err := e.quotas.Settle(ctx, zone, applied, decision.QuotaHop(st.RunID, hop.ID), amount, now); err != nil {
+	zone, now, id := rules.Limits.Zone(), e.cfg.Clock(), decision.QuotaHop(st.RunID, hop.ID)
+	var err error
+	if step == 0 {
+		err = e.quotas.Settle(ctx, zone, applied, id, amount, now)
+	} else {
+		err = e.quotas.Charge(ctx, zone, applied, id, amount, step, until, now)
+	}
+	if err != nil {
 		return fmt.Errorf("settle quota of hop %s: %w", hop.ID, err)
 	}
 	e.quotaGauges(zone, applied, now)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/enforcer/quota"
@@ -253,5 +254,46 @@ forbid (principal == Agent::"orchestrator", action, resource == Agent::"critic")
 	d := nth(t, g, "orchestrator", 2)
 	if d.Kind != schemas.DeliverDenied || d.Denial.Reason != schemas.ReasonPolicy || len(d.Denial.PolicyIDs) != 1 || d.Denial.PolicyIDs[0] != "quota-half" {
 		t.Fatalf("hop with the quota past 50%%: %s %+v; want forbidden by quota-half", d.Kind, d.Denial)
+	}
+}
+
+// TestQuotaChargesFailedAttempts: the usage a failed attempt reports is
+// charged to the caller's quota when the gateway retries the hop, as it
+// is to the run budget, while the hop keeps its reservation; the final
+// reply settles the rest, so the quota and the run budget agree.
+func TestQuotaChargesFailedAttempts(t *testing.T) {
+	g := enforcertest.Start(t, enforcertest.Options{Identities: timeoutIdentities(), Policies: basePolicies(t), Config: enforcer.Config{
+		Targets: map[string]limits.Target{"research": {Retry: limits.Retry{
+			MaxAttempts: 3, On: []string{"rate_limited"}, Backoff: 20 * time.Millisecond, Jitter: noJitter()}}},
+		Quotas: []limits.Quota{{Name: "orch-day", Scope: limits.ScopeAgent, Match: "orchestrator", Window: limits.WindowDay, MaxTokens: 10000}},
+	}})
+	tomas, orch, research := newSender(t, g, "tomas"), newSender(t, g, "orchestrator"), newSender(t, g, "research")
+	run, root := openRun(t, tomas)
+	env := orch.estimated(run, root, "research", 100, 0)
+	orch.send(run, env)
+	waitDeliveries(t, g, "research", 1)
+	usage := func() quota.Usage {
+		t.Helper()
+		us, err := g.Enforcer.QuotaUsage(ctxT(t))
+		if err != nil || len(us) != 1 {
+			t.Fatalf("usage %+v: %v", us, err)
+		}
+		return us[0]
+	}
+	research.send(run, research.failed(env.HopID, "orchestrator", "rate_limited", &schemas.Usage{InputTokens: 30, CostUSD: 0.3}))
+	waitDeliveries(t, g, "research", 2)
+	waitFor(t, func() bool { return usage().Settled.Tokens == 30 })
+	if u := usage(); u.Reserved.Tokens != 100 || u.Held != 1 || u.Settled.CostUSD != 0.3 {
+		t.Fatalf("after the failed attempt: %+v; want its 30 tokens ($0.3) settled and the 100 still reserved", u)
+	}
+	research.send(run, research.failed(env.HopID, "orchestrator", "rate_limited", &schemas.Usage{InputTokens: 20}))
+	waitDeliveries(t, g, "research", 3)
+	research.send(run, research.reply(env.HopID, "orchestrator", &schemas.Usage{InputTokens: 50}))
+	waitDeliveries(t, g, "orchestrator", 2)
+	waitFor(t, func() bool { return usage().Held == 0 })
+	u := usage()
+	st := runState(t, g, run)
+	if u.Settled.Tokens != 100 || u.Reserved.Tokens != 0 || st.Spent.Tokens != 100 {
+		t.Fatalf("after the reply: quota %+v, run budget %d tokens; want 100 settled in both", u, st.Spent.Tokens)
 	}
 }

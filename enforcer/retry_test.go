@@ -1,10 +1,13 @@
 package enforcer_test
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
@@ -158,5 +161,42 @@ func TestRetryNeverBeyondRunLimits(t *testing.T) {
 	}
 	if h := runState(t, g, run).Hops[hop]; h.Status != ledger.HopTimedOut || h.Attempt > 1 {
 		t.Fatalf("hop %s attempt %d; want timed out on its first attempt", h.Status, h.Attempt)
+	}
+}
+
+// TestRetryWithAgentClient: a target served by the Go agent client fails
+// with an error class its retry policy lists (agent.Result.ErrorClass);
+// the gateway delivers the hop again, and the client runs the second
+// attempt as a task of its own (same hop id, context.attempt 2) instead of
+// taking it for a redelivery of the task it answered.
+func TestRetryWithAgentClient(t *testing.T) {
+	g := startRetrying(t, map[string]limits.Target{"research": {Retry: limits.Retry{
+		MaxAttempts: 3, On: []string{"overloaded"}, Backoff: 20 * time.Millisecond, Jitter: noJitter()}}})
+	type seen struct {
+		hop     string
+		attempt int
+	}
+	calls := make(chan seen, 4)
+	var n atomic.Int32
+	g.Agent("research", func(_ context.Context, task *agent.Task) (*agent.Result, error) {
+		calls <- seen{task.Context.HopID, task.Context.Attempt}
+		if n.Add(1) == 1 {
+			return &agent.Result{Status: schemas.StateFailed, Error: "busy", ErrorClass: "overloaded", Usage: &schemas.Usage{InputTokens: 7}}, nil
+		}
+		return &agent.Result{Output: agent.AgentText("found"), Usage: &schemas.Usage{InputTokens: 3}}, nil
+	})
+	tomas, orch := newSender(t, g, "tomas"), newSender(t, g, "orchestrator")
+	run, root := openRun(t, tomas)
+	hop := delegate(t, orch, run, root, "research")
+	d := nth(t, g, "orchestrator", 2)
+	if d.Kind != schemas.DeliverReply || d.Context.HopID != hop {
+		t.Fatalf("the caller was told %s for hop %s", d.Kind, d.Context.HopID)
+	}
+	first, second := <-calls, <-calls
+	if first.hop != hop || second.hop != hop || first.attempt > 1 || second.attempt != 2 {
+		t.Fatalf("the handler ran for %+v then %+v; want hop %s, attempt 1 then 2", first, second, hop)
+	}
+	if st := runState(t, g, run); st.Hops[hop].Status != "completed" || st.Spent.Tokens != 10 {
+		t.Fatalf("hop %s, %d tokens spent; want completed and 10 (both attempts)", st.Hops[hop].Status, st.Spent.Tokens)
 	}
 }

@@ -378,7 +378,7 @@ func (s *shard) record(ctx context.Context, st *ledger.State, events []schemas.E
 	}
 	var out []outgoing
 	for _, rec := range recs {
-		out = append(out, s.e.spendOf(st, &rec.Event)...)
+		s.e.spendOf(st, &rec.Event)
 		o, err := s.e.effects(ctx, st, rec, sub)
 		if err != nil {
 			return nil, err

@@ -162,3 +162,42 @@ func DecodeReloadRequest(data []byte) (*ReloadRequest, error) {
 	}
 	return &r, nil
 }
+
+// QuotaStatusRequest asks the gateway for the state of every spend quota
+// (what `tollgate quota status` shows), so that an operator reads them
+// with the operator's own key: the quota bucket lives in the gateway
+// account. It is sent as a NATS request on tg.ctl.quota and signed with
+// the operator's key like a HaltRequest.
+type QuotaStatusRequest struct {
+	Version   int       `json:"v"`
+	By        string    `json:"by"`
+	SentAt    time.Time `json:"sent_at"`
+	Signature string    `json:"signature,omitempty"`
+}
+
+// QuotaStatusReply answers a QuotaStatusRequest: Quotas is the JSON array
+// of the quotas' usage (quota.Usage, one per quota and scope value), or
+// Error says why the request was refused.
+type QuotaStatusReply struct {
+	OK     bool            `json:"ok"`
+	Quotas json.RawMessage `json:"quotas,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// DecodeQuotaStatusRequest decodes and checks a quota status request (not
+// its signature).
+func DecodeQuotaStatusRequest(data []byte) (*QuotaStatusRequest, error) {
+	var r QuotaStatusRequest
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, malformed("quota status request", err)
+	}
+	switch {
+	case r.Version != Version:
+		return nil, versionErr(r.Version)
+	case !ValidPrincipalID(r.By):
+		return nil, fmt.Errorf("%w: by %q is not a valid id", ErrMalformed, r.By)
+	case r.SentAt.IsZero():
+		return nil, fmt.Errorf("%w: sent_at is missing", ErrMalformed)
+	}
+	return &r, nil
+}

@@ -379,10 +379,13 @@ const (
 // its circuit open), and the hop now goes to the fallback To, which the
 // policies (PolicyIDs) allow, with Deadline as its deadline.
 type HopRerouted struct {
-	From      string   `json:"from"`
-	To        string   `json:"to"`
-	Cause     string   `json:"cause"`
-	PolicyIDs []string `json:"policy_ids,omitempty"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// ToType is the fallback's type (absent in events recorded before it
+	// was added).
+	ToType    PrincipalType `json:"to_type,omitempty"`
+	Cause     string        `json:"cause"`
+	PolicyIDs []string      `json:"policy_ids,omitempty"`
 	// Skipped are fallbacks passed over, each with why (policy, circuit).
 	Skipped  []string  `json:"skipped,omitempty"`
 	Deadline time.Time `json:"deadline"`

@@ -106,3 +106,23 @@ func FuzzDecodeReloadRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeQuotaStatusRequest: the gateway's decoder of operators' quota
+// status requests never panics, and what it accepts is well formed.
+func FuzzDecodeQuotaStatusRequest(f *testing.F) {
+	f.Add([]byte(`{"v":1,"by":"ops","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
+	f.Add([]byte(`{"v":1,"by":"ops*","sent_at":"2026-11-28T00:00:00Z"}`))
+	f.Add([]byte(`{"v":2,"by":"ops"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := DecodeQuotaStatusRequest(in)
+		if err != nil {
+			if !wrapsSentinel(err) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if !ValidPrincipalID(r.By) || r.SentAt.IsZero() {
+			t.Fatalf("accepted a malformed quota status request %+v", r)
+		}
+	})
+}

@@ -211,6 +211,11 @@ type Result struct {
 	Usage *schemas.Usage
 	// Error explains a failed task.
 	Error string
+	// ErrorClass classifies a failed task ("rate_limited", "overloaded":
+	// 1-64 of a-z, 0-9, '_', '.', '-'): the classes the agent's retry
+	// policy lists (docs/limits.md) make the gateway deliver the task
+	// again, with the same hop id and the next context.attempt.
+	ErrorClass string
 }
 
 // Reply is the outcome of a call.
@@ -447,7 +452,7 @@ func (c *Client) receive(m jetstream.Msg) {
 		return
 	case schemas.DeliverCancel:
 		c.mu.Lock()
-		cancel := c.running[d.Context.HopID]
+		cancel := c.running[taskKey(d.Context)]
 		c.mu.Unlock()
 		if cancel != nil {
 			cancel()

@@ -102,8 +102,18 @@ type taskRecord struct {
 	answered bool
 }
 
+// taskKey names one attempt of a hop: a hop its target's retry policy
+// retries is delivered again (context.attempt 2, 3, ...) with the same hop
+// id, and each attempt is a task of its own, run once.
+func taskKey(hc schemas.Context) string {
+	if hc.Attempt <= 1 {
+		return hc.HopID
+	}
+	return hc.HopID + "#" + strconv.Itoa(hc.Attempt)
+}
+
 func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
-	hop := d.Context.HopID
+	hop := taskKey(d.Context)
 	c.mu.Lock()
 	if rec := c.tasks[hop]; rec != nil {
 		// This process ran (or is running) the handler of this hop: the
@@ -176,7 +186,7 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		endTaskSpan(span, res, err)
 		stop()
 		if err != nil {
-			res = &Result{Status: schemas.StateFailed, Error: err.Error(), Usage: usageOf(res)}
+			res = &Result{Status: schemas.StateFailed, Error: err.Error(), Usage: usageOf(res), ErrorClass: errorClassOf(res)}
 		}
 		if res == nil {
 			res = &Result{}
@@ -186,6 +196,13 @@ func (c *Client) startTask(m jetstream.Msg, d *schemas.Delivery) {
 		}
 		c.finish(t, res)
 	}()
+}
+
+func errorClassOf(r *Result) string {
+	if r == nil {
+		return ""
+	}
+	return r.ErrorClass
 }
 
 func usageOf(r *Result) *schemas.Usage {
@@ -235,10 +252,10 @@ func (c *Client) finish(t *Task, res *Result) {
 	if res.Status == "" {
 		res.Status = schemas.StateCompleted
 	}
-	hop := t.Context.HopID
+	hop := taskKey(t.Context)
 	env := &schemas.Envelope{
-		Kind: schemas.KindReply, HopID: hop, RunID: t.Context.RunID, To: t.From,
-		Result: &schemas.Result{Status: res.Status, Error: res.Error}, Usage: res.Usage,
+		Kind: schemas.KindReply, HopID: t.Context.HopID, RunID: t.Context.RunID, To: t.From,
+		Result: &schemas.Result{Status: res.Status, Error: res.Error, ErrorClass: res.ErrorClass}, Usage: res.Usage,
 	}
 	if res.Output != nil {
 		out, err := json.Marshal(res.Output)

@@ -1,7 +1,7 @@
 // Package operator is the operators' client of a running gateway: it
 // connects with an operator's key and sends signed control commands on
 // tg.ctl.> (halt a run, approve or reject a hop held for approval, reload
-// the gateway's config), which
+// the gateway's config, read the spend quotas), which
 // the enforcer checks against the operators registered in its config.
 package operator
 
@@ -177,6 +177,35 @@ func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadRepl
 	}
 	if !reply.OK {
 		return &reply, fmt.Errorf("%w: reload: %s", ErrRefused, reply.Error)
+	}
+	return &reply, nil
+}
+
+// QuotaStatus asks the gateway for the state of every spend quota, read
+// fleet-wide from its KV bucket (which the operator's account cannot
+// read): the reply's Quotas is a JSON array of quota.Usage. A refusal
+// (not a registered operator, a bad signature) wraps ErrRefused; no answer
+// in time, ErrNoAnswer.
+func (c *Client) QuotaStatus(ctx context.Context) (*schemas.QuotaStatusReply, error) {
+	req := schemas.QuotaStatusRequest{Version: schemas.Version, By: c.cfg.ID, SentAt: time.Now().UTC()}
+	body, err := schemas.Encode(&req)
+	if err != nil {
+		return nil, err
+	}
+	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
+	if err != nil {
+		return nil, fmt.Errorf("sign quota status: %w", err)
+	}
+	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlQuota(), signed)
+	if err != nil {
+		return nil, fmt.Errorf("quota status: %w (%w)", ErrNoAnswer, err)
+	}
+	var reply schemas.QuotaStatusReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("quota status: unreadable answer: %w", err)
+	}
+	if !reply.OK {
+		return &reply, fmt.Errorf("%w: quota status: %s", ErrRefused, reply.Error)
 	}
 	return &reply, nil
 }

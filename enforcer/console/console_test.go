@@ -516,3 +516,81 @@ func TestTamperedRun(t *testing.T) {
 		t.Fatalf("what-if on a tampered run: %d %s, want 409", st, b)
 	}
 }
+
+// TestRunShowsRetriesAndFallbacks: the run page's API shows a hop the
+// gateway retried (each attempt with its outcome and spend, the edge's
+// retries) and a hop re-routed to a fallback (the re-route, the target it
+// left with why, the fallback edge), as the ledger recorded them.
+func TestRunShowsRetriesAndFallbacks(t *testing.T) {
+	f := startConfigured(t, retryConfig(t))
+	run := f.retryRun(t)
+	c := client(t)
+	f.login(t, c)
+	st, b := call(t, c, "GET", f.base+"/api/runs/"+run, nil)
+	if st != http.StatusOK {
+		t.Fatalf("GET run: %d %s", st, b)
+	}
+	var got struct {
+		Hops  []runtree.Hop  `json:"hops"`
+		Graph *runtree.Graph `json:"graph"`
+	}
+	decode(t, b, &got)
+	hops := map[string]runtree.Hop{}
+	for _, h := range got.Hops {
+		if h.From == "orchestrator" {
+			hops[h.To] = h
+		}
+	}
+	w := hops["writer"]
+	if len(w.Retries) != 1 || w.Retries[0].Attempt != 2 || w.Retries[0].ErrorClass != "rate_limited" || w.Status != "completed" || w.Tokens != 30 {
+		t.Fatalf("the writer's hop: %+v", w)
+	}
+	if a := w.Attempts; len(a) != 2 || a[0].N != 1 || a[0].Outcome != "failed" || a[0].ErrorClass != "rate_limited" || a[0].Error != "model overloaded" ||
+		a[0].Tokens != 10 || a[1].N != 2 || a[1].Outcome != "completed" || a[1].Tokens != 20 || a[1].To != "writer" {
+		t.Fatalf("the writer's attempts: %+v", a)
+	}
+	r := hops["editor"]
+	if len(r.Reroutes) != 1 || r.Reroutes[0].From != "reviewer" || r.Reroutes[0].Cause != schemas.RerouteNoConsumer || r.Status != "completed" {
+		t.Fatalf("the reviewer's hop: %+v (hops %v)", r, got.Hops)
+	}
+	if a := r.Attempts; len(a) != 2 || a[0].To != "reviewer" || a[0].Outcome != "unavailable" || a[0].Cause != schemas.RerouteNoConsumer ||
+		a[1].To != "editor" || a[1].Outcome != "completed" || a[1].Tokens != 5 {
+		t.Fatalf("the reviewer's attempts: %+v", a)
+	}
+	edges := map[string]runtree.Edge{}
+	for _, e := range got.Graph.Edges {
+		edges[e.From+">"+e.To] = e
+	}
+	if e := edges["orchestrator>writer"]; e.Retries != 1 || e.Calls != 1 || e.Tokens != 30 {
+		t.Fatalf("orchestrator -> writer: %+v", e)
+	}
+	if e := edges["orchestrator>reviewer"]; e.Rerouted != 1 || e.Calls != 0 {
+		t.Fatalf("orchestrator -> reviewer (re-routed away): %+v", e)
+	}
+	if e := edges["orchestrator>editor"]; e.Fallbacks != 1 || e.Calls != 1 || e.Tokens != 5 {
+		t.Fatalf("orchestrator -> editor (the fallback): %+v", e)
+	}
+	for _, n := range got.Graph.Nodes {
+		if (n.ID == "editor" || n.ID == "reviewer") && n.Type != schemas.TypeAgent {
+			t.Fatalf("node %s has type %q: want Agent (hop.rerouted records the fallback's)", n.ID, n.Type)
+		}
+	}
+	// The hop list of an older moment: the retry is not there yet.
+	var first uint64
+	for _, rt := range w.Retries {
+		first = rt.Seq - 1
+	}
+	st, b = call(t, c, "GET", f.base+"/api/runs/"+run+"?at="+strconv.FormatUint(first, 10), nil)
+	if st != http.StatusOK {
+		t.Fatalf("GET run as of %d: %d %s", first, st, b)
+	}
+	var before struct {
+		Hops []runtree.Hop `json:"hops"`
+	}
+	decode(t, b, &before)
+	for _, h := range before.Hops {
+		if h.To == "writer" && (len(h.Retries) != 0 || len(h.Attempts) != 0 || h.Status != "open") {
+			t.Fatalf("the writer's hop before its retry: %+v", h)
+		}
+	}
+}

@@ -60,7 +60,7 @@ func (r *Rules) reroute(st *ledger.State, hop *ledger.Hop, cause string, extra i
 			out.Skipped = append(out.Skipped, fmt.Sprintf("%s: policy %v", id, dec.PolicyIDs))
 			continue
 		}
-		out.To, out.PolicyIDs = id, dec.PolicyIDs
+		out.To, out.ToType, out.PolicyIDs = id, fb.Type, dec.PolicyIDs
 		out.Deadline = now.Add(r.TimeoutFor(fb)).UTC()
 		return out, true
 	}

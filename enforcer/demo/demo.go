@@ -224,6 +224,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if res.Alerts, err = alerts(ctx, g, reply.RunID); err != nil {
 		return nil, err
 	}
+	// The spend counted so far goes to the fleet's counters now, not at
+	// the next flush: a spike it shows is alerted before it is read.
+	if e := g.Enforcer(); e != nil {
+		if err := e.FlushSpend(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if res.SpendSpikes, err = spikeAlerts(ctx, g); err != nil {
 		return nil, err
 	}

@@ -114,6 +114,9 @@ type BusConn struct {
 	DataDir string
 	// Where names the folder or server read, for people.
 	Where string
+	// Owner is whose key the connection holds, as the server says (zero
+	// for a data folder, or a server that cannot say).
+	Owner broker.Owner
 
 	closers []func()
 }
@@ -174,6 +177,7 @@ func Dial(ctx context.Context, src Source) (_ *BusConn, err error) {
 	// Say at once when the key is not an operator's (nor the gateway's
 	// own), instead of waiting for a read that cannot be answered.
 	owner, err := subjects.WhoAmI(ctx, c.Conn)
+	c.Owner = owner
 	switch {
 	case errors.Is(err, broker.ErrWhoAmIUnavailable):
 	case err != nil:

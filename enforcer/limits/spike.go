@@ -11,6 +11,9 @@ import (
 // MinCostUSD spent in the short window, raises an alert (never a denial)
 // naming the runs and edges that drive it, at most once per Cooldown per
 // agent or team. Spend is charged to a hop's caller, as quotas charge it.
+// The counters are the fleet's (a KV entry per agent and team that every
+// enforcer instance adds its share to), so a spike is seen, and alerted
+// once, however the runs are spread over the instances.
 type SpendSpikes struct {
 	// Factor is the ratio that alerts; 0 turns spike alerts off.
 	Factor     float64       `yaml:"factor"`
@@ -21,6 +24,9 @@ type SpendSpikes struct {
 	// Warmup is how long the enforcer watches spend before it alerts, so
 	// that the first spend after a start is no spike; default Baseline.
 	Warmup time.Duration `yaml:"warmup"`
+	// Flush is how often each enforcer instance adds the spend it saw to
+	// the fleet's counters and checks them; default 1s.
+	Flush time.Duration `yaml:"flush"`
 }
 
 // Enabled reports whether spike alerts are on.
@@ -43,13 +49,16 @@ func (s SpendSpikes) WithDefaults() SpendSpikes {
 	if s.Warmup <= 0 {
 		s.Warmup = s.Baseline
 	}
+	if s.Flush <= 0 {
+		s.Flush = time.Second
+	}
 	return s
 }
 
 // Validate reports a problem with the settings.
 func (s SpendSpikes) Validate() error {
 	var errs []error
-	if s.Factor < 0 || s.MinCostUSD < 0 || s.Short < 0 || s.Baseline < 0 || s.Cooldown < 0 {
+	if s.Factor < 0 || s.MinCostUSD < 0 || s.Short < 0 || s.Baseline < 0 || s.Cooldown < 0 || s.Flush < 0 {
 		errs = append(errs, errors.New("spend_spikes: no setting may be negative"))
 	}
 	if s.Factor > 0 && s.Factor <= 1 {

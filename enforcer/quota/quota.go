@@ -104,6 +104,9 @@ type hold struct {
 	CostUSD float64 `json:"c,omitempty"`
 	// Lapse is the minute its amount is summed under in state.Reserved.
 	Lapse int64 `json:"l"`
+	// Step is the last step (Charge) that charged the hop's spend while
+	// the hold stayed: a step at or below it is done.
+	Step uint64 `json:"s,omitempty"`
 }
 
 // lapseMinute is the minute a reservation until lapses at: the next whole
@@ -458,6 +461,29 @@ func (s *Store) Reserve(ctx context.Context, zone *time.Location, applied []limi
 // existed) changes nothing, so settling twice counts once: the hold is
 // deleted (compare-and-delete on its revision) before the entry changes.
 func (s *Store) Settle(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, now time.Time) error {
+	return s.settle(ctx, zone, applied, hop, used, nil, now)
+}
+
+// Charge counts used (what a failed attempt of hop reported, when the hop
+// goes on: retried) in the applied quotas where hop holds a reservation,
+// and keeps the reservation, to lapse at until instead (the next
+// attempt's deadline). It is Settle that keeps the hold: step (the ledger
+// seq of the event that charges) is recorded in the hold, so the same
+// step, or an earlier one, charges nothing again.
+func (s *Store) Charge(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, step uint64, until, now time.Time) error {
+	return s.settle(ctx, zone, applied, hop, used, &renewal{step: step, lapse: lapseMinute(until)}, now)
+}
+
+// renewal is the hold a Charge keeps: charged at step, lapsing at lapse.
+type renewal struct {
+	step  uint64
+	lapse int64
+}
+
+// settle is Settle (keep nil: the hold is deleted) and Charge (the hold
+// stays, renewed): the hold changes first, by compare-and-set on its
+// revision, so that of two instances settling the same step one does.
+func (s *Store) settle(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, keep *renewal, now time.Time) error {
 	for _, ap := range applied {
 		key := Key(ap.Quota.Name, ap.Value)
 		holdKey := HoldKey(key, hop)
@@ -472,7 +498,24 @@ func (s *Store) Settle(ctx context.Context, zone *time.Location, applied []limit
 		if err := json.Unmarshal(kve.Value(), &h); err != nil {
 			return fmt.Errorf("quota %s: hold of %s does not decode: %w", key, hop, err)
 		}
-		if err := s.holds.Delete(ctx, holdKey, jetstream.LastRevision(kve.Revision())); err != nil {
+		next := h
+		if keep != nil {
+			if h.Step >= keep.step {
+				continue // charged at this step before
+			}
+			next.Step, next.Lapse = keep.step, keep.lapse
+			b, err := json.Marshal(next)
+			if err != nil {
+				return fmt.Errorf("quota %s: hold of %s: %w", key, hop, err)
+			}
+			_, err = s.holds.Update(ctx, holdKey, b, kve.Revision())
+			if isConflict(err) {
+				continue // charged by another instance just now
+			}
+			if err != nil {
+				return fmt.Errorf("quota %s: renew hold of %s: %w", key, hop, err)
+			}
+		} else if err := s.holds.Delete(ctx, holdKey, jetstream.LastRevision(kve.Revision())); err != nil {
 			if isConflict(err) {
 				continue // settled by another instance just now
 			}
@@ -483,6 +526,9 @@ func (s *Store) Settle(ctx context.Context, zone *time.Location, applied []limit
 			st.release(h)
 			if used != nil {
 				st.add(ap.Quota, *used, now)
+			}
+			if keep != nil {
+				st.reserve(next)
 			}
 			return true
 		})

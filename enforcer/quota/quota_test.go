@@ -113,3 +113,55 @@ func TestAllOrNothing(t *testing.T) {
 		t.Fatalf("ParseKey: %q %q %v", name, value, ok)
 	}
 }
+
+// TestChargeKeepsTheHold: a failed attempt's usage is charged while the
+// hop stays open holding its reservation (renewed to the next deadline);
+// the same step charges once; the close settles the rest.
+func TestChargeKeepsTheHold(t *testing.T) {
+	s := store(t)
+	ctx := context.Background()
+	q := &limits.Quota{Name: "d", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1000}
+	ap := limits.Applied{Quota: q, Value: "a"}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	if over, err := s.Reserve(ctx, time.UTC, []limits.Applied{ap}, "run/h1", quota.Amount{Tokens: 100}, now.Add(time.Minute), now, false); err != nil || over != nil {
+		t.Fatalf("reserve: %v %+v", err, over)
+	}
+	usage := func() quota.Usage {
+		t.Helper()
+		u, err := s.Usage(ctx, time.UTC, ap, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	for range 2 { // the same step twice: one charge
+		if err := s.Charge(ctx, time.UTC, []limits.Applied{ap}, "run/h1", &quota.Amount{Tokens: 30}, 7, now.Add(time.Hour), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u := usage(); u.Settled.Tokens != 30 || u.Reserved.Tokens != 100 || u.Held != 1 {
+		t.Fatalf("after a charge: %+v; want 30 settled, the 100 still reserved by one hop", u)
+	}
+	// An earlier step (an effect found again) charges nothing.
+	if err := s.Charge(ctx, time.UTC, []limits.Applied{ap}, "run/h1", &quota.Amount{Tokens: 30}, 5, now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	// The reservation was renewed: it outlives its first until.
+	later := now.Add(30 * time.Minute)
+	if u, err := s.Usage(ctx, time.UTC, ap, later); err != nil || u.Reserved.Tokens != 100 {
+		t.Fatalf("half an hour on: %+v %v; the renewed reservation lapsed", u, err)
+	}
+	if err := s.Settle(ctx, time.UTC, []limits.Applied{ap}, "run/h1", &quota.Amount{Tokens: 50}, now); err != nil {
+		t.Fatal(err)
+	}
+	if u := usage(); u.Settled.Tokens != 80 || u.Reserved.Tokens != 0 || u.Held != 0 {
+		t.Fatalf("after the close: %+v; want 80 settled, nothing held", u)
+	}
+	// A charge after the close finds no hold: nothing.
+	if err := s.Charge(ctx, time.UTC, []limits.Applied{ap}, "run/h1", &quota.Amount{Tokens: 30}, 9, now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	if u := usage(); u.Settled.Tokens != 80 {
+		t.Fatalf("a charge after the close counted: %+v", u)
+	}
+}

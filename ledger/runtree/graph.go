@@ -36,9 +36,19 @@ type Edge struct {
 	Cycles int `json:"cycles,omitempty"`
 	// Tripped lists the limits the edge's denials tripped.
 	Tripped []string `json:"tripped,omitempty"`
-	// Tokens and CostUSD are what the targets reported for the edge's hops.
+	// Tokens and CostUSD are what the targets reported for the edge's hops
+	// (each attempt of a retried or re-routed hop on the edge it went
+	// over).
 	Tokens  int64   `json:"tokens"`
 	CostUSD float64 `json:"cost_usd"`
+	// Retries counts the attempts the gateway made again over the edge
+	// (hop.retried); Rerouted the hops re-routed away from its target
+	// (hop.rerouted: the target was unavailable), and Fallbacks the hops
+	// its target took as a fallback. An edge only re-routed away from has
+	// no calls.
+	Retries   int `json:"retries,omitempty"`
+	Rerouted  int `json:"rerouted,omitempty"`
+	Fallbacks int `json:"fallbacks,omitempty"`
 }
 
 // Marked reports whether the edge carried a denial, a cycle or a tripped
@@ -50,6 +60,18 @@ func (e *Edge) Marked() bool { return e.Denied > 0 || e.Cycles > 0 || len(e.Trip
 func (r *Run) Graph() *Graph {
 	nodes := map[string]schemas.PrincipalType{}
 	edges := map[[2]string]*Edge{}
+	edge := func(from, to string, t schemas.PrincipalType) *Edge {
+		if _, ok := nodes[to]; !ok || nodes[to] == "" {
+			nodes[to] = t
+		}
+		k := [2]string{from, to}
+		e := edges[k]
+		if e == nil {
+			e = &Edge{From: from, To: to}
+			edges[k] = e
+		}
+		return e
+	}
 	for _, h := range r.Hops {
 		if _, ok := nodes[h.From]; !ok || nodes[h.From] == "" {
 			nodes[h.From] = h.FromType
@@ -57,15 +79,23 @@ func (r *Run) Graph() *Graph {
 		if h.To == "" {
 			continue // a submission that named no target
 		}
-		if _, ok := nodes[h.To]; !ok || nodes[h.To] == "" {
-			nodes[h.To] = h.ToType
+		// A re-routed hop's first target had the type of the decision,
+		// each fallback its own (recorded since hop.rerouted has it).
+		first := h.ToType
+		for _, rr := range h.Reroutes {
+			edge(h.From, rr.From, first).Rerouted++
+			edge(h.From, rr.To, rr.ToType).Fallbacks++
+			first = rr.ToType
 		}
-		k := [2]string{h.From, h.To}
-		e := edges[k]
-		if e == nil {
-			e = &Edge{From: h.From, To: h.To}
-			edges[k] = e
+		for _, rt := range h.Retries {
+			edge(h.From, rt.To, "").Retries++
 		}
+		for _, a := range h.Attempts[:max(len(h.Attempts)-1, 0)] {
+			e := edge(h.From, a.To, "")
+			e.Tokens += a.Tokens
+			e.CostUSD += a.CostUSD
+		}
+		e := edge(h.From, h.To, first)
 		e.Calls++
 		if h.Denied() {
 			e.Denied++
@@ -78,8 +108,13 @@ func (r *Run) Graph() *Graph {
 		if h.Breach != nil && !slices.Contains(e.Tripped, h.Breach.Limit) {
 			e.Tripped = append(e.Tripped, h.Breach.Limit)
 		}
-		e.Tokens += h.Tokens
-		e.CostUSD += h.CostUSD
+		if n := len(h.Attempts); n > 0 { // the others are on their edges
+			e.Tokens += h.Attempts[n-1].Tokens
+			e.CostUSD += h.Attempts[n-1].CostUSD
+		} else {
+			e.Tokens += h.Tokens
+			e.CostUSD += h.CostUSD
+		}
 	}
 	if r.Caller != "" {
 		if t, ok := nodes[r.Caller]; !ok || t == "" {
@@ -119,6 +154,15 @@ func (e *Edge) label() (first, second string) {
 	}
 	if len(e.Tripped) > 0 {
 		first += ", tripped " + strings.Join(e.Tripped, ",")
+	}
+	if e.Retries > 0 {
+		first += fmt.Sprintf(", %d retried", e.Retries)
+	}
+	if e.Rerouted > 0 {
+		first += fmt.Sprintf(", %d re-routed away", e.Rerouted)
+	}
+	if e.Fallbacks > 0 {
+		first += fmt.Sprintf(", %d as fallback", e.Fallbacks)
 	}
 	return first, fmt.Sprintf("%d tok · %s", e.Tokens, money(e.CostUSD))
 }

@@ -93,9 +93,11 @@ type Run struct {
 }
 
 // Hop is one hop (or denied attempt) of the run.
-// Retry is one attempt the gateway made again (hop.retried).
+// Retry is one attempt the gateway made again (hop.retried): Attempt is
+// the new attempt's number at To, the target both went to.
 type Retry struct {
 	Attempt    int       `json:"attempt"`
+	To         string    `json:"to"`
 	Cause      string    `json:"cause"`
 	ErrorClass string    `json:"error_class,omitempty"`
 	Error      string    `json:"error,omitempty"`
@@ -105,19 +107,45 @@ type Retry struct {
 
 // Reroute is a hop sent to a fallback target (hop.rerouted).
 type Reroute struct {
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	Cause   string   `json:"cause"`
-	Skipped []string `json:"skipped,omitempty"`
-	Seq     uint64   `json:"seq"`
+	From    string                `json:"from"`
+	To      string                `json:"to"`
+	ToType  schemas.PrincipalType `json:"to_type,omitempty"`
+	Cause   string                `json:"cause"`
+	Skipped []string              `json:"skipped,omitempty"`
+	Seq     uint64                `json:"seq"`
+}
+
+// Attempt is one delivery (or, re-routed at admission, one target tried)
+// of a hop that was retried or re-routed, with its outcome.
+type Attempt struct {
+	// N is the attempt's number at To (1 for the first; 0 for a target
+	// the hop was re-routed away from before anything was delivered).
+	N  int    `json:"n"`
+	To string `json:"to"`
+	// Outcome is failed or timed_out (the gateway tried again),
+	// unavailable (re-routed away: no consumer, circuit open), or for the
+	// last attempt the hop's status (open, completed, failed, ...).
+	Outcome    string `json:"outcome"`
+	Cause      string `json:"cause,omitempty"`
+	ErrorClass string `json:"error_class,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// Tokens and CostUSD are what the attempt reported.
+	Tokens  int64   `json:"tokens,omitempty"`
+	CostUSD float64 `json:"cost_usd,omitempty"`
+	// Seq is the event that ended the attempt (hop.retried, hop.rerouted,
+	// or the hop's close); 0 while it is open.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Hop is one decided submission of the run.
 type Hop struct {
 	// Retries are the attempts the gateway made again (hop.retried), and
 	// Reroutes the fallbacks the hop was sent to (hop.rerouted), in order.
-	Retries  []Retry               `json:"retries,omitempty"`
-	Reroutes []Reroute             `json:"reroutes,omitempty"`
+	Retries  []Retry   `json:"retries,omitempty"`
+	Reroutes []Reroute `json:"reroutes,omitempty"`
+	// Attempts lists, for a hop retried or re-routed, every attempt with
+	// its target and outcome, the last one included; empty otherwise.
+	Attempts []Attempt             `json:"attempts,omitempty"`
 	HopID    string                `json:"hop_id"`
 	ParentID string                `json:"parent_hop_id,omitempty"`
 	From     string                `json:"from"`
@@ -305,27 +333,34 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 			h.Status, h.ClosedBy, h.Error, h.LatencyMS, h.ClosedSeq = string(c.Hop.Status), d.By, d.Error, d.LatencyMS, ev.Seq
 			h.reply, h.ReplyGuardrail = d.Envelope, d.Guardrail
 			if u := c.Hop.Usage; u != nil {
-				h.Tokens, h.CostUSD = u.Tokens(), u.Cost()
-				ac := costs[h.To]
-				if ac == nil {
-					ac = &AgentCost{Agent: h.To}
-					costs[h.To] = ac
-				}
-				ac.Hops++
-				ac.Tokens += h.Tokens
-				ac.CostUSD += h.CostUSD
+				// Added to what failed attempts reported (hop.retried).
+				h.Tokens += u.Tokens()
+				h.CostUSD += u.Cost()
+				spend(costs, h.To, u, true)
 			}
 		case *schemas.HopRetried:
 			if h := views[c.Hop]; c.Kind == ledger.ChangeRetried && h != nil {
-				h.Retries = append(h.Retries, Retry{Attempt: d.Attempt, Cause: d.Cause, ErrorClass: d.ErrorClass, Error: d.Error, RetryAt: d.RetryAt, Seq: ev.Seq})
+				h.Retries = append(h.Retries, Retry{Attempt: d.Attempt, To: h.To, Cause: d.Cause, ErrorClass: d.ErrorClass, Error: d.Error, RetryAt: d.RetryAt, Seq: ev.Seq})
+				a := Attempt{N: d.Attempt - 1, To: h.To, Outcome: string(schemas.StateFailed), Cause: d.Cause, ErrorClass: d.ErrorClass, Error: d.Error, Seq: ev.Seq}
+				if d.Cause == schemas.RetryTimeout {
+					a.Outcome = string(ledger.HopTimedOut)
+				}
 				if u := d.Usage; u != nil {
 					h.Tokens += u.Tokens()
 					h.CostUSD += u.Cost()
+					a.Tokens, a.CostUSD = u.Tokens(), u.Cost()
+					spend(costs, h.To, u, false)
 				}
+				h.Attempts = append(h.Attempts, a)
 			}
 		case *schemas.HopRerouted:
 			if h := views[c.Hop]; c.Kind == ledger.ChangeRerouted && h != nil {
-				h.Reroutes = append(h.Reroutes, Reroute{From: d.From, To: d.To, Cause: d.Cause, Skipped: d.Skipped, Seq: ev.Seq})
+				h.Reroutes = append(h.Reroutes, Reroute{From: d.From, To: d.To, ToType: d.ToType, Cause: d.Cause, Skipped: d.Skipped, Seq: ev.Seq})
+				a := Attempt{N: d.Attempts, To: d.From, Outcome: "unavailable", Cause: d.Cause, Seq: ev.Seq}
+				if d.Cause == schemas.RerouteTimeout {
+					a.Outcome = string(ledger.HopTimedOut)
+				}
+				h.Attempts = append(h.Attempts, a)
 				h.To = d.To
 			}
 		case *schemas.HopTimedOut:
@@ -367,6 +402,19 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 	}
 	for sh, h := range views {
 		h.Tainted, h.TaintSources = sh.Tainted, sh.TaintSources // as tainted replies left it
+		// A retried or re-routed hop lists its last attempt (or the one
+		// under way) too.
+		if len(h.Attempts) > 0 {
+			last := Attempt{N: sh.CurrentAttempt(), To: h.To, Outcome: h.Status, Seq: h.ClosedSeq}
+			if sh.Open() {
+				last.Outcome = string(ledger.HopOpen)
+			}
+			last.Error = h.Error
+			if u := sh.Usage; u != nil && !sh.Open() {
+				last.Tokens, last.CostUSD = u.Tokens(), u.Cost()
+			}
+			h.Attempts = append(h.Attempts, last)
+		}
 	}
 	for _, sh := range st.OpenHops() {
 		id := sh.ID
@@ -382,6 +430,21 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 		r.CostByAgent[c.Agent] = *c
 	}
 	return r, nil
+}
+
+// spend adds what an attempt of a hop reported to its target's cost; hop
+// counts the hop (once, when it closes).
+func spend(costs map[string]*AgentCost, agent string, u *schemas.Usage, hop bool) {
+	ac := costs[agent]
+	if ac == nil {
+		ac = &AgentCost{Agent: agent}
+		costs[agent] = ac
+	}
+	if hop {
+		ac.Hops++
+	}
+	ac.Tokens += u.Tokens()
+	ac.CostUSD += u.Cost()
 }
 
 // newHop is the tree's hop of a decision; sh is the state's hop it

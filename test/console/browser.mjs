@@ -5,7 +5,8 @@
 //
 // Environment (set by console_test.go): CONSOLE_URL, CONSOLE_TOKEN,
 // OPERATOR_ID, OPERATOR_SEED, INCIDENT_RUN, LIVE_RUN, SCREENSHOTS,
-// CHROMIUM, SPEND (1 when ClickHouse is configured), LOOP_URL (the URL
+// CHROMIUM, SPEND (1 when ClickHouse is configured), RETRY_RUN (a run with
+// a retried hop and one re-routed to a fallback), LOOP_URL (the URL
 // `tollgate demo --scenario loop --console` printed), INJECTION_URL (the
 // same for the injection scenario).
 import { chromium } from 'playwright-core';
@@ -238,6 +239,32 @@ try {
   await injPage.screenshot({ path: path.join(shots, 'injection.png'), fullPage: true });
   log('screenshot injection.png');
   await injCtx.close();
+
+  step = 'a run with a retry and a fallback';
+  const retry = env('RETRY_RUN');
+  await page.goto(`${base}/runs/${retry}`);
+  await page.waitForSelector('#callgraph svg .edge');
+  check(await page.locator('#callgraph .edge.retried[data-from="orchestrator"][data-to="writer"]').count() === 1, 'the retried edge is not marked');
+  check(await page.locator('#callgraph .edge.rerouted-away[data-from="orchestrator"][data-to="reviewer"]').count() === 1, 'the edge to the target re-routed away from is not marked');
+  check(await page.locator('#callgraph .edge.fallback[data-from="orchestrator"][data-to="editor"]').count() === 1, 'the fallback edge is not marked');
+  check(((await page.locator('#callgraph .edge.rerouted-away').textContent()) || '').includes('re-routed away'), 'the re-routed edge has no label');
+  check(await page.locator('#tree .node.retried').count() === 1, 'the retried hop is not marked in the tree');
+  check(await page.locator('#tree .node.rerouted').count() === 1, 'the re-routed hop is not marked in the tree');
+  check((await page.locator('#tree').innerText()).includes('fallback from reviewer'), 'the tree does not say where the fallback came from');
+  const legendText = await page.locator('.legend').innerText();
+  check(legendText.includes('retried') && legendText.includes('re-routed to a fallback'), `legend lacks retries and re-routes: ${legendText}`);
+  await page.locator('.hop-button', { hasText: 'orchestrator → writer' }).click();
+  await page.waitForSelector('#attempts');
+  const tries = await page.locator('#attempts li').allInnerTexts();
+  check(tries.length === 2 && tries[0].includes('attempt 1 → writer: failed (rate_limited): model overloaded') && tries[0].includes('model overloaded') &&
+    tries[0].includes('10 tok') && tries[1].includes('attempt 2 → writer: completed') && tries[1].includes('20 tok'), `writer's attempts: ${tries.join(' | ')}`);
+  await page.locator('.hop-button', { hasText: 'orchestrator → editor' }).click();
+  await page.waitForSelector('#reroutes');
+  const fb = await page.locator('#hop-detail').innerText();
+  check(fb.includes('reviewer → editor (no_consumer)') && fb.includes('reviewer: not delivered (unavailable: no_consumer)') && fb.includes('attempt 1 → editor: completed'),
+    `fallback hop detail:\n${fb}`);
+  await axe('retried run');
+  await shot('retry.png');
 
   check(consoleErrors.length === 0, `browser console errors: ${consoleErrors.join('; ')}`);
   log('all browser checks passed');

@@ -46,7 +46,45 @@ export interface Guardrail {
   [k: string]: unknown;
 }
 
+// An attempt the gateway made again (hop.retried): attempt is the new
+// attempt's number at `to`.
+export interface Retry {
+  attempt: number;
+  to: string;
+  cause: string;
+  error_class?: string;
+  error?: string;
+  retry_at: string;
+  seq: number;
+}
+
+// A re-route to a fallback (hop.rerouted).
+export interface Reroute {
+  from: string;
+  to: string;
+  cause: string;
+  skipped?: string[];
+  seq: number;
+}
+
+// One attempt of a retried or re-routed hop with its outcome (n 0: a
+// target re-routed away from before anything was delivered).
+export interface Attempt {
+  n: number;
+  to: string;
+  outcome: string;
+  cause?: string;
+  error_class?: string;
+  error?: string;
+  tokens?: number;
+  cost_usd?: number;
+  seq?: number;
+}
+
 export interface Hop {
+  retries?: Retry[];
+  reroutes?: Reroute[];
+  attempts?: Attempt[];
   hop_id: string;
   parent_hop_id?: string;
   from: string;
@@ -99,6 +137,9 @@ export interface GraphEdge {
   tripped?: string[];
   tokens: number;
   cost_usd: number;
+  retries?: number;
+  rerouted?: number;
+  fallbacks?: number;
 }
 
 export interface Verification {

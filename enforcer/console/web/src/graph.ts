@@ -133,7 +133,17 @@ export function hopClass(h: Hop): string {
   if (h.status === 'canceled' || h.status === 'timed_out') c.push('cut');
   if (h.status === 'open' || h.status === 'pending') c.push('open');
   if (h.tainted) c.push('tainted');
+  if (h.retries?.length) c.push('retried');
+  if (h.reroutes?.length) c.push('rerouted');
   return c.join(' ');
+}
+
+// deliveryMarks are a hop's retries and re-routes in a few words.
+export function deliveryMarks(h: Hop): string[] {
+  const out: string[] = [];
+  if (h.retries?.length) out.push(`⟳ retried ×${h.retries.length}`);
+  if (h.reroutes?.length) out.push(`↪ fallback from ${h.reroutes.map((r) => r.from).join(', ')}`);
+  return out;
 }
 
 // delegationTree draws one node per hop below its parent hop.
@@ -143,7 +153,7 @@ export function delegationTree(run: RunDetail, onSelect: (h: Hop) => void): SVGS
   const ids = new Set(run.hops.map((h) => h.hop_id));
   const roots = new Set<string>();
   for (const h of run.hops) {
-    const marks = [h.cycle ? '↻ cycle' : '', h.breach ? `tripped ${h.breach.limit}` : '', h.tainted ? 'tainted' : ''].filter(Boolean).join(' · ');
+    const marks = [h.cycle ? '↻ cycle' : '', h.breach ? `tripped ${h.breach.limit}` : '', h.tainted ? 'tainted' : '', ...deliveryMarks(h)].filter(Boolean).join(' · ');
     const lines = [`#${h.seq} ${h.from} → ${h.to}`, `${h.decision}${h.reason && h.decision.startsWith('denied') ? ' (' + h.reason + ')' : ''} · ${h.status}`];
     if (h.tokens || h.cost_usd) lines.push(`${h.tokens} tok · ${money(h.cost_usd)}`);
     if (marks) lines.push(marks);
@@ -170,10 +180,15 @@ export function delegationTree(run: RunDetail, onSelect: (h: Hop) => void): SVGS
 function edgeClass(e: GraphEdge): string {
   const c: string[] = [];
   if (e.denied > 0) c.push('denied');
-  if (e.allowed === 0) c.push('only-denied');
+  if (e.denied > 0 && e.allowed === 0) c.push('only-denied');
   if (e.cycles) c.push('cycle');
   if (e.tripped?.length) c.push('tripped');
+  // An edge only re-routed away from carried no call: its target was
+  // unavailable and the hop went to a fallback.
+  if (e.calls === 0 && e.rerouted) c.push('rerouted-away');
   if (!c.length) c.push('allowed');
+  if (e.retries) c.push('retried');
+  if (e.fallbacks) c.push('fallback');
   return c.join(' ');
 }
 
@@ -188,13 +203,16 @@ export function callGraph(run: RunDetail, onSelectAgent: (id: string) => void): 
     return { id: n.id, lines, cls: 'agent ' + (n.type || '').toLowerCase() + (halted ? ' halted-at' : ''), label: `${lines.join(' ')} (show its hops)`, onSelect: () => onSelectAgent(n.id) };
   });
   const links: Link[] = run.graph.edges.map((e, i) => {
-    const first = [`${e.calls} call${e.calls === 1 ? '' : 's'}`];
+    const first = e.calls || !e.rerouted ? [`${e.calls} call${e.calls === 1 ? '' : 's'}`] : [];
     if (e.denied) first.push(`${e.denied} denied`);
     if (e.cycles) first.push(`${e.cycles} ↻cycle`);
+    if (e.rerouted) first.push(`${e.rerouted} re-routed away`);
     const lines = [first.join(', ')];
     if (e.tripped?.length) lines.push('tripped ' + e.tripped.join(','));
+    const delivery = [e.retries ? `⟳ ${e.retries} retried` : '', e.fallbacks ? `↪ ${e.fallbacks} as fallback` : ''].filter(Boolean);
+    if (delivery.length) lines.push(delivery.join(', '));
     lines.push(`${e.tokens} tok · ${money(e.cost_usd)}`);
     return { from: e.from, to: e.to, lines, cls: edgeClass(e), label: `${e.from} to ${e.to}: ${lines.join('; ')}`, id: 'e' + i };
   });
-  return draw('Call graph', 'One node per identity with its spend, one edge per caller and target with its calls; denied and cycle edges in red.', boxes, links, 'LR');
+  return draw('Call graph', 'One node per identity with its spend, one edge per caller and target with its calls; denied and cycle edges in red, retried and fallback edges marked, a target re-routed away from dashed grey.', boxes, links, 'LR');
 }

@@ -3,7 +3,7 @@
 import './style.css';
 import { base, get, post, HttpError } from './api';
 import type { Hop, RunDetail, RunRow, Session, SpendReport, WhatIfReport } from './api';
-import { callGraph, delegationTree, hopClass, money } from './graph';
+import { callGraph, deliveryMarks, delegationTree, hopClass, money } from './graph';
 
 type Child = Node | string | null | undefined | false;
 
@@ -242,6 +242,26 @@ function answerForm(run: RunDetail, hop: Hop, done: () => Promise<void>): Child 
     h('button', { type: 'button', class: 'danger', onclick: () => void send('reject') }, 'Reject'), msg);
 }
 
+// attemptsList lists every attempt of a retried or re-routed hop with its
+// outcome: the gateway's own retries and re-routes, as the ledger has them.
+function attemptsList(hop: Hop): Child {
+  if (!hop.attempts?.length) return 'one (no retry, no re-route)';
+  return h('ol', { class: 'attempts', id: 'attempts' }, ...hop.attempts.map((a) => {
+    // Why, in the words the outcome does not already say.
+    const why = [a.cause, a.error_class].filter((x) => x && x !== a.outcome).join(' ');
+    const what = a.n === 0 ? `${a.to}: not delivered (${a.outcome}${why ? ': ' + why : ''})`
+      : `attempt ${a.n} → ${a.to}: ${a.outcome}${why ? ' (' + why + ')' : ''}`;
+    const spend = a.tokens || a.cost_usd ? ` · ${a.tokens || 0} tok · ${money(a.cost_usd || 0)}` : '';
+    return h('li', { class: 'attempt attempt-' + a.outcome }, `${what}${a.error ? ': ' + a.error : ''}${spend}${a.seq ? ' (#' + a.seq + ')' : ''}`);
+  }));
+}
+
+function reroutesText(hop: Hop): Child {
+  if (!hop.reroutes?.length) return 'none';
+  return h('ul', { class: 'reroutes', id: 'reroutes' }, ...hop.reroutes.map((r) => h('li', {},
+    `#${r.seq} ${r.from} → ${r.to} (${r.cause})${r.skipped?.length ? '; passed over: ' + r.skipped.join(', ') : ''}`)));
+}
+
 function hopDetail(run: RunDetail, hop: Hop, done: () => Promise<void> = async () => {}): HTMLElement {
   return h('section', { class: 'panel hop-detail', 'aria-labelledby': 'hop-h', id: 'hop-detail' },
     h('h2', { id: 'hop-h', tabindex: '-1' }, `Hop #${hop.seq}: ${hop.from} → ${hop.to}`),
@@ -259,6 +279,8 @@ function hopDetail(run: RunDetail, hop: Hop, done: () => Promise<void> = async (
       ['Taint', hop.tainted ? 'tainted: ' + (hop.taint_sources || []).join(', ') : 'clean'],
       ['Approval', hop.approval ? `${hop.approval.outcome}${hop.approval.by ? ' by ' + hop.approval.by : ''}${hop.approval.note ? ': ' + hop.approval.note : ''}` : '—'],
       ['Status', `${hop.status}${hop.closed_by ? ' (closed by ' + hop.closed_by + ')' : ''}${hop.error ? ': ' + hop.error : ''}`],
+      ['Attempts', attemptsList(hop)],
+      ['Re-routed', reroutesText(hop)],
       ['Tokens', String(hop.tokens)],
       ['Cost', money(hop.cost_usd)],
       ['Latency', hop.latency_ms !== undefined ? `${hop.latency_ms} ms` : '—'],
@@ -291,6 +313,8 @@ function legend(): HTMLElement {
     item('tripped', 'tripped a run limit'),
     item('held', 'held for approval'),
     item('tainted', 'tainted by an untrusted source'),
+    item('retried', '⟳ retried: the gateway delivered the hop again'),
+    item('rerouted', '↪ re-routed to a fallback (dashed grey: the unavailable target it left)'),
     item('halt', '■ the run was halted here'),
   ));
 }
@@ -349,7 +373,7 @@ async function runPage(runId: string) {
     graph.replaceChildren(callGraph(r, selectAgent), h('figcaption', {}, 'Call graph: each identity with its spend; edges with their calls.'));
     hopList.replaceChildren(...r.hops.map((hp) => h('li', { class: hopClass(hp) },
       h('button', { type: 'button', class: 'hop-button', 'data-hop': hp.hop_id, onclick: () => selectHop(hp) },
-        `#${hp.seq} ${hp.from} → ${hp.to}: ${hp.decision}${hp.cycle ? ' ↻cycle' : ''}${hp.breach ? ' tripped ' + hp.breach.limit : ''} · ${hp.status}`))));
+        `#${hp.seq} ${hp.from} → ${hp.to}: ${hp.decision}${hp.cycle ? ' ↻cycle' : ''}${hp.breach ? ' tripped ' + hp.breach.limit : ''}${deliveryMarks(hp).map((m) => ' ' + m).join('')} · ${hp.status}`))));
     verify.replaceChildren(verificationPanel(latest));
     const sel = selected && r.hops.find((x) => x.hop_id === selected);
     detail.replaceChildren(sel ? hopDetail(r, sel, refresh) : h('p', { class: 'muted' }, 'Select a hop in the tree or the list for its decision, reason, policies, guardrail findings, taint, spend, latency and trace.'));
