@@ -211,7 +211,8 @@ func (g *Gateway) startHops(ctx context.Context) error {
 	}
 	if len(h.models) > 0 {
 		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit,
-			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout})
+			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout,
+			StreamGuard: g.streamGuard, StreamHoldBytes: g.cfg.Guardrails.StreamHoldBytes})
 		g.HandleHTTP("POST "+ChatCompletionsPath, front)
 		g.HandleHTTP("POST "+ResponsesPath, front.Responses())
 	}
