@@ -35,7 +35,7 @@ type upstream struct {
 	noUsage, endless bool
 	gate             chan struct{} // when set, the stream waits for it after its first chunk
 	calls            atomic.Int64
-	sent             atomic.Int64 // chunks an endless stream sent
+	sent             atomic.Int64  // chunks an endless stream sent
 	gone             chan struct{} // closed when an endless stream's client left
 	last             atomic.Value  // map[string]any: the last request body
 }
