@@ -19,8 +19,9 @@ const DefaultStreamHoldBytes = 128
 
 // StreamScan scans the text of a streamed completion before the client
 // sees it. text is a window of the completion: the tail of what was
-// released already, then the text held back. It is called once per chunk
-// once more than the hold-back is held, and at the end of the stream.
+// released already, then the text held back. It is called each time half
+// the hold-back more than the hold-back is held, and at the end of the
+// stream.
 type StreamScan func(text string) StreamVerdict
 
 // StreamVerdict is what a StreamScan decided about a window.
@@ -52,16 +53,17 @@ type guardStats struct {
 // text is held back until it is scanned, with the tail of what was released
 // before it (so a pattern split across chunks is caught), and only the text
 // more than hold bytes behind the newest is released; the rest waits for
-// the next chunk or the end. A window the scan blocks stops the stream (the
+// more text or the end. It scans once step (hold/2) bytes more than hold
+// are held, not at every chunk: an upstream's chunks are a few bytes each. A window the scan blocks stops the stream (the
 // chunk callback fails, which cuts the upstream) and the client gets a
 // guardrail error event instead of the text; a redaction is passed on
 // redacted. Chunks that carry no text (a role, a finish reason, usage)
 // pass through when no text is held, and otherwise wait for the text
 // before them.
 type guardedStreamer struct {
-	next streamer
-	scan StreamScan
-	hold int
+	next       streamer
+	scan       StreamScan
+	hold, step int
 
 	// mu orders the bridge's chunks and the front's end of the stream.
 	mu sync.Mutex
@@ -84,7 +86,7 @@ func newGuardedStreamer(next streamer, scan StreamScan, hold int) *guardedStream
 	if hold <= 0 {
 		hold = DefaultStreamHoldBytes
 	}
-	return &guardedStreamer{next: next, scan: scan, hold: hold, choices: map[int]*guardedChoice{}}
+	return &guardedStreamer{next: next, scan: scan, hold: hold, step: max(hold/2, 1), choices: map[int]*guardedChoice{}}
 }
 
 func (g *guardedStreamer) chunk(data []byte) error {
@@ -143,7 +145,7 @@ func (g *guardedStreamer) holding() bool {
 	return false
 }
 
-// release scans choice i's window once it holds more than the hold-back
+// release scans choice i's window once it holds more than hold+step bytes
 // (or, at the end, whatever it holds) and passes on what may go: the text
 // more than hold bytes behind the newest. A redaction is sent redacted once
 // the redacted span ends before that line (while it ends after it, the
@@ -153,7 +155,7 @@ func (g *guardedStreamer) holding() bool {
 func (g *guardedStreamer) release(i int, end bool) error {
 	c := g.choices[i]
 	g.stats.MaxHeld = max(g.stats.MaxHeld, len(c.held))
-	if c.held == "" || !end && len(c.held) <= g.hold {
+	if c.held == "" || !end && len(c.held) <= g.hold+g.step {
 		return nil
 	}
 	window := c.tail + c.held
