@@ -195,7 +195,6 @@ func TestGuardRedactsSplitKey(t *testing.T) {
 	}
 }
 
-
 // TestGuardResponsesStream: through the Responses API's events, a split
 // injection is stopped before its deltas are sent and the response fails
 // with code guardrail.
