@@ -106,17 +106,19 @@ func (g *guardedStreamer) chunk(data []byte) error {
 		delete(g.base, "choices")
 		delete(g.base, "usage")
 	}
-	texts, rest := splitText(ch)
-	for _, t := range texts {
-		c := g.choice(t.index)
-		c.held += t.text
-	}
+	texts, rest, lead := splitText(ch)
 	if rest != nil {
-		if g.holding() {
+		// What goes with the text waits for it (a finish reason, usage);
+		// a role goes ahead of it, unless text before it is held.
+		if g.holding() || len(texts) > 0 && !lead {
 			g.queued = append(g.queued, rest)
 		} else if err := g.next.chunk(rest); err != nil {
 			return err
 		}
+	}
+	for _, t := range texts {
+		c := g.choice(t.index)
+		c.held += t.text
 	}
 	for _, t := range texts {
 		if err := g.release(t.index, false); err != nil {
@@ -311,14 +313,13 @@ type choiceText struct {
 
 // splitText takes the text out of a chunk's choices. rest is the chunk
 // without it, encoded, when it still carries something (a role, a finish
-// reason, tool calls, usage); nil when it carried only text.
-func splitText(ch map[string]any) (texts []choiceText, rest []byte) {
+// reason, tool calls, usage); nil when it carried only text. lead is set
+// when rest carries nothing but roles, which come before a choice's text.
+func splitText(ch map[string]any) (texts []choiceText, rest []byte, lead bool) {
 	choices, _ := ch["choices"].([]any)
-	keep := false
-	for k := range ch {
-		if k == "usage" && ch[k] != nil {
-			keep = true
-		}
+	keep, lead := false, true
+	if ch["usage"] != nil {
+		keep, lead = true, false
 	}
 	stripped := make([]any, 0, len(choices))
 	for _, c := range choices {
@@ -338,17 +339,23 @@ func splitText(ch map[string]any) (texts []choiceText, rest []byte) {
 			d = maps.Clone(d)
 			delete(d, "content")
 			o["delta"] = d
-			if len(d) > 0 && !(len(d) == 1 && d["role"] == nil) {
+			for k, v := range d {
+				if v == nil {
+					continue
+				}
 				keep = true
+				if k != "role" {
+					lead = false
+				}
 			}
 		}
 		if o["finish_reason"] != nil || o["logprobs"] != nil {
-			keep = true
+			keep, lead = true, false
 		}
 		stripped = append(stripped, o)
 	}
 	if !keep && len(texts) > 0 {
-		return texts, nil
+		return texts, nil, false
 	}
 	out := maps.Clone(ch)
 	if choices != nil {
@@ -356,7 +363,7 @@ func splitText(ch map[string]any) (texts []choiceText, rest []byte) {
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return texts, nil
+		return texts, nil, false
 	}
-	return texts, b
+	return texts, b, lead
 }

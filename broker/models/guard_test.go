@@ -97,17 +97,20 @@ func TestGuardPassesBenignText(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			rec := &recorder{}
 			g := newGuardedStreamer(rec, engineScan(t), 64)
-			role, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}}}})
-			if err := g.chunk(role); err != nil {
+			text := strings.Repeat(benign, 3)
+			ps := pieces(text, size)
+			// The first chunk has the role and text, the last text and the
+			// finish reason, as upstreams send them.
+			first, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ps[0]}}}})
+			if err := g.chunk(first); err != nil {
 				t.Fatal(err)
 			}
-			text := strings.Repeat(benign, 3)
-			for _, p := range pieces(text, size) {
+			for _, p := range ps[1 : len(ps)-1] {
 				if err := g.chunk(textChunk(0, p)); err != nil {
 					t.Fatalf("chunk %q: %v", p, err)
 				}
 			}
-			finish, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"}}})
+			finish, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": ps[len(ps)-1]}, "finish_reason": "stop"}}})
 			usage, _ := json.Marshal(map[string]any{"choices": []any{}, "usage": map[string]any{"prompt_tokens": 1, "completion_tokens": 2}})
 			for _, c := range [][]byte{finish, usage} {
 				if err := g.chunk(c); err != nil {
@@ -122,11 +125,11 @@ func TestGuardPassesBenignText(t *testing.T) {
 				t.Fatalf("the client read\n%q\nwant\n%q", got, text)
 			}
 			n := len(rec.chunks)
-			first, _ := json.Marshal(rec.chunks[0])
+			head, _ := json.Marshal(rec.chunks[0])
 			last, _ := json.Marshal(rec.chunks[n-2:])
-			if !strings.Contains(string(first), `"role":"assistant"`) || !strings.Contains(string(last), `"finish_reason":"stop"`) ||
+			if !strings.Contains(string(head), `"role":"assistant"`) || !strings.Contains(string(last), `"finish_reason":"stop"`) ||
 				!strings.Contains(string(last), `"usage"`) || !rec.ended || len(rec.failed) != 0 {
-				t.Fatalf("chunks: first %s, last two %s, done %v, failed %v", first, last, rec.ended, rec.failed)
+				t.Fatalf("chunks: first %s, last two %s, done %v, failed %v", head, last, rec.ended, rec.failed)
 			}
 		})
 	}
