@@ -325,6 +325,9 @@ func TestModelStreamCutAtReservation(t *testing.T) {
 	if h.Usage == nil || h.Usage.OutputTokens <= 40 || h.Usage.CostUSD <= 0 {
 		t.Fatalf("usage %+v, want the streamed tokens (> 40) charged", h.Usage)
 	}
+	if st.Spent.Tokens != h.Usage.Tokens() || st.Spent.CostUSD != h.Usage.CostUSD {
+		t.Fatalf("the run spent %+v, want the cut stream's %+v", st.Spent, h.Usage)
+	}
 }
 
 // TestModelStreamCutWhenRunHalted: an operator halts the run while the
