@@ -54,10 +54,10 @@ type guardStats struct {
 // before it (so a pattern split across chunks is caught), and only the text
 // more than hold bytes behind the newest is released; the rest waits for
 // more text or the end. It scans once step (hold/2) bytes more than hold
-// are held, not at every chunk: an upstream's chunks are a few bytes each. A window the scan blocks stops the stream (the
-// chunk callback fails, which cuts the upstream) and the client gets a
-// guardrail error event instead of the text; a redaction is passed on
-// redacted. Chunks that carry no text (a role, a finish reason, usage)
+// are held, not at every chunk: an upstream's chunks are a few bytes each.
+// A window the scan blocks stops the stream (the chunk callback fails,
+// which cuts the upstream) and the client gets a guardrail error event
+// instead of the text; a redaction is passed on redacted. Chunks that carry no text (a role, a finish reason, usage)
 // pass through when no text is held, and otherwise wait for the text
 // before them.
 type guardedStreamer struct {
