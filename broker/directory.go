@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -38,6 +39,14 @@ type Identity struct {
 	// Environment is the deployment environment the identity runs in
 	// (production, staging, ...): spend quotas may be set per environment.
 	Environment string
+	// Resource is the identity's id as a Cedar resource when it is not ID:
+	// a tool an MCP server serves is Tool::"<server>/<tool>"
+	// (schemas.ToolResource). Only tools have one; empty: ID.
+	Resource string
+	// RateLimit bounds the hops to the identity, across all its callers
+	// and every gateway instance (a tool's rate_limit); the enforcer
+	// checks it at admission. Zero: none.
+	RateLimit ratelimit.Rate
 
 	pub ed25519.PublicKey
 }
@@ -60,6 +69,7 @@ type Directory struct {
 // signature without a key.
 func NewDirectory(ids []Identity) (*Directory, error) {
 	d := &Directory{byID: make(map[string]*Identity, len(ids))}
+	resources := map[string]string{}
 	var errs []error
 	for i := range ids {
 		id := ids[i]
@@ -95,6 +105,16 @@ func NewDirectory(ids []Identity) (*Directory, error) {
 		if id.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("%s: timeout must not be negative", where))
 		}
+		if id.Resource != "" {
+			if id.Type != schemas.TypeTool {
+				errs = append(errs, fmt.Errorf("%s: only a tool has a resource name other than its id", where))
+			} else if err := schemas.CheckToolResource(id.Resource); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			} else if other, dup := resources[id.Resource]; dup {
+				errs = append(errs, fmt.Errorf("%s: resource Tool::%q is also %q's", where, id.Resource, other))
+			}
+			resources[id.Resource] = id.ID
+		}
 		id.Tags = slices.Clone(id.Tags)
 		d.byID[id.ID] = &id
 		d.order = append(d.order, id.ID)
@@ -118,6 +138,15 @@ func (d *Directory) All() []*Identity {
 		out = append(out, d.byID[id])
 	}
 	return out
+}
+
+// ResourceID is the identity's id as a Cedar resource: Resource when
+// set, else ID.
+func (i *Identity) ResourceID() string {
+	if i.Resource != "" {
+		return i.Resource
+	}
+	return i.ID
 }
 
 // ParsePublicKey decodes an nkey user public key ("U...") to Ed25519.

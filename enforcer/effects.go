@@ -73,6 +73,9 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		if err := e.settleQuota(ctx, st, hop, d.Usage); err != nil {
 			return nil, err
 		}
+		if d.Settles {
+			return nil, nil // the usage of a hop the halt closed: its caller was told then
+		}
 		if d.By == hop.To {
 			out := e.circuitResult(ctx, hop.To, d.Status == schemas.StateFailed, ev.At)
 			return append(out, e.delivery(hop.From, hop.ID, schemas.DeliverReply, d.Delivered(), contextOf(st, hop), ev.Seq, nil)), nil

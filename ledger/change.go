@@ -48,10 +48,14 @@ const (
 	// ChangeProgress: hop.progress counted a progress of the open hop
 	// Change.Hop, forwarded to its caller.
 	ChangeProgress
+	// ChangeSettled: a hop.completed that settles (HopCompleted.Settles)
+	// charged the usage of Change.Hop, which the run's halt had closed
+	// while it was open; the hop stays closed as the halt left it.
+	ChangeSettled
 )
 
 var changeNames = [...]string{"ignored", "started", "opened", "denied hop", "denial", "closed", "timed out", "breach", "halted", "completed",
-	"pending", "approved", "rejected", "retried", "rerouted", "progress"}
+	"pending", "approved", "rejected", "retried", "rerouted", "progress", "settled"}
 
 // String names the kind of change ("opened", "closed", ...).
 func (k ChangeKind) String() string {

@@ -83,6 +83,11 @@ type Hop struct {
 	// Progress counts the progress the hop's target sent and the gateway
 	// forwarded (hop.progress).
 	Progress int
+	// CutByHalt is set when the run's halt closed the hop while it was
+	// open (delivered, its target maybe working): its target may still
+	// settle what it used (hop.completed with Settles), once; Settled is
+	// set when it did, and Usage is then what it reported.
+	CutByHalt, Settled bool
 }
 
 // CurrentAttempt is the hop's attempt number, 1 for the first.
@@ -392,7 +397,10 @@ func (s *State) errSeq(ev *schemas.Event) error {
 //     (ChangeApproved), hop.rejected closes it as denied with reason
 //     approval (ChangeRejected);
 //   - hop.completed closes an open hop (ChangeClosed): its usage counts as
-//     spent and its estimate is no longer reserved. hop.completed and
+//     spent and its estimate is no longer reserved. A hop.completed that
+//     settles (Settles) charges the usage of a hop the run's halt closed
+//     while it was open, the first time only (ChangeSettled), and closes
+//     nothing; any other is ignored. hop.completed and
 //     hop.timed_out for a hop that is not open change nothing
 //     (ChangeIgnored), nor do hop.approved and hop.rejected for a hop
 //     that is not held;
@@ -422,7 +430,13 @@ func (s *State) ApplyDecoded(ev *schemas.Event, data any, streamSeq uint64) (Cha
 		c = s.applyDecision(ev, d, streamSeq)
 	case *schemas.HopCompleted:
 		s.remember(d.Digest, streamSeq)
-		if h := s.Hops[ev.HopID]; h != nil && h.Open() {
+		if h := s.Hops[ev.HopID]; d.Settles {
+			if h != nil && h.CutByHalt && !h.Settled {
+				h.Usage, h.Settled = d.Usage, true
+				s.Spent.add(d.Usage, 1)
+				c = Change{Kind: ChangeSettled, Hop: h}
+			}
+		} else if h != nil && h.Open() {
 			h.Status, h.ClosedAt, h.Usage, h.CloseStreamSeq = HopStatus(d.Status), ev.At, d.Usage, streamSeq
 			s.close(h)
 			s.Spent.add(d.Usage, 1)
@@ -483,6 +497,7 @@ func (s *State) ApplyDecoded(ev *schemas.Event, data any, streamSeq uint64) (Cha
 		c.Kind = ChangeHalted
 		for _, id := range d.OpenHops {
 			if h := s.Hops[id]; h != nil && h.Live() {
+				h.CutByHalt = h.Open()
 				h.Status, h.ClosedAt, h.CloseStreamSeq = HopStatus(schemas.StateCanceled), ev.At, streamSeq
 				s.close(h)
 				c.Cancelled = append(c.Cancelled, h)

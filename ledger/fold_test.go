@@ -134,6 +134,65 @@ func TestApplyDecodedChanges(t *testing.T) {
 	}
 }
 
+// TestSettleAfterHalt: a hop the halt closed while it was open may be
+// settled once by a hop.completed that settles: its usage counts as spent
+// and the hop stays canceled. A second settle, a settle of a hop the halt
+// did not cut (one that was closed before, or never delivered), and a
+// plain hop.completed after the halt count nothing.
+func TestSettleAfterHalt(t *testing.T) {
+	const run = "r2"
+	ev := func(typ schemas.EventType, hop string, data any) schemas.Event { return event(t, run, typ, hop, data) }
+	invoke := func(parent, from, to string, est *schemas.Usage) *schemas.HopDecision {
+		return &schemas.HopDecision{Kind: schemas.KindInvoke, ParentHopID: parent, From: from, To: to, Estimate: est}
+	}
+	settle := func(u *schemas.Usage) *schemas.HopCompleted {
+		return &schemas.HopCompleted{Status: schemas.StateCanceled, By: "gpt", Usage: u, Settles: true}
+	}
+	recs := sealed(t, run,
+		ev(schemas.EventRunStarted, "", &schemas.RunStarted{RootHopID: "a", Caller: "tomas", CallerType: schemas.TypeUser, OnBehalfOf: "tomas"}),
+		ev(schemas.EventHopAllowed, "a", invoke("", "tomas", "research", nil)),
+		ev(schemas.EventHopAllowed, "m", invoke("a", "research", "gpt", &schemas.Usage{OutputTokens: 1000})),
+		ev(schemas.EventHopAllowed, "t", invoke("a", "research", "web", nil)),
+		ev(schemas.EventHopCompleted, "t", &schemas.HopCompleted{Status: schemas.StateCompleted, By: "web", Usage: &schemas.Usage{CostUSD: 0.5}}),
+		ev(schemas.EventHopPending, "p", &schemas.HopDecision{Kind: schemas.KindInvoke, ParentHopID: "a", From: "research", To: "payments",
+			Approval: &schemas.Approval{Approvers: []string{"finance"}, PolicyIDs: []string{"p"}, Deadline: t0.Add(time.Hour)}}),
+		ev(schemas.EventHopCompleted, "m", settle(&schemas.Usage{InputTokens: 1})), // not halted yet: m is open
+		ev(schemas.EventRunHalted, "", &schemas.RunHalted{Reason: "stop", By: "oncall", OpenHops: []string{"a", "m", "p"}}),
+		ev(schemas.EventHopCompleted, "m", settle(&schemas.Usage{InputTokens: 12, OutputTokens: 30, CostUSD: 0.01})),
+		ev(schemas.EventHopCompleted, "m", settle(&schemas.Usage{InputTokens: 500})), // settled already
+		ev(schemas.EventHopCompleted, "t", settle(&schemas.Usage{InputTokens: 500})), // closed before the halt
+		ev(schemas.EventHopCompleted, "p", settle(&schemas.Usage{InputTokens: 500})), // held, never delivered
+		ev(schemas.EventHopCompleted, "a", &schemas.HopCompleted{Status: schemas.StateCompleted, By: "research", Usage: &schemas.Usage{InputTokens: 500}}),
+	)
+	want := []ledger.ChangeKind{ledger.ChangeStarted, ledger.ChangeOpened, ledger.ChangeOpened, ledger.ChangeOpened, ledger.ChangeClosed,
+		ledger.ChangePending, ledger.ChangeIgnored, ledger.ChangeHalted, ledger.ChangeSettled, ledger.ChangeIgnored, ledger.ChangeIgnored,
+		ledger.ChangeIgnored, ledger.ChangeIgnored}
+	st := ledger.NewState(run)
+	for i, r := range recs {
+		data, err := r.Event.DecodeData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.ApplyDecoded(&r.Event, data, r.StreamSeq)
+		if err != nil {
+			t.Fatalf("event %d: %v", i+1, err)
+		}
+		if c.Kind != want[i] {
+			t.Errorf("event %d (%s %s): change %s, want %s", i+1, r.Event.Type, r.Event.HopID, c.Kind, want[i])
+		}
+	}
+	m := st.Hops["m"]
+	if m.Status != "canceled" || !m.CutByHalt || !m.Settled || m.Usage == nil || m.Usage.OutputTokens != 30 {
+		t.Errorf("hop m %s cut %v settled %v usage %+v, want canceled, settled with 30 output tokens", m.Status, m.CutByHalt, m.Settled, m.Usage)
+	}
+	if st.Hops["p"].CutByHalt || st.Hops["t"].CutByHalt {
+		t.Error("a held hop, or one closed before the halt, is marked cut by it")
+	}
+	if st.Spent.Tokens != 42 || st.Spent.CostUSD < 0.5099 || st.Spent.CostUSD > 0.5101 || st.Reserved != (ledger.Spend{}) {
+		t.Errorf("spent %+v reserved %+v; want 42 tokens, $0.51, nothing reserved", st.Spent, st.Reserved)
+	}
+}
+
 func TestApplyDecodedRefuses(t *testing.T) {
 	recs := sealed(t, "r1",
 		event(t, "r1", schemas.EventRunStarted, "", &schemas.RunStarted{RootHopID: "a", Caller: "tomas"}),

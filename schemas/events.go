@@ -316,6 +316,12 @@ type HopCompleted struct {
 	// Redacted is the reply envelope delivered instead of Envelope when a
 	// guardrail redacted its output.
 	Redacted json.RawMessage `json:"redacted,omitempty"`
+	// Settles marks the late reply of a hop that the run's halt closed
+	// while it was open: what its target used before the cancel reached
+	// it (a model stream cut mid-way) is charged to the run. It closes
+	// nothing and is delivered to nobody (the caller was told of the halt);
+	// only the first one counts.
+	Settles bool `json:"settles,omitempty"`
 }
 
 // Delivered is the envelope the hop's other party was given: the one the

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -105,4 +106,40 @@ func (e *Envelope) DerivedHopID() string {
 func Digest(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// ToolNamePattern is the pattern the name of a tool on an MCP server
+// matches to be governed (the MCP specification's tool name characters).
+const ToolNamePattern = `^[A-Za-z0-9_.-]{1,128}$`
+
+// ValidToolName reports whether name can name a tool on an MCP server
+// (ToolNamePattern).
+func ValidToolName(name string) bool {
+	if len(name) == 0 || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ToolResource is the Cedar entity id of a tool an MCP server serves:
+// "<server>/<tool>", as in Tool::"web/fetch". It is not a principal id
+// (ids cannot hold a "/"): the tool's identity keeps its own id for its
+// subjects and credential, and policies name the tool by this.
+func ToolResource(server, tool string) string { return server + "/" + tool }
+
+// CheckToolResource returns an error naming what is wrong with a tool
+// resource id ("<server>/<tool>": a principal id, a slash, a tool name),
+// or nil.
+func CheckToolResource(r string) error {
+	server, tool, ok := strings.Cut(r, "/")
+	if !ok || !ValidPrincipalID(server) || !ValidToolName(tool) {
+		return fmt.Errorf("%q is not a valid tool resource (want <server>/<tool>: a server id matching %s, a tool name matching %s)", r, PrincipalIDPattern, ToolNamePattern)
+	}
+	return nil
 }

@@ -37,6 +37,16 @@ type FrontConfig struct {
 	// client waits).
 	MaxBodyBytes int64
 	Timeout      time.Duration
+	// StreamGuard returns how a streamed completion of model to caller is
+	// scanned before the client sees it (the model's outbound guardrail
+	// policy); nil, or a nil StreamScan: the stream is not scanned on its
+	// way (the reply's scan when the hop closes still applies).
+	StreamGuard func(model, caller string) StreamScan
+	// StreamHoldBytes is how much of a scanned stream's text is held back
+	// until it is scanned with what follows it (DefaultStreamHoldBytes
+	// when zero): a pattern up to this long split across chunks is caught
+	// before any of it is sent.
+	StreamHoldBytes int
 }
 
 // Front is the OpenAI-compatible chat completions endpoint
@@ -139,7 +149,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	if req.Stream {
-		f.stream(ctx, w, b, req, sub, hop)
+		f.stream(ctx, w, b, req, sub, hop, name)
 		return
 	}
 	reply, err := f.cfg.Submit(ctx, sub)
@@ -267,9 +277,18 @@ func (s *sse) isStarted() bool {
 // reply ends the stream. A call the gateway denies before the first chunk
 // is an HTTP error; one that ends badly after it (cut at its reservation,
 // the run halted) ends with an error event, so the client is told.
-func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission, hop string) {
+//
+// With a StreamGuard, the text is scanned on its way (guardedStreamer): a
+// blocked pattern never reaches the client, who gets a guardrail error
+// event instead, and a redaction is applied to what is sent.
+func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission, hop, model string) {
 	out := &sse{w: w}
 	st := f.dialect.streamer(out, req, hop)
+	if f.cfg.StreamGuard != nil {
+		if scan := f.cfg.StreamGuard(model, sub.Caller.ID); scan != nil {
+			st = newGuardedStreamer(st, scan, f.cfg.StreamHoldBytes)
+		}
+	}
 	stop := b.Watch(hop, st.chunk)
 	defer stop()
 	reply, err := f.cfg.Submit(ctx, sub)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,10 +16,12 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/bearer"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/broker/hopfront"
 	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/broker/operator"
 	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/ledger"
 )
 
 // frontRig is a rig with the OpenAI-compatible front: an agent's task is
@@ -276,6 +279,17 @@ func TestFrontStreamHalted(t *testing.T) {
 	case <-r.up.gone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream stream was not cut")
+	}
+	// What the client was streamed before the halt is charged to the run.
+	st := brokertest.WaitFor(t, 10*time.Second, func() (*ledger.State, error) {
+		st := r.state(t, r.run)
+		if h := modelHop(t, st); !h.Settled {
+			return nil, fmt.Errorf("the model hop is %s, not settled yet", h.Status)
+		}
+		return st, nil
+	})
+	if h := modelHop(t, st); h.Usage.OutputTokens < 15 || st.Spent.Tokens != h.Usage.Tokens() || st.Spent.CostUSD <= 0 {
+		t.Fatalf("the cut hop settled %+v, the run spent %+v; want the streamed tokens charged", h.Usage, st.Spent)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/broker/operator"
 	"github.com/tollgate/tollgate/enforcer"
@@ -34,6 +35,7 @@ type upstream struct {
 	noUsage, endless bool
 	gate             chan struct{} // when set, the stream waits for it after its first chunk
 	calls            atomic.Int64
+	sent             atomic.Int64  // chunks an endless stream sent
 	gone             chan struct{} // closed when an endless stream's client left
 	last             atomic.Value  // map[string]any: the last request body
 }
@@ -82,6 +84,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	if u.endless {
 		for {
 			send(chunk(strings.Repeat("token ", 10)))
+			u.sent.Add(1)
 			select {
 			case <-r.Context().Done():
 				close(u.gone)
@@ -322,11 +325,16 @@ func TestModelStreamCutAtReservation(t *testing.T) {
 	if h.Usage == nil || h.Usage.OutputTokens <= 40 || h.Usage.CostUSD <= 0 {
 		t.Fatalf("usage %+v, want the streamed tokens (> 40) charged", h.Usage)
 	}
+	if st.Spent.Tokens != h.Usage.Tokens() || st.Spent.CostUSD != h.Usage.CostUSD {
+		t.Fatalf("the run spent %+v, want the cut stream's %+v", st.Spent, h.Usage)
+	}
 }
 
 // TestModelStreamCutWhenRunHalted: an operator halts the run while the
 // model streams: the gateway cancels the hop, the bridge cuts the
-// upstream stream, and the caller is told.
+// upstream stream, and the caller is told. What was streamed before the
+// cut is charged: the bridge's late reply settles the hop the halt closed
+// (hop.completed with settles), and the run's spend holds its tokens.
 func TestModelStreamCutWhenRunHalted(t *testing.T) {
 	r := newRigWith(t, limits.Run{}, []string{"oncall"})
 	r.up.endless = true
@@ -372,7 +380,38 @@ func TestModelStreamCutWhenRunHalted(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the caller's call did not end")
 	}
-	if st := r.state(t, run); !st.Halted {
+	// Each chunk of the endless stream is 60 characters: 15 tokens counted.
+	st := brokertest.WaitFor(t, 10*time.Second, func() (*ledger.State, error) {
+		st := r.state(t, run)
+		if h := modelHop(t, st); !h.Settled {
+			return nil, fmt.Errorf("the model hop is %s, not settled yet", h.Status)
+		}
+		return st, nil
+	})
+	if !st.Halted {
 		t.Fatal("the run is not halted in the ledger")
+	}
+	h := modelHop(t, st)
+	sent := r.up.sent.Load()
+	if h.Status != ledger.HopStatus(schemas.StateCanceled) || h.Usage == nil || h.Usage.OutputTokens < 15 || h.Usage.OutputTokens > 15*sent {
+		t.Fatalf("hop %s usage %+v, want canceled with the streamed tokens (15 to %d) charged", h.Status, h.Usage, 15*sent)
+	}
+	wantUsage(t, h.Usage, h.Usage.InputTokens, h.Usage.OutputTokens)
+	if st.Spent.Tokens != h.Usage.Tokens() || math.Abs(st.Spent.CostUSD-h.Usage.CostUSD) > 1e-12 || st.Reserved.Tokens != 0 {
+		t.Fatalf("run spent %+v reserved %+v, want the cut stream's %+v and nothing reserved", st.Spent, st.Reserved, h.Usage)
+	}
+	// The bridge replied once: one settle, and no other close of the hop.
+	var settles int
+	recs, err := r.g.Ledger.Read(ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if rec.Event.Type == schemas.EventHopCompleted && rec.Event.HopID == h.ID {
+			settles++
+		}
+	}
+	if settles != 1 {
+		t.Fatalf("%d hop.completed for the cut hop, want the one settle", settles)
 	}
 }

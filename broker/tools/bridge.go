@@ -7,12 +7,10 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tollgate/tollgate/broker/agent"
-	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -27,21 +25,12 @@ type BridgeConfig struct {
 	// HTTP is the client the MCP server is called with; nil:
 	// http.DefaultClient.
 	HTTP *http.Client
-	// Take, when set, takes a token of a tool's rate limit from a bucket
-	// shared by every gateway instance (the gateway's rate limiter, key
-	// RateKey(tool)); nil keeps a bucket per bridge.
-	Take func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error)
 }
-
-// RateKey is the key of a tool's rate limit bucket in the shared store. It
-// holds a dot, which no identity id does, so it is no caller's key.
-func RateKey(tool string) string { return "tool." + tool }
 
 // Bridge serves the hops of one MCP server's governed tools.
 type Bridge struct {
 	server ServerConfig
 	http   *http.Client
-	take   func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error)
 	tools  map[string]*served
 	order  []string
 
@@ -50,10 +39,11 @@ type Bridge struct {
 	clients []*agent.Client
 }
 
-// served is one governed tool.
+// served is one governed tool. Its rate_limit is not the bridge's to
+// check: the enforcer denies a call over it before it is forwarded
+// (broker.Identity.RateLimit).
 type served struct {
-	cfg    Config
-	bucket *bucket
+	cfg Config
 }
 
 // StartBridge connects every tool identity of the server and starts
@@ -62,7 +52,7 @@ func StartBridge(ctx context.Context, bc BridgeConfig) (*Bridge, error) {
 	if err := bc.Server.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bridge{server: bc.Server, http: bc.HTTP, take: bc.Take, tools: map[string]*served{}}
+	b := &Bridge{server: bc.Server, http: bc.HTTP, tools: map[string]*served{}}
 	servers := map[string]ServerConfig{bc.Server.ID: bc.Server}
 	var errs []error
 	for _, t := range bc.Tools {
@@ -71,7 +61,7 @@ func StartBridge(ctx context.Context, bc BridgeConfig) (*Bridge, error) {
 			errs = append(errs, err)
 			continue
 		}
-		b.tools[t.ID] = &served{cfg: t, bucket: newBucket(t.RateLimit)}
+		b.tools[t.ID] = &served{cfg: t}
 		b.order = append(b.order, t.ID)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -166,31 +156,11 @@ func (b *Bridge) Tools(ctx context.Context) ([]*mcp.Tool, error) {
 	return out, nil
 }
 
-// allow takes a token of the tool's rate limit: from the shared bucket
-// when the bridge has one, else from its own.
-func (b *Bridge) allow(ctx context.Context, s *served) (bool, error) {
-	if s.cfg.RateLimit.Unlimited() {
-		return true, nil
-	}
-	if b.take != nil {
-		return b.take(ctx, RateKey(s.cfg.ID), s.cfg.RateLimit)
-	}
-	return s.bucket.take(time.Now()), nil
-}
-
 // handle serves one tool hop.
 func (b *Bridge) handle(ctx context.Context, s *served, t *agent.Task) (*agent.Result, error) {
 	args, err := ArgumentsFrom(t.Message)
 	if err != nil {
 		return &agent.Result{Status: schemas.StateRejected, Error: err.Error()}, nil
-	}
-	ok, err := b.allow(ctx, s)
-	switch {
-	case err != nil:
-		return &agent.Result{Status: schemas.StateRejected, Error: fmt.Sprintf("tool %s: its rate limit cannot be checked: %v", s.cfg.ID, err)}, nil
-	case !ok:
-		return &agent.Result{Status: schemas.StateRejected,
-			Error: fmt.Sprintf("tool %s is over its rate limit of %s", s.cfg.ID, s.cfg.RateLimit)}, nil
 	}
 	usage := &schemas.Usage{CostUSD: s.cfg.CostPerCallUSD}
 	cs, err := b.connect(ctx)

@@ -22,8 +22,9 @@ type ServerConfig struct {
 
 // Config is one governed tool: a tool identity and the MCP tool it calls.
 type Config struct {
-	// ID is the tool identity (type tool in the gateway's identities); the
-	// Cedar resource is Tool::"<id>" and the Front lists the tool under it.
+	// ID is the tool identity (type tool in the gateway's identities):
+	// the Front lists the tool under it. The Cedar resource is
+	// Tool::"<server>/<tool>" (schemas.ToolResource).
 	ID string `yaml:"id"`
 	// Server is the MCP server's id (ServerConfig.ID).
 	Server string `yaml:"server"`
@@ -31,8 +32,10 @@ type Config struct {
 	Tool string `yaml:"tool"`
 	// CostPerCallUSD is charged to the run for every call.
 	CostPerCallUSD float64 `yaml:"cost_per_call_usd"`
-	// RateLimit bounds the calls of this tool, across all callers, as
-	// "count/period" ("30/min"); zero: none.
+	// RateLimit bounds the calls of this tool, across all callers and
+	// every gateway instance, as "count/period" ("30/min"); zero: none.
+	// The gateway registers it on the tool's identity and the enforcer
+	// denies a call over it (reason rate) before forwarding it.
 	RateLimit ratelimit.Rate `yaml:"rate_limit"`
 	// Untrusted marks the tool's results untrusted (as its server's flag
 	// does for all its tools).
@@ -65,6 +68,9 @@ func (c *Config) Validate(servers map[string]ServerConfig) error {
 	where := fmt.Sprintf("tool %q", c.ID)
 	if err := schemas.CheckPrincipalID(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", where, err))
+	}
+	if !schemas.ValidToolName(c.Tool) {
+		errs = append(errs, fmt.Errorf("%s: tool name %q does not match %s", where, c.Tool, schemas.ToolNamePattern))
 	}
 	if _, ok := servers[c.Server]; !ok {
 		errs = append(errs, fmt.Errorf("%s: server %q is not a configured mcp server", where, c.Server))

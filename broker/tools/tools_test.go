@@ -92,8 +92,10 @@ func newRig(t *testing.T, searchRate ratelimit.Rate) *rig {
 			{ID: "research", Type: schemas.TypeAgent, Team: "research", Tags: []string{"entry"}},
 			{ID: "intern", Type: schemas.TypeAgent, Team: "interns", Tags: []string{"entry"}},
 			{ID: "payments", Type: schemas.TypeAgent, Team: "finance", Tags: []string{"privileged"}},
-			{ID: "web-search", Type: schemas.TypeTool, Team: "research"},
-			{ID: "web-fetch", Type: schemas.TypeTool, Team: "research", Untrusted: true},
+			// As the gateway registers the tools of its config: each the
+			// Cedar resource of its server's tool, with its rate limit.
+			{ID: "web-search", Type: schemas.TypeTool, Team: "research", Resource: "web/search", RateLimit: searchRate},
+			{ID: "web-fetch", Type: schemas.TypeTool, Team: "research", Untrusted: true, Resource: "web/fetch"},
 		},
 		Policies: shipped(t),
 	})
@@ -199,7 +201,7 @@ func text(t *testing.T, rep *agent.Reply) string {
 }
 
 // TestToolCallAllowed: a permitted call reaches the MCP server as
-// call_tool on Tool::"web-search"; its cost is charged to the run.
+// call_tool on Tool::"web/search"; its cost is charged to the run.
 func TestToolCallAllowed(t *testing.T) {
 	r := newRig(t, ratelimit.Rate{})
 	var rep *agent.Reply
@@ -263,27 +265,39 @@ func TestTaintedToolResultStopsAtPrivileged(t *testing.T) {
 	}
 }
 
-// TestToolRateLimit: a tool's rate limit holds across its calls.
+// TestToolRateLimit: a tool's rate limit is the enforcer's check: the call
+// over it is denied (reason rate) in the ledger and never forwarded.
 func TestToolRateLimit(t *testing.T) {
 	r := newRig(t, ratelimit.Rate{Count: 2, Period: time.Minute})
 	var statuses []schemas.TaskState
-	var last string
-	r.serve(t, "research", func(ctx context.Context, task *agent.Task) {
+	var last error
+	st := r.serve(t, "research", func(ctx context.Context, task *agent.Task) {
 		for range 3 {
 			rep, err := task.Delegate(ctx, "web-search", tools.CallMessage(map[string]any{"query": "q"}))
 			if err != nil {
-				t.Errorf("call: %v", err)
-				return
+				last = err
+				continue
 			}
-			statuses, last = append(statuses, rep.Status), rep.Error
+			statuses = append(statuses, rep.Status)
 		}
 	})
-	want := []schemas.TaskState{schemas.StateCompleted, schemas.StateCompleted, schemas.StateRejected}
-	if !slices.Equal(statuses, want) || !strings.Contains(last, "rate limit of 2/") {
-		t.Fatalf("statuses %v (%q), want %v", statuses, last, want)
+	var denied *agent.DeniedError
+	if want := []schemas.TaskState{schemas.StateCompleted, schemas.StateCompleted}; !slices.Equal(statuses, want) ||
+		!errors.As(last, &denied) || denied.Denial.Reason != schemas.ReasonRate || !strings.Contains(denied.Denial.Message, "rate limit of 2/") {
+		t.Fatalf("statuses %v, last %v; want two completed calls and a rate denial", statuses, last)
 	}
 	if n := r.web.calls.Load(); n != 2 {
 		t.Fatalf("the MCP server was called %d times, want 2", n)
+	}
+	var got []string
+	for _, h := range st.Hops {
+		if h.To == "web-search" {
+			got = append(got, string(h.Status)+" "+string(h.Reason))
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"completed ", "completed ", "denied rate"}; !slices.Equal(got, want) {
+		t.Fatalf("the ledger's hops to web-search %v, want %v", got, want)
 	}
 }
 

@@ -375,6 +375,8 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, sender *broker.Id
 		v = Deny(schemas.ReasonHop, "hop %s was called by %q; only it may cancel", hop.ID, hop.From)
 	case hop.Pending():
 		v = Deny(schemas.ReasonHop, "hop %s is held for approval: it was not delivered, and only an operator can answer it now", hop.ID)
+	case reply && hop.CutByHalt && !hop.Settled && env.Usage != nil:
+		return Plan{Events: []schemas.Event{settleEvent(st, sub, hop, now)}}, nil
 	case !hop.Open() && st.Halted:
 		v = Deny(schemas.ReasonHalted, "run %s is halted; hop %s was cancelled", st.RunID, hop.ID)
 	case !hop.Open():
@@ -402,6 +404,20 @@ func (r *Rules) decideClose(st *ledger.State, sub *Submission, sender *broker.Id
 		}
 	}
 	return Plan{Events: []schemas.Event{schemas.EventOf(st.RunID, schemas.EventHopCompleted, hop.ID, now, done)}}, nil
+}
+
+// settleEvent records the late reply of a hop the run's halt closed while
+// it was open: its target reports what it used before the cancel reached
+// it (a model stream cut mid-way), which is charged to the run. The hop
+// stays closed as the halt left it and nothing is delivered (its caller
+// was told of the halt), so the reply is not scanned.
+func settleEvent(st *ledger.State, sub *Submission, hop *ledger.Hop, now time.Time) schemas.Event {
+	env := sub.Env
+	return schemas.EventOf(st.RunID, schemas.EventHopCompleted, hop.ID, now, &schemas.HopCompleted{
+		Status: env.Result.Status, By: sub.Caller, Usage: env.Usage, Error: env.Result.Error,
+		LatencyMS: now.Sub(hop.OpenedAt).Milliseconds(), SubmitSeq: sub.Seq, Envelope: sub.Wire, Digest: sub.Digest,
+		Settles: true,
+	})
 }
 
 // guardReply scans a reply's result with the replier's outbound guardrail

@@ -421,6 +421,54 @@ func TestBreachHaltsAndFollowUpsComplete(t *testing.T) {
 	}
 }
 
+// TestLateReplySettlesAHaltedHop: the reply of a hop the halt cancelled
+// while it was open settles what its target used (hop.completed with
+// settles), once; a reply without usage, another sender's, or a second
+// reply is refused (halted, hop).
+func TestLateReplySettlesAHaltedHop(t *testing.T) {
+	f := newFixture(t, limits.Set{Run: limits.Run{MaxDelegationDepth: 2}}, "")
+	st := f.started()
+	f.decide(st, f.sub("research", "r1", invoke("h3", "h2", "writer")), nil)
+	f.decide(st, f.sub("writer", "r1", invoke("h4", "h3", "research")), nil) // breach: the run halts
+	h3 := f.hops["h3"]
+	if !st.Halted || !st.Hops[h3].CutByHalt {
+		t.Fatalf("setup: halted %v, h3 %+v", st.Halted, st.Hops[h3])
+	}
+	for _, tc := range []struct {
+		name, from string
+		usage      *schemas.Usage
+	}{
+		{"no usage", "writer", nil},
+		{"not its target", "research", &schemas.Usage{OutputTokens: 9}},
+	} {
+		evs := f.decide(st, f.sub(tc.from, "r1", reply("h3", "research", tc.usage)), nil)
+		if evs[0].Type == schemas.EventHopCompleted {
+			t.Errorf("%s: the reply settled the hop", tc.name)
+		}
+	}
+	used := &schemas.Usage{InputTokens: 5, OutputTokens: 20, CostUSD: 0.002}
+	late := reply("h3", "research", used)
+	late.Result.Status = schemas.StateCanceled
+	evs := f.decide(st, f.sub("writer", "r1", late), nil)
+	if got := types(evs); got != "hop.completed" {
+		t.Fatalf("the settle recorded %s", got)
+	}
+	data, err := evs[0].DecodeData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := data.(*schemas.HopCompleted); !d.Settles || d.Usage == nil || d.Usage.OutputTokens != 20 {
+		t.Fatalf("the settle is %+v", d)
+	}
+	if h := st.Hops[h3]; h.Status != "canceled" || !h.Settled || st.Spent.Tokens != 25 {
+		t.Fatalf("h3 %s settled %v, run spent %+v; want canceled, settled, 25 tokens", h.Status, h.Settled, st.Spent)
+	}
+	again := f.decide(st, f.sub("writer", "r1", reply("h3", "research", used)), nil)
+	if d := decisionOf(t, again[0]); d.Reason != schemas.ReasonHalted || st.Spent.Tokens != 25 {
+		t.Errorf("a second reply: %s (%s), spent %+v; want refused (halted), nothing more spent", d.Reason, d.Message, st.Spent)
+	}
+}
+
 func TestDueTimesOutOpenHops(t *testing.T) {
 	f := newFixture(t, limits.Set{}, "")
 	st := f.started()

@@ -148,6 +148,9 @@ var checks = []check{
 	{name: "cycle", reason: schemas.ReasonLoop, limits: []string{limits.Cycle}, readsPolicy: true, run: (*governing).cycle},
 	{name: "edges", reason: schemas.ReasonLoop, limits: []string{limits.EdgeRepeats}, run: (*governing).edges},
 	{name: "budget", reason: schemas.ReasonBudget, limits: []string{limits.Hops, limits.WallClock, limits.Tokens, limits.Cost}, run: (*governing).budget},
+	// target_rate takes a token of the target's own rate (a tool's
+	// rate_limit): only a hop the checks before let through takes one.
+	{name: "target_rate", reason: schemas.ReasonRate, run: (*governing).targetRate},
 	// quota reserves (an I/O with a lasting effect): it stays last, so a
 	// hop another check denies reserves nothing.
 	{name: "quota", reason: schemas.ReasonQuota, run: (*governing).quota},
@@ -171,8 +174,8 @@ type governing struct {
 }
 
 // Govern applies the governance checks to an invoke in order: the caller's
-// rate limit, Cedar (with engine), depth, cycles, edge repeats and the run
-// budget. The first failing check denies; for a caller in audit mode every
+// rate limit, Cedar (with engine), depth, cycles, edge repeats, the run
+// budget, the target's rate limit and the quotas. The first failing check denies; for a caller in audit mode every
 // failing check is recorded as a finding instead and the hop goes through.
 // Audit policies (Rules.Audit) only ever add findings. rate may be nil (no
 // rate limit is taken). Only rate returns an error.
@@ -297,6 +300,25 @@ func (g *governing) rate() (*Verdict, error) {
 	}
 	return Breached(schemas.ReasonRate, limits.Rate, float64(rate.Count+1), float64(rate.Count),
 		"%s is over its invoke rate limit of %s (next token in %s)", g.inv.Caller.ID, rate, d.RetryAfter.Round(time.Millisecond)), nil
+}
+
+// targetRate takes a token from the target's bucket (Identity.RateLimit,
+// a tool's rate_limit), shared by all its callers and every enforcer
+// instance. Over it, the hop is denied (reason rate) and never forwarded.
+// It is not a breach of the run's limits: the bound is the target's, not
+// the run's, so it halts nothing.
+func (g *governing) targetRate() (*Verdict, error) {
+	target := g.inv.Target
+	rate := target.RateLimit
+	if rate.Unlimited() || g.take == nil {
+		return nil, nil
+	}
+	d, err := g.take(limits.TargetKey(target.ID), rate)
+	if err != nil || d.Allowed {
+		return nil, err
+	}
+	return Deny(schemas.ReasonRate, "%s is over its rate limit of %s, across its callers (next call in %s)",
+		target.ID, rate, d.RetryAfter.Round(time.Millisecond)), nil
 }
 
 // start denies an agent that starts a run unless a policy permits it

@@ -62,6 +62,10 @@ type Gateway struct {
 	Keys map[string]nkeys.KeyPair
 
 	t testing.TB
+	// tools is the registry with what a gateway registers on the tools of
+	// its tools: section (Identity.Resource, RateLimit), which the test
+	// gateway has no section for; nil when no identity carries them.
+	tools *enforcer.Registry
 }
 
 // Start starts a gateway for t; it is stopped when the test ends.
@@ -103,6 +107,9 @@ func Start(t testing.TB, o Options) *Gateway {
 		}
 	})
 	reg := gw.Registry()
+	if tr := toolRegistry(t, reg, gw.Policies(), o.Identities); tr != nil {
+		reg, g.tools = *tr, tr
+	}
 	g.Gateway, g.Server, g.Subjects = gw, gw.Embedded(), gw.Subjects()
 	g.Conn, g.JS, g.Ledger = gw.Conn(), gw.JetStream(), gw.Ledger()
 	g.Dir, g.Engine, g.Audit = reg.Dir, reg.Engine, reg.Audit
@@ -135,7 +142,49 @@ func (g *Gateway) StartEnforcer(cfg enforcer.Config) *enforcer.Enforcer {
 		g.t.Fatalf("start enforcer: %v", err)
 	}
 	g.Enforcer = g.Gateway.Enforcer()
+	if g.tools != nil {
+		g.Enforcer.Reload(*g.tools)
+	}
 	return g.Enforcer
+}
+
+// toolRegistry returns reg with the tool identities' Resource and
+// RateLimit set as ids carry them (a serve sets them from its tools:
+// section), its engines rebuilt over that directory; nil when no identity
+// carries either.
+func toolRegistry(t testing.TB, reg enforcer.Registry, set *policy.Set, ids []broker.Identity) *enforcer.Registry {
+	t.Helper()
+	extra := map[string]broker.Identity{}
+	for _, id := range ids {
+		if id.Resource != "" || !id.RateLimit.Unlimited() {
+			extra[id.ID] = id
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	var all []broker.Identity
+	for _, id := range reg.Dir.All() {
+		c := *id
+		if e, ok := extra[id.ID]; ok {
+			c.Resource, c.RateLimit = e.Resource, e.RateLimit
+		}
+		all = append(all, c)
+	}
+	dir, err := broker.NewDirectory(all)
+	if err != nil {
+		t.Fatalf("tool identities: %v", err)
+	}
+	reg.Dir = dir
+	if reg.Engine, err = policy.NewEngine(set, dir); err != nil {
+		t.Fatalf("tool identities: %v", err)
+	}
+	if reg.Audit != nil {
+		if reg.Audit, err = policy.NewEngine(reg.Audit.Set(), dir); err != nil {
+			t.Fatalf("tool identities: %v", err)
+		}
+	}
+	return &reg
 }
 
 // StopEnforcer stops the running enforcer, if any, and waits for it.

@@ -536,11 +536,22 @@ func (c *Config) Directory() (*broker.Directory, error) {
 	for _, u := range c.Users {
 		add("users", u, "user")
 	}
-	// A tool whose MCP server is untrusted is untrusted itself.
+	// A tool whose MCP server is untrusted is untrusted itself. A tool of
+	// an MCP server is the Cedar resource Tool::"<server>/<tool>", and its
+	// rate_limit is checked by the enforcer at admission.
 	for _, t := range c.untrustedTools() {
 		for i := range ids {
 			if ids[i].ID == t {
 				ids[i].Untrusted = true
+			}
+		}
+	}
+	for _, t := range c.Tools {
+		tc := t.Config
+		tc.SetDefaults()
+		for i := range ids {
+			if ids[i].ID == tc.ID && ids[i].Type == schemas.TypeTool {
+				ids[i].Resource, ids[i].RateLimit = schemas.ToolResource(tc.Server, tc.Tool), tc.RateLimit
 			}
 		}
 	}

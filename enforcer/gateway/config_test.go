@@ -99,3 +99,17 @@ http:
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+// TestStreamHoldBytesValidated: guardrails.stream_hold_bytes is bounded.
+func TestStreamHoldBytesValidated(t *testing.T) {
+	for _, tc := range []struct {
+		hold    int
+		wantErr bool
+	}{{0, false}, {128, false}, {65536, false}, {-1, true}, {65537, true}} {
+		c := gateway.GuardrailsConfig{StreamHoldBytes: tc.hold}
+		err := c.Validate()
+		if (err != nil) != tc.wantErr || err != nil && !strings.Contains(err.Error(), "stream_hold_bytes") {
+			t.Errorf("stream_hold_bytes %d: %v, want error %v", tc.hold, err, tc.wantErr)
+		}
+	}
+}

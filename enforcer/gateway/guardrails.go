@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/models"
 	"github.com/tollgate/tollgate/enforcer/guardrail"
 )
 
@@ -24,6 +25,11 @@ type GuardrailsConfig struct {
 	// Checker is the external classifier the agents whose hook is
 	// fail-open or fail-closed consult.
 	Checker *CheckerConfig `yaml:"checker"`
+	// StreamHoldBytes is how much of a streamed model completion the model
+	// front holds back until it is scanned with what follows it (default
+	// models.DefaultStreamHoldBytes): a pattern up to this long split
+	// across chunks is stopped before any of it reaches the client.
+	StreamHoldBytes int `yaml:"stream_hold_bytes"`
 }
 
 // CheckerConfig is the external guardrail checker: an HTTP service that
@@ -54,6 +60,9 @@ func (c *GuardrailsConfig) Validate() error {
 	cfg := c.engineConfig()
 	cfg.SetDefaults()
 	errs := []error{cfg.Validate()}
+	if c.StreamHoldBytes < 0 || c.StreamHoldBytes > maxStreamHoldBytes {
+		errs = append(errs, fmt.Errorf("stream_hold_bytes %d is out of range (0 to %d)", c.StreamHoldBytes, maxStreamHoldBytes))
+	}
 	if c.Checker != nil {
 		_, err := c.Checker.httpConfig()
 		errs = append(errs, err)
@@ -102,4 +111,24 @@ func (c *GuardrailsConfig) Guard() (*guardrail.Engine, guardrail.Checker, error)
 		return nil, nil, fmt.Errorf("guardrails: %w", err)
 	}
 	return engine, checker, nil
+}
+
+// maxStreamHoldBytes bounds guardrails.stream_hold_bytes: the window a
+// stream's every chunk is scanned in is twice as long.
+const maxStreamHoldBytes = 64 << 10
+
+// streamGuard scans the text of a model's streamed completion to caller
+// with the model's outbound guardrail policy (the one the reply is scanned
+// with when the hop closes); nil when the guardrails are off. The external
+// checker is not called per chunk: it sees the whole completion at the
+// reply.
+func (g *Gateway) streamGuard(model, caller string) models.StreamScan {
+	engine := g.Registry().Guard
+	if engine == nil {
+		return nil
+	}
+	return func(text string) models.StreamVerdict {
+		res, redacted := engine.ScanText(guardrail.Outbound, model, caller, text)
+		return models.StreamVerdict{Rules: res.RuleIDs(), Block: res.Blocked(), Redacted: redacted, Changed: res.Verdict == guardrail.Redacted}
+	}
 }

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/hopfront"
 	"github.com/tollgate/tollgate/broker/ingress"
 	"github.com/tollgate/tollgate/broker/models"
-	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
@@ -175,22 +173,8 @@ func (g *Gateway) startHops(ctx context.Context) error {
 		h.models[m.ID] = b
 	}
 	costs := map[string]float64{}
-	var take func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error)
-	if len(g.cfg.Tools) > 0 {
-		// Tools' rate limits live in the gateway's rate bucket, shared by
-		// every instance, like invoke_rate_limit.
-		kv, err := g.js.KeyValue(ctx, g.subjects.Bucket(broker.BucketRate))
-		if err != nil {
-			return fmt.Errorf("tools: rate bucket: %w", err)
-		}
-		lim := ratelimit.New(kv)
-		take = func(ctx context.Context, key string, rate ratelimit.Rate) (bool, error) {
-			d, err := lim.Take(ctx, key, rate, time.Now())
-			return d.Allowed, err
-		}
-	}
 	for _, s := range g.cfg.MCPServers {
-		bc := tools.BridgeConfig{Server: s, Agents: map[string]agent.Config{}, Take: take}
+		bc := tools.BridgeConfig{Server: s, Agents: map[string]agent.Config{}}
 		for _, t := range g.cfg.Tools {
 			if t.Server != s.ID {
 				continue
@@ -227,7 +211,8 @@ func (g *Gateway) startHops(ctx context.Context) error {
 	}
 	if len(h.models) > 0 {
 		front := models.NewFront(models.FrontConfig{Bridges: h.models, Authenticate: authenticate, Submit: submit,
-			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout})
+			MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout,
+			StreamGuard: g.streamGuard, StreamHoldBytes: g.cfg.Guardrails.StreamHoldBytes})
 		g.HandleHTTP("POST "+ChatCompletionsPath, front)
 		g.HandleHTTP("POST "+ResponsesPath, front.Responses())
 	}

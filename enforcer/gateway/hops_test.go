@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +25,10 @@ import (
 	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/broker/tools"
 	"github.com/tollgate/tollgate/enforcer/gateway"
+	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
+	"github.com/tollgate/tollgate/schemas"
 )
 
 // seedFile writes id's seed where a model's or tool's seed points.
@@ -111,6 +115,7 @@ func TestHopsServe(t *testing.T) {
 		return a
 	}
 	var model, tool, over *agent.Reply
+	var overErr error
 	connect("research", func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
 		var err error
 		if model, err = task.Delegate(ctx, "gpt", models.ChatMessage(map[string]any{"messages": []any{map[string]any{"role": "user", "content": "hi"}}})); err != nil {
@@ -119,9 +124,7 @@ func TestHopsServe(t *testing.T) {
 		if tool, err = task.Delegate(ctx, "web-fetch", tools.CallMessage(nil)); err != nil {
 			return nil, err
 		}
-		if over, err = task.Delegate(ctx, "web-fetch", tools.CallMessage(nil)); err != nil {
-			return nil, err
-		}
+		over, overErr = task.Delegate(ctx, "web-fetch", tools.CallMessage(nil))
 		return &agent.Result{Output: agent.AgentText("done")}, nil
 	})
 	rep, err := connect("tomas", nil).Start(ctx, "research", agent.UserText("go"))
@@ -134,16 +137,17 @@ func TestHopsServe(t *testing.T) {
 	if agent.MessageText(tool.Output) != "page" {
 		t.Fatalf("tool reply %q", agent.MessageText(tool.Output))
 	}
-	// The tool's rate limit (1/min) is kept in the gateway's shared rate
-	// bucket: the second call is refused.
-	if over.Status != "rejected" || !strings.Contains(over.Error, "rate limit of 1/") {
-		t.Fatalf("second call %s %q, want rejected over the rate limit", over.Status, over.Error)
+	// The tool's rate limit (1/min) is the enforcer's check, kept in the
+	// gateway's shared rate bucket: the second call is denied.
+	var denied *agent.DeniedError
+	if !errors.As(overErr, &denied) || denied.Denial.Reason != schemas.ReasonRate || !strings.Contains(denied.Denial.Message, "rate limit of 1/") {
+		t.Fatalf("second call %+v %v, want denied over the rate limit", over, overErr)
 	}
 	kv, err := g.JetStream().KeyValue(ctx, g.Subjects().Bucket(broker.BucketRate))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Get(ctx, tools.RateKey("web-fetch")); err != nil {
+	if _, err := kv.Get(ctx, limits.TargetKey("web-fetch")); err != nil {
 		t.Fatalf("the tool's bucket is not in the shared store: %v", err)
 	}
 }
@@ -169,8 +173,10 @@ func TestHopsHTTP(t *testing.T) {
 		fmt.Fprint(w, `data: {"choices":[{"delta":{"content":"eam"}}]}`+"\n\n"+`data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}`+"\n\ndata: [DONE]\n\n")
 	}))
 	defer upstream.Close()
+	var fetched atomic.Int64
 	ms := mcp.NewServer(&mcp.Implementation{Name: "web", Version: "1"}, nil)
 	mcp.AddTool(ms, &mcp.Tool{Name: "fetch"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		fetched.Add(1)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "page"}}}, nil, nil
 	})
 	web := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ms }, nil))
@@ -179,14 +185,21 @@ func TestHopsHTTP(t *testing.T) {
 	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"}, gateway.IdentityConfig{ID: "research", Tags: []string{"entry"}},
 		gateway.IdentityConfig{ID: "gpt", Type: "model"}, gateway.IdentityConfig{ID: "web-fetch", Type: "tool"})
 	c.cfg.HTTP.Listen = "127.0.0.1:0"
+	// The stream below is checked chunk by chunk as the upstream sends it:
+	// with guardrails on, the front would hold its short text back until
+	// scanned (streamguard_test.go covers that).
+	c.cfg.Guardrails.Disabled = true
 	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: upstream.URL, Prices: models.Price{InputPerMTok: 1e6}}, Seed: c.seedFile(t, "gpt")}}
 	c.cfg.MCPServers = []tools.ServerConfig{{ID: "web", URL: web.URL}}
-	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch"}, Seed: c.seedFile(t, "web-fetch")}}
+	c.cfg.Tools = []gateway.ToolConfig{{Config: tools.Config{ID: "web-fetch", Server: "web", Tool: "fetch", RateLimit: ratelimit.Rate{Count: 1, Period: time.Minute}},
+		Seed: c.seedFile(t, "web-fetch")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The tool is named in policy as its MCP server's tool: web/fetch.
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(
 		`permit (principal is User, action, resource) when { resource.tags.contains("entry") };
-		 permit (principal is Agent, action, resource);`)}}})
+		 permit (principal is Agent, action in [Action::"invoke", Action::"call_model"], resource);
+		 permit (principal == Agent::"research", action == Action::"call_tool", resource == Tool::"web/fetch");`)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +294,22 @@ func TestHopsHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
+	list, err := cs.ListTools(ctx, nil)
+	if err != nil || len(list.Tools) != 1 || list.Tools[0].Name != "web-fetch" {
+		t.Fatalf("tools/list: %v %+v, want web-fetch (permitted as Tool::\"web/fetch\")", err, list)
+	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "web-fetch"})
 	if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "page" {
 		t.Fatalf("tool call: %v %+v", err, res)
+	}
+	// Over the tool's rate limit (1/min): the enforcer denies the call, the
+	// MCP server never sees it.
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "web-fetch"})
+	if err != nil || !res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "denied by the gateway (rate): web-fetch is over its rate limit of 1/") {
+		t.Fatalf("second tool call: %v %+v, want a rate denial", err, res)
+	}
+	if n := fetched.Load(); n != 1 {
+		t.Fatalf("the MCP server was called %d times, want 1", n)
 	}
 
 	close(release)
@@ -303,13 +329,14 @@ func TestHopsHTTP(t *testing.T) {
 		if h.ParentID != task.Context.HopID {
 			continue
 		}
-		calls = append(calls, fmt.Sprintf("%s %s %d", h.Action, h.To, h.Usage.Tokens()))
+		calls = append(calls, fmt.Sprintf("%s %s %d %s %s", h.Action, h.To, h.Usage.Tokens(), h.Status, h.Reason))
 		if h.Tainted {
 			t.Errorf("hop to %s tainted %v: an agent's own call over HTTP is not an outside call", h.To, h.TaintSources)
 		}
 	}
 	slices.Sort(calls)
-	if want := []string{"call_model gpt 6", "call_model gpt 6", "call_model gpt 9", "call_tool web-fetch 0"}; !slices.Equal(calls, want) {
+	if want := []string{"call_model gpt 6 completed ", "call_model gpt 6 completed ", "call_model gpt 9 completed ",
+		"call_tool web-fetch 0 completed ", "call_tool web-fetch 0 denied rate"}; !slices.Equal(calls, want) {
 		t.Fatalf("hops under the task %v, want %v", calls, want)
 	}
 }

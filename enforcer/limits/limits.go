@@ -188,6 +188,10 @@ func RejectKey(id string) string { return "rejected." + id }
 // principal.
 func RunsKey(principal string) string { return "runs." + principal }
 
+// TargetKey is the rate-limit bucket of the hops to an identity, from all
+// its callers (broker.Identity.RateLimit: a tool's rate_limit).
+func TargetKey(id string) string { return "target." + id }
+
 // Principal bounds what is done on behalf of one principal (the user who
 // started a run, or the agent that started one of its own), across all its
 // runs, so that starting more runs cannot reset a run's limits.

@@ -203,6 +203,8 @@ func (e *Engine) matchesSchema(p *subject, a *action, r *subject) bool {
 	return a.valid != nil && p.kind >= 0 && r.kind >= 0 && a.valid[p.kind*len(e.kinds)+r.kind]
 }
 
+// uid is an identity's Cedar entity uid: its type and its id, or for a
+// tool of an MCP server its "<server>/<tool>" (Identity.ResourceID).
 func uid(id *broker.Identity) types.EntityUID {
-	return types.EntityUID{Type: types.EntityType(id.Type), ID: types.String(id.ID)}
+	return types.EntityUID{Type: types.EntityType(id.Type), ID: types.String(id.ResourceID())}
 }

@@ -327,11 +327,15 @@ func build(run string, evs []ledger.Entry) (*Run, error) {
 			}
 		case *schemas.HopCompleted:
 			h := views[c.Hop]
-			if c.Kind != ledger.ChangeClosed || h == nil {
+			if c.Kind != ledger.ChangeClosed && c.Kind != ledger.ChangeSettled || h == nil {
 				continue
 			}
-			h.Status, h.ClosedBy, h.Error, h.LatencyMS, h.ClosedSeq = string(c.Hop.Status), d.By, d.Error, d.LatencyMS, ev.Seq
-			h.reply, h.ReplyGuardrail = d.Envelope, d.Guardrail
+			if c.Kind == ledger.ChangeClosed {
+				h.Status, h.ClosedBy, h.Error, h.LatencyMS, h.ClosedSeq = string(c.Hop.Status), d.By, d.Error, d.LatencyMS, ev.Seq
+				h.reply, h.ReplyGuardrail = d.Envelope, d.Guardrail
+			}
+			// A settle (the late reply of a hop the halt closed) adds what
+			// the hop used; the hop stays as the halt closed it.
 			if u := c.Hop.Usage; u != nil {
 				// Added to what failed attempts reported (hop.retried).
 				h.Tokens += u.Tokens()

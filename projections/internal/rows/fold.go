@@ -153,6 +153,17 @@ func (rf *runFold) step(d Decoded, b *Batch) error {
 	case *schemas.HopDecision:
 		decided = rf.decision(ev, data, c)
 	case *schemas.HopCompleted:
+		if c.Kind == ledger.ChangeSettled {
+			// The halt closed the hop; its late reply adds what it used.
+			if h := rf.closed(b, ev, c.Hop); h != nil {
+				h.ClosedAt, h.ClosedBy = c.Hop.ClosedAt, schemas.GatewayActor
+				h.LatencyMS = c.Hop.ClosedAt.Sub(h.OpenedAt).Milliseconds()
+				if u := c.Hop.Usage; u != nil {
+					h.InputTokens, h.OutputTokens, h.CostUSD = u.InputTokens, u.OutputTokens, u.CostUSD
+				}
+			}
+			break
+		}
 		if c.Kind != ledger.ChangeClosed {
 			break
 		}

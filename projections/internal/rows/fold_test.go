@@ -151,6 +151,29 @@ func TestFoldHaltedRun(t *testing.T) {
 	}
 }
 
+// TestFoldSettleAfterHalt: the late reply of a hop the halt cut settles
+// it: the hop's row keeps its halt (canceled, closed by the gateway at
+// the halt) and gains the usage, and the run's row counts it.
+func TestFoldSettleAfterHalt(t *testing.T) {
+	run := haltedRun(t)
+	run.add(schemas.EventHopCompleted, "h2", &schemas.HopCompleted{Status: schemas.StateCanceled, By: "writer",
+		Usage: &schemas.Usage{InputTokens: 100, OutputTokens: 40, CostUSD: 0.5}, LatencyMS: 9000, Settles: true})
+	lg := &fakeLedger{runs: map[string][]ledger.Record{"r1": run.recs}}
+	f, err := NewFolder(lg.scan, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := projectAll(t, f, run.recs)
+	h2 := b.Hops[HopKey{"r1", 6}]
+	if h2.Status != "canceled" || h2.ClosedBy != "gateway" || !h2.ClosedAt.Equal(t0.Add(8*time.Second)) || h2.Version != 9 ||
+		h2.InputTokens != 100 || h2.OutputTokens != 40 || h2.CostUSD != 0.5 {
+		t.Fatalf("the settled hop's row %+v", h2)
+	}
+	if r := b.Runs["r1"]; r.Tokens != 155 || r.CostUSD != 0.75 || !r.Halted || r.Version != 9 {
+		t.Fatalf("run row %+v, want the settle counted (155 tokens, $0.75)", r)
+	}
+}
+
 // TestRedeliveredEventYieldsTheSameRows: an event seen again after later
 // ones (a redelivery) is projected from the ledger's prefix, not from the
 // state in memory, so its rows are those of its first projection.
