@@ -186,7 +186,13 @@ func DecodeEnvelope(data []byte, limit int) (*Envelope, []byte, error) {
 	}
 	compact := jsontext.Value(bytes.Clone(data))
 	if err := compact.Compact(compactStrict...); err != nil {
-		return nil, nil, malformed("envelope", err)
+		// A JSON object with duplicate names or invalid UTF-8 is still
+		// returned compacted: the ledger records that form of it.
+		lax := jsontext.Value(bytes.Clone(data))
+		if lax.Compact() != nil || len(lax) == 0 || lax[0] != '{' {
+			lax = nil
+		}
+		return nil, lax, malformed("envelope", err)
 	}
 	if len(compact) == 0 || compact[0] != '{' {
 		return nil, nil, malformed("envelope", errString("not a JSON object"))
