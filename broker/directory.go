@@ -49,10 +49,23 @@ type Identity struct {
 	RateLimit ratelimit.Rate
 
 	pub ed25519.PublicKey
+	// verifier checks signatures by pub with the key decoded once; nil
+	// when pub is not a curve point (no signature verifies then).
+	verifier *schemas.Verifier
 }
 
 // SigningKey returns the Ed25519 public key, nil when none is registered.
 func (i *Identity) SigningKey() ed25519.PublicKey { return i.pub }
+
+// VerifyEnvelope checks the signature of an envelope in wire form as
+// schemas.VerifySignature does with the identity's key, with the key
+// decoded once per directory instead of once per envelope.
+func (i *Identity) VerifyEnvelope(compact []byte) error {
+	if i.verifier == nil {
+		return schemas.VerifySignature(compact, i.pub)
+	}
+	return i.verifier.VerifyEnvelope(compact)
+}
 
 // IsCaller reports whether the identity may submit (users and agents may;
 // tools and models only reply).
@@ -99,6 +112,9 @@ func NewDirectory(ids []Identity) (*Directory, error) {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 			id.pub = pub
+			if pub != nil {
+				id.verifier, _ = schemas.NewVerifier(pub) // nil: no signature verifies, as with VerifySignature
+			}
 		} else if id.RequireSignature {
 			errs = append(errs, fmt.Errorf("%s: require_signature needs a public_key", where))
 		}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -186,23 +185,26 @@ func DecodeEnvelope(data []byte, limit int) (*Envelope, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: envelope is %d bytes, the limit is %d", ErrTooLarge, len(data), limit)
 	}
 	compact := jsontext.Value(bytes.Clone(data))
-	if err := compact.Compact(); err != nil {
-		return nil, nil, malformed("envelope", err)
+	if err := compact.Compact(compactStrict...); err != nil {
+		// A JSON object with duplicate names or invalid UTF-8 is still
+		// returned compacted: the ledger records that form of it.
+		lax := jsontext.Value(bytes.Clone(data))
+		if lax.Compact() != nil || len(lax) == 0 || lax[0] != '{' {
+			lax = nil
+		}
+		return nil, lax, malformed("envelope", err)
 	}
 	if len(compact) == 0 || compact[0] != '{' {
 		return nil, nil, malformed("envelope", errString("not a JSON object"))
 	}
-	if err := checkMemberNames(compact, envelopeFields); err != nil {
-		return nil, compact, malformed("envelope", err)
-	}
-	var e Envelope
-	if err := jsonv2.Unmarshal(compact, &e); err != nil {
+	e, err := decodeCompact(compact)
+	if err != nil {
 		return nil, compact, malformed("envelope", err)
 	}
 	if err := e.Validate(); err != nil {
-		return &e, compact, err
+		return e, compact, err
 	}
-	return &e, compact, nil
+	return e, compact, nil
 }
 
 // Field names of the envelope's own objects, by the name of the member
@@ -214,50 +216,6 @@ var envelopeFields = map[string][]string{
 	"result":       {"status", "output", "error"},
 	"usage":        {"input_tokens", "output_tokens", "cost_usd"},
 	"estimate":     {"input_tokens", "output_tokens", "cost_usd"},
-}
-
-// checkMemberNames refuses members of the envelope and of its result,
-// usage and estimate objects whose names fold to one of their fields'
-// names without being it.
-func checkMemberNames(obj jsontext.Value, fields map[string][]string) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(obj))
-	return checkObject(dec, "", fields)
-}
-
-func checkObject(dec *jsontext.Decoder, at string, fields map[string][]string) error {
-	if tok, err := dec.ReadToken(); err != nil {
-		return err
-	} else if tok.Kind() != '{' {
-		return dec.SkipValue()
-	}
-	known := fields[at]
-	for dec.PeekKind() != '}' {
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return err
-		}
-		name := tok.String()
-		for _, f := range known {
-			if name != f && strings.EqualFold(name, f) {
-				where := "the envelope"
-				if at != "" {
-					where = at
-				}
-				return fmt.Errorf("member %q of %s is a case variant of %q", name, where, f)
-			}
-		}
-		if _, nested := fields[name]; nested && at == "" && dec.PeekKind() == '{' {
-			if err := checkObject(dec, name, fields); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := dec.SkipValue(); err != nil {
-			return err
-		}
-	}
-	_, err := dec.ReadToken()
-	return err
 }
 
 type errString string

@@ -473,7 +473,13 @@ func (e *Event) EncodeData() error {
 	if e.decoded == nil {
 		return fmt.Errorf("%w: %s event has no data", ErrMalformed, e.Type)
 	}
-	raw, err := Encode(e.decoded)
+	var raw []byte
+	var err error
+	if d, ok := e.decoded.(*HopDecision); ok {
+		raw, err = d.MarshalData()
+	} else {
+		raw, err = Encode(e.decoded)
+	}
 	if err != nil {
 		return fmt.Errorf("encode %s data: %w", e.Type, err)
 	}

@@ -159,7 +159,7 @@ func (r *Rules) authenticate(sub *Submission) (*broker.Identity, *Verdict) {
 		if id.SigningKey() == nil {
 			return nil, Deny(schemas.ReasonIdentity, "envelope is signed but %q has no registered key", id.ID)
 		}
-		if err := schemas.VerifySignature(sub.Wire, id.SigningKey()); err != nil {
+		if err := id.VerifyEnvelope(sub.Wire); err != nil {
 			return nil, Deny(schemas.ReasonIdentity, "%v", err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,10 +76,27 @@ type Result struct {
 	Name     string
 	Messages int
 	Elapsed  time.Duration
+	// CPU is the CPU time the process (the embedded server included) used
+	// while the messages were worked off. On a shared machine it moves much
+	// less than Elapsed: the wall time includes waiting for a core.
+	CPU time.Duration
 }
 
 // PerSecond is the throughput.
 func (r Result) PerSecond() float64 { return float64(r.Messages) / r.Elapsed.Seconds() }
+
+// CPUPerMessage is the CPU time per message.
+func (r Result) CPUPerMessage() time.Duration { return r.CPU / time.Duration(r.Messages) }
+
+// cpuTime is the CPU time the process has used, user and system, every
+// thread.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // env is a gateway as serve assembles it (embedded server, streams,
 // identities), with its enforcer not started yet, and the workload's
@@ -255,7 +273,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 		extra = append(extra, enf)
 	}
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	if err := e.g.StartEnforcer(ctx, cfg); err != nil {
 		return Result{}, err
 	}
@@ -265,7 +283,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 	}
 	err = e.drained(ctx)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu
 	enfs := append([]*enforcer.Enforcer{e.g.Enforcer()}, extra...)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -285,7 +303,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	if int(allowed) != w.Total() || errs != 0 {
 		return Result{}, fmt.Errorf("enforcers allowed %d of %d with %d errors, denied %d", allowed, w.Total(), errs, denied)
 	}
-	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed}, nil
+	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed, CPU: cpu}, nil
 }
 
 // RawRelay measures a plain JetStream relay on the same workload: consume,
@@ -354,7 +372,7 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 			}
 		}()
 	}
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		_, run, _ := e.subjects.ParseSubmit(m.Subject())
 		h := fnv.New32a()
@@ -365,7 +383,7 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 		return Result{}, err
 	}
 	err = e.drained(ctx)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu
 	cc.Stop()
 	for _, in := range ins {
 		close(in)
@@ -374,5 +392,5 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed}, nil
+	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed, CPU: cpu}, nil
 }

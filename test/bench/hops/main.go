@@ -34,25 +34,31 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "%d submissions per measurement (%d runs x (1 root + %d hops)), GOMAXPROCS %d\n", w.Total(), w.Runs, w.Hops, runtime.GOMAXPROCS(0))
-	var raw, gov []float64
+	var raw, gov, rawCPU, govCPU []float64
 	for r := 1; r <= *rounds; r++ {
 		for _, m := range []struct {
-			f   func(context.Context, benchkit.Workload) (benchkit.Result, error)
-			out *[]float64
-		}{{benchkit.RawRelay, &raw}, {benchkit.Governed, &gov}} {
+			f        func(context.Context, benchkit.Workload) (benchkit.Result, error)
+			out, cpu *[]float64
+		}{{benchkit.RawRelay, &raw, &rawCPU}, {benchkit.Governed, &gov, &govCPU}} {
 			res, err := m.f(ctx, w)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "hops:", err)
 				os.Exit(1)
 			}
 			*m.out = append(*m.out, res.PerSecond())
-			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  (%s)\n", r, res.Name, res.PerSecond(), res.Elapsed.Round(time.Millisecond))
+			us := float64(res.CPUPerMessage()) / float64(time.Microsecond)
+			*m.cpu = append(*m.cpu, us)
+			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  %6.1f us CPU/msg  (%s)\n", r, res.Name, res.PerSecond(), us, res.Elapsed.Round(time.Millisecond))
 		}
 	}
 	mr, mg := median(raw), median(gov)
 	fmt.Printf("raw relay   %8.0f msg/s (median of %d)\n", mr, len(raw))
 	fmt.Printf("governed    %8.0f hops/s (median of %d)\n", mg, len(gov))
 	fmt.Printf("ratio       %8.2f\n", mg/mr)
+	// CPU per message moves much less than the rates on a shared machine:
+	// on a quiet, CPU-bound one the rate ratio tends to the CPU ratio.
+	mrc, mgc := median(rawCPU), median(govCPU)
+	fmt.Printf("CPU/msg     raw relay %.1f us, governed %.1f us (medians), raw/governed %.2f\n", mrc, mgc, mrc/mgc)
 }
 
 func median(xs []float64) float64 {
