@@ -45,6 +45,8 @@ type shard struct {
 	acks chan pending
 	// lastDropLog is when a dropped submission was last logged.
 	lastDropLog time.Time
+	// lastKeptLog is when a kept submission was last logged.
+	lastKeptLog time.Time
 	// extra are outgoing messages the decision's inputs called for (circuit
 	// alerts), published with the work's own.
 	extra []outgoing
@@ -202,6 +204,14 @@ func (s *shard) handle(w work) {
 			return
 		}
 		if sub != nil && storeFull(err) && !errors.Is(err, errRecordedSome) {
+			if kept(sub) {
+				// An answer to an open hop is not refused: its sender
+				// has finished and would not send it again, so refusing
+				// it would leave the hop to time out. It stays in SUBMIT,
+				// unforwarded, and is tried again soon.
+				s.deferred(w, err)
+				return
+			}
 			// Fail closed: nothing unrecorded is forwarded, and the sender
 			// is told why instead of waiting for a store that has no room.
 			s.failClosed(sub, err, done)
@@ -549,6 +559,33 @@ func storeFull(err error) bool {
 		return true
 	}
 	return false
+}
+
+// kept reports whether a submission the ledger has no room for is kept
+// for a later try instead of refused: a reply or a cancel closes a hop
+// its sender will not send again (an agent acknowledges its task once the
+// reply is stored in SUBMIT), while a refused invoke or progress is the
+// sender's to send again.
+func kept(sub *decision.Submission) bool {
+	return sub.Env != nil && (sub.Env.Kind == schemas.KindReply || sub.Env.Kind == schemas.KindCancel)
+}
+
+// keptRetry is how soon a kept submission is tried again: often enough
+// that a reply recorded once the ledger has room beats its hop's deadline.
+const keptRetry = time.Second
+
+// deferred leaves a kept submission in SUBMIT, unacknowledged, to be
+// tried again in keptRetry: nothing of it is recorded or forwarded yet.
+func (s *shard) deferred(w work, cause error) {
+	s.e.stats.kept.Add(1)
+	s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.kept })
+	if now := time.Now(); now.Sub(s.lastKeptLog) >= time.Second {
+		s.lastKeptLog = now
+		s.e.cfg.Logger.Warn("the ledger has no room: an answer is kept to be recorded later", "run", w.run, "err", cause)
+	}
+	if err := w.msg.NakWithDelay(keptRetry); err != nil {
+		s.e.cfg.Logger.Warn("nak", "err", err)
+	}
 }
 
 // failClosed answers a submission that could not be recorded with a
