@@ -294,22 +294,19 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
-	p, err := rules.Decide(st, sub, now, s.inputs(ctx, rules, now))
+	in := s.inputs(ctx, rules, now)
+	// A rejection, a replay or a drop appends nothing to the run, so no
+	// expected sequence would catch a stale state: another instance may
+	// have written the run since it was cached (admitted the hop a reply
+	// answers). Decide checks the state is current before it charges one.
+	in.Current = func(st *ledger.State) error { return s.fresh(ctx, st) }
+	p, err := rules.Decide(st, sub, now, in)
 	if err != nil {
 		return nil, err
 	}
 	if p.Dropped != nil {
 		s.dropped(sub, p.Dropped)
 		return nil, nil
-	}
-	if p.Replayed != nil || p.Reject != nil {
-		// Neither appends to the run, so no expected sequence would catch a
-		// stale state: another enforcer instance may have written the run
-		// since it was cached (an answer to a hop it admitted). Decide again
-		// on the ledger's state rather than deny or replay from an old one.
-		if err := s.fresh(ctx, st); err != nil {
-			return nil, err
-		}
 	}
 	if p.Replayed != nil {
 		s.e.stats.replayed.Add(1)

@@ -119,6 +119,8 @@ type tally struct {
 	// lateAnswers counts replies and cancels denied because their hop
 	// had closed (by its timeout, or a halt) before they came.
 	lateAnswers int
+	// timeouts describe the first timed-out hops, printed with the table.
+	timeouts []string
 	// crashReruns counts handler runs again after the agent running the
 	// hop was killed before its reply was stored: the crash's, not the
 	// client's.
@@ -306,6 +308,13 @@ func (tl *tally) check(run string, recs []ledger.Record, st *ledger.State, handl
 			tl.delivered++
 			if h.Status == ledger.HopTimedOut {
 				tl.timedOut++
+				if len(tl.timeouts) < 10 {
+					var evs []string
+					for _, r := range recs {
+						evs = append(evs, fmt.Sprintf("%s %s %s", r.Event.At.Format("15:04:05.000"), r.Event.Type, r.Event.HopID))
+					}
+					tl.timeouts = append(tl.timeouts, fmt.Sprintf("run %s: hop %s to %s timed out (ran %d times): %s", run, hop, agentID, ran, strings.Join(evs, ", ")))
+				}
 			}
 			if h.Status == ledger.HopStatus(schemas.StateCompleted) && ran == 0 {
 				tl.unrun++
@@ -358,6 +367,9 @@ func (tl *tally) print() {
 	_ = w.Flush()
 	for _, p := range tl.problems {
 		fmt.Println("  !", p)
+	}
+	for _, p := range tl.timeouts {
+		fmt.Println("  timed out:", p)
 	}
 }
 
