@@ -410,15 +410,17 @@ func (e *Enforcer) OpenRuns() int64 { return e.openRuns.Load() }
 // rejected submissions; Replayed the repeated invokes answered with their
 // recorded outcome.
 // Unavailable counts the submissions answered "unavailable" because the
-// ledger had no room to record them; Conflicts the submissions and timers
+// ledger had no room to record them; Kept the tries of replies and
+// cancels the ledger had no room for, kept in SUBMIT for a later try;
+// Conflicts the submissions and timers
 // nacked because another instance had appended to their run (while a
 // partition changed hands, or without partitions).
 type Stats struct {
-	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Errors, Conflicts uint64
+	Allowed, Denied, Completed, TimedOut, Halted, Redelivered, Dropped, Replayed, Unavailable, Kept, Errors, Conflicts uint64
 }
 
 type counters struct {
-	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, errors, conflicts atomic.Uint64
+	allowed, denied, completed, timedOut, halted, redelivered, dropped, replayed, unavailable, kept, errors, conflicts atomic.Uint64
 }
 
 // Stats returns counts since the enforcer started.
@@ -427,7 +429,7 @@ func (e *Enforcer) Stats() Stats {
 		Allowed: e.stats.allowed.Load(), Denied: e.stats.denied.Load(), Completed: e.stats.completed.Load(),
 		TimedOut: e.stats.timedOut.Load(), Halted: e.stats.halted.Load(),
 		Redelivered: e.stats.redelivered.Load(), Dropped: e.stats.dropped.Load(), Replayed: e.stats.replayed.Load(),
-		Unavailable: e.stats.unavailable.Load(), Errors: e.stats.errors.Load(), Conflicts: e.stats.conflicts.Load(),
+		Unavailable: e.stats.unavailable.Load(), Kept: e.stats.kept.Load(), Errors: e.stats.errors.Load(), Conflicts: e.stats.conflicts.Load(),
 	}
 }
 

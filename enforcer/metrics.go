@@ -22,6 +22,7 @@ type Metrics struct {
 	dropped     prometheus.Counter
 	replayed    prometheus.Counter
 	unavailable prometheus.Counter
+	kept        prometheus.Counter
 	errors      prometheus.Counter
 	redelivered prometheus.Counter
 	quotaOver   *prometheus.CounterVec
@@ -52,6 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Repeated invokes answered with their recorded outcome."}),
 		unavailable: prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_unavailable_total",
 			Help: "Submissions denied unavailable: the ledger had no room to record them."}),
+		kept: prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_kept_total",
+			Help: "Replies and cancels the ledger had no room for, kept in SUBMIT to be recorded later (counted per try)."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_enforcer_errors_total",
 			Help: "Infrastructure errors (the submission is retried)."}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_redelivered_total",
@@ -67,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Spend-spike alerts raised, by scope (agent, team)."}, []string{"scope"})
 	reg.MustRegister(m.quotaOver, m.quotaPct, m.circuits, m.spikes)
 	reg.MustRegister(m.hops, m.decision, m.deliver, m.halts, m.alerts, m.limited, m.signatures, m.dropped,
-		m.replayed, m.unavailable, m.errors, m.redelivered)
+		m.replayed, m.unavailable, m.kept, m.errors, m.redelivered)
 	return m
 }
 

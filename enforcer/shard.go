@@ -45,6 +45,8 @@ type shard struct {
 	acks chan pending
 	// lastDropLog is when a dropped submission was last logged.
 	lastDropLog time.Time
+	// lastKeptLog is when a kept submission was last logged.
+	lastKeptLog time.Time
 	// extra are outgoing messages the decision's inputs called for (circuit
 	// alerts), published with the work's own.
 	extra []outgoing
@@ -202,6 +204,14 @@ func (s *shard) handle(w work) {
 			return
 		}
 		if sub != nil && storeFull(err) && !errors.Is(err, errRecordedSome) {
+			if kept(sub) {
+				// An answer to an open hop is not refused: its sender
+				// has finished and would not send it again, so refusing
+				// it would leave the hop to time out. It stays in SUBMIT,
+				// unforwarded, and is tried again soon.
+				s.deferred(w, err)
+				return
+			}
 			// Fail closed: nothing unrecorded is forwarded, and the sender
 			// is told why instead of waiting for a store that has no room.
 			s.failClosed(sub, err, done)
@@ -284,22 +294,19 @@ func (s *shard) process(ctx context.Context, sub *decision.Submission) ([]outgoi
 		}
 		return s.e.effectsFrom(ctx, st, seq, sub)
 	}
-	p, err := rules.Decide(st, sub, now, s.inputs(ctx, rules, now))
+	in := s.inputs(ctx, rules, now)
+	// A rejection, a replay or a drop appends nothing to the run, so no
+	// expected sequence would catch a stale state: another instance may
+	// have written the run since it was cached (admitted the hop a reply
+	// answers). Decide checks the state is current before it charges one.
+	in.Current = func(st *ledger.State) error { return s.fresh(ctx, st) }
+	p, err := rules.Decide(st, sub, now, in)
 	if err != nil {
 		return nil, err
 	}
 	if p.Dropped != nil {
 		s.dropped(sub, p.Dropped)
 		return nil, nil
-	}
-	if p.Replayed != nil || p.Reject != nil {
-		// Neither appends to the run, so no expected sequence would catch a
-		// stale state: another enforcer instance may have written the run
-		// since it was cached (an answer to a hop it admitted). Decide again
-		// on the ledger's state rather than deny or replay from an old one.
-		if err := s.fresh(ctx, st); err != nil {
-			return nil, err
-		}
 	}
 	if p.Replayed != nil {
 		s.e.stats.replayed.Add(1)
@@ -549,6 +556,33 @@ func storeFull(err error) bool {
 		return true
 	}
 	return false
+}
+
+// kept reports whether a submission the ledger has no room for is kept
+// for a later try instead of refused: a reply or a cancel closes a hop
+// its sender will not send again (an agent acknowledges its task once the
+// reply is stored in SUBMIT), while a refused invoke or progress is the
+// sender's to send again.
+func kept(sub *decision.Submission) bool {
+	return sub.Env != nil && (sub.Env.Kind == schemas.KindReply || sub.Env.Kind == schemas.KindCancel)
+}
+
+// keptRetry is how soon a kept submission is tried again: often enough
+// that a reply recorded once the ledger has room beats its hop's deadline.
+const keptRetry = time.Second
+
+// deferred leaves a kept submission in SUBMIT, unacknowledged, to be
+// tried again in keptRetry: nothing of it is recorded or forwarded yet.
+func (s *shard) deferred(w work, cause error) {
+	s.e.stats.kept.Add(1)
+	s.e.cfg.Metrics.count(func(m *Metrics) prometheus.Counter { return m.kept })
+	if now := time.Now(); now.Sub(s.lastKeptLog) >= time.Second {
+		s.lastKeptLog = now
+		s.e.cfg.Logger.Warn("the ledger has no room: an answer is kept to be recorded later", "run", w.run, "err", cause)
+	}
+	if err := w.msg.NakWithDelay(keptRetry); err != nil {
+		s.e.cfg.Logger.Warn("nak", "err", err)
+	}
 }
 
 // failClosed answers a submission that could not be recorded with a

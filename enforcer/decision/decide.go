@@ -39,6 +39,15 @@ func (r *Rules) Decide(st *ledger.State, sub *Submission, now time.Time, in Inpu
 	if err != nil || !p.charged() {
 		return p, err
 	}
+	if in.Current != nil {
+		// A rejection is charged, and may be dropped or answered without
+		// an append whose expected sequence would catch a stale st, so it
+		// must be judged on the run as the ledger holds it: a reply to a
+		// hop another instance admitted is no rejection.
+		if err := in.Current(st); err != nil {
+			return Plan{}, err
+		}
+	}
 	return r.chargeRejection(st, sub, p, in.Rate)
 }
 

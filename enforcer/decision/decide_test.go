@@ -3,6 +3,7 @@ package decision_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -641,5 +642,39 @@ func TestRepeatedDelegationIsAnsweredFromTheLedger(t *testing.T) {
 	}
 	if st.Head != before || st.Allowed != 2 {
 		t.Fatalf("the run changed: head %+v allowed %d", st.Head, st.Allowed)
+	}
+}
+
+// A rejection judged on a state another writer has moved past is neither
+// charged nor dropped: Decide fails with the conflict, so that the caller
+// decides again on the run as the ledger holds it (where a reply to a hop
+// the other writer admitted is no rejection at all).
+func TestStaleRejectionIsNotCharged(t *testing.T) {
+	f := newFixture(t, limits.Set{PerAgent: limits.Agent{RejectRateLimit: ratelimit.Rate{Count: 1, Period: time.Minute}}}, "")
+	st := f.started()
+	taken := 0
+	bucket := func(string, ratelimit.Rate) (ratelimit.Decision, error) {
+		taken++
+		return ratelimit.Decision{Allowed: false}, nil // over the rate: a charged plan would be dropped
+	}
+	moved := func(*ledger.State) error { return fmt.Errorf("run moved: %w", ledger.ErrConflict) }
+	// A reply to a hop this (stale) state has never seen.
+	reply := &schemas.Envelope{Version: schemas.EnvelopeVersion, Kind: schemas.KindReply, HopID: "h9", From: "writer", To: "orchestrator",
+		Result: &schemas.Result{Status: schemas.StateCompleted}, SentAt: t0}
+	p, err := f.rules.Decide(st, f.sub("writer", "r1", reply), t0, decision.Inputs{Rate: bucket, Current: moved})
+	if !errors.Is(err, ledger.ErrConflict) || p.Dropped != nil || p.Reject != nil || taken != 0 {
+		t.Fatalf("stale rejection: %+v, %v, %d tokens taken; want the conflict and nothing charged", p, err, taken)
+	}
+	// On a current state the same rejection is charged (and dropped, over
+	// the rate).
+	current := func(*ledger.State) error { return nil }
+	p, err = f.rules.Decide(st, f.sub("writer", "r1", reply), t0, decision.Inputs{Rate: bucket, Current: current})
+	if err != nil || p.Dropped == nil || taken != 1 {
+		t.Fatalf("current rejection: %+v, %v, %d tokens taken; want it charged and dropped", p, err, taken)
+	}
+	// An allowed hop asks nothing of Current.
+	p, err = f.rules.Decide(st, f.sub("research", "r1", invoke("h8", "h2", "writer")), t0, decision.Inputs{Rate: bucket, Current: moved})
+	if err != nil || len(p.Events) == 0 {
+		t.Fatalf("allowed hop: %+v, %v", p, err)
 	}
 }

@@ -44,6 +44,11 @@ type Inputs struct {
 	// nil: every circuit closed, every target bound.
 	Circuit CircuitFunc
 	Bound   func(target string) (bool, error)
+	// Current checks that a run's state is the ledger's latest before a
+	// rejection is charged, and fails (with ledger.ErrConflict) when
+	// another writer has appended to the run since; the caller then
+	// decides again on a fresh state. nil: the state is taken as current.
+	Current func(st *ledger.State) error
 }
 
 // QuotaFunc reserves a hop's estimate in the quotas that apply to it, all

@@ -478,3 +478,16 @@ func (s *syncBuffer) tail(n int) string {
 }
 
 var _ = nats.DefaultURL
+
+// markKill notes in the agents' run log that the process of agent id was
+// killed: its handler runs logged after this line are its next life's.
+func (s *system) markKill(id string) {
+	f, err := os.OpenFile(s.runLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s kill %s\n", killMark, id); err != nil {
+		s.t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package fault_test
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,4 +88,41 @@ func TestKillOneOfTwoEnforcers(t *testing.T) {
 	time.Sleep(c.interval)
 	account(t, s, "two enforcers, one SIGKILLed repeatedly", sd, c.kills, l.finish()).assertAllCompleted(t)
 	checkBus(t, s, s.reader())
+}
+
+// TestKillAgents: the agent processes themselves are killed with SIGKILL
+// at random moments under load, each picked at random, and restarted. A
+// task cut off before its reply was stored is delivered again (after
+// agent_ack_wait) and runs again in the agent's next life: that re-run
+// makes the same delegations, which the gateway answers from the ledger,
+// so no hop is decided twice, no delegated agent runs its hop again and no
+// run spends more than once. A task whose reply was stored is never run
+// again, and every run completes.
+func TestKillAgents(t *testing.T) {
+	c := sizes()
+	sd := seed(t)
+	rng := rand.New(rand.NewPCG(uint64(sd), 5))
+	s := start(t, options{external: true, agents: []agentSpec{
+		{id: "orchestrator", delegate: "research,writer", tokens: 50, entry: true},
+		// A task takes a moment, so kills land in the middle of some.
+		{id: "research", tokens: 100, extra: []string{"-delay", "30ms"}},
+		{id: "writer", tokens: 200, extra: []string{"-delay", "30ms"}},
+	}})
+	l := startLoad(s, c.workers)
+	killLoop(t, rng, c.kills, c.interval, l, func(int) *proc { return s.agents[rng.IntN(len(s.agents))] }, func(p *proc) {
+		// It is dead: what the log holds of it so far was its last life.
+		s.markKill(strings.TrimPrefix(p.name, "agent-"))
+		p.start()
+	})
+	time.Sleep(2 * c.interval)
+	tl := account(t, s, "SIGKILL agents (orchestrator, research, writer)", sd, c.kills, l.finish())
+	tl.assertAllCompleted(t)
+	// No hop times out here (60s), so an answer denied as late is a task
+	// run again after its reply had been stored.
+	if tl.lateAnswers != 0 {
+		t.Fatalf("%d answers came for closed hops: a task whose reply was stored ran again", tl.lateAnswers)
+	}
+	if tl.crashReruns == 0 {
+		t.Fatalf("no kill cut a task off: the scenario proved nothing (replay with -fault.seed %d)", sd)
+	}
 }

@@ -16,8 +16,10 @@ import (
 // again. While it is full the gateway fails closed: every submission it
 // cannot record is refused with reason unavailable and a reason that says
 // so, no agent runs a hop the ledger does not hold, and runs cut off in
-// the middle end (by a reply or a timeout) once there is room; after that,
-// runs complete again.
+// the middle end once there is room. A reply (or cancel) that finds no
+// room is not refused but kept and recorded later: its sender has
+// acknowledged its task and will not send it again, so no hop an agent
+// answered may end timed out. After that, runs complete again.
 func TestLedgerFull(t *testing.T) {
 	c := sizes()
 	s := start(t, options{external: true, hopTimeout: 6 * time.Second})
@@ -52,6 +54,9 @@ func TestLedgerFull(t *testing.T) {
 	tl.assert(t)
 	if tl.refused == 0 {
 		t.Fatalf("no submission was refused while the ledger was full")
+	}
+	if tl.timedOut != 0 {
+		t.Fatalf("%d hops timed out: an answer sent while the ledger was full was lost instead of kept", tl.timedOut)
 	}
 
 	// Runs complete again.

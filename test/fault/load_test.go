@@ -115,8 +115,17 @@ type tally struct {
 	// told counts runs whose caller was told of a denial or a timeout.
 	told int
 	// late counts hops closed more than closeBound past their deadline.
-	late     int
-	problems []string
+	late int
+	// lateAnswers counts replies and cancels denied because their hop
+	// had closed (by its timeout, or a halt) before they came.
+	lateAnswers int
+	// timeouts describe the first timed-out hops, printed with the table.
+	timeouts []string
+	// crashReruns counts handler runs again after the agent running the
+	// hop was killed before its reply was stored: the crash's, not the
+	// client's.
+	crashReruns int
+	problems    []string
 }
 
 // closeBound is how long after its deadline an open hop may stay open.
@@ -224,11 +233,26 @@ func (tl *tally) check(run string, recs []ledger.Record, st *ledger.State, handl
 		schemas.DeriveHopID(root, "0"): "research",
 		schemas.DeriveHopID(root, "1"): "writer",
 	}
+	// A hop's decision is the hop.allowed or hop.denied of its invoke. A
+	// denied reply or cancel (an answer that came after the hop had
+	// closed, say by its timeout) is recorded under the hop's id too, but
+	// decides nothing.
 	decisions := map[string]int{}
 	for _, r := range recs {
 		switch r.Event.Type {
 		case schemas.EventHopAllowed, schemas.EventHopDenied:
-			decisions[r.Event.HopID]++
+			data, err := r.Event.DecodeData()
+			d, ok := data.(*schemas.HopDecision)
+			if err != nil || !ok {
+				tl.problem("run %s: %s of hop %s does not decode: %v", run, r.Event.Type, r.Event.HopID, err)
+				tl.lost++
+				continue
+			}
+			if d.Kind == schemas.KindInvoke {
+				decisions[r.Event.HopID]++
+			} else {
+				tl.lateAnswers++
+			}
 		}
 	}
 	for hop, n := range decisions {
@@ -256,10 +280,11 @@ func (tl *tally) check(run string, recs []ledger.Record, st *ledger.State, handl
 		if hr := handled[hop]; hr != nil {
 			ran = hr.n
 			hr.seen = true
-		}
-		if ran > 1 {
-			tl.reruns += ran - 1
-			tl.problem("run %s: %s ran hop %s %d times", run, agentID, hop, ran)
+			tl.crashReruns += hr.crashRuns
+			if hr.sameLife > 0 {
+				tl.reruns += hr.sameLife
+				tl.problem("run %s: %s ran hop %s %d times in one process", run, agentID, hop, hr.sameLife+1)
+			}
 		}
 		if h == nil {
 			if ran > 0 {
@@ -283,6 +308,13 @@ func (tl *tally) check(run string, recs []ledger.Record, st *ledger.State, handl
 			tl.delivered++
 			if h.Status == ledger.HopTimedOut {
 				tl.timedOut++
+				if len(tl.timeouts) < 10 {
+					var evs []string
+					for _, r := range recs {
+						evs = append(evs, fmt.Sprintf("%s %s %s", r.Event.At.Format("15:04:05.000"), r.Event.Type, r.Event.HopID))
+					}
+					tl.timeouts = append(tl.timeouts, fmt.Sprintf("run %s: hop %s to %s timed out (ran %d times): %s", run, hop, agentID, ran, strings.Join(evs, ", ")))
+				}
 			}
 			if h.Status == ledger.HopStatus(schemas.StateCompleted) && ran == 0 {
 				tl.unrun++
@@ -329,12 +361,15 @@ func (tl *tally) assert(t *testing.T) {
 func (tl *tally) print() {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "\n%s (seed %d, %d kills)\n", tl.scenario, tl.seed, tl.kills)
-	fmt.Fprintln(w, "runs\tcompleted\tcallers told\trefused\tsubmitted\tdelivered\tdenied\ttimed out\tduplicate\tlost\thandler re-runs\tunrun\toverspent\tlate\tverified runs")
-	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", tl.runs, tl.completed, tl.told, tl.refused, tl.submitted, tl.delivered, tl.denied,
-		tl.timedOut, tl.duplicate, tl.lost, tl.reruns, tl.unrun, tl.overspent, tl.late, tl.verified)
+	fmt.Fprintln(w, "runs\tcompleted\tcallers told\trefused\tsubmitted\tdelivered\tdenied\ttimed out\tduplicate\tlost\thandler re-runs\tunrun\toverspent\tlate\tlate answers\tre-runs after an agent kill\tverified runs")
+	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", tl.runs, tl.completed, tl.told, tl.refused, tl.submitted, tl.delivered, tl.denied,
+		tl.timedOut, tl.duplicate, tl.lost, tl.reruns, tl.unrun, tl.overspent, tl.late, tl.lateAnswers, tl.crashReruns, tl.verified)
 	_ = w.Flush()
 	for _, p := range tl.problems {
 		fmt.Println("  !", p)
+	}
+	for _, p := range tl.timeouts {
+		fmt.Println("  timed out:", p)
 	}
 }
 
@@ -343,7 +378,20 @@ type handlerRun struct {
 	agent, run string
 	n          int
 	seen       bool
+	// lives counts the agent's process lives the hop's handler ran in:
+	// a run in a life after a kill of the agent (the first run was cut
+	// off before its reply was stored) is the crash's re-run; a second
+	// run in one life is the client running a task twice.
+	lives     int
+	lastLife  int
+	sameLife  int
+	crashRuns int
 }
+
+// killMark starts a run-log line the test writes when it kills an agent
+// process: "! kill <agent>". Every handler run the log holds after it is
+// in the agent's next life.
+const killMark = "!"
 
 // handlerRuns reads the agents' run log.
 func handlerRuns(t *testing.T, path string) map[string]*handlerRun {
@@ -357,16 +405,28 @@ func handlerRuns(t *testing.T, path string) map[string]*handlerRun {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	life := map[string]int{} // agent -> its current life
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) != 3 {
 			t.Fatalf("run log line %q", sc.Text())
 		}
+		if fields[0] == killMark {
+			life[fields[2]]++
+			continue
+		}
 		h := out[fields[2]]
-		if h == nil {
-			h = &handlerRun{agent: fields[0], run: fields[1]}
+		l := life[fields[0]]
+		switch {
+		case h == nil:
+			h = &handlerRun{agent: fields[0], run: fields[1], lastLife: l}
 			out[fields[2]] = h
+		case l == h.lastLife:
+			h.sameLife++
+		default:
+			h.crashRuns++
+			h.lastLife = l
 		}
 		h.n++
 	}
