@@ -378,11 +378,11 @@ type handlerRun struct {
 	agent, run string
 	n          int
 	seen       bool
-	// lives counts the agent's process lives the hop's handler ran in:
-	// a run in a life after a kill of the agent (the first run was cut
-	// off before its reply was stored) is the crash's re-run; a second
-	// run in one life is the client running a task twice.
-	lives     int
+	// lastLife is the agent's process life the hop's handler last ran
+	// in. A run in a later life (the kill cut the earlier run off before
+	// its reply was stored) is the crash's re-run, counted in crashRuns;
+	// a second run in one life is the client running a task twice,
+	// counted in sameLife.
 	lastLife  int
 	sameLife  int
 	crashRuns int
