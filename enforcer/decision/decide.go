@@ -29,6 +29,11 @@ type Plan struct {
 	// delegations, with the same derived hop ids): nothing is appended,
 	// and the caller is answered with the hop's recorded outcome.
 	Replayed *ledger.Hop
+	// alone is set when the plan rejects the submission on its own
+	// (malformed, not its sender's, outside the replay window): no state
+	// of the run could have decided otherwise, so it need not be checked
+	// current before it is charged.
+	alone bool
 }
 
 // Decide turns a submission into the events that record it, judged
@@ -39,7 +44,7 @@ func (r *Rules) Decide(st *ledger.State, sub *Submission, now time.Time, in Inpu
 	if err != nil || !p.charged() {
 		return p, err
 	}
-	if in.Current != nil {
+	if in.Current != nil && !p.alone {
 		// A rejection is charged, and may be dropped or answered without
 		// an append whose expected sequence would catch a stale st, so it
 		// must be judged on the run as the ledger holds it: a reply to a
@@ -109,21 +114,27 @@ func newBreach(st *ledger.State, p Plan) bool {
 }
 
 func (r *Rules) decide(st *ledger.State, sub *Submission, now time.Time, in Inputs) (Plan, error) {
+	// The integrity checks judge the submission alone, never the run.
+	integrity := func(v *Verdict) (Plan, error) {
+		p := r.denied(st, sub, v, now)
+		p.alone = true
+		return p, nil
+	}
 	if sub.DecodeErr != nil {
-		return r.denied(st, sub, Deny(schemas.ReasonMalformed, "%v", sub.DecodeErr), now), nil
+		return integrity(Deny(schemas.ReasonMalformed, "%v", sub.DecodeErr))
 	}
 	env := sub.Env
 	caller, v := r.authenticate(sub)
 	if v != nil {
-		return r.denied(st, sub, v, now), nil
+		return integrity(v)
 	}
 	if env.Version == schemas.EnvelopeV1 && !sub.StoredAt.Before(schemas.EnvelopeV1Until) {
-		return r.denied(st, sub, Deny(schemas.ReasonMalformed,
-			"envelope v=%d was accepted until %s; send v=%d (A2A v1.0 messages)", env.Version, schemas.EnvelopeV1Until.Format(time.DateOnly), schemas.EnvelopeVersion), now), nil
+		return integrity(Deny(schemas.ReasonMalformed,
+			"envelope v=%d was accepted until %s; send v=%d (A2A v1.0 messages)", env.Version, schemas.EnvelopeV1Until.Format(time.DateOnly), schemas.EnvelopeVersion))
 	}
 	if skew := sub.StoredAt.Sub(env.SentAt).Abs(); skew > r.ReplayWindow {
-		return r.denied(st, sub, Deny(schemas.ReasonReplay,
-			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), r.ReplayWindow), now), nil
+		return integrity(Deny(schemas.ReasonReplay,
+			"sent_at %s is %s from when the broker received it (window %s)", env.SentAt.Format(time.RFC3339), skew.Round(time.Second), r.ReplayWindow))
 	}
 	switch env.Kind {
 	case schemas.KindInvoke:

@@ -678,3 +678,21 @@ func TestStaleRejectionIsNotCharged(t *testing.T) {
 		t.Fatalf("allowed hop: %+v, %v", p, err)
 	}
 }
+
+// A submission the integrity checks reject (here: garbage) is charged
+// without asking whether the run's state is current: no state could have
+// decided otherwise, and a flood of garbage must cost no ledger read each.
+func TestIntegrityRejectionNeedsNoCurrentState(t *testing.T) {
+	f := newFixture(t, limits.Set{PerAgent: limits.Agent{RejectRateLimit: ratelimit.Rate{Count: 1, Period: time.Minute}}}, "")
+	st := f.started()
+	asked := 0
+	current := func(*ledger.State) error { asked++; return nil }
+	over := func(string, ratelimit.Rate) (ratelimit.Decision, error) {
+		return ratelimit.Decision{Allowed: false}, nil
+	}
+	garbage := decision.Parse("tg.submit.writer.r1", "writer", "r1", "", []byte("{garbage"), 1<<16)
+	p, err := f.rules.Decide(st, garbage, t0, decision.Inputs{Rate: over, Current: current})
+	if err != nil || p.Dropped == nil || asked != 0 {
+		t.Fatalf("garbage over the rate: %+v, %v, state checked %d times; want it dropped with no check", p, err, asked)
+	}
+}
