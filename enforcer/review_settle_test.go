@@ -8,9 +8,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/enforcer"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/quota"
-	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/schemas"
 )
 
