@@ -14,8 +14,8 @@ import (
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// reviewHalt halts run as operator "ops" with a signed request.
-func reviewHalt(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run string) schemas.HaltReply {
+// operatorHalt halts run as operator "ops" with a signed request.
+func operatorHalt(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run string) schemas.HaltReply {
 	t.Helper()
 	req := schemas.HaltRequest{Version: 1, RunID: run, By: "ops", Reason: "runaway stream", SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
@@ -37,13 +37,13 @@ func reviewHalt(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run str
 	return r
 }
 
-// TestReviewHaltSettleChargesQuota (review finding): docs/limits.md and
-// docs/models-and-tools.md say a settle (the late reply of a hop a halt
-// closed) is counted by "the quotas". The halt's effects release the
-// hop's hold (settleQuota with nil usage deletes it), and the settle's
-// quota.Store.Settle then finds no hold and charges nothing: the spend
-// of a hop cut by a halt never reaches the spend quotas.
-func TestReviewHaltSettleChargesQuota(t *testing.T) {
+// TestHaltSettleChargesQuota: a settle (the late reply of a hop a halt
+// closed while it was delivered, a model stream the halt cut) is counted
+// by the spend quotas, as docs/limits.md and docs/models-and-tools.md say:
+// the halt releases the hop's reservation at once (quota.Store.Close keeps
+// a hold that reserves nothing), and the settle charges what the target
+// reported to the quota the hop reserved in, once.
+func TestHaltSettleChargesQuota(t *testing.T) {
 	opPub, opKP := mustOtherKey(t)
 	g := startLoose(t, enforcer.Config{
 		Operators: map[string]string{"ops": opPub},
@@ -56,16 +56,10 @@ func TestReviewHaltSettleChargesQuota(t *testing.T) {
 	orch.send(run, env)
 	waitDeliveries(t, g, "research", 1)
 
-	if r := reviewHalt(t, g, opKP, run); !r.OK {
+	if r := operatorHalt(t, g, opKP, run); !r.OK {
 		t.Fatalf("halt: %+v", r)
 	}
 	waitFor(t, func() bool { return runState(t, g, run).Halted })
-	// The target's late reply with what it used before the cancel: a settle.
-	research.send(run, research.reply(env.HopID, "orchestrator", &schemas.Usage{InputTokens: 200, OutputTokens: 50, CostUSD: 1}))
-	waitFor(t, func() bool { h := runState(t, g, run).Hops[env.HopID]; return h != nil && h.Settled })
-	if sp := runState(t, g, run).Spent; sp.Tokens < 250 {
-		t.Fatalf("run spend %+v: the settle was not charged to the run", sp)
-	}
 	usage := func() quota.Usage {
 		us, err := g.Enforcer.QuotaUsage(ctxT(t))
 		if err != nil {
@@ -78,11 +72,22 @@ func TestReviewHaltSettleChargesQuota(t *testing.T) {
 		}
 		return quota.Usage{}
 	}
+	// The halt released the reservation: nothing is held until the settle.
+	waitFor(t, func() bool { return usage().Held == 0 })
+	if u := usage(); u.Reserved.Tokens != 0 || u.Reserved.CostUSD != 0 || u.Settled.Tokens != 0 {
+		t.Fatalf("quota after the halt: %+v; want nothing reserved or settled", u)
+	}
+	// The target's late reply with what it used before the cancel: a settle.
+	research.send(run, research.reply(env.HopID, "orchestrator", &schemas.Usage{InputTokens: 200, OutputTokens: 50, CostUSD: 1}))
+	waitFor(t, func() bool { h := runState(t, g, run).Hops[env.HopID]; return h != nil && h.Settled })
+	if sp := runState(t, g, run).Spent; sp.Tokens < 250 {
+		t.Fatalf("run spend %+v: the settle was not charged to the run", sp)
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) && usage().Settled.Tokens == 0 {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if u := usage(); u.Settled.Tokens != 250 || u.Settled.CostUSD != 1 {
-		t.Fatalf("quota after the settle: %+v; want 250 tokens and $1 settled (docs: the quotas count a settle)", u)
+	if u := usage(); u.Settled.Tokens != 250 || u.Settled.CostUSD != 1 || u.Reserved.Tokens != 0 || u.Held != 0 {
+		t.Fatalf("quota after the settle: %+v; want 250 tokens and $1 settled, nothing reserved", u)
 	}
 }

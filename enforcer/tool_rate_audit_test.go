@@ -9,18 +9,16 @@ import (
 	"github.com/tollgate/tollgate/enforcer"
 	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/limits"
+	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/schemas"
 )
 
-// TestReviewToolRateLimitHoldsForAuditCallers (review finding): a tool's
-// rate_limit moved from the MCP bridge (which checked it for every call)
-// into the decision core's target_rate check, and Govern turns every
-// failing check of a caller in mode: audit into a finding. So a caller in
-// audit mode is never held to a tool's rate limit, which docs/
-// models-and-tools.md calls "the tool's bound, not the run's", across all
-// its callers: the upstream MCP server gets every call. Here a tool of
-// 1/min is called 3 times by an audit-mode agent: all 3 are forwarded.
-func TestReviewToolRateLimitHoldsForAuditCallers(t *testing.T) {
+// TestToolRateLimitHoldsForAuditCallers: a tool's rate_limit (the decision
+// core's target_rate check) protects the upstream for all its callers, so
+// it binds a caller in mode: audit too, whose other failing checks are
+// only findings. A tool of 1/min called 3 times by an audit-mode agent is
+// delivered once; the other two calls are denied with reason rate.
+func TestToolRateLimitHoldsForAuditCallers(t *testing.T) {
 	ids := append([]broker.Identity{}, demoIdentities...)
 	ids = append(ids, broker.Identity{ID: "search", Type: schemas.TypeTool, Resource: "web/search",
 		RateLimit: ratelimit.Rate{Count: 1, Period: time.Minute}})
@@ -42,5 +40,17 @@ func TestReviewToolRateLimitHoldsForAuditCallers(t *testing.T) {
 			}
 		}
 		t.Fatalf("a tool with rate_limit 1/min was delivered %d calls (%d admitted) from a caller in audit mode", n, allowed)
+	}
+	denied := 0
+	for _, h := range runState(t, g, run).Hops {
+		if h.To == "search" && h.Status == ledger.HopDenied {
+			if h.Reason != schemas.ReasonRate {
+				t.Fatalf("call %s denied with reason %s, want rate", h.ID, h.Reason)
+			}
+			denied++
+		}
+	}
+	if denied != 2 {
+		t.Fatalf("%d calls denied, want 2 (reason rate)", denied)
 	}
 }
