@@ -4,7 +4,9 @@
 // quota allows. A hop reserves its estimate when it is admitted (Reserve)
 // and settles what its reply reports when it closes (Settle), as run
 // budgets do; both are idempotent per hop, so a redelivered submission or
-// a repeated effect never counts twice.
+// a repeated effect never counts twice. A hop a halt closes while its
+// target works releases its reservation but keeps its hold (Close), so
+// that what the target reports late is settled in the same entries.
 package quota
 
 import (
