@@ -163,7 +163,7 @@ func (e *Enforcer) effects(ctx context.Context, st *ledger.State, rec ledger.Rec
 		return []outgoing{e.delivery(hop.From, hop.ID, schemas.DeliverDenied, nil, contextOf(st, hop), ev.Seq, denial)}, nil
 	case *schemas.RunHalted:
 		for _, id := range d.OpenHops {
-			if err := e.settleQuota(ctx, st, st.Hops[id], nil); err != nil {
+			if err := e.haltQuota(ctx, st, st.Hops[id]); err != nil {
 				return nil, err
 			}
 		}

@@ -41,17 +41,54 @@ func (e *Enforcer) quotaInputs(ctx context.Context, rules *decision.Rules, now t
 // settleQuota closes a hop's quota reservations: what its reply reported
 // (used; nil for a hop closed without a report) is counted, the estimate
 // released. It is idempotent (quota.Store.Settle), so the effects of a
-// record found again after a crash settle nothing twice.
+// record found again after a crash settle nothing twice. It also settles
+// what a hop the halt closed reports late (a hop.completed that settles):
+// closeQuota kept its holds for that.
 func (e *Enforcer) settleQuota(ctx context.Context, st *ledger.State, hop *ledger.Hop, used *schemas.Usage) error {
-	return e.chargeQuota(ctx, st, hop, used, 0, time.Time{})
+	amount := usageAmount(used)
+	return e.quotaOp(ctx, st, hop, func(zone *time.Location, applied []limits.Applied, id string, now time.Time) error {
+		return e.quotas.Settle(ctx, zone, applied, id, amount, now)
+	})
 }
 
-// chargeQuota is settleQuota for a hop that goes on (step > 0: the ledger
-// seq of its hop.retried or hop.rerouted): what the failed attempt
-// reported (used) is counted, and the reservation stays, to lapse at
-// until (quota.Store.Charge, idempotent per step). One path settles
-// replies, failed attempts and closes.
+// chargeQuota settles a hop that goes on (step: the ledger seq of its
+// hop.retried or hop.rerouted): what the failed attempt reported (used)
+// is counted, and the reservation stays, to lapse at until
+// (quota.Store.Charge, idempotent per step). One path settles replies,
+// failed attempts and closes.
 func (e *Enforcer) chargeQuota(ctx context.Context, st *ledger.State, hop *ledger.Hop, used *schemas.Usage, step uint64, until time.Time) error {
+	amount := usageAmount(used)
+	return e.quotaOp(ctx, st, hop, func(zone *time.Location, applied []limits.Applied, id string, now time.Time) error {
+		return e.quotas.Charge(ctx, zone, applied, id, amount, step, until, now)
+	})
+}
+
+// haltQuota closes the quota reservations of a hop the run's halt closed.
+// A hop cut while it was delivered (ledger.Hop.CutByHalt) may still
+// settle what its target used: its reservations are released but its
+// holds kept (quota.Store.Close), so that the settle is charged to the
+// quotas and scope values it reserved in. A hop held for approval was
+// never delivered: its reservations are settled with nothing.
+func (e *Enforcer) haltQuota(ctx context.Context, st *ledger.State, hop *ledger.Hop) error {
+	if hop == nil || !hop.CutByHalt {
+		return e.settleQuota(ctx, st, hop, nil)
+	}
+	return e.quotaOp(ctx, st, hop, func(zone *time.Location, applied []limits.Applied, id string, now time.Time) error {
+		return e.quotas.Close(ctx, zone, applied, id, now)
+	})
+}
+
+func usageAmount(used *schemas.Usage) *quota.Amount {
+	if used == nil {
+		return nil
+	}
+	return &quota.Amount{Tokens: used.Tokens(), CostUSD: used.Cost()}
+}
+
+// quotaOp runs op on the quotas that apply to hop's spend (its caller's,
+// under the rules in force), with the hop's reservation name: nothing
+// when no quota applies or the hop reserved nothing (denied).
+func (e *Enforcer) quotaOp(ctx context.Context, st *ledger.State, hop *ledger.Hop, op func(zone *time.Location, applied []limits.Applied, id string, now time.Time) error) error {
 	rules := e.rules.Load()
 	if e.quotas == nil || len(rules.Limits.Quotas) == 0 || hop == nil || hop.Status == ledger.HopDenied {
 		return nil
@@ -64,18 +101,8 @@ func (e *Enforcer) chargeQuota(ctx context.Context, st *ledger.State, hop *ledge
 	if len(applied) == 0 {
 		return nil
 	}
-	var amount *quota.Amount
-	if used != nil {
-		amount = &quota.Amount{Tokens: used.Tokens(), CostUSD: used.Cost()}
-	}
-	zone, now, id := rules.Limits.Zone(), e.cfg.Clock(), decision.QuotaHop(st.RunID, hop.ID)
-	var err error
-	if step == 0 {
-		err = e.quotas.Settle(ctx, zone, applied, id, amount, now)
-	} else {
-		err = e.quotas.Charge(ctx, zone, applied, id, amount, step, until, now)
-	}
-	if err != nil {
+	zone, now := rules.Limits.Zone(), e.cfg.Clock()
+	if err := op(zone, applied, decision.QuotaHop(st.RunID, hop.ID), now); err != nil {
 		return fmt.Errorf("settle quota of hop %s: %w", hop.ID, err)
 	}
 	e.quotaGauges(zone, applied, now)

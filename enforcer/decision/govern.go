@@ -138,7 +138,11 @@ type check struct {
 	// readsPolicy is set for the checks whose verdict depends on the
 	// policy set: the what-if re-evaluates only those.
 	readsPolicy bool
-	run         func(g *governing) (*Verdict, error)
+	// binding is set for a check that denies whatever the caller's mode:
+	// a bound that protects the target for all its callers (a tool's
+	// rate_limit) is not the caller's to audit.
+	binding bool
+	run     func(g *governing) (*Verdict, error)
 }
 
 // checks is the governance order, written once: the enforcer decides
@@ -154,8 +158,9 @@ var checks = []check{
 	{name: "edges", reason: schemas.ReasonLoop, limits: []string{limits.EdgeRepeats}, run: (*governing).edges},
 	{name: "budget", reason: schemas.ReasonBudget, limits: []string{limits.Hops, limits.WallClock, limits.Tokens, limits.Cost}, run: (*governing).budget},
 	// target_rate takes a token of the target's own rate (a tool's
-	// rate_limit): only a hop the checks before let through takes one.
-	{name: "target_rate", reason: schemas.ReasonRate, run: (*governing).targetRate},
+	// rate_limit): only a hop the checks before let through takes one. It
+	// binds callers in audit mode too: it protects the upstream for all.
+	{name: "target_rate", reason: schemas.ReasonRate, binding: true, run: (*governing).targetRate},
 	// quota reserves (an I/O with a lasting effect): it stays last, so a
 	// hop another check denies reserves nothing.
 	{name: "quota", reason: schemas.ReasonQuota, run: (*governing).quota},
@@ -180,8 +185,10 @@ type governing struct {
 
 // Govern applies the governance checks to an invoke in order: the caller's
 // rate limit, Cedar (with engine), depth, cycles, edge repeats, the run
-// budget, the target's rate limit and the quotas. The first failing check denies; for a caller in audit mode every
-// failing check is recorded as a finding instead and the hop goes through.
+// budget, the target's rate limit and the quotas. The first failing check
+// denies; for a caller in audit mode every failing check is recorded as a
+// finding instead and the hop goes through, except a binding one (the
+// target's rate limit), which denies it whatever the caller's mode.
 // Audit policies (Rules.Audit) only ever add findings. rate may be nil (no
 // rate limit is taken). Only rate returns an error.
 func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Governance, error) {
@@ -213,7 +220,7 @@ func (r *Rules) Govern(inv *Invoke, engine *policy.Engine, rate RateFunc) (Gover
 		if v == nil {
 			continue
 		}
-		if !audit {
+		if !audit || c.binding {
 			out.Denial = v
 			return out, nil
 		}

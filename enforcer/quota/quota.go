@@ -4,7 +4,9 @@
 // quota allows. A hop reserves its estimate when it is admitted (Reserve)
 // and settles what its reply reports when it closes (Settle), as run
 // budgets do; both are idempotent per hop, so a redelivered submission or
-// a repeated effect never counts twice.
+// a repeated effect never counts twice. A hop a halt closes while its
+// target works releases its reservation but keeps its hold (Close), so
+// that what the target reports late is settled in the same entries.
 package quota
 
 import (
@@ -107,6 +109,11 @@ type hold struct {
 	// Step is the last step (Charge) that charged the hop's spend while
 	// the hold stayed: a step at or below it is done.
 	Step uint64 `json:"s,omitempty"`
+	// Closed marks the hold of a hop a halt closed (Close): it reserves
+	// nothing (its amounts are zero and it is in no sum), and is kept only
+	// so that the hop's late settle is counted in the quotas it reserved
+	// in, once.
+	Closed bool `json:"x,omitempty"`
 }
 
 // lapseMinute is the minute a reservation until lapses at: the next whole
@@ -201,10 +208,11 @@ func (s *state) reserve(h hold) {
 	s.Reserved[h.Lapse] = r
 }
 
-// release takes a hold out of the sums (nothing when its minute lapsed).
+// release takes a hold out of the sums (nothing when its minute lapsed,
+// or when it is closed: a closed hold is in no sum).
 func (s *state) release(h hold) {
 	r, ok := s.Reserved[h.Lapse]
-	if !ok {
+	if !ok || h.Closed {
 		return
 	}
 	r.Tokens = max(r.Tokens-h.Tokens, 0)
@@ -460,8 +468,23 @@ func (s *Store) Reserve(ctx context.Context, zone *time.Location, applied []limi
 // no reservation there (already settled, or admitted before the quota
 // existed) changes nothing, so settling twice counts once: the hold is
 // deleted (compare-and-delete on its revision) before the entry changes.
+// A hold Close left is settled the same way: used is counted, and nothing
+// is released (Close did).
 func (s *Store) Settle(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, now time.Time) error {
 	return s.settle(ctx, zone, applied, hop, used, nil, now)
+}
+
+// Close releases hop's reservations in the applied quotas, as Settle with
+// no usage does, but keeps each hold, marked closed and reserving
+// nothing: it is how a halt closes a hop whose target may still report
+// what it used (a model stream the halt cut). That late report settles
+// the closed holds (Settle), so it is counted in the quotas and scope
+// values the hop reserved in, once; a closed hold nobody settles holds
+// nothing and goes with the holds bucket's max age
+// (broker.QuotaHoldsMaxAge). Closing again, or a Charge of a closed
+// hold, changes nothing.
+func (s *Store) Close(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, now time.Time) error {
+	return s.settle(ctx, zone, applied, hop, nil, &renewal{closed: true}, now)
 }
 
 // Charge counts used (what a failed attempt of hop reported, when the hop
@@ -474,15 +497,18 @@ func (s *Store) Charge(ctx context.Context, zone *time.Location, applied []limit
 	return s.settle(ctx, zone, applied, hop, used, &renewal{step: step, lapse: lapseMinute(until)}, now)
 }
 
-// renewal is the hold a Charge keeps: charged at step, lapsing at lapse.
+// renewal is the hold a Charge keeps: charged at step, lapsing at lapse;
+// or, closed, the hold a Close keeps.
 type renewal struct {
-	step  uint64
-	lapse int64
+	step   uint64
+	lapse  int64
+	closed bool
 }
 
-// settle is Settle (keep nil: the hold is deleted) and Charge (the hold
-// stays, renewed): the hold changes first, by compare-and-set on its
-// revision, so that of two instances settling the same step one does.
+// settle is Settle (keep nil: the hold is deleted), Charge (the hold
+// stays, renewed) and Close (the hold stays, closed): the hold changes
+// first, by compare-and-set on its revision, so that of two instances
+// settling the same step (or closing the same hop) one does.
 func (s *Store) settle(ctx context.Context, zone *time.Location, applied []limits.Applied, hop string, used *Amount, keep *renewal, now time.Time) error {
 	for _, ap := range applied {
 		key := Key(ap.Quota.Name, ap.Value)
@@ -500,10 +526,13 @@ func (s *Store) settle(ctx context.Context, zone *time.Location, applied []limit
 		}
 		next := h
 		if keep != nil {
-			if h.Step >= keep.step {
-				continue // charged at this step before
+			if h.Closed || !keep.closed && h.Step >= keep.step {
+				continue // closed, or charged at this step before
 			}
 			next.Step, next.Lapse = keep.step, keep.lapse
+			if keep.closed {
+				next = hold{Step: h.Step, Closed: true}
+			}
 			b, err := json.Marshal(next)
 			if err != nil {
 				return fmt.Errorf("quota %s: hold of %s: %w", key, hop, err)
@@ -527,7 +556,7 @@ func (s *Store) settle(ctx context.Context, zone *time.Location, applied []limit
 			if used != nil {
 				st.add(ap.Quota, *used, now)
 			}
-			if keep != nil {
+			if keep != nil && !next.Closed {
 				st.reserve(next)
 			}
 			return true

@@ -165,3 +165,78 @@ func TestChargeKeepsTheHold(t *testing.T) {
 		t.Fatalf("a charge after the close counted: %+v", u)
 	}
 }
+
+// TestCloseKeepsTheHoldForTheSettle: a halt closes a hop (Close): its
+// reservation is released at once, and the late settle of what it used is
+// counted in the quota it reserved in, once, even when two instances
+// (two Stores over one bucket) settle it at the same time. A closed hold
+// is closed once, charges nothing and reserves nothing.
+func TestCloseKeepsTheHoldForTheSettle(t *testing.T) {
+	bus := brokertest.Start(t, brokertest.Options{})
+	ctx := context.Background()
+	s1, err := quota.Open(ctx, bus.JS, bus.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js2 := bus.NewConn()
+	s2, err := quota.Open(ctx, js2, bus.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &limits.Quota{Name: "d", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1000, MaxCostUSD: 10}
+	ap := []limits.Applied{{Quota: q, Value: "a"}}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	usage := func() quota.Usage {
+		t.Helper()
+		u, err := s2.Usage(ctx, time.UTC, ap[0], now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	for _, hop := range []string{"run/h1", "run/h2"} {
+		if over, err := s1.Reserve(ctx, time.UTC, ap, hop, quota.Amount{Tokens: 100, CostUSD: 1}, now.Add(time.Minute), now, false); err != nil || over != nil {
+			t.Fatalf("reserve %s: %v %+v", hop, err, over)
+		}
+	}
+	for range 2 { // the halt's effects found again: closed once
+		if err := s1.Close(ctx, time.UTC, ap, "run/h1", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u := usage(); u.Reserved.Tokens != 100 || u.Held != 1 || u.Settled.Tokens != 0 {
+		t.Fatalf("after the close: %+v; want only h2's 100 reserved, nothing settled", u)
+	}
+	// A charge of a closed hop counts nothing.
+	if err := s1.Charge(ctx, time.UTC, ap, "run/h1", &quota.Amount{Tokens: 5}, 9, now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	// Both instances settle the same hop at once: counted once.
+	errs := make(chan error, 2)
+	for _, s := range []*quota.Store{s1, s2} {
+		go func() { errs <- s.Settle(ctx, time.UTC, ap, "run/h1", &quota.Amount{Tokens: 250, CostUSD: 1.5}, now) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u := usage(); u.Settled.Tokens != 250 || u.Settled.CostUSD != 1.5 || u.Reserved.Tokens != 100 || u.Held != 1 {
+		t.Fatalf("after the settle: %+v; want 250 tokens and $1.5 settled once, h2 still holding 100", u)
+	}
+	// Closing or settling again after the settle: nothing.
+	if err := s2.Close(ctx, time.UTC, ap, "run/h1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Settle(ctx, time.UTC, ap, "run/h1", &quota.Amount{Tokens: 250}, now); err != nil {
+		t.Fatal(err)
+	}
+	// h2 is closed and never settled: its reservation is released all the
+	// same, and it holds nothing when its until passes.
+	if err := s2.Close(ctx, time.UTC, ap, "run/h2", now); err != nil {
+		t.Fatal(err)
+	}
+	if u := usage(); u.Settled.Tokens != 250 || u.Reserved.Tokens != 0 || u.Held != 0 {
+		t.Fatalf("at the end: %+v; want 250 settled, nothing reserved", u)
+	}
+}
