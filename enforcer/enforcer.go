@@ -84,8 +84,10 @@ type Enforcer struct {
 	consumes  []jetstream.ConsumeContext
 	standby   []*time.Timer
 	stopped   bool
-	// pinned are the partition consumers (Config.Partitions).
+	// pinned are the partition consumers (Config.Partitions); reclaim
+	// takes the preferred ones back after a restart.
 	pinned     []*pinned
+	reclaim    *reclaimer
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
 	querySub   *nats.Subscription
@@ -223,6 +225,7 @@ func (e *Enforcer) Start(ctx context.Context) error {
 			e.closeShards()
 			return err
 		}
+		e.startReclaim()
 	}
 	e.haltSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlHalt("*"), "tollgate-enforcers", e.onHalt)
 	if err != nil {
@@ -321,6 +324,7 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	if e.sweepCancel != nil {
 		e.sweepCancel()
 	}
+	e.stopReclaim()
 	e.stopConsuming(ctx)
 	e.closeShards()
 	done := make(chan struct{})

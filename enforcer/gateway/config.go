@@ -231,6 +231,10 @@ type EnforcerConfig struct {
 	// PinnedTTL is how long a partition stays with an instance that stopped
 	// pulling: how soon a dead instance's partitions move (default 5s).
 	PinnedTTL time.Duration `yaml:"pinned_ttl"`
+	// ReclaimInterval is how often an instance takes back the partitions
+	// it prefers from another that holds them (after a restart); default
+	// pinned_ttl, negative for never (docs/scaling.md).
+	ReclaimInterval time.Duration `yaml:"reclaim_interval"`
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery (with no pull request waiting) to count as bound; a target
 	// with fallbacks and none bound has its hops re-routed. Default 10s.
@@ -578,7 +582,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
-		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL,
+		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL, ReclaimInterval: c.Enforcer.ReclaimInterval,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
