@@ -30,29 +30,53 @@ func main() {
 	flag.IntVar(&w.Conns, "conns", -1, "extra connections the enforcer publishes on (-1: the gateway's default, as serve)")
 	flag.IntVar(&w.Instances, "instances", 0, "enforcer instances over partitioned runs (0: one, unpartitioned)")
 	flag.IntVar(&w.Partitions, "partitions", 0, "run partitions with -instances (0: 8)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each governed round's drain (not its loading) to FILE.<round>")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "%d submissions per measurement (%d runs x (1 root + %d hops)), GOMAXPROCS %d\n", w.Total(), w.Runs, w.Hops, runtime.GOMAXPROCS(0))
-	var raw, gov []float64
+	var raw, gov, rawCPU, govCPU []float64
 	for r := 1; r <= *rounds; r++ {
 		for _, m := range []struct {
-			f   func(context.Context, benchkit.Workload) (benchkit.Result, error)
-			out *[]float64
-		}{{benchkit.RawRelay, &raw}, {benchkit.Governed, &gov}} {
-			res, err := m.f(ctx, w)
+			f        func(context.Context, benchkit.Workload) (benchkit.Result, error)
+			out, cpu *[]float64
+			profile  bool
+		}{{benchkit.RawRelay, &raw, &rawCPU, false}, {benchkit.Governed, &gov, &govCPU, *cpuprofile != ""}} {
+			wm := w
+			var prof *os.File
+			if m.profile {
+				var err error
+				if prof, err = os.Create(fmt.Sprintf("%s.%d", *cpuprofile, r)); err != nil {
+					fmt.Fprintln(os.Stderr, "hops:", err)
+					os.Exit(1)
+				}
+				wm.Profile = prof
+			}
+			res, err := m.f(ctx, wm)
+			if prof != nil {
+				prof.Close()
+			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "hops:", err)
 				os.Exit(1)
 			}
 			*m.out = append(*m.out, res.PerSecond())
-			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  (%s)\n", r, res.Name, res.PerSecond(), res.Elapsed.Round(time.Millisecond))
+			perMsg := float64(res.CPU.Microseconds()) / float64(res.Messages)
+			*m.cpu = append(*m.cpu, perMsg)
+			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  (%s, process CPU %.1f µs/msg)\n", r, res.Name, res.PerSecond(), res.Elapsed.Round(time.Millisecond), perMsg)
+			if res.Name == "governed" {
+				for _, s := range []string{"LEDGER", "DELIVER", "TIMERS", "SUBMIT"} {
+					u := res.Stored[s]
+					fmt.Fprintf(os.Stderr, "          %-8s %10d bytes %8d msgs  %6.0f bytes/hop\n", s, u.Bytes, u.Msgs, float64(u.Bytes)/float64(res.Messages))
+				}
+			}
 		}
 	}
 	mr, mg := median(raw), median(gov)
 	fmt.Printf("raw relay   %8.0f msg/s (median of %d)\n", mr, len(raw))
 	fmt.Printf("governed    %8.0f hops/s (median of %d)\n", mg, len(gov))
 	fmt.Printf("ratio       %8.2f\n", mg/mr)
+	fmt.Printf("process CPU raw %.1f µs/msg, governed %.1f µs/hop (medians; enforcer or relay plus the embedded server)\n", median(rawCPU), median(govCPU))
 }
 
 func median(xs []float64) float64 {
