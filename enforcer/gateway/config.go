@@ -725,6 +725,10 @@ type AdminConfig struct {
 	Listen string `yaml:"listen"`
 	// Console is the web console served on the listener (docs/console.md).
 	Console console.Config `yaml:"console"`
+	// PprofToken, when set, serves Go's runtime profiles at /debug/pprof/
+	// on the listener to callers presenting it as a bearer token
+	// (docs/operations.md). Empty: no profiles.
+	PprofToken string `yaml:"pprof_token"`
 }
 
 // Validate checks the section.
@@ -734,6 +738,12 @@ func (c AdminConfig) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
 		}
+	}
+	if c.PprofToken != "" && len(c.PprofToken) < 16 {
+		errs = append(errs, errors.New("admin.pprof_token is shorter than 16 characters"))
+	}
+	if c.PprofToken != "" && c.Listen == "" {
+		errs = append(errs, errors.New("admin.pprof_token is set but admin.listen is not: there is no listener to serve the profiles on"))
 	}
 	errs = append(errs, c.Console.Validate())
 	return errors.Join(errs...)
