@@ -160,7 +160,7 @@ func (c *Config) setDefaults() {
 		c.Shards = 64
 	}
 	if c.RunCacheBytes == 0 {
-		c.RunCacheBytes = 128 << 20
+		c.RunCacheBytes = DefaultRunCacheBytes
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 16384
@@ -233,3 +233,7 @@ func (c Config) limitSet() limits.Set {
 	s.SetDefaults()
 	return s
 }
+
+// DefaultRunCacheBytes is the run cache's budget when Config.RunCacheBytes
+// is zero.
+const DefaultRunCacheBytes = 128 << 20

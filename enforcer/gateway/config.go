@@ -214,7 +214,8 @@ type EnforcerConfig struct {
 	// RunCacheBytes bounds the run states kept in memory (default 128 MiB).
 	RunCacheBytes int `yaml:"run_cache_bytes"`
 	// MemoryLimit is the soft limit of the serve process's memory
-	// (runtime/debug.SetMemoryLimit), default 1 GiB; GOMEMLIMIT in the
+	// (runtime/debug.SetMemoryLimit), default run_cache_bytes plus
+	// MemoryOverhead (512 MiB with the default cache); GOMEMLIMIT in the
 	// environment wins. -1 sets none.
 	MemoryLimit int64 `yaml:"memory_limit"`
 	// ApprovalTimeout is how long a hop held for approval waits before it
