@@ -440,17 +440,29 @@ func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err erro
 			}
 		}()
 	}
+	// closing guards ins: a message the client still hands over after
+	// Stop is dropped (it is redelivered to no one; the measurement is
+	// over), not sent on a closed channel.
+	var closing sync.RWMutex
+	closed := false
 	closeIns := func() {
+		closing.Lock()
+		closed = true
 		for _, in := range ins {
 			close(in)
 		}
+		closing.Unlock()
 		wg.Wait()
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		_, run, _ := e.subjects.ParseSubmit(m.Subject())
 		h := fnv.New32a()
 		h.Write([]byte(run))
-		ins[h.Sum32()%uint32(shards)] <- job{m: m, run: run}
+		closing.RLock()
+		defer closing.RUnlock()
+		if !closed {
+			ins[h.Sum32()%uint32(shards)] <- job{m: m, run: run}
+		}
 	}, jetstream.PullMaxMessages(2048))
 	if err != nil {
 		closeIns()
