@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -726,10 +728,12 @@ type AdminConfig struct {
 	Listen string `yaml:"listen"`
 	// Console is the web console served on the listener (docs/console.md).
 	Console console.Config `yaml:"console"`
-	// PprofToken, when set, serves Go's runtime profiles at /debug/pprof/
-	// on the listener to callers presenting it as a bearer token
-	// (docs/operations.md). Empty: no profiles.
-	PprofToken string `yaml:"pprof_token"`
+	// PprofTokenSHA256, when set, serves Go's runtime profiles at
+	// /debug/pprof/ on the listener to callers presenting the token whose
+	// SHA-256 (hex) it is as a bearer token, hashed as console tokens are
+	// (`tollgate console token` makes one; docs/operations.md). Empty: no
+	// profiles.
+	PprofTokenSHA256 string `yaml:"pprof_token_sha256"`
 }
 
 // Validate checks the section.
@@ -740,11 +744,13 @@ func (c AdminConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
 		}
 	}
-	if c.PprofToken != "" && len(c.PprofToken) < 16 {
-		errs = append(errs, errors.New("admin.pprof_token is shorter than 16 characters"))
-	}
-	if c.PprofToken != "" && c.Listen == "" {
-		errs = append(errs, errors.New("admin.pprof_token is set but admin.listen is not: there is no listener to serve the profiles on"))
+	if h := c.PprofTokenSHA256; h != "" {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+			errs = append(errs, errors.New("admin.pprof_token_sha256 is not a hex SHA-256 (`tollgate console token` makes a token and its hash)"))
+		}
+		if c.Listen == "" {
+			errs = append(errs, errors.New("admin.pprof_token_sha256 is set but admin.listen is not: there is no listener to serve the profiles on"))
+		}
 	}
 	errs = append(errs, c.Console.Validate())
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 )
 
@@ -32,12 +33,12 @@ func TestPprofBehindToken(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"})
-	c.cfg.Admin.Listen, c.cfg.Admin.PprofToken = "127.0.0.1:0", tok
+	c.cfg.Admin.Listen, c.cfg.Admin.PprofTokenSHA256 = "127.0.0.1:0", console.HashToken(tok)
 	g := start(t, c)
 	if code, body := get(t, g.AdminAddr(), "Bearer "+tok); code != http.StatusOK || !strings.Contains(body, "heap profile") {
 		t.Fatalf("with the token: %d %.200s", code, body)
 	}
-	for _, auth := range []string{"", "Bearer wrong-token-wrong-token", tok} {
+	for _, auth := range []string{"", "Bearer wrong-token-wrong-token", tok, "Bearer " + console.HashToken(tok)} {
 		if code, _ := get(t, g.AdminAddr(), auth); code != http.StatusUnauthorized {
 			t.Errorf("Authorization %q: %d, want 401", auth, code)
 		}
@@ -51,8 +52,8 @@ func TestPprofBehindToken(t *testing.T) {
 	}
 
 	short := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"})
-	short.cfg.Admin.Listen, short.cfg.Admin.PprofToken = "127.0.0.1:0", "short"
-	if err := short.cfg.Validate(); err == nil || !strings.Contains(err.Error(), "pprof_token") {
-		t.Fatalf("a short token: %v", err)
+	short.cfg.Admin.Listen, short.cfg.Admin.PprofTokenSHA256 = "127.0.0.1:0", tok
+	if err := short.cfg.Validate(); err == nil || !strings.Contains(err.Error(), "pprof_token_sha256") {
+		t.Fatalf("a token where its hash belongs: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -222,7 +223,7 @@ func start(t *testing.T, o options) *system {
 		}
 		s.adminAddr = l.Addr().String()
 		l.Close()
-		s.cfg.Admin = map[string]any{"listen": s.adminAddr, "pprof_token": pprofToken}
+		s.cfg.Admin = map[string]any{"listen": s.adminAddr, "pprof_token_sha256": console.HashToken(pprofToken)}
 	}
 	if o.clickhouse != "" {
 		s.cfg.ClickHouse = map[string]any{"dsn": o.clickhouse, "database": "tollgate", "flush_interval": "200ms"}

@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -86,7 +88,7 @@ func measure(runs, cacheBytes int, heapDir string) error {
 		}
 		adminAddr = al.Addr().String()
 		al.Close()
-		admin = fmt.Sprintf("admin: {listen: %q, pprof_token: %q}\n", adminAddr, pprofToken)
+		admin = fmt.Sprintf("admin: {listen: %q, pprof_token_sha256: %q}\n", adminAddr, console.HashToken(pprofToken))
 	}
 	cache := ""
 	if cacheBytes > 0 {
@@ -160,8 +162,16 @@ run_limits: {max_wall_clock_seconds: 3600}
 		if err != nil {
 			return err
 		}
-		if _, err := js.PublishAsync("tg.submit.tomas."+run, wire); err != nil {
-			return err
+		for {
+			_, err := js.PublishAsync("tg.submit.tomas."+run, wire)
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				<-js.PublishAsyncComplete() // a loaded machine: wait, then offer it again
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
 		}
 		if i%step == 0 {
 			<-js.PublishAsyncComplete()
