@@ -324,7 +324,6 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 	if e.sweepCancel != nil {
 		e.sweepCancel()
 	}
-	e.stopReclaim()
 	e.stopConsuming(ctx)
 	e.closeShards()
 	done := make(chan struct{})
@@ -340,6 +339,7 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 }
 
 func (e *Enforcer) stopConsuming(ctx context.Context) {
+	e.stopReclaim()
 	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.querySub} {
 		if sub != nil {
 			_ = sub.Drain()

@@ -193,13 +193,14 @@ func (e *Enforcer) reclaimOne(ctx context.Context, pc *pinned, seen map[*pinned]
 	e.cfg.Logger.Info("reclaimed partition", "consumer", pc.name, "from", holder)
 }
 
-// stopReclaim stops taking partitions back.
+// stopReclaim stops taking partitions back; it may be called again.
 func (e *Enforcer) stopReclaim() {
 	if e.reclaim == nil {
 		return
 	}
 	e.reclaim.cancel()
 	<-e.reclaim.done
+	e.reclaim = nil
 }
 
 // rank is how far back this instance stands for partition p: 0 for the
