@@ -102,6 +102,12 @@ type Config struct {
 	// StandbyDelay is how long an instance waits per rank before pulling
 	// from partitions it does not prefer. Default 2 s.
 	StandbyDelay time.Duration
+	// ReclaimInterval is how often an instance checks whether another
+	// holds a partition it prefers, and takes it back (unpins it) when the
+	// same holder is seen twice in a row: a restarted instance gets its
+	// partitions back within about two intervals. Default PinnedTTL;
+	// negative turns reclaiming off.
+	ReclaimInterval time.Duration
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
 	// Clock returns the time; tests set it. Default time.Now.
@@ -154,7 +160,7 @@ func (c *Config) setDefaults() {
 		c.Shards = 64
 	}
 	if c.RunCacheBytes == 0 {
-		c.RunCacheBytes = 128 << 20
+		c.RunCacheBytes = DefaultRunCacheBytes
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 16384
@@ -167,6 +173,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PinnedTTL == 0 {
 		c.PinnedTTL = 5 * time.Second
+	}
+	if c.ReclaimInterval == 0 {
+		c.ReclaimInterval = c.PinnedTTL
 	}
 	if c.StandbyDelay == 0 {
 		c.StandbyDelay = 2 * time.Second
@@ -224,3 +233,7 @@ func (c Config) limitSet() limits.Set {
 	s.SetDefaults()
 	return s
 }
+
+// DefaultRunCacheBytes is the run cache's budget when Config.RunCacheBytes
+// is zero.
+const DefaultRunCacheBytes = 128 << 20

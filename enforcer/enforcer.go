@@ -84,8 +84,10 @@ type Enforcer struct {
 	consumes  []jetstream.ConsumeContext
 	standby   []*time.Timer
 	stopped   bool
-	// pinned are the partition consumers (Config.Partitions).
+	// pinned are the partition consumers (Config.Partitions); reclaim
+	// takes the preferred ones back after a restart.
 	pinned     []*pinned
+	reclaim    *reclaimer
 	haltSub    *nats.Subscription
 	approveSub *nats.Subscription
 	quotaSub   *nats.Subscription
@@ -226,6 +228,7 @@ func (e *Enforcer) Start(ctx context.Context) error {
 			e.closeShards()
 			return err
 		}
+		e.startReclaim()
 	}
 	e.haltSub, err = e.js.Conn().QueueSubscribe(e.subjects.CtlHalt("*"), "tollgate-enforcers", e.onHalt)
 	if err != nil {
@@ -356,6 +359,7 @@ func (e *Enforcer) Stop(ctx context.Context) error {
 }
 
 func (e *Enforcer) stopConsuming(ctx context.Context) {
+	e.stopReclaim()
 	for _, sub := range []*nats.Subscription{e.haltSub, e.approveSub, e.quotaSub, e.querySub} {
 		if sub != nil {
 			_ = sub.Drain()

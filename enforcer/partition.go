@@ -15,6 +15,7 @@ import (
 // id the server last gave this enforcer on it.
 type pinned struct {
 	stream, name string
+	part         int
 	cons         jetstream.Consumer
 	mu           sync.Mutex
 	pin          string
@@ -68,7 +69,7 @@ func (e *Enforcer) startPartitions(ctx context.Context, onErr jetstream.PullCons
 			if err != nil {
 				return fmt.Errorf("enforcer partition consumer %s: %w", name, err)
 			}
-			pc := &pinned{stream: e.subjects.Stream(c.stream), name: name, cons: cons}
+			pc := &pinned{stream: e.subjects.Stream(c.stream), name: name, part: p, cons: cons}
 			e.pinned = append(e.pinned, pc)
 			fn := c.fn
 			start := func() error {
@@ -104,6 +105,102 @@ func (e *Enforcer) startPartitions(ctx context.Context, onErr jetstream.PullCons
 		}
 	}
 	return nil
+}
+
+// reclaimer takes this instance's preferred partitions back from the
+// instances that took them over while it was away.
+type reclaimer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReclaim starts taking back, every ReclaimInterval, the partitions
+// this instance prefers that another instance holds: a partition pinned
+// to another client on two checks in a row is unpinned
+// (jetstream.Stream.UnpinConsumer). The holder's waiting pulls carry its
+// pin id, so the server refuses them (423) when it next delivers, and pins
+// the oldest pull that names no pin: this instance's, which has been
+// waiting since it started. The holder finishes the work it already
+// received; a run it is still appending to when this instance starts on
+// the run's next hop is kept consistent by the appends' expected last
+// sequence (the second writer's append is refused and its submission
+// redelivered to the new owner), so no hop is lost or decided twice.
+func (e *Enforcer) startReclaim() {
+	if e.cfg.Partitions == 0 || e.cfg.Instances < 2 || e.cfg.ReclaimInterval < 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reclaimer{cancel: cancel, done: make(chan struct{})}
+	e.reclaim = r
+	go func() {
+		defer close(r.done)
+		seen := map[*pinned]string{} // foreign pin seen at the last check
+		t := time.NewTicker(e.cfg.ReclaimInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, pc := range e.pinned {
+				if e.rank(pc.part) != 0 {
+					continue
+				}
+				e.reclaimOne(ctx, pc, seen)
+			}
+		}
+	}()
+}
+
+// reclaimOne unpins pc if another client has held it since the last
+// check.
+func (e *Enforcer) reclaimOne(ctx context.Context, pc *pinned, seen map[*pinned]string) {
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
+	defer cancel()
+	info, err := pc.cons.Info(cctx)
+	if err != nil {
+		return
+	}
+	pc.mu.Lock()
+	own := pc.pin
+	pc.mu.Unlock()
+	holder := ""
+	for _, g := range info.PriorityGroups {
+		if g.Group == broker.PartitionGroup {
+			holder = g.PinnedClientID
+		}
+	}
+	if holder == "" || holder == own {
+		delete(seen, pc)
+		return
+	}
+	// A pin this instance was just given reaches it with the first
+	// message; a pin seen on two checks in a row is another instance's.
+	if seen[pc] != holder {
+		seen[pc] = holder
+		return
+	}
+	delete(seen, pc)
+	s, err := e.js.Stream(cctx, pc.stream)
+	if err == nil {
+		err = s.UnpinConsumer(cctx, pc.name, broker.PartitionGroup)
+	}
+	if err != nil {
+		e.cfg.Logger.Warn("reclaim partition", "consumer", pc.name, "err", err)
+		return
+	}
+	e.cfg.Logger.Info("reclaimed partition", "consumer", pc.name, "from", holder)
+}
+
+// stopReclaim stops taking partitions back; it may be called again.
+func (e *Enforcer) stopReclaim() {
+	if e.reclaim == nil {
+		return
+	}
+	e.reclaim.cancel()
+	<-e.reclaim.done
+	e.reclaim = nil
 }
 
 // rank is how far back this instance stands for partition p: 0 for the

@@ -41,7 +41,7 @@ its data in --data (or nats.data_dir) and listens on nats.listen.`,
 					return err
 				}
 			}
-			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimit)
+			gateway.SetMemoryLimit(cfg.Enforcer.MemoryLimitBytes())
 			ctx := cmd.Context()
 			load := func() (*gateway.Config, error) {
 				cfg, err := gateway.LoadConfig(configPath)

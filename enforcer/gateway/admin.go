@@ -38,6 +38,7 @@ func (g *Gateway) startAdmin() error {
 	mux.HandleFunc("GET /readyz", g.ready)
 	mux.Handle("GET /metrics", g.metrics.handler())
 	g.admin = &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, mux: mux}
+	g.mountPprof()
 	go func() {
 		if err := g.admin.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			g.log.Error("admin listener", "err", err)

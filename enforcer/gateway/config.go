@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -214,7 +216,8 @@ type EnforcerConfig struct {
 	// RunCacheBytes bounds the run states kept in memory (default 128 MiB).
 	RunCacheBytes int `yaml:"run_cache_bytes"`
 	// MemoryLimit is the soft limit of the serve process's memory
-	// (runtime/debug.SetMemoryLimit), default 1 GiB; GOMEMLIMIT in the
+	// (runtime/debug.SetMemoryLimit), default run_cache_bytes plus
+	// MemoryOverhead (512 MiB with the default cache); GOMEMLIMIT in the
 	// environment wins. -1 sets none.
 	MemoryLimit int64 `yaml:"memory_limit"`
 	// ApprovalTimeout is how long a hop held for approval waits before it
@@ -231,6 +234,10 @@ type EnforcerConfig struct {
 	// PinnedTTL is how long a partition stays with an instance that stopped
 	// pulling: how soon a dead instance's partitions move (default 5s).
 	PinnedTTL time.Duration `yaml:"pinned_ttl"`
+	// ReclaimInterval is how often an instance takes back the partitions
+	// it prefers from another that holds them (after a restart); default
+	// pinned_ttl, negative for never (docs/scaling.md).
+	ReclaimInterval time.Duration `yaml:"reclaim_interval"`
 	// BindWindow is how recently a target's consumer must have taken a
 	// delivery (with no pull request waiting) to count as bound; a target
 	// with fallbacks and none bound has its hops re-routed. Default 10s.
@@ -589,7 +596,7 @@ func (c *Config) EnforcerConfig() enforcer.Config {
 		Limits: c.RunLimits, Shards: c.Enforcer.Shards, MaxEnvelopeBytes: c.Enforcer.MaxEnvelopeBytes,
 		ReplayWindow: c.Enforcer.ReplayWindow, DefaultTimeout: c.Enforcer.DefaultTimeout,
 		AckWait: c.Enforcer.AckWait, MaxAckPending: c.Enforcer.MaxAckPending, RunCacheBytes: c.Enforcer.RunCacheBytes,
-		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL,
+		Partitions: c.NATS.Partitions, Instance: c.Enforcer.Instance, Instances: c.Enforcer.Instances, PinnedTTL: c.Enforcer.PinnedTTL, ReclaimInterval: c.Enforcer.ReclaimInterval,
 		PerAgent:     limits.Agent{InvokeRateLimit: c.PerAgent.InvokeRateLimit, Mode: c.PerAgent.Mode, RejectRateLimit: c.PerAgent.RejectRateLimit},
 		PerPrincipal: c.PerPrincipal,
 		Quotas:       c.Quotas,
@@ -732,6 +739,12 @@ type AdminConfig struct {
 	Listen string `yaml:"listen"`
 	// Console is the web console served on the listener (docs/console.md).
 	Console console.Config `yaml:"console"`
+	// PprofTokenSHA256, when set, serves Go's runtime profiles at
+	// /debug/pprof/ on the listener to callers presenting the token whose
+	// SHA-256 (hex) it is as a bearer token, hashed as console tokens are
+	// (`tollgate console token` makes one; docs/operations.md). Empty: no
+	// profiles.
+	PprofTokenSHA256 string `yaml:"pprof_token_sha256"`
 }
 
 // Validate checks the section.
@@ -740,6 +753,14 @@ func (c AdminConfig) Validate() error {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("admin.listen %q: %w", c.Listen, err))
+		}
+	}
+	if h := c.PprofTokenSHA256; h != "" {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+			errs = append(errs, errors.New("admin.pprof_token_sha256 is not a hex SHA-256 (`tollgate console token` makes a token and its hash)"))
+		}
+		if c.Listen == "" {
+			errs = append(errs, errors.New("admin.pprof_token_sha256 is set but admin.listen is not: there is no listener to serve the profiles on"))
 		}
 	}
 	errs = append(errs, c.Console.Validate())

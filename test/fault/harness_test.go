@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/broker/brokertest"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/ledger"
 )
@@ -124,6 +126,7 @@ type fileConfig struct {
 	PerPrincipal map[string]string        `yaml:"per_principal,omitempty"`
 	Enforcer     map[string]any           `yaml:"enforcer,omitempty"`
 	ClickHouse   map[string]any           `yaml:"clickhouse,omitempty"`
+	Admin        map[string]any           `yaml:"admin,omitempty"`
 }
 
 type natsSection struct {
@@ -154,7 +157,13 @@ type options struct {
 	clickhouse string
 	// runCacheBytes bounds the enforcer's run cache (0: the default).
 	runCacheBytes int
+	// pprof serves Go's profiles on an admin listener (adminAddr, with
+	// pprofToken).
+	pprof bool
 }
+
+// pprofToken is the admin.pprof_token of a system started with pprof.
+const pprofToken = "fault-suite-pprof-token"
 
 // system is a gateway, its bus and its agents, all separate processes.
 type system struct {
@@ -167,6 +176,8 @@ type system struct {
 	url    string
 	// runLog is where the agents write one line per handler run.
 	runLog string
+	// adminAddr is serve's admin listener (options.pprof only).
+	adminAddr string
 
 	nats   *proc
 	serves []*proc
@@ -204,6 +215,15 @@ func start(t *testing.T, o options) *system {
 	s.cfg.Enforcer = map[string]any{"ack_wait": "3s"}
 	if o.runCacheBytes > 0 {
 		s.cfg.Enforcer["run_cache_bytes"] = o.runCacheBytes
+	}
+	if o.pprof {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.adminAddr = l.Addr().String()
+		l.Close()
+		s.cfg.Admin = map[string]any{"listen": s.adminAddr, "pprof_token_sha256": console.HashToken(pprofToken)}
 	}
 	if o.clickhouse != "" {
 		s.cfg.ClickHouse = map[string]any{"dsn": o.clickhouse, "database": "tollgate", "flush_interval": "200ms"}

@@ -3,6 +3,10 @@ package fault_test
 import (
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 var (
 	flagSoak     = flag.Duration("fault.soak", 0, "run TestSoak for this long (not in CI: go test ./test/fault -run TestSoak -fault.soak 10m -timeout 30m -v)")
 	flagSoakRate = flag.Int("fault.soak.rate", 100, "runs per second TestSoak offers (3 hops each)")
+	flagSoakHeap = flag.String("fault.soak.heap", "", "save serve's heap profile (admin pprof) at every memory sample to DIR/heap-<seconds>s.pb.gz")
 )
 
 // TestSoak holds an offered rate of runs (orchestrator -> research,
@@ -25,7 +30,7 @@ func TestSoak(t *testing.T) {
 	if *flagSoak == 0 {
 		t.Skip("the soak runs only with -fault.soak DURATION (see docs/reliability.md)")
 	}
-	s := start(t, options{runCacheBytes: 32 << 20})
+	s := start(t, options{runCacheBytes: 32 << 20, pprof: *flagSoakHeap != ""})
 	l := &load{tomas: s.client("tomas", nil), stop: make(chan struct{}), runs: map[string]*outcome{}}
 	sem := make(chan struct{}, 1024)
 	var inflight sync.WaitGroup
@@ -56,6 +61,9 @@ func TestSoak(t *testing.T) {
 		case <-sample.C:
 			samples = append(samples, rss(t, pid))
 			fmt.Printf("soak %s: %d runs offered, serve RSS %d MiB\n", time.Since(began).Round(time.Second), offered, samples[len(samples)-1]>>20)
+			if *flagSoakHeap != "" {
+				s.heapProfile(filepath.Join(*flagSoakHeap, fmt.Sprintf("heap-%ds.pb.gz", int(time.Since(began).Seconds()))))
+			}
 		}
 	}
 	inflight.Wait()
@@ -74,5 +82,31 @@ func TestSoak(t *testing.T) {
 		if last > mid+mid/10+16<<20 {
 			t.Fatalf("serve's memory grew from %d to %d bytes in the second half", mid, last)
 		}
+	}
+}
+
+// heapProfile saves serve's heap profile (after a collection) from its
+// admin listener to path.
+func (s *system) heapProfile(path string) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.adminAddr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+pprofToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("heap profile: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("heap profile: %s %v", resp.Status, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		s.t.Fatal(err)
 	}
 }

@@ -15,12 +15,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -59,6 +60,9 @@ type Workload struct {
 	// 8) and runs that many enforcer instances in the process, each on a
 	// connection of its own, owning the partitions it prefers.
 	Instances, Partitions int
+	// Profile, when set, receives a CPU profile of the measured part
+	// only (from the start of consuming to the drain), not the loading.
+	Profile io.Writer
 }
 
 func (w Workload) partitions() int {
@@ -76,27 +80,11 @@ type Result struct {
 	Name     string
 	Messages int
 	Elapsed  time.Duration
-	// CPU is the CPU time the process (the embedded server included) used
-	// while the messages were worked off. On a shared machine it moves much
-	// less than Elapsed: the wall time includes waiting for a core.
-	CPU time.Duration
+	Cost
 }
 
 // PerSecond is the throughput.
 func (r Result) PerSecond() float64 { return float64(r.Messages) / r.Elapsed.Seconds() }
-
-// CPUPerMessage is the CPU time per message.
-func (r Result) CPUPerMessage() time.Duration { return r.CPU / time.Duration(r.Messages) }
-
-// cpuTime is the CPU time the process has used, user and system, every
-// thread.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // env is a gateway as serve assembles it (embedded server, streams,
 // identities), with its enforcer not started yet, and the workload's
@@ -106,6 +94,7 @@ type env struct {
 	g        *gateway.Gateway
 	js       jetstream.JetStream
 	subjects broker.Subjects
+	keys     map[string]nkeys.KeyPair
 }
 
 const benchPolicy = `@id("all") permit (principal, action, resource);
@@ -149,12 +138,12 @@ func newEnv(ctx context.Context, w Workload) (*env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &env{dir: dir, g: g, subjects: g.Subjects()}
+	e := &env{dir: dir, g: g, subjects: g.Subjects(), keys: keys}
 	if e.js, err = jetstream.New(g.Conn(), jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
 		e.close()
 		return nil, err
 	}
-	if err := e.load(ctx, w, keys); err != nil {
+	if err := e.load(ctx, w); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -170,37 +159,13 @@ func (e *env) close() {
 
 // load publishes the workload's submissions into SUBMIT, signed with the
 // identities' keys.
-func (e *env) load(ctx context.Context, w Workload, keys map[string]nkeys.KeyPair) error {
-	msg := json.RawMessage(`{"messageId":"m","role":"ROLE_USER","parts":[{"text":"summarise the sources on agent governance and list the open questions"}]}`)
-	now := time.Now().UTC()
-	publish := func(from, run string, env *schemas.Envelope) error {
-		env.Version, env.From, env.SentAt, env.Message, env.Kind = schemas.EnvelopeVersion, from, now, msg, schemas.KindInvoke
-		var wire []byte
-		var err error
-		if w.Unsigned {
-			wire, err = env.Marshal()
-		} else {
-			wire, err = env.Sign(keys[from].Sign)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = e.js.PublishAsync(e.subjects.Submit(from, run), wire)
+func (e *env) load(ctx context.Context, w Workload) error {
+	err := e.submissions(w, w.Runs, func(m *nats.Msg) error {
+		_, err := e.js.PublishMsgAsync(m)
 		return err
-	}
-	for range w.Runs {
-		run := schemas.NewID()
-		root := schemas.DeriveHopID(schemas.RunScope(run), "0")
-		if err := publish("tomas", run, &schemas.Envelope{HopID: root, RunID: run, To: "orchestrator"}); err != nil {
-			return err
-		}
-		for i := range w.Hops {
-			key := strconv.Itoa(i)
-			env := &schemas.Envelope{HopKey: key, HopID: schemas.DeriveHopID(root, key), ParentHopID: root, To: "research"}
-			if err := publish("orchestrator", run, env); err != nil {
-				return err
-			}
-		}
+	})
+	if err != nil {
+		return err
 	}
 	select {
 	case <-e.js.PublishAsyncComplete():
@@ -209,6 +174,52 @@ func (e *env) load(ctx context.Context, w Workload, keys map[string]nkeys.KeyPai
 		return ctx.Err()
 	}
 }
+
+// submissions builds the submissions of runs runs of the workload, in
+// order (each run's root invoke, then its delegations), signed with the
+// identities' keys, and hands each to f. Each carries its hop id in the
+// benchHopHeader header, which the enforcer ignores and the relay uses.
+func (e *env) submissions(w Workload, runs int, f func(*nats.Msg) error) error {
+	msg := json.RawMessage(`{"messageId":"m","role":"ROLE_USER","parts":[{"text":"summarise the sources on agent governance and list the open questions"}]}`)
+	now := time.Now().UTC()
+	build := func(from, run string, env *schemas.Envelope) error {
+		env.Version, env.From, env.SentAt, env.Message, env.Kind = schemas.EnvelopeVersion, from, now, msg, schemas.KindInvoke
+		var wire []byte
+		var err error
+		if w.Unsigned {
+			wire, err = env.Marshal()
+		} else {
+			wire, err = env.Sign(e.keys[from].Sign)
+		}
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(e.subjects.Submit(from, run))
+		m.Data = wire
+		m.Header.Set(benchHopHeader, env.HopID)
+		return f(m)
+	}
+	for range runs {
+		run := schemas.NewID()
+		root := schemas.DeriveHopID(schemas.RunScope(run), "0")
+		if err := build("tomas", run, &schemas.Envelope{HopID: root, RunID: run, To: "orchestrator"}); err != nil {
+			return err
+		}
+		for i := range w.Hops {
+			key := strconv.Itoa(i)
+			env := &schemas.Envelope{HopKey: key, HopID: schemas.DeriveHopID(root, key), ParentHopID: root, To: "research"}
+			if err := build("orchestrator", run, env); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// benchHopHeader carries a submission's hop id for the relay, which
+// does not decode envelopes, so that its delivery subject names the hop as
+// the enforcer's does.
+const benchHopHeader = "Tg-Bench-Hop"
 
 // drained waits until SUBMIT is empty (every submission acked).
 func (e *env) drained(ctx context.Context) error {
@@ -232,15 +243,9 @@ func (e *env) drained(ctx context.Context) error {
 	}
 }
 
-// Governed measures the enforcer on the workload: the gateway's own
-// enforcer, started as serve starts it, with the run limits that would
-// stop a 20-hop fan-out lifted.
-func Governed(ctx context.Context, w Workload) (Result, error) {
-	e, err := newEnv(ctx, w)
-	if err != nil {
-		return Result{}, err
-	}
-	defer e.close()
+// enforcerConfig is the gateway's enforcer configuration for the
+// workload, with the run limits that would stop a 20-hop fan-out lifted.
+func (e *env) enforcerConfig(w Workload) enforcer.Config {
 	cfg := e.g.Config().EnforcerConfig()
 	cfg.Shards, cfg.MaxAckPending = w.Shards, 20000
 	cfg.Limits = limits.Run{MaxEdgeRepeats: -1, MaxHops: -1, MaxTotalTokens: -1, MaxCostUSD: -1}
@@ -251,6 +256,19 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	if w.Quota {
 		cfg.Quotas = []limits.Quota{{Name: "bench", Scope: limits.ScopeAgent, Window: limits.WindowDay, MaxTokens: 1 << 50}}
 	}
+	return cfg
+}
+
+// Governed measures the enforcer on the workload: the gateway's own
+// enforcer, started as serve starts it, with the run limits that would
+// stop a 20-hop fan-out lifted.
+func Governed(ctx context.Context, w Workload) (Result, error) {
+	e, err := newEnv(ctx, w)
+	if err != nil {
+		return Result{}, err
+	}
+	defer e.close()
+	cfg := e.enforcerConfig(w)
 	var extra []*enforcer.Enforcer
 	if w.Instances > 0 {
 		cfg.Partitions, cfg.Instances = w.partitions(), w.Instances
@@ -273,7 +291,15 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 		extra = append(extra, enf)
 	}
-	start, cpu := time.Now(), cpuTime()
+	cpu0, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
+	stopProfile, err := w.startProfile()
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
 	if err := e.g.StartEnforcer(ctx, cfg); err != nil {
 		return Result{}, err
 	}
@@ -283,7 +309,10 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 	}
 	err = e.drained(ctx)
-	elapsed, cpu := time.Since(start), cpuTime()-cpu
+	elapsed := time.Since(start)
+	cpu1, _ := processCPU()
+	stopProfile()
+	stored, serr := e.stored(ctx)
 	enfs := append([]*enforcer.Enforcer{e.g.Enforcer()}, extra...)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -303,7 +332,10 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	if int(allowed) != w.Total() || errs != 0 {
 		return Result{}, fmt.Errorf("enforcers allowed %d of %d with %d errors, denied %d", allowed, w.Total(), errs, denied)
 	}
-	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed, CPU: cpu}, nil
+	if serr != nil {
+		return Result{}, serr
+	}
+	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
 }
 
 // RawRelay measures a plain JetStream relay on the same workload: consume,
@@ -316,13 +348,45 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 		return Result{}, err
 	}
 	defer e.close()
+	cpu0, err := processCPU()
+	if err != nil {
+		return Result{}, err
+	}
+	stopProfile, err := w.startProfile()
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	stop, err := e.startRelay(ctx, w.Shards)
+	if err != nil {
+		stopProfile()
+		return Result{}, err
+	}
+	err = e.drained(ctx)
+	elapsed := time.Since(start)
+	cpu1, _ := processCPU()
+	stopProfile()
+	stop()
+	if err != nil {
+		return Result{}, err
+	}
+	stored, err := e.stored(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
+}
+
+// startRelay starts the raw relay on SUBMIT over shards workers (0: 64)
+// and returns what stops it. Each submission is appended to LEDGER and
+// forwarded to DELIVER under its hop id (benchHopHeader).
+func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err error) {
 	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(broker.StreamSubmit), jetstream.ConsumerConfig{
 		Durable: "relay", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000,
 	})
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	shards := w.Shards
 	if shards == 0 {
 		shards = 64
 	}
@@ -344,8 +408,12 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 			defer wg.Done()
 			defer close(acks)
 			for j := range ins[i] {
+				hop := j.m.Headers().Get(benchHopHeader)
+				if hop == "" {
+					hop = schemas.NewID()
+				}
 				l, err1 := e.js.PublishAsync(e.subjects.Ledger(j.run), j.m.Data())
-				d, err2 := e.js.PublishAsync(e.subjects.Deliver("research", schemas.NewID(), schemas.DeliverInvoke), j.m.Data())
+				d, err2 := e.js.PublishAsync(e.subjects.Deliver("research", hop, schemas.DeliverInvoke), j.m.Data())
 				if err1 != nil || err2 != nil {
 					_ = j.m.Nak()
 					continue
@@ -372,25 +440,33 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 			}
 		}()
 	}
-	start, cpu := time.Now(), cpuTime()
+	// closing guards ins: a message the client still hands over after
+	// Stop is dropped (it is redelivered to no one; the measurement is
+	// over), not sent on a closed channel.
+	var closing sync.RWMutex
+	closed := false
+	closeIns := func() {
+		closing.Lock()
+		closed = true
+		for _, in := range ins {
+			close(in)
+		}
+		closing.Unlock()
+		wg.Wait()
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		_, run, _ := e.subjects.ParseSubmit(m.Subject())
 		h := fnv.New32a()
 		h.Write([]byte(run))
-		ins[h.Sum32()%uint32(shards)] <- job{m: m, run: run}
+		closing.RLock()
+		defer closing.RUnlock()
+		if !closed {
+			ins[h.Sum32()%uint32(shards)] <- job{m: m, run: run}
+		}
 	}, jetstream.PullMaxMessages(2048))
 	if err != nil {
-		return Result{}, err
+		closeIns()
+		return nil, err
 	}
-	err = e.drained(ctx)
-	elapsed, cpu := time.Since(start), cpuTime()-cpu
-	cc.Stop()
-	for _, in := range ins {
-		close(in)
-	}
-	wg.Wait()
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed, CPU: cpu}, nil
+	return func() { cc.Stop(); closeIns() }, nil
 }

@@ -77,3 +77,24 @@ func TestWorkloadInstances(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// TestOpenLoopRuns checks the open-loop harness (smoke only, no figures):
+// at a low offered rate every submission of the measured part reaches the
+// target on both paths, and the quantiles are ordered.
+func TestOpenLoopRuns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	o := benchkit.OpenLoop{Workload: benchkit.Workload{Hops: 4, Conns: -1}, Rate: 200, Warmup: 100 * time.Millisecond, Duration: 500 * time.Millisecond}
+	for _, f := range []func(context.Context, benchkit.OpenLoop) (benchkit.Latencies, error){benchkit.RawLatency, benchkit.GovernedLatency} {
+		l, err := f(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Sent < 90 || l.Delivered != l.Sent {
+			t.Fatalf("%s: %d of %d delivered, want all of about 100", l.Name, l.Delivered, l.Sent)
+		}
+		if l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max {
+			t.Fatalf("%s: quantiles out of order: %+v", l.Name, l)
+		}
+	}
+}

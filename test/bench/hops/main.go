@@ -30,6 +30,7 @@ func main() {
 	flag.IntVar(&w.Conns, "conns", -1, "extra connections the enforcer publishes on (-1: the gateway's default, as serve)")
 	flag.IntVar(&w.Instances, "instances", 0, "enforcer instances over partitioned runs (0: one, unpartitioned)")
 	flag.IntVar(&w.Partitions, "partitions", 0, "run partitions with -instances (0: 8)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each governed round's drain (not its loading) to FILE.<round>")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -39,26 +40,43 @@ func main() {
 		for _, m := range []struct {
 			f        func(context.Context, benchkit.Workload) (benchkit.Result, error)
 			out, cpu *[]float64
-		}{{benchkit.RawRelay, &raw, &rawCPU}, {benchkit.Governed, &gov, &govCPU}} {
-			res, err := m.f(ctx, w)
+			profile  bool
+		}{{benchkit.RawRelay, &raw, &rawCPU, false}, {benchkit.Governed, &gov, &govCPU, *cpuprofile != ""}} {
+			wm := w
+			var prof *os.File
+			if m.profile {
+				var err error
+				if prof, err = os.Create(fmt.Sprintf("%s.%d", *cpuprofile, r)); err != nil {
+					fmt.Fprintln(os.Stderr, "hops:", err)
+					os.Exit(1)
+				}
+				wm.Profile = prof
+			}
+			res, err := m.f(ctx, wm)
+			if prof != nil {
+				prof.Close()
+			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "hops:", err)
 				os.Exit(1)
 			}
 			*m.out = append(*m.out, res.PerSecond())
-			us := float64(res.CPUPerMessage()) / float64(time.Microsecond)
-			*m.cpu = append(*m.cpu, us)
-			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  %6.1f us CPU/msg  (%s)\n", r, res.Name, res.PerSecond(), us, res.Elapsed.Round(time.Millisecond))
+			perMsg := float64(res.CPU.Microseconds()) / float64(res.Messages)
+			*m.cpu = append(*m.cpu, perMsg)
+			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  (%s, process CPU %.1f µs/msg)\n", r, res.Name, res.PerSecond(), res.Elapsed.Round(time.Millisecond), perMsg)
+			if res.Name == "governed" {
+				for _, s := range []string{"LEDGER", "DELIVER", "TIMERS", "SUBMIT"} {
+					u := res.Stored[s]
+					fmt.Fprintf(os.Stderr, "          %-8s %10d bytes %8d msgs  %6.0f bytes/hop\n", s, u.Bytes, u.Msgs, float64(u.Bytes)/float64(res.Messages))
+				}
+			}
 		}
 	}
 	mr, mg := median(raw), median(gov)
 	fmt.Printf("raw relay   %8.0f msg/s (median of %d)\n", mr, len(raw))
 	fmt.Printf("governed    %8.0f hops/s (median of %d)\n", mg, len(gov))
 	fmt.Printf("ratio       %8.2f\n", mg/mr)
-	// CPU per message moves much less than the rates on a shared machine:
-	// on a quiet, CPU-bound one the rate ratio tends to the CPU ratio.
-	mrc, mgc := median(rawCPU), median(govCPU)
-	fmt.Printf("CPU/msg     raw relay %.1f us, governed %.1f us (medians), raw/governed %.2f\n", mrc, mgc, mrc/mgc)
+	fmt.Printf("process CPU raw %.1f µs/msg, governed %.1f µs/hop (medians; enforcer or relay plus the embedded server)\n", median(rawCPU), median(govCPU))
 }
 
 func median(xs []float64) float64 {

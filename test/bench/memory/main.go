@@ -10,9 +10,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,20 +27,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/schemas"
 )
 
 func main() {
 	runs := flag.Int("runs", 100000, "distinct runs to start")
 	cacheBytes := flag.Int("cache-bytes", 0, "enforcer.run_cache_bytes (0: the default)")
+	heapDir := flag.String("heap-dir", "", "write serve's heap profile (admin pprof) at every step to DIR/heap-<runs>.pb.gz")
 	flag.Parse()
-	if err := measure(*runs, *cacheBytes); err != nil {
+	if err := measure(*runs, *cacheBytes, *heapDir); err != nil {
 		fmt.Fprintln(os.Stderr, "memory:", err)
 		os.Exit(1)
 	}
 }
 
-func measure(runs, cacheBytes int) error {
+func measure(runs, cacheBytes int, heapDir string) error {
 	dir, err := os.MkdirTemp("", "tollgate-memory-")
 	if err != nil {
 		return err
@@ -70,6 +75,21 @@ func measure(runs, cacheBytes int) error {
 	if err := os.WriteFile(policy, []byte(`permit (principal, action, resource);`), 0o600); err != nil {
 		return err
 	}
+	admin := ""
+	const pprofToken = "memory-bench-pprof-token"
+	adminAddr := ""
+	if heapDir != "" {
+		if err := os.MkdirAll(heapDir, 0o755); err != nil {
+			return err
+		}
+		al, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		adminAddr = al.Addr().String()
+		al.Close()
+		admin = fmt.Sprintf("admin: {listen: %q, pprof_token_sha256: %q}\n", adminAddr, console.HashToken(pprofToken))
+	}
 	cache := ""
 	if cacheBytes > 0 {
 		cache = fmt.Sprintf("  run_cache_bytes: %d\n", cacheBytes)
@@ -85,8 +105,8 @@ policies: [p.cedar]
 per_principal: {run_rate: unlimited}
 per_agent: {reject_rate_limit: unlimited}
 run_limits: {max_wall_clock_seconds: 3600}
-enforcer:
-%s`, filepath.Join(dir, "data"), port, pubs["tomas"], pubs["orchestrator"], cache)
+%senforcer:
+%s`, filepath.Join(dir, "data"), port, pubs["tomas"], pubs["orchestrator"], admin, cache)
 	if cache == "" {
 		cfg = strings.TrimSuffix(cfg, "enforcer:\n")
 	}
@@ -142,8 +162,16 @@ enforcer:
 		if err != nil {
 			return err
 		}
-		if _, err := js.PublishAsync("tg.submit.tomas."+run, wire); err != nil {
-			return err
+		for {
+			_, err := js.PublishAsync("tg.submit.tomas."+run, wire)
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				<-js.PublishAsyncComplete() // a loaded machine: wait, then offer it again
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
 		}
 		if i%step == 0 {
 			<-js.PublishAsyncComplete()
@@ -151,6 +179,11 @@ enforcer:
 				return err
 			}
 			fmt.Printf("%-10d %-10.1f %s\n", i, rssMiB(serve.Process.Pid), time.Since(start).Round(time.Second))
+			if heapDir != "" {
+				if err := heapProfile(adminAddr, pprofToken, filepath.Join(heapDir, fmt.Sprintf("heap-%d.pb.gz", i))); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
@@ -207,4 +240,27 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return -1
+}
+
+// heapProfile saves serve's heap profile (after a GC) from its admin
+// listener.
+func heapProfile(addr, token, path string) error {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return os.WriteFile(path, b, 0o644)
 }
