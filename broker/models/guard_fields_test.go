@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -272,4 +273,35 @@ func TestGuardRefusalText(t *testing.T) {
 			t.Fatalf("err %v, the client read %q", err, refused(rec))
 		}
 	})
+}
+
+// TestGuardResponsesOtherFields: through the Responses API's events, text
+// outside the content (a refusal, tool-call arguments, log-probabilities)
+// never reaches the client: the guard redacts it and the Responses stream
+// does not translate it; the guarded content is sent redacted.
+func TestGuardResponsesOtherFields(t *testing.T) {
+	key := "ghp_" + strings.Repeat("a1B2", 9) + "c3D4e5"
+	w := httptest.NewRecorder()
+	g := newGuardedStreamer(responsesDialect{}.streamer(&sse{w: w}, &Request{}, "h1"), engineScan(t), 64)
+	text := "The token is " + key + ". " + benign
+	for _, p := range pieces(text, 5) {
+		b, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0,
+			"delta":    map[string]any{"content": p, "refusal": p, "tool_calls": []any{map[string]any{"index": 0, "function": map[string]any{"arguments": p}}}},
+			"logprobs": map[string]any{"content": []any{map[string]any{"token": p}}}}}})
+		if err := g.chunk(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.done(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"content": "x"}}}}, false)
+	body := w.Body.String()
+	var deltas strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		var e struct{ Type, Delta string }
+		if d, ok := strings.CutPrefix(line, "data: "); ok && json.Unmarshal([]byte(d), &e) == nil && e.Type == "response.output_text.delta" {
+			deltas.WriteString(e.Delta)
+		}
+	}
+	if strings.Contains(body, key) || deltas.String() != strings.Replace(text, key, "[redacted:exfiltration/api-key]", 1) {
+		t.Fatalf("the client was sent deltas %q in:\n%s", deltas.String(), body)
+	}
 }
