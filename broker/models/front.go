@@ -40,7 +40,10 @@ type FrontConfig struct {
 	// StreamGuard returns how a streamed completion of model to caller is
 	// scanned before the client sees it (the model's outbound guardrail
 	// policy); nil, or a nil StreamScan: the stream is not scanned on its
-	// way (the reply's scan when the hop closes still applies).
+	// way (the reply's scan when the hop closes still applies). A non-nil
+	// StreamScan also means the outbound guardrails apply to the call,
+	// streamed or not: a request for token log-probabilities is refused
+	// (ErrLogprobsGuarded), and any the upstream sends are dropped.
 	StreamGuard func(model, caller string) StreamScan
 	// StreamHoldBytes is how much of a scanned stream's text is held back
 	// until it is scanned with what follows it (DefaultStreamHoldBytes
@@ -134,6 +137,16 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusNotFound, "model_not_found", fmt.Sprintf("model %q is not served here", name))
 		return
 	}
+	var scan StreamScan
+	if f.cfg.StreamGuard != nil {
+		scan = f.cfg.StreamGuard(name, caller.ID)
+	}
+	if scan != nil {
+		if err := refuseLogprobs(req.Raw); err != nil {
+			hopfront.Deny(w, http.StatusBadRequest, "logprobs_guarded", err.Error())
+			return
+		}
+	}
 	cfg := b.Config()
 	if req.MaxTokens == 0 {
 		req.MaxTokens = cfg.DefaultMaxTokens
@@ -149,7 +162,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	if req.Stream {
-		f.stream(ctx, w, b, req, sub, hop, name)
+		f.stream(ctx, w, b, req, sub, hop, scan)
 		return
 	}
 	reply, err := f.cfg.Submit(ctx, sub)
@@ -162,7 +175,40 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hopfront.Deny(w, http.StatusBadGateway, "model_failed", fmt.Sprintf("the model call ended %s: %s", reply.Status, reply.Error))
 		return
 	}
+	if scan != nil {
+		dropLogprobs(obj)
+	}
 	f.dialect.answer(w, hop, obj)
+}
+
+// ErrLogprobsGuarded means a request asked for token log-probabilities of
+// a completion the gateway's outbound guardrails scan: each token's text
+// (and its top alternatives) repeats the completion outside the text the
+// guardrails redact or block, so the two cannot be served together.
+var ErrLogprobsGuarded = errors.New("models: logprobs are not served while the outbound guardrails scan this model's answers")
+
+// refuseLogprobs reports a request that asks for log-probabilities:
+// "logprobs" set to anything but false or null, or "top_logprobs" set.
+func refuseLogprobs(raw map[string]any) error {
+	if v, ok := raw["logprobs"]; ok && v != nil && v != false {
+		return fmt.Errorf("%w: remove \"logprobs\" from the request (token texts would repeat what the guardrails redact or block)", ErrLogprobsGuarded)
+	}
+	if v, ok := raw["top_logprobs"]; ok && v != nil {
+		return fmt.Errorf("%w: remove \"top_logprobs\" from the request (token texts would repeat what the guardrails redact or block)", ErrLogprobsGuarded)
+	}
+	return nil
+}
+
+// dropLogprobs removes the log-probabilities from a completion's choices:
+// under the outbound guardrails none are served, even when an upstream
+// sends them unasked.
+func dropLogprobs(completion map[string]any) {
+	choices, _ := completion["choices"].([]any)
+	for _, c := range choices {
+		if o, ok := c.(map[string]any); ok {
+			delete(o, "logprobs")
+		}
+	}
 }
 
 // chatDialect is the chat completions API, forwarded as it is.
@@ -278,16 +324,15 @@ func (s *sse) isStarted() bool {
 // is an HTTP error; one that ends badly after it (cut at its reservation,
 // the run halted) ends with an error event, so the client is told.
 //
-// With a StreamGuard, the text is scanned on its way (guardedStreamer): a
-// blocked pattern never reaches the client, who gets a guardrail error
-// event instead, and a redaction is applied to what is sent.
-func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission, hop, model string) {
+// With a scan (the StreamGuard's), the text is scanned on its way
+// (guardedStreamer): a blocked pattern never reaches the client, who gets a
+// guardrail error event instead, and a redaction is applied to what is
+// sent.
+func (f *Front) stream(ctx context.Context, w http.ResponseWriter, b *Bridge, req *Request, sub hopfront.Submission, hop string, scan StreamScan) {
 	out := &sse{w: w}
 	st := f.dialect.streamer(out, req, hop)
-	if f.cfg.StreamGuard != nil {
-		if scan := f.cfg.StreamGuard(model, sub.Caller.ID); scan != nil {
-			st = newGuardedStreamer(st, scan, f.cfg.StreamHoldBytes)
-		}
+	if scan != nil {
+		st = newGuardedStreamer(st, scan, f.cfg.StreamHoldBytes)
 	}
 	stop := b.Watch(hop, st.chunk)
 	defer stop()

@@ -1,11 +1,12 @@
 package models
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,17 +50,25 @@ type guardStats struct {
 	MaxHeld  int
 }
 
-// guardedStreamer scans a stream's text before passing it on: each choice's
-// text is held back until it is scanned, with the tail of what was released
-// before it (so a pattern split across chunks is caught), and only the text
-// more than hold bytes behind the newest is released; the rest waits for
-// more text or the end. It scans once step (hold/2) bytes more than hold
-// are held, not at every chunk: an upstream's chunks are a few bytes each.
-// A window the scan blocks stops the stream (the chunk callback fails,
-// which cuts the upstream) and the client gets a guardrail error event
-// instead of the text; a redaction is passed on redacted. Chunks that carry no text (a role, a finish reason, usage)
-// pass through when no text is held, and otherwise wait for the text
-// before them.
+// guardedStreamer scans a stream's text before passing it on. Every piece
+// of model-generated text in a chunk is a text stream of its own, keyed by
+// choice and field (streamKey): the delta's content, refusal and any other
+// text member, and each tool call's arguments (by tool-call index). Each
+// stream's text is held back until it is scanned, with the tail of what was
+// released before it (so a pattern split across chunks is caught), and only
+// the text more than hold bytes behind the newest is released; the rest
+// waits for more text or the end. It scans once step (hold/2) bytes more
+// than hold are held, not at every chunk: an upstream's chunks are a few
+// bytes each. A window the scan blocks stops the stream (the chunk
+// callback fails, which cuts the upstream) and the client gets a guardrail
+// error event instead of the text; a redaction is passed on redacted.
+// Tool-call and function names are scanned whole as they come (a name the
+// scan blocks or would redact stops the stream). Token log-probabilities
+// (choices[].logprobs) repeat the text outside these fields: they are
+// dropped, as is any delta member the guard cannot read as text. Chunks
+// that carry no text pass through: a role or a tool call's id, type and
+// name at once (they come before the text they head), a finish reason or
+// usage when no text is held, and otherwise after the text before them.
 type guardedStreamer struct {
 	next       streamer
 	scan       StreamScan
@@ -71,14 +80,29 @@ type guardedStreamer struct {
 	// base is the first chunk's envelope (id, object, created, model):
 	// the chunks the guard writes carry it.
 	base    map[string]any
-	choices map[int]*guardedChoice
+	streams map[streamKey]*guardedText
 	queued  [][]byte
 	blocked *StreamVerdict
 	stats   guardStats
 }
 
-// guardedChoice is one choice's text: the tail released, the text held.
-type guardedChoice struct {
+// streamKey names one text stream of a completion: a choice's delta member
+// (field), or, when field is toolCallsField, the arguments of the choice's
+// tool call number tool; functionCallField is the legacy function call's
+// arguments.
+type streamKey struct {
+	choice int
+	field  string
+	tool   int
+}
+
+const (
+	toolCallsField    = "tool_calls"
+	functionCallField = "function_call"
+)
+
+// guardedText is one text stream: the tail released, the text held.
+type guardedText struct {
 	tail, held string
 }
 
@@ -86,7 +110,7 @@ func newGuardedStreamer(next streamer, scan StreamScan, hold int) *guardedStream
 	if hold <= 0 {
 		hold = DefaultStreamHoldBytes
 	}
-	return &guardedStreamer{next: next, scan: scan, hold: hold, step: max(hold/2, 1), choices: map[int]*guardedChoice{}}
+	return &guardedStreamer{next: next, scan: scan, hold: hold, step: max(hold/2, 1), streams: map[streamKey]*guardedText{}}
 }
 
 func (g *guardedStreamer) chunk(data []byte) error {
@@ -106,40 +130,63 @@ func (g *guardedStreamer) chunk(data []byte) error {
 		delete(g.base, "choices")
 		delete(g.base, "usage")
 	}
-	texts, rest, lead := splitText(ch)
-	if rest != nil {
-		// What goes with the text waits for it (a finish reason, usage);
-		// a role goes ahead of it, unless text before it is held.
-		if g.holding() || len(texts) > 0 && !lead {
-			g.queued = append(g.queued, rest)
-		} else if err := g.next.chunk(rest); err != nil {
+	texts, names, rest, lead := splitText(ch)
+	for _, n := range names {
+		if err := g.scanName(n); err != nil {
 			return err
 		}
 	}
+	if rest != nil {
+		// A role or a tool call's header goes at once (it heads text that
+		// may still be held); what goes with the text waits for it (a
+		// finish reason, usage).
+		if lead && len(g.queued) == 0 || !lead && !g.holding() && len(texts) == 0 {
+			if err := g.next.chunk(rest); err != nil {
+				return err
+			}
+		} else {
+			g.queued = append(g.queued, rest)
+		}
+	}
 	for _, t := range texts {
-		c := g.choice(t.index)
+		c := g.stream(t.key)
 		c.held += t.text
 	}
 	for _, t := range texts {
-		if err := g.release(t.index, false); err != nil {
+		if err := g.release(t.key, false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (g *guardedStreamer) choice(i int) *guardedChoice {
-	c := g.choices[i]
+// scanName scans a tool call's (or function call's) name: it comes whole
+// in one chunk, and cannot be sent redacted.
+func (g *guardedStreamer) scanName(name string) error {
+	start := time.Now()
+	v := g.scan(name)
+	g.stats.Scans++
+	g.stats.ScanTime += time.Since(start)
+	if v.Block || v.Changed {
+		v.Block = true
+		g.blocked = &v
+		return fmt.Errorf("%w: in a tool call's name", g.blockedErr())
+	}
+	return nil
+}
+
+func (g *guardedStreamer) stream(k streamKey) *guardedText {
+	c := g.streams[k]
 	if c == nil {
-		c = &guardedChoice{}
-		g.choices[i] = c
+		c = &guardedText{}
+		g.streams[k] = c
 	}
 	return c
 }
 
-// holding reports whether any choice holds text back.
+// holding reports whether any stream holds text back.
 func (g *guardedStreamer) holding() bool {
-	for _, c := range g.choices {
+	for _, c := range g.streams {
 		if c.held != "" {
 			return true
 		}
@@ -147,15 +194,15 @@ func (g *guardedStreamer) holding() bool {
 	return false
 }
 
-// release scans choice i's window once it holds more than hold+step bytes
+// release scans stream k's window once it holds more than hold+step bytes
 // (or, at the end, whatever it holds) and passes on what may go: the text
 // more than hold bytes behind the newest. A redaction is sent redacted once
 // the redacted span ends before that line (while it ends after it, the
 // match may still grow with the next chunk: only the text before it goes),
 // and what stays held is kept as the upstream sent it, so that it is
 // redacted again with what follows.
-func (g *guardedStreamer) release(i int, end bool) error {
-	c := g.choices[i]
+func (g *guardedStreamer) release(k streamKey, end bool) error {
+	c := g.streams[k]
 	g.stats.MaxHeld = max(g.stats.MaxHeld, len(c.held))
 	if c.held == "" || !end && len(c.held) <= g.hold+g.step {
 		return nil
@@ -200,7 +247,7 @@ func (g *guardedStreamer) release(i int, end bool) error {
 	}
 	released := c.tail + out
 	c.tail = released[runeStart(released, len(released)-g.hold):]
-	b, err := json.Marshal(g.textChunk(i, out))
+	b, err := json.Marshal(g.textChunk(k, out))
 	if err != nil {
 		return fmt.Errorf("models: encode a released chunk: %w", err)
 	}
@@ -240,12 +287,22 @@ func runeStart(s string, i int) int {
 	return i
 }
 
-func (g *guardedStreamer) textChunk(i int, text string) map[string]any {
+// textChunk is a chunk carrying text released from stream k.
+func (g *guardedStreamer) textChunk(k streamKey, text string) map[string]any {
 	out := maps.Clone(g.base)
 	if out == nil {
 		out = map[string]any{}
 	}
-	out["choices"] = []any{map[string]any{"index": i, "delta": map[string]any{"content": text}, "finish_reason": nil}}
+	var delta map[string]any
+	switch k.field {
+	case toolCallsField:
+		delta = map[string]any{toolCallsField: []any{map[string]any{"index": k.tool, "function": map[string]any{"arguments": text}}}}
+	case functionCallField:
+		delta = map[string]any{functionCallField: map[string]any{"arguments": text}}
+	default:
+		delta = map[string]any{k.field: text}
+	}
+	out["choices"] = []any{map[string]any{"index": k.choice, "delta": delta, "finish_reason": nil}}
 	return out
 }
 
@@ -256,13 +313,15 @@ func (g *guardedStreamer) blockedErr() error {
 // flush scans and releases everything held, then the chunks that waited
 // for it.
 func (g *guardedStreamer) flush() error {
-	idx := make([]int, 0, len(g.choices))
-	for i := range g.choices {
-		idx = append(idx, i)
+	keys := make([]streamKey, 0, len(g.streams))
+	for k := range g.streams {
+		keys = append(keys, k)
 	}
-	sort.Ints(idx)
-	for _, i := range idx {
-		if err := g.release(i, true); err != nil {
+	slices.SortFunc(keys, func(a, b streamKey) int {
+		return cmp.Or(cmp.Compare(a.choice, b.choice), strings.Compare(a.field, b.field), cmp.Compare(a.tool, b.tool))
+	})
+	for _, k := range keys {
+		if err := g.release(k, true); err != nil {
 			return err
 		}
 	}
@@ -305,17 +364,31 @@ func (g *guardedStreamer) failBlocked() {
 		strings.Join(g.blocked.Rules, ", ")))
 }
 
-// choiceText is the text a chunk adds to one choice.
-type choiceText struct {
-	index int
-	text  string
+// streamText is the text a chunk adds to one stream.
+type streamText struct {
+	key  streamKey
+	text string
 }
 
-// splitText takes the text out of a chunk's choices. rest is the chunk
-// without it, encoded, when it still carries something (a role, a finish
-// reason, tool calls, usage); nil when it carried only text. lead is set
-// when rest carries nothing but roles, which come before a choice's text.
-func splitText(ch map[string]any) (texts []choiceText, rest []byte, lead bool) {
+// indexOf reads a choice's or tool call's index (0 when absent or not a
+// non-negative integer).
+func indexOf(v any) int {
+	if f, ok := v.(float64); ok && f >= 0 && f <= 1<<30 && f == float64(int(f)) {
+		return int(f)
+	}
+	return 0
+}
+
+// splitText takes the model-generated text out of a chunk's choices:
+// every text member of a delta (content, refusal, reasoning text, …) and
+// the arguments of each tool call (and of a legacy function call); names
+// are the tool and function names, to scan whole. rest is the chunk
+// without the text, encoded, when it still carries something (a role, a
+// tool call's id, type and name, a finish reason, usage); nil when it
+// carried only text. Log-probabilities and delta members that are neither
+// text nor a role or tool call are dropped. lead is set when rest carries
+// nothing but roles and tool-call headers, which come before the text.
+func splitText(ch map[string]any) (texts []streamText, names []string, rest []byte, lead bool) {
 	choices, _ := ch["choices"].([]any)
 	keep, lead := false, true
 	if ch["usage"] != nil {
@@ -327,35 +400,77 @@ func splitText(ch map[string]any) (texts []choiceText, rest []byte, lead bool) {
 		if !ok {
 			continue
 		}
-		idx := 0
-		if f, ok := o["index"].(float64); ok && f >= 0 && f == float64(int(f)) {
-			idx = int(f)
-		}
+		idx := indexOf(o["index"])
 		o = maps.Clone(o)
+		delete(o, "logprobs")
 		if d, ok := o["delta"].(map[string]any); ok {
-			if t := textOf(d["content"]); t != "" {
-				texts = append(texts, choiceText{index: idx, text: t})
-			}
-			d = maps.Clone(d)
-			delete(d, "content")
-			o["delta"] = d
+			nd := make(map[string]any, 1)
 			for k, v := range d {
-				if v == nil {
-					continue
+				switch k {
+				case "role":
+					if v != nil {
+						nd[k] = v
+					}
+				case toolCallsField:
+					calls, _ := v.([]any)
+					var heads []any
+					for _, tc := range calls {
+						t, ok := tc.(map[string]any)
+						if !ok {
+							continue
+						}
+						ti := indexOf(t["index"])
+						head := maps.Clone(t)
+						if fn, ok := t["function"].(map[string]any); ok {
+							fnHead, n := splitCall(fn, streamKey{choice: idx, field: toolCallsField, tool: ti}, &texts)
+							names = append(names, n...)
+							head["function"] = fnHead
+							if len(fnHead) == 0 {
+								delete(head, "function")
+							}
+						}
+						if len(head) > 1 || head["index"] == nil && len(head) > 0 {
+							heads = append(heads, head)
+						}
+					}
+					if len(heads) > 0 {
+						nd[k] = heads
+					}
+				case functionCallField:
+					if fn, ok := v.(map[string]any); ok {
+						fnHead, n := splitCall(fn, streamKey{choice: idx, field: functionCallField}, &texts)
+						names = append(names, n...)
+						if len(fnHead) > 0 {
+							nd[k] = fnHead
+						}
+					}
+				default:
+					// Any other member is text (content, refusal, reasoning),
+					// or content parts, or dropped.
+					var t string
+					switch tv := v.(type) {
+					case string:
+						t = tv
+					case []any:
+						t = textOf(tv)
+					}
+					if t != "" {
+						texts = append(texts, streamText{key: streamKey{choice: idx, field: k}, text: t})
+					}
 				}
+			}
+			o["delta"] = nd
+			if len(nd) > 0 {
 				keep = true
-				if k != "role" {
-					lead = false
-				}
 			}
 		}
-		if o["finish_reason"] != nil || o["logprobs"] != nil {
+		if o["finish_reason"] != nil {
 			keep, lead = true, false
 		}
 		stripped = append(stripped, o)
 	}
 	if !keep && len(texts) > 0 {
-		return texts, nil, false
+		return texts, names, nil, false
 	}
 	out := maps.Clone(ch)
 	if choices != nil {
@@ -363,7 +478,26 @@ func splitText(ch map[string]any) (texts []choiceText, rest []byte, lead bool) {
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return texts, nil, false
+		return texts, names, nil, false
 	}
-	return texts, b, lead
+	return texts, names, b, lead
+}
+
+// splitCall takes a function call's arguments out as text of stream k;
+// head is the rest (its name), names the name to scan.
+func splitCall(fn map[string]any, k streamKey, texts *[]streamText) (head map[string]any, names []string) {
+	head = make(map[string]any, 1)
+	for fk, fv := range fn {
+		s, _ := fv.(string)
+		switch {
+		case fk == "arguments":
+			if s != "" {
+				*texts = append(*texts, streamText{key: k, text: s})
+			}
+		case fk == "name" && s != "":
+			head[fk] = s
+			names = append(names, s)
+		}
+	}
+	return head, names
 }

@@ -62,10 +62,31 @@ func newStreamOf(t *testing.T, text, rest string) *streamOf {
 // with research's task running; post streams a chat completion.
 func streamRig(t *testing.T, up *streamOf) (post func() []string, task *agent.Task, g *gateway.Gateway) {
 	t.Helper()
+	do, task, g := modelRig(t, up.URL)
+	post = func() []string {
+		resp := do(`{"model":"gpt","stream":true,"max_tokens":500,"messages":[{"role":"user","content":"summarise the page"}]}`)
+		defer resp.Body.Close()
+		var events []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				events = append(events, d)
+			}
+		}
+		return events
+	}
+	return post, task, g
+}
+
+// modelRig is a gateway serving model gpt from the upstream at url over
+// its HTTP listener, with research's task running; do posts a chat
+// completions request body as research, naming the task's hop.
+func modelRig(t *testing.T, url string) (do func(body string) *http.Response, task *agent.Task, g *gateway.Gateway) {
+	t.Helper()
 	c := newCast(t, gateway.IdentityConfig{ID: "tomas", Type: "user"}, gateway.IdentityConfig{ID: "research", Tags: []string{"entry"}},
 		gateway.IdentityConfig{ID: "gpt", Type: "model"})
 	c.cfg.HTTP.Listen = "127.0.0.1:0"
-	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: up.URL}, Seed: c.seedFile(t, "gpt")}}
+	c.cfg.Models = []gateway.ModelConfig{{Config: models.Config{ID: "gpt", BaseURL: url}, Seed: c.seedFile(t, "gpt")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	g, err := gateway.Start(ctx, c.cfg, gateway.Options{Policies: []policy.File{{Name: "p.cedar", Src: []byte(
@@ -102,9 +123,8 @@ func streamRig(t *testing.T, up *streamOf) (post func() []string, task *agent.Ta
 	t.Cleanup(tomas.Close)
 	go func() { _, _ = tomas.Start(ctx, "research", agent.UserText("go")) }()
 	task = <-tasks
-	post = func() []string {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+g.HTTPAddr()+gateway.ChatCompletionsPath,
-			strings.NewReader(`{"model":"gpt","stream":true,"max_tokens":500,"messages":[{"role":"user","content":"summarise the page"}]}`))
+	do = func(body string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+g.HTTPAddr()+gateway.ChatCompletionsPath, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set(hopfront.ParentHopHeader, task.Context.HopID)
 		req.Header.Set(hopfront.RunHeader, task.Context.RunID)
@@ -112,17 +132,9 @@ func streamRig(t *testing.T, up *streamOf) (post func() []string, task *agent.Ta
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var events []string
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				events = append(events, d)
-			}
-		}
-		return events
+		return resp
 	}
-	return post, task, g
+	return do, task, g
 }
 
 // streamed is the text of a stream's chunk events, and its other events.
