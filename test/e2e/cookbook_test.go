@@ -108,20 +108,20 @@ func TestCookbook(t *testing.T) {
 		"top_spenders.sql": {
 			params: map[string]any{"since": since, "top": 2},
 			want: [][]string{
-				{"research", "3", "4", "6000", "0.06"},
-				{"orchestrator", "3", "5", "3000", "0.03"},
+				{"research", "3", "4", "12000", "0.12"},
+				{"orchestrator", "3", "5", "7500", "0.075"},
 			},
 		},
 		"cost_per_workflow.sql": {
 			params: map[string]any{"since": since},
-			want:   [][]string{{day[0][0], "research-brief", "3", "11", "12800", "0.128"}},
+			want:   [][]string{{day[0][0], "research-brief", "3", "11", "23300", "0.233"}},
 		},
 		"cost_per_team_and_principal.sql": {
 			params: map[string]any{"since": since},
 			want: [][]string{
-				{"research", "tomas", "3", "4", "6000", "0.06"},
+				{"research", "tomas", "3", "4", "12000", "0.12"},
+				{"platform", "tomas", "3", "5", "7500", "0.075"},
 				{"content", "tomas", "1", "2", "3800", "0.038"},
-				{"platform", "tomas", "3", "5", "3000", "0.03"},
 			},
 		},
 		"edges_most_denied.sql": {

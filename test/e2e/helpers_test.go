@@ -171,8 +171,9 @@ func runScenario(t *testing.T, before func(*enforcertest.Gateway, *projectionste
 		return err == nil && st.Halted && len(st.Open) == 0
 	})
 
-	// The agents' late replies to the hops the halt cancelled are recorded
-	// in entries of their own (they hold no open hop of the run any more).
+	// The agents' late replies to the hops the halt cancelled settle what
+	// they spent (hop.completed settles: the loop's handlers report usage
+	// although their delegation was denied), once each, in the run.
 	for _, a := range agents {
 		a.Close()
 	}
