@@ -256,7 +256,11 @@ func (b *listBed) listServer(cfg TaskListConfig) (*Server, context.Context) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	dir, err := broker.NewDirectory(nil)
+	var cast []broker.Identity // registered: the list lists their tasks
+	for _, m := range listCast {
+		cast = append(cast, broker.Identity{ID: m.ID, Type: m.Type})
+	}
+	dir, err := broker.NewDirectory(cast)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -547,5 +551,26 @@ func TestTaskListTotalAndAgeBounds(t *testing.T) {
 	}
 	if _, listed, keys := y.held(); listed != 0 || keys != 0 {
 		t.Errorf("after the window passed the list holds %d tasks under %d pairs, want none", listed, keys)
+	}
+}
+
+// TestTaskListListableByTheDirectory: the server's list lists a pair
+// when the caller is registered and the agent is a registered agent (what
+// ListTasks is served under), and no other.
+func TestTaskListListableByTheDirectory(t *testing.T) {
+	b := newListBed(t)
+	s, _ := b.listServer(TaskListConfig{})
+	for _, c := range []struct {
+		caller, agent string
+		want          bool
+	}{
+		{"alice", "planner", true}, {"planner", "researcher", true},
+		{"alice", "ghost-1", false},   // no such agent
+		{"ghost-1", "planner", false}, // no such caller
+		{"planner", "alice", false},   // a user: no ListTasks is served under /alice/
+	} {
+		if got := s.listable(c.caller, c.agent); got != c.want {
+			t.Errorf("listable(%s, %s) = %v, want %v", c.caller, c.agent, got, c.want)
+		}
 	}
 }
