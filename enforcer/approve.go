@@ -60,18 +60,18 @@ func (e *Enforcer) onApprove(m *nats.Msg) {
 		fail("request names run %s but was sent for run %s", req.RunID, run)
 		return
 	}
-	if err := e.verifyOperator(req.By, m.Data, req.SentAt); err != nil {
+	if err := e.verifyOperator(schemas.CmdApprove, req.By, m.Data, req.SentAt); err != nil {
 		fail("%v", err)
 		return
 	}
 	e.mailbox.put(work{run: run, approve: &approveRequest{req: req, msg: m}})
 }
 
-// verifyOperator checks a signed control request: by is a registered
-// operator, the signature is its key's, and sentAt is within the replay
-// window.
-func (e *Enforcer) verifyOperator(by string, data []byte, sentAt time.Time) error {
-	return broker.VerifyControl(by, (*e.operators.Load())[by], data, sentAt, e.cfg.Clock(), e.cfg.ReplayWindow)
+// verifyOperator checks a signed control request for the command cmd: by
+// is a registered operator, the signature is its key's, the request is
+// signed for cmd, and sentAt is within the replay window.
+func (e *Enforcer) verifyOperator(cmd, by string, data []byte, sentAt time.Time) error {
+	return broker.VerifyControl(cmd, by, (*e.operators.Load())[by], data, sentAt, e.cfg.Clock(), e.cfg.ReplayWindow)
 }
 
 // mayApprove reports whether an operator may answer a hop held for the

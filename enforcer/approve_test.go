@@ -240,7 +240,7 @@ func TestApprovalSurvivesARestart(t *testing.T) {
 // connection: only the signature can tell it is not fin's.
 func forged(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run, hop string) schemas.ApprovalReply {
 	t.Helper()
-	req := schemas.ApprovalRequest{Version: schemas.Version, RunID: run, HopID: hop, By: "fin", Approve: true, SentAt: time.Now().UTC()}
+	req := schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: "fin", Approve: true, SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func (e *Enforcer) onHalt(m *nats.Msg) {
 		fail("request names run %s but was sent for run %s", req.RunID, run)
 		return
 	}
-	if err := e.verifyOperator(req.By, m.Data, req.SentAt); err != nil {
+	if err := e.verifyOperator(schemas.CmdHalt, req.By, m.Data, req.SentAt); err != nil {
 		fail("%v", err)
 		return
 	}

@@ -442,7 +442,7 @@ func TestKillSwitch(t *testing.T) {
 	send := func(kp interface {
 		Sign([]byte) ([]byte, error)
 	}, by string) schemas.HaltReply {
-		req := schemas.HaltRequest{Version: 1, RunID: run, By: by, Reason: "runaway spend", SentAt: time.Now().UTC()}
+		req := schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: by, Reason: "runaway spend", SentAt: time.Now().UTC()}
 		body, err := schemas.Encode(&req)
 		if err != nil {
 			t.Fatal(err)

@@ -30,7 +30,7 @@ func (e *Enforcer) onQuotaStatus(m *nats.Msg) {
 	}
 	req, err := schemas.DecodeQuotaStatusRequest(m.Data)
 	if err == nil {
-		err = e.verifyOperator(req.By, m.Data, req.SentAt)
+		err = e.verifyOperator(schemas.CmdQuotaStatus, req.By, m.Data, req.SentAt)
 	}
 	if err != nil {
 		e.cfg.Logger.Warn("quota status request refused", "err", err)

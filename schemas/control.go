@@ -6,11 +6,26 @@ import (
 	"time"
 )
 
+// The control commands. Every signed control request names the one command
+// it was signed for in its "cmd" member, and broker.VerifyControl refuses
+// it for any other: all commands share ControlSigningContext, so without
+// it a request signed for one command (a read-only quota status) would be
+// a valid request for another (a reload) to anyone who can publish on the
+// other command's subject within the replay window.
+const (
+	CmdHalt        = "halt"
+	CmdApprove     = "approve" // approvals and rejections: Approve says which
+	CmdReload      = "reload"
+	CmdQuotaStatus = "quota.status"
+)
+
 // HaltRequest is an operator's kill switch for a run, sent as a NATS request
 // on tg.ctl.halt.<run> and signed with the operator's key
 // (ControlSigningContext, signature as the last member).
 type HaltRequest struct {
-	Version   int       `json:"v"`
+	Version int `json:"v"`
+	// Cmd is CmdHalt: the command the request is signed for.
+	Cmd       string    `json:"cmd"`
 	RunID     string    `json:"run_id"`
 	By        string    `json:"by"`
 	Reason    string    `json:"reason"`
@@ -54,10 +69,12 @@ func DecodeHaltRequest(data []byte) (*HaltRequest, error) {
 // as a NATS request on tg.ctl.approve.<run> and signed with the operator's
 // key like a HaltRequest.
 type ApprovalRequest struct {
-	Version int    `json:"v"`
-	RunID   string `json:"run_id"`
-	HopID   string `json:"hop_id"`
-	By      string `json:"by"`
+	Version int `json:"v"`
+	// Cmd is CmdApprove: the command the request is signed for.
+	Cmd   string `json:"cmd"`
+	RunID string `json:"run_id"`
+	HopID string `json:"hop_id"`
+	By    string `json:"by"`
 	// Approve releases the hop; false rejects it.
 	Approve bool `json:"approve"`
 	// Note says why; a rejection needs one (the caller is told it).
@@ -124,8 +141,10 @@ type HopStatus struct {
 // sent as a NATS request on tg.ctl.reload and signed with the operator's
 // key like a HaltRequest.
 type ReloadRequest struct {
-	Version int    `json:"v"`
-	By      string `json:"by"`
+	Version int `json:"v"`
+	// Cmd is CmdReload: the command the request is signed for.
+	Cmd string `json:"cmd"`
+	By  string `json:"by"`
 	// Reason is logged with the reload.
 	Reason    string    `json:"reason,omitempty"`
 	SentAt    time.Time `json:"sent_at"`
@@ -169,7 +188,9 @@ func DecodeReloadRequest(data []byte) (*ReloadRequest, error) {
 // account. It is sent as a NATS request on tg.ctl.quota and signed with
 // the operator's key like a HaltRequest.
 type QuotaStatusRequest struct {
-	Version   int       `json:"v"`
+	Version int `json:"v"`
+	// Cmd is CmdQuotaStatus: the command the request is signed for.
+	Cmd       string    `json:"cmd"`
 	By        string    `json:"by"`
 	SentAt    time.Time `json:"sent_at"`
 	Signature string    `json:"signature,omitempty"`

@@ -50,7 +50,7 @@ func FuzzDecodeDelivery(f *testing.F) {
 // FuzzDecodeHaltRequest: the enforcer's decoder of operators' halt
 // requests never panics, and what it accepts is well formed.
 func FuzzDecodeHaltRequest(f *testing.F) {
-	f.Add([]byte(`{"v":1,"run_id":"01J9ZK3","by":"ops","reason":"loop","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
+	f.Add([]byte(`{"v":1,"cmd":"halt","run_id":"01J9ZK3","by":"ops","reason":"loop","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
 	f.Add([]byte(`{"v":1,"run_id":"a.b","by":"ops","reason":"x","sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Add([]byte(`{"v":1,"run_id":"r","by":"","reason":"","sent_at":"0001-01-01T00:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -70,7 +70,7 @@ func FuzzDecodeHaltRequest(f *testing.F) {
 // FuzzDecodeApprovalRequest: the enforcer's decoder of operators' approve
 // and reject answers never panics, and what it accepts is well formed.
 func FuzzDecodeApprovalRequest(f *testing.F) {
-	f.Add([]byte(`{"v":1,"run_id":"01J9ZK3","hop_id":"H1","by":"ops","approve":true,"sent_at":"2026-11-28T00:00:00Z"}`))
+	f.Add([]byte(`{"v":1,"cmd":"approve","run_id":"01J9ZK3","hop_id":"H1","by":"ops","approve":true,"sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Add([]byte(`{"v":1,"run_id":"r","hop_id":"h","by":"ops","approve":false,"note":"no","sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Add([]byte(`{"v":1,"run_id":"r","hop_id":"h","by":"ops","approve":false,"sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -90,7 +90,7 @@ func FuzzDecodeApprovalRequest(f *testing.F) {
 // FuzzDecodeReloadRequest: the gateway's decoder of operators' reload
 // requests never panics, and what it accepts is well formed.
 func FuzzDecodeReloadRequest(f *testing.F) {
-	f.Add([]byte(`{"v":1,"by":"ops","reason":"new policy","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
+	f.Add([]byte(`{"v":1,"cmd":"reload","by":"ops","reason":"new policy","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
 	f.Add([]byte(`{"v":1,"by":"ops*","sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Add([]byte(`{"v":1,"by":"ops"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -110,7 +110,7 @@ func FuzzDecodeReloadRequest(f *testing.F) {
 // FuzzDecodeQuotaStatusRequest: the gateway's decoder of operators' quota
 // status requests never panics, and what it accepts is well formed.
 func FuzzDecodeQuotaStatusRequest(f *testing.F) {
-	f.Add([]byte(`{"v":1,"by":"ops","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
+	f.Add([]byte(`{"v":1,"cmd":"quota.status","by":"ops","sent_at":"2026-11-28T00:00:00Z","signature":"abc"}`))
 	f.Add([]byte(`{"v":1,"by":"ops*","sent_at":"2026-11-28T00:00:00Z"}`))
 	f.Add([]byte(`{"v":2,"by":"ops"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -98,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Ledger != nil {
-		s.tasks = newTaskList(cfg.Ledger, cfg.TaskList, s.log)
+		s.tasks = newTaskList(cfg.Ledger, cfg.TaskList, s.listable, s.log)
 	}
 	s.handler = &governed{s: s}
 	keepAlive := a2asrv.WithTransportKeepAlive(15 * time.Second)
@@ -106,6 +106,18 @@ func New(cfg Config) (*Server, error) {
 	s.v0 = a2av0.NewJSONRPCHandler(s.handler, keepAlive)
 	s.rest = a2asrv.NewRESTHandler(s.handler, keepAlive)
 	return s, nil
+}
+
+// listable reports whether a ListTasks call can return the tasks caller
+// made at agent: ListTasks is served only under /<agent>/ of a registered
+// agent (ServeHTTP), to an authenticated, so registered, caller.
+func (s *Server) listable(caller, agent string) bool {
+	d := s.cfg.Directory()
+	if id, ok := d.Get(agent); !ok || id.Type != schemas.TypeAgent {
+		return false
+	}
+	_, ok := d.Get(caller)
+	return ok
 }
 
 // call is what the ingress knows of a request before the SDK decodes it.

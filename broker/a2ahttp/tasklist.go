@@ -1,6 +1,7 @@
 package a2ahttp
 
 import (
+	"container/heap"
 	"container/list"
 	"context"
 	"errors"
@@ -29,11 +30,17 @@ type TaskListConfig struct {
 	// Window is how far back, on the ledger stream's clock, the list is
 	// rebuilt when the ingress starts: a task whose run has no event in
 	// the window is not listed (GetTask and ListTasks with its contextId
-	// still read it). Default 24 hours.
+	// still read it). As the list follows the ledger, a task decided
+	// longer than Window ago (its decision event's time) is dropped from
+	// it too. Default 24 hours.
 	Window time.Duration
 	// PerCaller bounds the tasks listed per caller and agent: the newest
 	// are kept. It bounds the work of one ListTasks call. Default 1,000.
 	PerCaller int
+	// MaxTasks bounds the tasks the list holds in all (and so its caller
+	// and agent pairs): past it the oldest decided tasks are dropped
+	// first. Default 100,000 (about half a KiB each).
+	MaxTasks int
 	// StateBytes bounds the memory of the run states the list folds
 	// (ledger.State.Bytes): the states of the runs that changed least
 	// recently are dropped first, their tasks keep the status they had,
@@ -51,6 +58,9 @@ func (c *TaskListConfig) setDefaults() {
 	}
 	if c.StateBytes <= 0 {
 		c.StateBytes = 64 << 20
+	}
+	if c.MaxTasks <= 0 {
+		c.MaxTasks = 100_000
 	}
 }
 
@@ -81,6 +91,38 @@ type listedTask struct {
 	// its run's state is dropped it keeps the status it had.
 	hop *ledger.Hop
 	key taskKey
+	// at is when the task was decided (its decision event's time), and
+	// index its place in taskList.byAge.
+	at    time.Time
+	index int
+}
+
+// taskAges orders the listed tasks oldest decided first (container/heap).
+type taskAges []*listedTask
+
+func (a taskAges) Len() int { return len(a) }
+func (a taskAges) Less(i, j int) bool {
+	if !a[i].at.Equal(a[j].at) {
+		return a[i].at.Before(a[j].at)
+	}
+	return a[i].hop.DecisionStreamSeq < a[j].hop.DecisionStreamSeq
+}
+func (a taskAges) Swap(i, j int) {
+	a[i], a[j] = a[j], a[i]
+	a[i].index, a[j].index = i, j
+}
+func (a *taskAges) Push(x any) {
+	t := x.(*listedTask)
+	t.index = len(*a)
+	*a = append(*a, t)
+}
+func (a *taskAges) Pop() any {
+	old := *a
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*a = old[:len(old)-1]
+	t.index = -1
+	return t
 }
 
 // foldedRun is a run the list follows.
@@ -99,6 +141,13 @@ type taskList struct {
 	l   *ledger.Ledger
 	cfg TaskListConfig
 	log *slog.Logger
+	// listable reports whether a ListTasks call can return the tasks of
+	// caller at agent (both registered, agent one the HTTP front serves):
+	// only those are listed, so that the names a caller puts in its
+	// envelopes (a made-up target is denied and recorded) hold no memory.
+	listable func(caller, agent string) bool
+	// now is the clock the list's window is read on (time.Now).
+	now func() time.Time
 	ctx context.Context
 	// poke asks the follower to read the ledger now.
 	poke chan struct{}
@@ -122,11 +171,16 @@ type taskList struct {
 	// byKey lists each caller's tasks at each agent, oldest first (by the
 	// stream sequence of the decision that admitted them).
 	byKey map[taskKey][]*listedTask
+	// byAge holds every listed task, oldest decided first: what MaxTasks
+	// and Window drop.
+	byAge taskAges
 }
 
-func newTaskList(l *ledger.Ledger, cfg TaskListConfig, log *slog.Logger) *taskList {
+// newTaskList returns the task list of ledger l; it lists the tasks of
+// the caller and agent pairs listable accepts.
+func newTaskList(l *ledger.Ledger, cfg TaskListConfig, listable func(caller, agent string) bool, log *slog.Logger) *taskList {
 	cfg.setDefaults()
-	return &taskList{l: l, cfg: cfg, log: log, poke: make(chan struct{}, 1), moved: make(chan struct{}),
+	return &taskList{l: l, cfg: cfg, log: log, listable: listable, now: time.Now, poke: make(chan struct{}, 1), moved: make(chan struct{}),
 		runs: map[string]*foldedRun{}, failed: map[string]int{}, lru: list.New(), byKey: map[taskKey][]*listedTask{}}
 }
 
@@ -167,6 +221,7 @@ func (x *taskList) follow(ctx context.Context) {
 func (x *taskList) advance(last uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.trim()
 	x.pos, x.ready = max(x.pos, last), true
 	close(x.moved)
 	x.moved = make(chan struct{})
@@ -267,6 +322,7 @@ func (x *taskList) apply(run string, raw []byte, streamSeq uint64) (err error) {
 		x.rekey(r, c.Hop)
 	}
 	x.touch(r)
+	x.trim()
 	return nil
 }
 
@@ -311,14 +367,42 @@ func compareSeq(a, b uint64) int {
 }
 
 // add lists hop h of run r under its caller and agent, dropping the
-// caller's oldest task there past the bound. Only invokes are tasks.
+// caller's oldest task there past the bound. Only invokes are tasks, and
+// only those a ListTasks call can return (listable), decided within the
+// window.
 func (x *taskList) add(r *foldedRun, h *ledger.Hop) {
 	if h.Action != schemas.ActionInvoke && h.Action != "" {
 		return
 	}
-	t := &listedTask{run: r.id, hop: h, key: taskKey{h.From, h.To}}
+	if !x.listable(h.From, h.To) || h.OpenedAt.Before(x.cutoff()) {
+		return
+	}
+	t := &listedTask{run: r.id, hop: h, key: taskKey{h.From, h.To}, at: h.OpenedAt}
 	r.tasks[h.ID] = t
+	heap.Push(&x.byAge, t)
 	x.insert(t)
+}
+
+// cutoff is the decision time before which a task is no longer listed.
+func (x *taskList) cutoff() time.Time { return x.now().Add(-x.cfg.Window) }
+
+// trim drops the oldest decided tasks while the list holds more than
+// MaxTasks or they were decided before the window.
+func (x *taskList) trim() {
+	cutoff := x.cutoff()
+	for len(x.byAge) > 0 && (len(x.byAge) > x.cfg.MaxTasks || x.byAge[0].at.Before(cutoff)) {
+		t := x.byAge[0]
+		l := x.byKey[t.key]
+		if i := slices.Index(l, t); i >= 0 {
+			l = slices.Delete(l, i, i+1)
+		}
+		if len(l) == 0 {
+			delete(x.byKey, t.key)
+		} else {
+			x.byKey[t.key] = l
+		}
+		x.forget(t)
+	}
 }
 
 // insert puts t in its key's list, in decision order.
@@ -336,9 +420,12 @@ func (x *taskList) insert(t *listedTask) {
 	x.byKey[t.key] = l
 }
 
-// forget drops t from its run; a run with no state and no task left is
-// dropped.
+// forget drops t from its run and from byAge (not from byKey: the
+// caller does); a run with no state and no task left is dropped.
 func (x *taskList) forget(t *listedTask) {
+	if t.index >= 0 {
+		heap.Remove(&x.byAge, t.index)
+	}
 	r := x.runs[t.run]
 	if r == nil {
 		return
@@ -362,6 +449,10 @@ func (x *taskList) rekey(r *foldedRun, h *ledger.Hop) {
 	}
 	if len(x.byKey[t.key]) == 0 {
 		delete(x.byKey, t.key)
+	}
+	if !x.listable(h.From, h.To) {
+		x.forget(t) // re-routed to an agent no call can list it under
+		return
 	}
 	t.key = taskKey{h.From, h.To}
 	x.insert(t)
@@ -389,15 +480,15 @@ func (x *taskList) touch(r *foldedRun) {
 	}
 }
 
-// held counts the runs whose state the list holds, and the tasks it
-// lists (for tests of its bounds).
-func (x *taskList) held() (states, tasks int) {
+// held counts the runs whose state the list holds, the tasks it lists
+// and its caller and agent pairs (for tests of its bounds).
+func (x *taskList) held() (states, tasks, keys int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, l := range x.byKey {
 		tasks += len(l)
 	}
-	return x.lru.Len(), tasks
+	return x.lru.Len(), tasks, len(x.byKey)
 }
 
 // each calls fn with the caller's tasks at agent, newest first, until fn

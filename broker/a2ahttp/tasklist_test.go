@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,6 +25,17 @@ import (
 var listCast = []runtreetest.Member{
 	{ID: "alice", Type: schemas.TypeUser}, {ID: "bob", Type: schemas.TypeUser},
 	{ID: "planner", Type: schemas.TypeAgent}, {ID: "researcher", Type: schemas.TypeAgent},
+}
+
+// castListable is the lists' listable for listCast: the pairs of a
+// registered caller and a registered agent.
+func castListable(caller, agent string) bool {
+	var okCaller, okAgent bool
+	for _, m := range listCast {
+		okCaller = okCaller || m.ID == caller
+		okAgent = okAgent || m.ID == agent && m.Type == schemas.TypeAgent
+	}
+	return okCaller && okAgent
 }
 
 // listBed is a real JetStream ledger the tests append runs to.
@@ -46,8 +58,14 @@ func newListBed(t testing.TB) *listBed {
 // caller's hop.
 func (b *listBed) run(caller string, status schemas.TaskState) (run, hop string) {
 	b.t.Helper()
+	return b.runAt(caller, status, time.Now())
+}
+
+// runAt is run with its events' clock starting at start.
+func (b *listBed) runAt(caller string, status schemas.TaskState, start time.Time) (run, hop string) {
+	b.t.Helper()
 	run = schemas.NewID()
-	rb := runtreetest.New(run, time.Now(), listCast)
+	rb := runtreetest.New(run, start, listCast)
 	hop = rb.Start(caller, "planner", "plan", "wf", nil, "p")
 	sub := rb.Invoke(hop, "researcher", "look", "p")
 	rb.Reply(sub, schemas.StateCompleted, "found", nil)
@@ -62,7 +80,7 @@ func (b *listBed) run(caller string, status schemas.TaskState) (run, hop string)
 // list starts a task list on the ledger, as an ingress instance does.
 func (b *listBed) list(cfg TaskListConfig) *taskList {
 	b.t.Helper()
-	x := newTaskList(b.l, cfg, slog.New(slog.DiscardHandler))
+	x := newTaskList(b.l, cfg, castListable, slog.New(slog.DiscardHandler))
 	x.started.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -148,7 +166,7 @@ func TestTaskListBounds(t *testing.T) {
 	if got := tasks(t, x, "alice", "planner"); len(got) != 10 {
 		t.Fatalf("alice's listed tasks: %d, want the newest 10", len(got))
 	}
-	states, listed := x.held()
+	states, listed, _ := x.held()
 	if states > 1 {
 		t.Errorf("states held: %d, want at most 1 (StateBytes 1)", states)
 	}
@@ -238,7 +256,11 @@ func (b *listBed) listServer(cfg TaskListConfig) (*Server, context.Context) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	dir, err := broker.NewDirectory(nil)
+	var cast []broker.Identity // registered: the list lists their tasks
+	for _, m := range listCast {
+		cast = append(cast, broker.Identity{ID: m.ID, Type: m.Type})
+	}
+	dir, err := broker.NewDirectory(cast)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -432,4 +454,123 @@ func FuzzListTasksParams(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTaskListUnreachableNamesHoldNothing: a denied invoke is recorded
+// under the target its envelope named, which the caller chooses freely
+// (a target that does not exist is denied and recorded: the caller is a
+// member of the run). No ListTasks call can reach such a task (ListTasks
+// is served only under /<agent>/ of a registered agent), so the list
+// does not hold it: one member's 300 invokes to made-up targets add no
+// caller and agent pair and no task, however long the process lives.
+func TestTaskListUnreachableNamesHoldNothing(t *testing.T) {
+	b := newListBed(t)
+	run := schemas.NewID()
+	rb := runtreetest.New(run, time.Now(), listCast)
+	hop := rb.Start("alice", "planner", "plan", "wf", nil, "p")
+	const ghosts = 300
+	for i := range ghosts {
+		id := fmt.Sprintf("ghost-%d", i)
+		rb.SetMember(runtreetest.Member{ID: id, Type: schemas.TypeAgent})
+		rb.Deny(hop, id, "x", runtreetest.Denial{Reason: schemas.ReasonTarget, Message: "unknown target"})
+	}
+	// A denied invoke to a registered agent is listed: a call reaches it.
+	denied := rb.Deny(hop, "researcher", "x", runtreetest.Denial{Reason: schemas.ReasonPolicy, Message: "not allowed"})
+	if _, err := rb.AppendTo(b.ctx, b.l); err != nil {
+		t.Fatal(err)
+	}
+	b.run("bob", schemas.StateCompleted) // pushes the run's state out (StateBytes 1)
+	x := b.list(TaskListConfig{PerCaller: 10, StateBytes: 1})
+	_, listed, keys := x.held()
+	// alice at planner, bob at planner, planner at researcher.
+	if keys != 3 || listed != 4 {
+		t.Fatalf("the list holds %d tasks under %d caller/agent pairs after one agent's %d denied invokes to made-up targets, "+
+			"want 4 under the 3 pairs a call can reach", listed, keys, ghosts)
+	}
+	if got := tasks(t, x, "planner", "researcher"); !slices.Contains(got, TaskID(run, denied)) {
+		t.Errorf("the denied invoke to a registered agent is not listed: %v", got)
+	}
+	if got := tasks(t, x, "planner", "ghost-0"); len(got) != 0 {
+		t.Errorf("tasks listed at a made-up agent: %v", got)
+	}
+}
+
+// TestTaskListTotalAndAgeBounds: MaxTasks bounds the tasks (and so the
+// caller and agent pairs) the list holds in all, the oldest decided
+// dropped first; a task decided before the window is dropped as the list
+// follows the ledger, not only left out of the rebuild.
+func TestTaskListTotalAndAgeBounds(t *testing.T) {
+	b := newListBed(t)
+	base := time.Now().Add(-30 * time.Minute) // a run a minute
+	for i := range 5 {
+		b.runAt("alice", schemas.StateCompleted, base.Add(time.Duration(i)*time.Minute))
+	}
+	var newest []string
+	for i := range 5 {
+		run, hop := b.runAt("bob", schemas.StateCompleted, base.Add(time.Duration(5+i)*time.Minute))
+		newest = append(newest, string(TaskID(run, hop)))
+	}
+	// 10 runs of 2 tasks each (the caller's and planner's), MaxTasks 6.
+	x := b.list(TaskListConfig{MaxTasks: 6})
+	if _, listed, _ := x.held(); listed != 6 {
+		t.Fatalf("tasks held: %d, want MaxTasks 6", listed)
+	}
+	if got := tasks(t, x, "alice", "planner"); len(got) != 0 {
+		t.Errorf("alice's older tasks are still listed past MaxTasks: %v", got)
+	}
+	got := tasks(t, x, "bob", "planner")
+	if len(got) != 3 || string(got[0]) != newest[4] {
+		t.Errorf("bob's listed tasks: %v, want his newest 3, newest first (%s)", got, newest[4])
+	}
+
+	// Age: a list following the ledger drops what its window left behind.
+	y := b.list(TaskListConfig{Window: time.Hour})
+	if _, listed, _ := y.held(); listed != 20 {
+		t.Fatalf("tasks held within the window: %d, want 20", listed)
+	}
+	// A run decided two hours ago (on its events' clock) is never listed.
+	old := schemas.NewID()
+	rb := runtreetest.New(old, time.Now().Add(-2*time.Hour), listCast)
+	oldHop := rb.Start("alice", "planner", "plan", "wf", nil, "p")
+	if _, err := rb.AppendTo(b.ctx, b.l); err != nil {
+		t.Fatal(err)
+	}
+	if got := tasks(t, y, "alice", "planner"); slices.Contains(got, TaskID(old, oldHop)) {
+		t.Errorf("a task decided before the window is listed")
+	}
+	// Two hours on, everything listed has aged out at the next read.
+	y.mu.Lock()
+	y.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	y.mu.Unlock()
+	if err := y.sync(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.run("alice", schemas.StateCompleted) // an event to follow: the list reads, and trims
+	if err := y.sync(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, listed, keys := y.held(); listed != 0 || keys != 0 {
+		t.Errorf("after the window passed the list holds %d tasks under %d pairs, want none", listed, keys)
+	}
+}
+
+// TestTaskListListableByTheDirectory: the server's list lists a pair
+// when the caller is registered and the agent is a registered agent (what
+// ListTasks is served under), and no other.
+func TestTaskListListableByTheDirectory(t *testing.T) {
+	b := newListBed(t)
+	s, _ := b.listServer(TaskListConfig{})
+	for _, c := range []struct {
+		caller, agent string
+		want          bool
+	}{
+		{"alice", "planner", true}, {"planner", "researcher", true},
+		{"alice", "ghost-1", false},   // no such agent
+		{"ghost-1", "planner", false}, // no such caller
+		{"planner", "alice", false},   // a user: no ListTasks is served under /alice/
+	} {
+		if got := s.listable(c.caller, c.agent); got != c.want {
+			t.Errorf("listable(%s, %s) = %v, want %v", c.caller, c.agent, got, c.want)
+		}
+	}
 }

@@ -84,7 +84,7 @@ func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltRep
 	if reason == "" {
 		return nil, errors.New("operator: a halt needs a reason: the ledger and the alert record it")
 	}
-	req := schemas.HaltRequest{Version: schemas.Version, RunID: run, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
+	req := schemas.HaltRequest{Version: schemas.Version, Cmd: schemas.CmdHalt, RunID: run, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note
 	if !approve {
 		verb = "reject"
 	}
-	req := schemas.ApprovalRequest{Version: schemas.Version, RunID: run, HopID: hop, By: c.cfg.ID, Approve: approve, Note: note, SentAt: time.Now().UTC()}
+	req := schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: c.cfg.ID, Approve: approve, Note: note, SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note
 // logged. A config that fails validation is refused with every problem
 // listed (wrapping ErrRefused) and the running one stays.
 func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadReply, error) {
-	req := schemas.ReloadRequest{Version: schemas.Version, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
+	req := schemas.ReloadRequest{Version: schemas.Version, Cmd: schemas.CmdReload, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		return nil, err
@@ -187,7 +187,7 @@ func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadRepl
 // (not a registered operator, a bad signature) wraps ErrRefused; no answer
 // in time, ErrNoAnswer.
 func (c *Client) QuotaStatus(ctx context.Context) (*schemas.QuotaStatusReply, error) {
-	req := schemas.QuotaStatusRequest{Version: schemas.Version, By: c.cfg.ID, SentAt: time.Now().UTC()}
+	req := schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: c.cfg.ID, SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		return nil, err

@@ -199,7 +199,7 @@ func TestQuotaStatusAsOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := schemas.Encode(&schemas.QuotaStatusRequest{Version: schemas.Version, By: "ops", SentAt: time.Now().UTC()})
+	body, err := schemas.Encode(&schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: "ops", SentAt: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestQuotaStatusAsOperator(t *testing.T) {
 		t.Fatalf("a request signed by another key: %s (%v)", m.Data, err)
 	}
 	// And one naming an operator the gateway does not know.
-	body, _ = schemas.Encode(&schemas.QuotaStatusRequest{Version: schemas.Version, By: "mallory", SentAt: time.Now().UTC()})
+	body, _ = schemas.Encode(&schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: "mallory", SentAt: time.Now().UTC()})
 	signed, _, _ = schemas.SignObject(body, schemas.ControlSigningContext, ops.Sign)
 	if m, err = nc.RequestWithContext(cctx, broker.DefaultSubjects().CtlQuota(), signed); err != nil {
 		t.Fatal(err)

@@ -77,6 +77,7 @@ per_agent:
 http:
   tasks_window: -1h
   tasks_per_caller: -3
+  tasks_max: -1
 `
 	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
@@ -87,7 +88,8 @@ http:
 	}
 	for _, want := range []string{"replicas is 9", `"Bad.Id" is not a valid id`, `type "robot"`, "registered twice", "nkey user public key",
 		"policies: at least one", "on_breach", "mode is \"lenient\"", "public_key is required",
-		"http.tasks_window must not be negative", "http.tasks_per_caller must not be negative"} {
+		"http.tasks_window must not be negative", "http.tasks_per_caller must not be negative",
+		"http.tasks_max must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -71,7 +71,7 @@ func (g *Gateway) checkReload(data []byte) (*schemas.ReloadRequest, error) {
 	if window <= 0 {
 		window = reloadWindow
 	}
-	if err := broker.VerifyControl(req.By, pub, data, req.SentAt, time.Now(), window); err != nil {
+	if err := broker.VerifyControl(schemas.CmdReload, req.By, pub, data, req.SentAt, time.Now(), window); err != nil {
 		return nil, err
 	}
 	return req, nil

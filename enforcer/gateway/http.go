@@ -49,6 +49,9 @@ type HTTPConfig struct {
 	// TasksPerCaller bounds the tasks ListTasks lists per caller and
 	// agent (the newest). Default 1,000.
 	TasksPerCaller int `yaml:"tasks_per_caller"`
+	// TasksMax bounds the tasks the A2A task list holds in all (the
+	// oldest decided dropped first). Default 100,000.
+	TasksMax int `yaml:"tasks_max"`
 }
 
 // DefaultMaxBodyBytes bounds an HTTP request body when http.max_body_bytes
@@ -71,6 +74,9 @@ func (c HTTPConfig) Validate() error {
 	}
 	if c.TasksPerCaller < 0 {
 		errs = append(errs, errors.New("http.tasks_per_caller must not be negative"))
+	}
+	if c.TasksMax < 0 {
+		errs = append(errs, errors.New("http.tasks_max must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -203,7 +209,7 @@ func (g *Gateway) mountA2A(ctx context.Context) error {
 	srv, err := a2ahttp.New(a2ahttp.Config{
 		Ingress: ing, Auth: g.Authenticator(), Directory: g.directory, PublicURL: public, NATSURL: natsURL,
 		Cards: g.cards, MaxBodyBytes: g.cfg.HTTP.MaxBodyBytes, Timeout: g.cfg.HTTP.CallTimeout, Logger: g.log,
-		Ledger: g.ledger, TaskList: a2ahttp.TaskListConfig{Window: g.cfg.HTTP.TasksWindow, PerCaller: g.cfg.HTTP.TasksPerCaller},
+		Ledger: g.ledger, TaskList: a2ahttp.TaskListConfig{Window: g.cfg.HTTP.TasksWindow, PerCaller: g.cfg.HTTP.TasksPerCaller, MaxTasks: g.cfg.HTTP.TasksMax},
 	})
 	if err != nil {
 		return err

@@ -134,7 +134,7 @@ func haltAs(t *testing.T, o *opReader, by, run string) schemas.HaltReply {
 // haltFor sends a halt request naming run on the halt subject of subjRun.
 func haltFor(t *testing.T, o *opReader, by, run, subjRun string) schemas.HaltReply {
 	t.Helper()
-	req := schemas.HaltRequest{Version: schemas.Version, RunID: run, By: by, Reason: "forged", SentAt: time.Now().UTC()}
+	req := schemas.HaltRequest{Version: schemas.Version, Cmd: schemas.CmdHalt, RunID: run, By: by, Reason: "forged", SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		t.Fatal(err)
