@@ -17,7 +17,7 @@ import (
 // operatorHalt halts run as operator "ops" with a signed request.
 func operatorHalt(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run string) schemas.HaltReply {
 	t.Helper()
-	req := schemas.HaltRequest{Version: 1, RunID: run, By: "ops", Reason: "runaway stream", SentAt: time.Now().UTC()}
+	req := schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: "ops", Reason: "runaway stream", SentAt: time.Now().UTC()}
 	body, err := schemas.Encode(&req)
 	if err != nil {
 		t.Fatal(err)
