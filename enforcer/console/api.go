@@ -337,31 +337,21 @@ func (s *Server) answer(approve bool) func(http.ResponseWriter, *http.Request, *
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("%q / %q: not a run and hop id", run, hop))
 			return
 		}
-		oc := s.deps.OperatorConfig()
-		oc.ID, oc.Key = ss.name, ss.key
-		c, err := operator.Connect(oc)
-		if err != nil {
-			writeError(w, http.StatusBadGateway, "console: connect as operator "+ss.name+": "+err.Error())
+		c := s.asOperator(w, ss)
+		if c == nil {
 			return
 		}
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		var reply *schemas.ApprovalReply
+		var err error
 		if approve {
 			reply, err = c.Approve(ctx, run, hop, req.Note)
 		} else {
 			reply, err = c.Reject(ctx, run, hop, req.Note)
 		}
-		switch {
-		case errors.Is(err, operator.ErrRefused):
-			writeError(w, http.StatusConflict, err.Error())
-			return
-		case errors.Is(err, operator.ErrNoAnswer):
-			writeError(w, http.StatusGatewayTimeout, err.Error())
-			return
-		case err != nil:
-			writeError(w, http.StatusBadRequest, err.Error())
+		if writeOperatorError(w, err, http.StatusBadRequest) {
 			return
 		}
 		s.log.Info("console answer", "run", run, "hop", hop, "operator", ss.name, "approve", approve)
@@ -392,28 +382,47 @@ func (s *Server) halt(w http.ResponseWriter, r *http.Request, ss *session) {
 		writeError(w, http.StatusBadRequest, "a halt needs a reason: the ledger and the alert record it")
 		return
 	}
-	oc := s.deps.OperatorConfig()
-	oc.ID, oc.Key = ss.name, ss.key
-	c, err := operator.Connect(oc)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, "console: connect as operator "+ss.name+": "+err.Error())
+	c := s.asOperator(w, ss)
+	if c == nil {
 		return
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	reply, err := c.Halt(ctx, run, req.Reason)
-	switch {
-	case errors.Is(err, operator.ErrRefused):
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	case errors.Is(err, operator.ErrNoAnswer):
-		writeError(w, http.StatusGatewayTimeout, err.Error())
-		return
-	case err != nil:
-		writeError(w, http.StatusBadGateway, err.Error())
+	if writeOperatorError(w, err, http.StatusBadGateway) {
 		return
 	}
 	s.log.Info("console halt", "run", run, "operator", ss.name, "reason", req.Reason, "already", reply.Already)
 	writeJSON(w, http.StatusOK, reply)
+}
+
+// asOperator connects to the bus as the session's operator, with its key.
+// When it cannot, it answers the request itself and returns nil.
+func (s *Server) asOperator(w http.ResponseWriter, ss *session) *operator.Client {
+	oc := s.deps.OperatorConfig()
+	oc.ID, oc.Key = ss.name, ss.key
+	c, err := operator.Connect(oc)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "console: connect as operator "+ss.name+": "+err.Error())
+		return nil
+	}
+	return c
+}
+
+// writeOperatorError answers the failure of an operator's command, if err
+// is one, and reports whether it was: the gateway refused it (409), gave
+// no answer in time (504), or it failed otherwise (status).
+func writeOperatorError(w http.ResponseWriter, err error, status int) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, operator.ErrRefused):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, operator.ErrNoAnswer):
+		writeError(w, http.StatusGatewayTimeout, err.Error())
+	default:
+		writeError(w, status, err.Error())
+	}
+	return true
 }
