@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/projections"
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // BenchmarkIngest measures how fast the projector drains a LEDGER backlog
@@ -38,9 +38,11 @@ func BenchmarkIngest(b *testing.B) {
 	publish(b, e.bus.JS, sealRuns(b, e.bus.Subjects, runs))
 	events := runs * runEvents
 
-	cpu0 := cpuTime(b)
+	// CPU time is this process's: the projector and the embedded NATS
+	// server. ClickHouse runs in a process of its own and is not counted.
+	cpu0 := cputime.Now(b)
 	baseline := consumeAll(b, e.bus.JS, e.bus.Subjects, uint64(events))
-	baselineCPU := cpuTime(b) - cpu0
+	baselineCPU := cputime.Now(b) - cpu0
 
 	cfg := e.db.Config
 	cfg.FlushInterval, cfg.AckWait = time.Second, time.Minute
@@ -57,7 +59,7 @@ func BenchmarkIngest(b *testing.B) {
 		pprof.StartCPUProfile(out)
 		defer pprof.StopCPUProfile()
 	}
-	start, cpu1 := time.Now(), cpuTime(b)
+	start, cpu1 := time.Now(), cputime.Now(b)
 	if err := p.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func BenchmarkIngest(b *testing.B) {
 		maxLag = max(maxLag, p.Info().Lag())
 		time.Sleep(5 * time.Millisecond)
 	}
-	elapsed, cpu := time.Since(start), cpuTime(b)-cpu1
+	elapsed, cpu := time.Since(start), cputime.Now(b)-cpu1
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -88,18 +90,6 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(float64(baselineCPU.Microseconds())/float64(events), "baseline-cpu-µs/event")
 	b.ReportMetric(float64(maxLag), "max-lag-events")
 	b.ReportMetric(0, "ns/op")
-}
-
-// cpuTime is the CPU time (user and system) this process has used: the
-// projector and, in these benchmarks, the embedded NATS server. ClickHouse
-// runs in a process of its own and is not counted.
-func cpuTime(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkLiveLag publishes synthetic runs at a steady rate (PROJ_RATE

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // randomHopDecision fills every member of a hop decision, or leaves it
@@ -99,14 +101,14 @@ func BenchmarkHopDecisionData(b *testing.B) {
 		FromTags: []string{"entry"}, ToType: TypeAgent, ToTeam: "core", Action: ActionInvoke, Depth: 1, Ancestry: []string{"tomas", "orchestrator"},
 		OnBehalfOf: "tomas", PolicyIDs: []string{"all"}, Deadline: time.Now().UTC(), SubmitSeq: 42, Envelope: wire, Size: len(wire), Digest: Digest(wire)}
 	b.Run("encode", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if _, err := Encode(d); err != nil {
 				b.Fatal(err)
 			}
 		})
 	})
 	b.Run("marshal-data", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if _, err := d.MarshalData(); err != nil {
 				b.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // BenchmarkDecodeEnvelope measures decoding a signed invoke as the
@@ -16,14 +17,14 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("decoder", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if _, _, err := DecodeEnvelope(signed, 64<<10); err != nil {
 				b.Fatal(err)
 			}
 		})
 	})
 	b.Run("reference", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if _, _, err := decodeEnvelopeReference(signed, 64<<10); err != nil {
 				b.Fatal(err)
 			}
@@ -32,7 +33,7 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 	var e Envelope
 	_ = jsonv2.Unmarshal(signed, &e)
 	b.Run("validate", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			_ = e.Validate()
 		})
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"filippo.io/edwards25519"
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // sameVerdict fails t when the Verifier and crypto/ed25519.Verify answer
@@ -185,14 +186,14 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("stdlib", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if err := VerifySignature(signed, pub); err != nil {
 				b.Fatal(err)
 			}
 		})
 	})
 	b.Run("verifier", func(b *testing.B) {
-		loopCPU(b, func() {
+		cputime.Loop(b, func() {
 			if err := v.VerifyEnvelope(signed); err != nil {
 				b.Fatal(err)
 			}

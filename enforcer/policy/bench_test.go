@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"testing"
+
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // BenchmarkDecide measures one decision with 1,000 agents and the shipped
@@ -35,7 +37,7 @@ func BenchmarkDecide(b *testing.B) {
 				e.decideScan(r)
 			}
 			i := 0
-			loopCPU(b, func() {
+			cputime.Loop(b, func() {
 				e.decideScan(reqs[i%len(reqs)])
 				i++
 			})
@@ -45,7 +47,7 @@ func BenchmarkDecide(b *testing.B) {
 				e.Decide(r)
 			}
 			i := 0
-			loopCPU(b, func() {
+			cputime.Loop(b, func() {
 				e.Decide(reqs[i%len(reqs)])
 				i++
 			})

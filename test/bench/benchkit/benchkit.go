@@ -31,6 +31,7 @@ import (
 	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
+	"github.com/tollgate/tollgate/test/bench/cputime"
 )
 
 // Workload shapes a measurement: runs, each a root invoke followed by
@@ -291,7 +292,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 		extra = append(extra, enf)
 	}
-	cpu0, err := processCPU()
+	cpu0, err := cputime.Process()
 	if err != nil {
 		return Result{}, err
 	}
@@ -310,7 +311,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	}
 	err = e.drained(ctx)
 	elapsed := time.Since(start)
-	cpu1, _ := processCPU()
+	cpu1, _ := cputime.Process()
 	stopProfile()
 	stored, serr := e.stored(ctx)
 	enfs := append([]*enforcer.Enforcer{e.g.Enforcer()}, extra...)
@@ -348,7 +349,7 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 		return Result{}, err
 	}
 	defer e.close()
-	cpu0, err := processCPU()
+	cpu0, err := cputime.Process()
 	if err != nil {
 		return Result{}, err
 	}
@@ -364,7 +365,7 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 	}
 	err = e.drained(ctx)
 	elapsed := time.Since(start)
-	cpu1, _ := processCPU()
+	cpu1, _ := cputime.Process()
 	stopProfile()
 	stop()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
@@ -24,15 +23,6 @@ type Cost struct {
 // StreamUse is one stream's state after a measurement.
 type StreamUse struct {
 	Bytes, Msgs uint64
-}
-
-// processCPU is the CPU time this process has used so far.
-func processCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // stored reads the state of the gateway's streams.
