@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer/console"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
+	"github.com/tollgate/tollgate/enforcer/gateway"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger/runtree"
 	"github.com/tollgate/tollgate/schemas"
@@ -522,7 +525,7 @@ func TestTamperedRun(t *testing.T) {
 // retries) and a hop re-routed to a fallback (the re-route, the target it
 // left with why, the fallback edge), as the ledger recorded them.
 func TestRunShowsRetriesAndFallbacks(t *testing.T) {
-	f := startConfigured(t, retryConfig(t))
+	f := startConfigured(t, func(cfg *gateway.Config, keys map[string]nkeys.KeyPair) { enforcertest.AddRetries(t, cfg, keys) })
 	run := f.retryRun(t)
 	c := client(t)
 	f.login(t, c)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +17,8 @@ import (
 	"github.com/tollgate/tollgate/broker/agent"
 	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/demo"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/gateway"
-	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/schemas"
 )
@@ -257,74 +256,11 @@ func (f *fixture) ledgerEvents(t *testing.T, run string) []schemas.EventType {
 	return out
 }
 
-// retryConfig gives the writer a retry policy (two attempts on
-// rate_limited) and adds two agents: reviewer, whose fallback is editor.
-func retryConfig(t *testing.T) func(*gateway.Config, map[string]nkeys.KeyPair) {
-	return func(cfg *gateway.Config, keys map[string]nkeys.KeyPair) {
-		noJitter := 0.0
-		for i := range cfg.Agents {
-			if cfg.Agents[i].ID == "writer" {
-				cfg.Agents[i].Retry = limits.Retry{MaxAttempts: 2, On: []string{"rate_limited"}, Backoff: 50 * time.Millisecond, Jitter: &noJitter}
-			}
-		}
-		for _, id := range []string{"reviewer", "editor"} {
-			kp, err := broker.NewKey()
-			if err != nil {
-				t.Fatal(err)
-			}
-			pub, _ := kp.PublicKey()
-			keys[id] = kp
-			a := gateway.IdentityConfig{ID: id, Type: "agent", Team: "content", PublicKey: pub, TimeoutSeconds: 30}
-			if id == "reviewer" {
-				a.Fallback = []string{"editor"}
-			}
-			cfg.Agents = append(cfg.Agents, a)
-		}
-	}
-}
-
-// retryRun runs a brief in which the writer fails once with a retryable
-// error (the gateway delivers the hop again and the second attempt
-// completes) and the reviewer, which nobody serves, is re-routed to its
-// fallback, the editor. It returns the run.
+// retryRun runs the retry scenario (enforcertest.RunRetries) in process
+// and returns its run.
 func (f *fixture) retryRun(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var writes atomic.Int64
-	handlers := map[string]agent.Handler{
-		"orchestrator": func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
-			for _, to := range []string{"writer", "reviewer"} {
-				if _, err := task.Delegate(ctx, to, agent.UserText("your part")); err != nil {
-					return nil, err
-				}
-			}
-			return &agent.Result{Output: agent.AgentText("done")}, nil
-		},
-		"writer": func(context.Context, *agent.Task) (*agent.Result, error) {
-			if writes.Add(1) == 1 {
-				return &agent.Result{Status: schemas.StateFailed, Error: "model overloaded", ErrorClass: "rate_limited",
-					Usage: &schemas.Usage{InputTokens: 10, CostUSD: 0.001}}, nil
-			}
-			return &agent.Result{Output: agent.AgentText("draft"), Usage: &schemas.Usage{InputTokens: 20, CostUSD: 0.002}}, nil
-		},
-		"editor": func(context.Context, *agent.Task) (*agent.Result, error) {
-			return &agent.Result{Output: agent.AgentText("reviewed"), Usage: &schemas.Usage{InputTokens: 5, CostUSD: 0.0005}}, nil
-		},
-		demo.User: nil,
-	}
-	clients := map[string]*agent.Client{}
-	for id, h := range handlers {
-		c, err := agent.Connect(ctx, agent.Config{ID: id, Key: f.keys[id], InProcess: f.g.Embedded(), Handler: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		clients[id] = c
-	}
-	reply, err := clients[demo.User].Start(ctx, "orchestrator", agent.UserText("brief"))
-	if err != nil || reply.Status != schemas.StateCompleted {
-		t.Fatalf("the run with a retry and a fallback: %v %+v", err, reply)
-	}
-	return reply.RunID
+	return enforcertest.RunRetries(ctx, t, agent.Config{InProcess: f.g.Embedded()}, f.keys, demo.User)
 }

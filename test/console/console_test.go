@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -36,8 +35,8 @@ import (
 	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/enforcer/console"
 	"github.com/tollgate/tollgate/enforcer/demo"
+	"github.com/tollgate/tollgate/enforcer/enforcertest"
 	"github.com/tollgate/tollgate/enforcer/gateway"
-	"github.com/tollgate/tollgate/enforcer/limits"
 	"github.com/tollgate/tollgate/enforcer/policy"
 	"github.com/tollgate/tollgate/ledger"
 	"github.com/tollgate/tollgate/ledger/runtree"
@@ -116,7 +115,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	opPub, _ := op.PublicKey()
 	opSeed, _ := op.Seed()
-	addRetries(t, cfg, keys)
+	enforcertest.AddRetries(t, cfg, keys)
 	writePolicies(t, filepath.Join(dir, "policies"), demo.Incident)
 	writePolicies(t, filepath.Join(dir, "candidates"), demo.Loop)
 	natsPort, adminPort := brokertest.FreePort(t), brokertest.FreePort(t)
@@ -154,7 +153,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	incident := reply.RunID
-	retryRun := retriedRun(ctx, t, url, keys)
+	retryRun := enforcertest.RunRetries(ctx, t, agent.Config{URL: url}, keys, demo.User)
 	liveRun := holdRun(ctx, t, url, keys)
 
 	loopURL := demoConsole(t, bin, demo.Loop)
@@ -293,75 +292,6 @@ func demoConsole(t *testing.T, bin, scenario string) string {
 		return url != ""
 	})
 	return url
-}
-
-// addRetries gives the writer a retry policy (two attempts on
-// rate_limited) and adds two agents: reviewer, whose fallback is editor.
-func addRetries(t *testing.T, cfg *gateway.Config, keys map[string]nkeys.KeyPair) {
-	t.Helper()
-	noJitter := 0.0
-	for i := range cfg.Agents {
-		if cfg.Agents[i].ID == "writer" {
-			cfg.Agents[i].Retry = limits.Retry{MaxAttempts: 2, On: []string{"rate_limited"}, Backoff: 50 * time.Millisecond, Jitter: &noJitter}
-		}
-	}
-	for _, id := range []string{"reviewer", "editor"} {
-		kp, err := broker.NewKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := kp.PublicKey()
-		keys[id] = kp
-		a := gateway.IdentityConfig{ID: id, Type: "agent", Team: "content", PublicKey: pub, TimeoutSeconds: 30}
-		if id == "reviewer" {
-			a.Fallback = []string{"editor"}
-		}
-		cfg.Agents = append(cfg.Agents, a)
-	}
-}
-
-// retriedRun runs a brief in which the writer fails once with a retryable
-// error (the gateway delivers the hop again; the second attempt
-// completes) and the reviewer, which nobody serves, is re-routed to its
-// fallback, the editor. Its agents are gone when it returns.
-func retriedRun(ctx context.Context, t *testing.T, url string, keys map[string]nkeys.KeyPair) string {
-	t.Helper()
-	var writes atomic.Int64
-	handlers := map[string]agent.Handler{
-		"orchestrator": func(ctx context.Context, task *agent.Task) (*agent.Result, error) {
-			for _, to := range []string{"writer", "reviewer"} {
-				if _, err := task.Delegate(ctx, to, agent.UserText("your part")); err != nil {
-					return nil, err
-				}
-			}
-			return &agent.Result{Output: agent.AgentText("done")}, nil
-		},
-		"writer": func(context.Context, *agent.Task) (*agent.Result, error) {
-			if writes.Add(1) == 1 {
-				return &agent.Result{Status: schemas.StateFailed, Error: "model overloaded", ErrorClass: "rate_limited",
-					Usage: &schemas.Usage{InputTokens: 10, CostUSD: 0.001}}, nil
-			}
-			return &agent.Result{Output: agent.AgentText("draft"), Usage: &schemas.Usage{InputTokens: 20, CostUSD: 0.002}}, nil
-		},
-		"editor": func(context.Context, *agent.Task) (*agent.Result, error) {
-			return &agent.Result{Output: agent.AgentText("reviewed"), Usage: &schemas.Usage{InputTokens: 5, CostUSD: 0.0005}}, nil
-		},
-		demo.User: nil,
-	}
-	clients := map[string]*agent.Client{}
-	for id, h := range handlers {
-		c, err := agent.Connect(ctx, agent.Config{ID: id, Key: keys[id], URL: url, Handler: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		clients[id] = c
-	}
-	reply, err := clients[demo.User].Start(ctx, "orchestrator", agent.UserText("brief"))
-	if err != nil || reply.Status != schemas.StateCompleted {
-		t.Fatalf("the run with a retry and a fallback: %v %+v", err, reply)
-	}
-	return reply.RunID
 }
 
 // holdRun starts a run of the demo's user at an orchestrator that keeps
