@@ -1,11 +1,17 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Version is the schema version of the gateway's own records (ledger
@@ -312,19 +318,18 @@ func (e *Envelope) Validate() error {
 
 // a2aMessage is the part of an A2A Message the gateway checks: enough to
 // refuse something that is not a message, without re-implementing the SDKs.
-// Kind is A2A v0.3's discriminator; v1.0 has none.
+// Kind is A2A v0.3's discriminator; v1.0 has none. Parts counts the
+// elements of parts.
 type a2aMessage struct {
-	Kind      string            `json:"kind"`
-	MessageID string            `json:"messageId"`
-	Role      string            `json:"role"`
-	Parts     []json.RawMessage `json:"parts"`
+	Kind, MessageID, Role string
+	Parts                 int
 }
 
 // checkA2AMessage checks the message of an envelope of version v: an A2A
 // v1.0 Message for v2, an A2A v0.3 one for v1.
 func checkA2AMessage(v int, raw json.RawMessage) error {
-	var m a2aMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	m, err := readA2AMessage(raw)
+	if err != nil {
 		return fmt.Errorf("not an A2A message object: %w", err)
 	}
 	var errs []error
@@ -341,10 +346,177 @@ func checkA2AMessage(v int, raw json.RawMessage) error {
 	} else if m.Role != "ROLE_USER" && m.Role != "ROLE_AGENT" {
 		errs = append(errs, fmt.Errorf(`role is %q, want "ROLE_USER" or "ROLE_AGENT" (A2A v1.0)`, m.Role))
 	}
-	if len(m.Parts) == 0 {
+	if m.Parts == 0 {
 		errs = append(errs, errors.New("parts is empty"))
 	}
 	return errors.Join(errs...)
+}
+
+// a2aReader is a token decoder over a reader of one message, kept in
+// a2aReaders and reset for each message: a new decoder costs more than the
+// walk.
+type a2aReader struct {
+	src bytes.Reader
+	dec *jsontext.Decoder
+}
+
+var a2aReaders = sync.Pool{New: func() any {
+	r := &a2aReader{}
+	r.dec = jsontext.NewDecoder(&r.src, a2aReadOptions...)
+	return r
+}}
+
+// a2aReadOptions read JSON as encoding/json does: duplicate names and
+// invalid UTF-8 allowed. Reset drops a decoder's options, so each Reset
+// passes them again.
+var a2aReadOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// readA2AMessage reads the members a2aMessage names from raw in one token
+// walk, reading as encoding/json.Unmarshal into a struct with those fields
+// did before (TestReadA2AMessageMatchesEncodingJSON, FuzzReadA2AMessage):
+// names match exactly or, failing that, case-insensitively (Unicode simple
+// folding); the last matching member wins; null leaves a field empty; a
+// value of the wrong type is an error; parts is an array of any values;
+// other members are skipped but must be valid JSON, and so must the whole
+// of raw (duplicate names and invalid UTF-8 allowed, as encoding/json
+// allows them).
+func readA2AMessage(raw []byte) (a2aMessage, error) {
+	var m a2aMessage
+	r := a2aReaders.Get().(*a2aReader)
+	defer func() {
+		r.src.Reset(nil) // hold no message while pooled
+		r.dec.Reset(&r.src, a2aReadOptions...)
+		a2aReaders.Put(r)
+	}()
+	r.src.Reset(raw)
+	r.dec.Reset(&r.src, a2aReadOptions...)
+	dec := r.dec
+	wrongType := func(name string, k jsontext.Kind) error {
+		want := "string"
+		if name == "parts" {
+			want = "list"
+		}
+		return fmt.Errorf("member %q is a JSON %s, not a %s", name, kindName(k), want)
+	}
+	var typeErr error
+	switch dec.PeekKind() {
+	case 'n':
+		if _, err := dec.ReadToken(); err != nil {
+			return m, err
+		}
+	case '{':
+		if _, err := dec.ReadToken(); err != nil {
+			return m, err
+		}
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return m, err
+			}
+			field := a2aField(tok.String())
+			if field == "" {
+				if err := dec.SkipValue(); err != nil {
+					return m, err
+				}
+				continue
+			}
+			k := dec.PeekKind()
+			switch {
+			case k == 'n':
+				// null empties the list and leaves a string as it was.
+				if _, err := dec.ReadToken(); err != nil {
+					return m, err
+				}
+				if field == "parts" {
+					m.Parts = 0
+				}
+			case field == "parts" && k == '[':
+				if _, err := dec.ReadToken(); err != nil {
+					return m, err
+				}
+				n := 0
+				for dec.PeekKind() != ']' {
+					if err := dec.SkipValue(); err != nil {
+						return m, err
+					}
+					n++
+				}
+				if _, err := dec.ReadToken(); err != nil {
+					return m, err
+				}
+				m.Parts = n
+			case field != "parts" && k == '"':
+				tok, err := dec.ReadToken()
+				if err != nil {
+					return m, err
+				}
+				switch field {
+				case "kind":
+					m.Kind = tok.String()
+				case "messageId":
+					m.MessageID = tok.String()
+				case "role":
+					m.Role = tok.String()
+				}
+			default:
+				if err := dec.SkipValue(); err != nil {
+					return m, err
+				}
+				if typeErr == nil {
+					typeErr = wrongType(field, k)
+				}
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return m, err
+		}
+	default:
+		k := dec.PeekKind()
+		if err := dec.SkipValue(); err != nil {
+			return m, err
+		}
+		typeErr = fmt.Errorf("a JSON %s, not an object", kindName(k))
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+		return m, err
+	}
+	return m, typeErr
+}
+
+// a2aField is the a2aMessage field name matches: exactly, or else
+// case-insensitively, or "" for none.
+func a2aField(name string) string {
+	for _, f := range [...]string{"kind", "messageId", "role", "parts"} {
+		if name == f {
+			return f
+		}
+	}
+	for _, f := range [...]string{"kind", "messageId", "role", "parts"} {
+		if strings.EqualFold(name, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// kindName names a JSON value kind in an error.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
 }
 
 // validErrorClass reports whether c is 1-64 of a-z, 0-9, '_', '.', '-'.
