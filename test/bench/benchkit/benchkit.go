@@ -343,6 +343,31 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 // append to LEDGER, forward to DELIVER, ack once both are stored, sharded
 // by run over the same number of workers.
 func RawRelay(ctx context.Context, w Workload) (Result, error) {
+	return relay(ctx, w, false)
+}
+
+// Floor measures the message work the design requires of the enforcer and
+// nothing else: for each submission, an append to its run's LEDGER subject
+// with the run's expected last sequence, waited for before anything is
+// forwarded (write-ahead), then the forward to DELIVER, then the ack, with
+// the ledger event and the delivery padded to about the governed sizes
+// (FloorLedgerExtra, FloorDeliverExtra). No decoding, signature, state,
+// policy or hashing: it is the rate a governed path could not beat on this
+// bus, whatever its decisions cost.
+func Floor(ctx context.Context, w Workload) (Result, error) {
+	return relay(ctx, w, true)
+}
+
+// The bytes Floor adds to a submission to make its ledger event and its
+// delivery about the size of the governed ones (the decision, chain hash
+// and context around the envelope): the hops tool prints the bytes stored
+// per hop of both.
+const (
+	FloorLedgerExtra  = 880
+	FloorDeliverExtra = 490
+)
+
+func relay(ctx context.Context, w Workload, floor bool) (Result, error) {
 	w.Instances = 0 // the relay reads SUBMIT unpartitioned
 	e, err := newEnv(ctx, w)
 	if err != nil {
@@ -358,7 +383,7 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 		return Result{}, err
 	}
 	start := time.Now()
-	stop, err := e.startRelay(ctx, w.Shards)
+	stop, err := e.startRelay(ctx, w.Shards, floor)
 	if err != nil {
 		stopProfile()
 		return Result{}, err
@@ -375,13 +400,19 @@ func RawRelay(ctx context.Context, w Workload) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Name: "raw relay", Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
+	name := "raw relay"
+	if floor {
+		name = "floor"
+	}
+	return Result{Name: name, Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
 }
 
 // startRelay starts the raw relay on SUBMIT over shards workers (0: 64)
 // and returns what stops it. Each submission is appended to LEDGER and
-// forwarded to DELIVER under its hop id (benchHopHeader).
-func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err error) {
+// forwarded to DELIVER under its hop id (benchHopHeader). With floor, the
+// append expects the run's last sequence and is stored before the forward
+// is sent, and both carry the padding (Floor).
+func (e *env) startRelay(ctx context.Context, shards int, floor bool) (stop func(), err error) {
 	cons, err := e.js.CreateOrUpdateConsumer(ctx, e.subjects.Stream(broker.StreamSubmit), jetstream.ConsumerConfig{
 		Durable: "relay", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000,
 	})
@@ -408,10 +439,26 @@ func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err erro
 		go func() {
 			defer wg.Done()
 			defer close(acks)
+			last := map[string]uint64{} // floor: each run's last LEDGER sequence (this worker owns its runs)
 			for j := range ins[i] {
 				hop := j.m.Headers().Get(benchHopHeader)
 				if hop == "" {
 					hop = schemas.NewID()
+				}
+				if floor {
+					f, err := e.floorAppend(ctx, j.run, last[j.run], j.m.Data())
+					if err != nil {
+						_ = j.m.Nak()
+						continue
+					}
+					last[j.run] = f
+					d, err := e.js.PublishAsync(e.subjects.Deliver("research", hop, schemas.DeliverInvoke), padded(j.m.Data(), FloorDeliverExtra))
+					if err != nil {
+						_ = j.m.Nak()
+						continue
+					}
+					acks <- pending{m: j.m, fs: [2]jetstream.PubAckFuture{d}}
+					continue
 				}
 				l, err1 := e.js.PublishAsync(e.subjects.Ledger(j.run), j.m.Data())
 				d, err2 := e.js.PublishAsync(e.subjects.Deliver("research", hop, schemas.DeliverInvoke), j.m.Data())
@@ -427,6 +474,9 @@ func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err erro
 			for p := range acks {
 				ok := true
 				for _, f := range p.fs {
+					if f == nil {
+						continue
+					}
 					select {
 					case <-f.Ok():
 					case <-f.Err():
@@ -470,4 +520,33 @@ func (e *env) startRelay(ctx context.Context, shards int) (stop func(), err erro
 		return nil, err
 	}
 	return func() { cc.Stop(); closeIns() }, nil
+}
+
+// floorAppend appends data, padded, to run's LEDGER subject expecting
+// last as the subject's last sequence, and waits until it is stored, as
+// the enforcer's write-ahead append does; it returns the new sequence.
+func (e *env) floorAppend(ctx context.Context, run string, last uint64, data []byte) (uint64, error) {
+	f, err := e.js.PublishAsync(e.subjects.Ledger(run), padded(data, FloorLedgerExtra),
+		jetstream.WithExpectLastSequencePerSubject(last), jetstream.WithExpectStream(e.subjects.Stream(broker.StreamLedger)))
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err := <-f.Err():
+		return 0, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// padded is data followed by extra spaces.
+func padded(data []byte, extra int) []byte {
+	out := make([]byte, len(data), len(data)+extra)
+	copy(out, data)
+	for range extra {
+		out = append(out, ' ')
+	}
+	return out
 }

@@ -31,6 +31,8 @@ func BenchmarkRawRelay(b *testing.B) { bench(b, benchkit.RawRelay, workload) }
 
 func BenchmarkGoverned(b *testing.B) { bench(b, benchkit.Governed, workload) }
 
+func BenchmarkFloor(b *testing.B) { bench(b, benchkit.Floor, workload) }
+
 func BenchmarkGovernedUnsigned(b *testing.B) {
 	w := workload
 	w.Unsigned = true
@@ -50,16 +52,25 @@ func BenchmarkGovernedQuota(b *testing.B) {
 }
 
 // TestWorkloadRuns checks the harness itself: every submission is governed
-// and allowed, and the relay drains the same load.
+// and allowed, and the relay and the floor drain the same load. The floor
+// stores one padded ledger event and one padded delivery per submission,
+// each run's events chained by their expected sequences.
 func TestWorkloadRuns(t *testing.T) {
 	w := benchkit.Workload{Runs: 5, Hops: 4}
-	for _, f := range []func(context.Context, benchkit.Workload) (benchkit.Result, error){benchkit.RawRelay, benchkit.Governed} {
+	for _, f := range []func(context.Context, benchkit.Workload) (benchkit.Result, error){benchkit.RawRelay, benchkit.Governed, benchkit.Floor} {
 		res, err := f(context.Background(), w)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Messages != 25 || res.Elapsed <= 0 {
 			t.Fatalf("%s: %+v", res.Name, res)
+		}
+		if res.Name != "floor" {
+			continue
+		}
+		l, d := res.Stored["LEDGER"], res.Stored["DELIVER"]
+		if l.Msgs != 25 || d.Msgs != 25 || l.Bytes < 25*benchkit.FloorLedgerExtra || d.Bytes < 25*benchkit.FloorDeliverExtra {
+			t.Fatalf("floor stored LEDGER %+v, DELIVER %+v: want 25 padded messages each", l, d)
 		}
 	}
 }

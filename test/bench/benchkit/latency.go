@@ -85,7 +85,7 @@ func GovernedLatency(ctx context.Context, o OpenLoop) (Latencies, error) {
 func RawLatency(ctx context.Context, o OpenLoop) (Latencies, error) {
 	o.Instances = 0
 	return openLoop(ctx, o, "raw relay", func(ctx context.Context, e *env) (func(), error) {
-		return e.startRelay(ctx, o.Shards)
+		return e.startRelay(ctx, o.Shards, false)
 	})
 }
 

@@ -30,18 +30,24 @@ func main() {
 	flag.IntVar(&w.Conns, "conns", -1, "extra connections the enforcer publishes on (-1: the gateway's default, as serve)")
 	flag.IntVar(&w.Instances, "instances", 0, "enforcer instances over partitioned runs (0: one, unpartitioned)")
 	flag.IntVar(&w.Partitions, "partitions", 0, "run partitions with -instances (0: 8)")
+	floor := flag.Bool("floor", false, "also measure the floor: the ledger append (expected sequence, waited for) and the delivery the design requires, padded to the governed sizes, with no decisions (benchkit.Floor)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of each governed round's drain (not its loading) to FILE.<round>")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "%d submissions per measurement (%d runs x (1 root + %d hops)), GOMAXPROCS %d\n", w.Total(), w.Runs, w.Hops, runtime.GOMAXPROCS(0))
-	var raw, gov, rawCPU, govCPU []float64
+	var raw, gov, flo, rawCPU, govCPU, floCPU []float64
+	type measurement struct {
+		f        func(context.Context, benchkit.Workload) (benchkit.Result, error)
+		out, cpu *[]float64
+		profile  bool
+	}
 	for r := 1; r <= *rounds; r++ {
-		for _, m := range []struct {
-			f        func(context.Context, benchkit.Workload) (benchkit.Result, error)
-			out, cpu *[]float64
-			profile  bool
-		}{{benchkit.RawRelay, &raw, &rawCPU, false}, {benchkit.Governed, &gov, &govCPU, *cpuprofile != ""}} {
+		ms := []measurement{{benchkit.RawRelay, &raw, &rawCPU, false}, {benchkit.Governed, &gov, &govCPU, *cpuprofile != ""}}
+		if *floor {
+			ms = append(ms, measurement{benchkit.Floor, &flo, &floCPU, false})
+		}
+		for _, m := range ms {
 			wm := w
 			var prof *os.File
 			if m.profile {
@@ -64,7 +70,7 @@ func main() {
 			perMsg := float64(res.CPU.Microseconds()) / float64(res.Messages)
 			*m.cpu = append(*m.cpu, perMsg)
 			fmt.Fprintf(os.Stderr, "round %d  %-10s %8.0f msg/s  (%s, process CPU %.1f µs/msg)\n", r, res.Name, res.PerSecond(), res.Elapsed.Round(time.Millisecond), perMsg)
-			if res.Name == "governed" {
+			if res.Name != "raw relay" {
 				for _, s := range []string{"LEDGER", "DELIVER", "TIMERS", "SUBMIT"} {
 					u := res.Stored[s]
 					fmt.Fprintf(os.Stderr, "          %-8s %10d bytes %8d msgs  %6.0f bytes/hop\n", s, u.Bytes, u.Msgs, float64(u.Bytes)/float64(res.Messages))
@@ -77,6 +83,10 @@ func main() {
 	fmt.Printf("governed    %8.0f hops/s (median of %d)\n", mg, len(gov))
 	fmt.Printf("ratio       %8.2f\n", mg/mr)
 	fmt.Printf("process CPU raw %.1f µs/msg, governed %.1f µs/hop (medians; enforcer or relay plus the embedded server)\n", median(rawCPU), median(govCPU))
+	if *floor {
+		mf := median(flo)
+		fmt.Printf("floor       %8.0f hops/s (median of %d), ratio to the raw relay %.2f, process CPU %.1f µs/hop\n", mf, len(flo), mf/mr, median(floCPU))
+	}
 }
 
 func median(xs []float64) float64 {
