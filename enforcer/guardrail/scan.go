@@ -1,12 +1,15 @@
 package guardrail
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tollgate/tollgate/enforcer/guardrail/internal/decode"
 	"github.com/tollgate/tollgate/enforcer/guardrail/internal/textnorm"
@@ -34,6 +37,11 @@ type scanner struct {
 	lim Limits
 	tab *table
 	res *Result
+
+	// src and dec read the message being walked; reset for each one
+	// (scanMessage), since a new decoder costs more than many walks.
+	src bytes.Reader
+	dec *jsontext.Decoder
 
 	norm     textnorm.Normalizer
 	budget   decode.Budget
@@ -76,12 +84,14 @@ type span struct {
 }
 
 func newScanner(e *Engine) *scanner {
-	return &scanner{
+	s := &scanner{
 		e: e, lim: e.lim,
 		found:   make([]uint32, len(e.kw.words)),
 		groups:  make([]uint32, e.kw.ngroups),
 		touched: make([]uint32, len(e.patterns)),
 	}
+	s.dec = jsontext.NewDecoder(&s.src, walkOptions...)
+	return s
 }
 
 func (s *scanner) reset(tab *table, res *Result) {

@@ -1,7 +1,6 @@
 package guardrail
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -91,6 +90,10 @@ func callKey(name string) bool {
 	return false
 }
 
+// walkOptions read a message as leniently as the agents' JSON libraries
+// may: duplicate names and invalid UTF-8 are scanned, not refused.
+var walkOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
 // scanMessage walks the JSON message and scans every string in it, keys
 // included. Invalid JSON is scanned as text.
 func (s *scanner) scanMessage(raw []byte) {
@@ -101,8 +104,13 @@ func (s *scanner) scanMessage(raw []byte) {
 		s.truncate()
 		return
 	}
-	dec := jsontext.NewDecoder(bytes.NewReader(raw),
-		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	s.src.Reset(raw)
+	s.dec.Reset(&s.src, walkOptions...) // Reset drops options: pass them again
+	defer func() {
+		s.src.Reset(nil) // a pooled scanner holds no message
+		s.dec.Reset(&s.src, walkOptions...)
+	}()
+	dec := s.dec
 	frames := s.frames[:0]
 	var buf []byte
 	for {
