@@ -91,12 +91,13 @@ func TestWorkloadInstances(t *testing.T) {
 
 // TestOpenLoopRuns checks the open-loop harness (smoke only, no figures):
 // at a low offered rate every submission of the measured part reaches the
-// target on both paths, and the quantiles are ordered.
+// target on every path (relay, governed, floor), and the quantiles are
+// ordered.
 func TestOpenLoopRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	o := benchkit.OpenLoop{Workload: benchkit.Workload{Hops: 4, Conns: -1}, Rate: 200, Warmup: 100 * time.Millisecond, Duration: 500 * time.Millisecond}
-	for _, f := range []func(context.Context, benchkit.OpenLoop) (benchkit.Latencies, error){benchkit.RawLatency, benchkit.GovernedLatency} {
+	for _, f := range []func(context.Context, benchkit.OpenLoop) (benchkit.Latencies, error){benchkit.RawLatency, benchkit.GovernedLatency, benchkit.FloorLatency} {
 		l, err := f(ctx, o)
 		if err != nil {
 			t.Fatal(err)

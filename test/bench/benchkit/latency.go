@@ -89,6 +89,15 @@ func RawLatency(ctx context.Context, o OpenLoop) (Latencies, error) {
 	})
 }
 
+// FloorLatency offers the load to the floor (Floor): the write-ahead
+// append and the delivery the design requires, with no decisions.
+func FloorLatency(ctx context.Context, o OpenLoop) (Latencies, error) {
+	o.Instances = 0
+	return openLoop(ctx, o, "floor", func(ctx context.Context, e *env) (func(), error) {
+		return e.startRelay(ctx, o.Shards, true)
+	})
+}
+
 // openLoop runs one measurement against what start starts.
 func openLoop(ctx context.Context, o OpenLoop, name string, start func(context.Context, *env) (func(), error)) (Latencies, error) {
 	if o.Rate <= 0 || o.Duration <= 0 {
