@@ -83,12 +83,14 @@ func (e *Engine) Decide(r Request) Decision {
 func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, whole *types.Record) (cedar.Decision, cedar.Diagnostic) {
 	c := candidatePool.Get().(*candidates)
 	defer func() {
-		c.ix, c.entities = nil, requestEntities{}
+		c.ix, c.entities, c.facts = nil, requestEntities{}, facts{}
 		candidatePool.Put(c)
 	}()
 	c.ix = e.set.index
 	c.entities = requestEntities{p: p, r: res, all: e.entities}
 	c.positions = collect(c.positions[:0], e.typed(p, a, res), &p.as[principalTerm], a.candidates, &res.as[resourceTerm])
+	c.facts = facts{ctx: *ctx, p: p, r: res}
+	c.positions = c.ix.exclude(c.positions, &c.facts)
 	req := types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid}
 	if whole != nil {
 		req.Context = *whole

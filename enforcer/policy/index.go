@@ -115,6 +115,8 @@ type index struct {
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
 	reads    []contextReads // the context attributes each policy reads
+	guards   []guard        // each policy's conditions, as far as a guard decides them (guard.go)
+	attrs    []types.String // the entity attributes the guards read, by slot
 	words    int
 	terms    [terms]termIndex
 }
@@ -131,6 +133,8 @@ func newIndex(set *cedar.PolicySet) *index {
 	ix.words = (n + 63) / 64
 	ix.policies = make([]*cedar.Policy, n)
 	ix.reads = make([]contextReads, n)
+	ix.guards = make([]guard, n)
+	gc := &guardCompiler{}
 	named := [terms]map[types.EntityUID][]int{}
 	for t := range terms {
 		ix.terms[t] = termIndex{any: make(bitset, ix.words), byType: map[types.EntityType]bitset{}}
@@ -141,6 +145,7 @@ func newIndex(set *cedar.PolicySet) *index {
 		ix.policies[i] = p
 		a := (*cedarast.Policy)(p.AST())
 		ix.reads[i] = readsOf(a)
+		ix.guards[i] = gc.guard(a)
 		for t, scope := range [terms]cedarast.IsScopeNode{a.Principal, a.Action, a.Resource} {
 			ti := &ix.terms[t]
 			switch s := scope.(type) {
@@ -168,6 +173,7 @@ func newIndex(set *cedar.PolicySet) *index {
 			}
 		}
 	}
+	ix.attrs = gc.attrs
 	for t := range terms {
 		ix.terms[t].byEntity = make(map[types.EntityUID]sparse, len(named[t]))
 		for e, positions := range named[t] {
@@ -286,6 +292,18 @@ func collect(dst []int32, typed sparse, p *scope, a bitset, r *scope) []int32 {
 	return dst
 }
 
+// exclude removes from positions, in place, the policies whose guard
+// excludes the request of f.
+func (ix *index) exclude(positions []int32, f *facts) []int32 {
+	kept := positions[:0]
+	for _, i := range positions {
+		if g := ix.guards[i]; g == nil || !g.excludes(f) {
+			kept = append(kept, i)
+		}
+	}
+	return kept
+}
+
 // readsAll is the union of the context attributes read by the policies
 // at positions.
 func (ix *index) readsAll(positions []int32) contextReads {
@@ -303,8 +321,10 @@ type candidates struct {
 	ix        *index
 	positions []int32
 	seq       iter.Seq2[cedar.PolicyID, *cedar.Policy]
-	// entities is the decision's entity getter, kept here to be recycled too.
+	// entities is the decision's entity getter, and facts what its guards
+	// read, kept here to be recycled too.
 	entities requestEntities
+	facts    facts
 }
 
 func newCandidates() *candidates {
