@@ -78,8 +78,8 @@ func (e *Engine) Decide(r Request) Decision {
 }
 
 // authorize evaluates with Cedar the policies whose scope can match the
-// request, with a context record of the attributes they read (whole, when
-// given, instead).
+// request and whose guard does not exclude it, with a context record of
+// the attributes they read (whole, when given, instead).
 func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, whole *types.Record) (cedar.Decision, cedar.Diagnostic) {
 	c := candidatePool.Get().(*candidates)
 	defer func() {
@@ -91,6 +91,10 @@ func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, wh
 	c.positions = collect(c.positions[:0], e.typed(p, a, res), &p.as[principalTerm], a.candidates, &res.as[resourceTerm])
 	c.facts = facts{ctx: *ctx, p: p, r: res}
 	c.positions = c.ix.exclude(c.positions, &c.facts)
+	if len(c.positions) == 0 {
+		// What Cedar answers over no policies, without its allocations.
+		return cedar.Deny, cedar.Diagnostic{}
+	}
 	req := types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid}
 	if whole != nil {
 		req.Context = *whole

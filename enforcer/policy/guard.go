@@ -36,7 +36,7 @@ const (
 	vLong                 // n
 	vString               // s
 	vDecimal              // d
-	vStrings              // ss: a set of strings from the context, not built as a Cedar set
+	vStrings              // a set of strings of the context, not built as a Cedar set: ancestry (n 0) or taint_sources (n 1)
 	vValue                // v: any other Cedar value
 )
 
@@ -48,7 +48,6 @@ type val struct {
 	n    int64
 	s    string
 	d    types.Decimal
-	ss   []string
 	// v is the boxed value: always set for vValue, set for literals and
 	// entity attributes of the other kinds (contains needs it boxed).
 	v types.Value
@@ -210,12 +209,12 @@ const (
 
 // apply is a op b, both known, as Cedar computes it; unknown where Cedar
 // fails (a type error, an overflow) or the guard leaves it to Cedar.
-func apply(o op, a, b val) val {
+func apply(f *facts, o op, a, b *val) val {
 	switch o {
 	case opEqual, opNotEqual:
 		return equal(a, b, o == opNotEqual)
 	case opContains:
-		return contains(a, b)
+		return contains(f, a, b)
 	case opDecimalLess, opDecimalLessEqual, opDecimalGreater, opDecimalGreaterEqual:
 		if a.kind != vDecimal || b.kind != vDecimal {
 			return unknown
@@ -267,7 +266,7 @@ func apply(o op, a, b val) val {
 
 // equal is == (!= when not): Cedar values of different types are never
 // equal.
-func equal(a, b val, not bool) val {
+func equal(a, b *val, not bool) val {
 	var eq bool
 	switch {
 	case a.kind == vStrings || b.kind == vStrings:
@@ -287,10 +286,14 @@ func equal(a, b val, not bool) val {
 }
 
 // contains is set.contains(x): the left operand must be a set.
-func contains(set, x val) val {
+func contains(f *facts, set, x *val) val {
 	switch {
 	case set.kind == vStrings:
-		return boolVal(x.kind == vString && slices.Contains(set.ss, x.s))
+		ss := f.ctx.Ancestry
+		if set.n == 1 {
+			ss = f.ctx.TaintSources
+		}
+		return boolVal(x.kind == vString && slices.Contains(ss, x.s))
 	case set.kind != vValue:
 		return unknown
 	}
@@ -437,7 +440,7 @@ func (gc *guardCompiler) binary(o op, left, right cedarast.IsNode) expr {
 			if a.kind == vUnknown {
 				return unknown
 			}
-			return apply(o, a, b)
+			return apply(f, o, &a, &b)
 		}
 	}
 	r := gc.expr(right)
@@ -453,7 +456,7 @@ func (gc *guardCompiler) binary(o op, left, right cedarast.IsNode) expr {
 		if b.kind == vUnknown {
 			return unknown
 		}
-		return apply(o, a, b)
+		return apply(f, o, &a, &b)
 	}
 }
 
@@ -580,9 +583,9 @@ func contextAttribute(name types.String) expr {
 	case "cost_so_far":
 		return func(f *facts) val { return val{kind: vDecimal, d: costDecimal(f.ctx.CostSoFar)} }
 	case "ancestry":
-		return func(f *facts) val { return val{kind: vStrings, ss: f.ctx.Ancestry} }
+		return func(*facts) val { return val{kind: vStrings} }
 	case "taint_sources":
-		return func(f *facts) val { return val{kind: vStrings, ss: f.ctx.TaintSources} }
+		return func(*facts) val { return val{kind: vStrings, n: 1} }
 	}
 	return nil
 }
