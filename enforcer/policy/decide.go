@@ -90,7 +90,7 @@ func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, wh
 	c.entities = requestEntities{p: p, r: res, all: e.entities}
 	c.positions = collect(c.positions[:0], e.typed(p, a, res), &p.as[principalTerm], a.candidates, &res.as[resourceTerm])
 	c.facts = facts{ctx: *ctx, p: p, r: res}
-	c.positions = c.ix.exclude(c.positions, &c.facts)
+	c.positions = c.ix.refine(c.positions, &c.facts)
 	if len(c.positions) == 0 {
 		// What Cedar answers over no policies, without its allocations.
 		return cedar.Deny, cedar.Diagnostic{}

@@ -327,35 +327,51 @@ func TestDecideMatchesFullScan(t *testing.T) {
 		}
 	}
 	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "schema refusal",
-		"guard excludes", "guard keeps", "guard excludes a forbid")
+		"guard excludes", "guard keeps", "guard excludes a forbid",
+		"guard proves the conditions", "guard proves the conditions of a policy that applies")
 }
 
-// checkGuards holds every guard to Cedar: a policy a guard excludes for a
-// request must evaluate, alone, to false without an error, with the whole
-// context record.
+// checkGuards holds every guard to Cedar, with the whole context record: a
+// policy a guard excludes for a request must evaluate, alone, to false
+// without an error; one whose conditions it proves must evaluate, alone,
+// without an error and as its scope alone does.
 func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subject, ctx Context, cov coverage) {
 	t.Helper()
 	ix := e.set.index
 	f := &facts{ctx: ctx, p: p, r: r}
 	req := types.Request{Principal: p.uid, Action: a.uid, Resource: r.uid, Context: ctx.scanRecord()}
+	alone := func(pol *cedar.Policy, i int) (cedar.Decision, cedar.Diagnostic) {
+		one := cedar.NewPolicySet()
+		one.Add(ix.ids[i], pol)
+		return cedar.Authorize(one, e.entities, req)
+	}
 	for i, g := range ix.guards {
 		if g == nil {
 			continue
 		}
-		if !g.excludes(f) {
+		switch g.verdict(f) {
+		case keep:
 			cov["guard keeps"]++
-			continue
-		}
-		cov["guard excludes"]++
-		one := cedar.NewPolicySet()
-		one.Add(ix.ids[i], ix.policies[i])
-		_, diag := cedar.Authorize(one, e.entities, req)
-		if len(diag.Reasons) > 0 || len(diag.Errors) > 0 {
-			t.Fatalf("case %d: the guard excludes %s for %s %s %s %+v, but Cedar gives %v %v\n%s",
-				c, ix.ids[i], p.uid, a.uid, r.uid, ctx, reasonIDs(diag), errorTexts(diag), ix.policies[i].MarshalCedar())
-		}
-		if ix.policies[i].Effect() == cedar.Forbid {
-			cov["guard excludes a forbid"]++
+		case exclude:
+			cov["guard excludes"]++
+			if _, diag := alone(ix.policies[i], i); len(diag.Reasons) > 0 || len(diag.Errors) > 0 {
+				t.Fatalf("case %d: the guard excludes %s for %s %s %s %+v, but Cedar gives %v %v\n%s",
+					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, reasonIDs(diag), errorTexts(diag), ix.policies[i].MarshalCedar())
+			}
+			if ix.policies[i].Effect() == cedar.Forbid {
+				cov["guard excludes a forbid"]++
+			}
+		case scopeOnly:
+			got, gotDiag := alone(ix.scopes[i], i)
+			want, wantDiag := alone(ix.policies[i], i)
+			if got != want || !slices.Equal(reasonIDs(gotDiag), reasonIDs(wantDiag)) || len(wantDiag.Errors) > 0 {
+				t.Fatalf("case %d: the guard proves the conditions of %s for %s %s %s %+v, but Cedar gives %v %v %v, its scope %v %v\n%s",
+					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, want, reasonIDs(wantDiag), errorTexts(wantDiag), got, reasonIDs(gotDiag), ix.policies[i].MarshalCedar())
+			}
+			cov["guard proves the conditions"]++
+			if len(wantDiag.Reasons) > 0 {
+				cov["guard proves the conditions of a policy that applies"]++
+			}
 		}
 	}
 }
@@ -457,7 +473,8 @@ func TestIndexMatchesFullSet(t *testing.T) {
 		}
 	}
 	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "principal in a group, through the hierarchy",
-		"guard excludes", "guard keeps", "guard excludes a forbid")
+		"guard excludes", "guard keeps", "guard excludes a forbid",
+		"guard proves the conditions", "guard proves the conditions of a policy that applies")
 }
 
 // entities draws an entity map: identities and groups, some without

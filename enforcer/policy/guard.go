@@ -16,7 +16,10 @@ import (
 // fails. So when c1 … ck-1 evaluate to true and ck to false, all without
 // an error, the policy is false without an error whatever its scope, and
 // leaving it out of the candidates changes neither the decision, nor the
-// deciding policies, nor the errors (as with the index, index.go).
+// deciding policies, nor the errors (as with the index, index.go). And
+// when every clause evaluates to true without an error, the policy is its
+// scope: Cedar evaluates the policy without its conditions (same id,
+// effect and position), which needs no context attribute.
 //
 // A guard evaluates a condition as Cedar does, over a subset of the
 // language: literals, context attributes (all but quota_used, which costs
@@ -119,22 +122,42 @@ type clause struct {
 }
 
 // guard holds the leading clauses of a policy that a guard can evaluate:
-// up to the first whose body it cannot compute at all.
-type guard []clause
+// up to the first whose body it cannot compute at all. whole is set when
+// that is every clause.
+type guard struct {
+	clauses []clause
+	whole   bool
+}
 
-// excludes reports whether the policy is certainly false without an error
-// for the request of f.
-func (g guard) excludes(f *facts) bool {
-	for _, c := range g {
+// verdict is what a guard concludes for a request.
+type verdict uint8
+
+const (
+	// keep: the policy is evaluated whole by Cedar.
+	keep verdict = iota
+	// exclude: the policy is false without an error; Cedar need not
+	// evaluate it.
+	exclude
+	// scopeOnly: every condition is true without an error, so the policy
+	// is its scope; Cedar evaluates the scope alone.
+	scopeOnly
+)
+
+// verdict evaluates the clauses for the request of f.
+func (g *guard) verdict(f *facts) verdict {
+	for _, c := range g.clauses {
 		v := c.body(f)
 		if v.kind != vBool {
-			return false
+			return keep
 		}
 		if (v.n != 0) == c.unless {
-			return true
+			return exclude
 		}
 	}
-	return false
+	if g.whole {
+		return scopeOnly
+	}
+	return keep
 }
 
 // guardCompiler compiles the guards of a policy set. It numbers the
@@ -154,16 +177,20 @@ func (gc *guardCompiler) slot(name types.String) int {
 	return len(gc.attrs) - 1
 }
 
-// guard compiles the conditions of a policy; nil when its first clause
-// cannot be computed for any request.
-func (gc *guardCompiler) guard(p *cedarast.Policy) guard {
-	var g guard
+// guard compiles the conditions of a policy; nil when it has none, or
+// its first clause cannot be computed for any request.
+func (gc *guardCompiler) guard(p *cedarast.Policy) *guard {
+	g := &guard{whole: true}
 	for _, c := range p.Conditions {
 		body := gc.expr(c.Body)
 		if body == nil {
+			g.whole = false
 			break
 		}
-		g = append(g, clause{unless: c.Condition == cedarast.ConditionUnless, body: body})
+		g.clauses = append(g.clauses, clause{unless: c.Condition == cedarast.ConditionUnless, body: body})
+	}
+	if len(g.clauses) == 0 {
+		return nil
 	}
 	return g
 }

@@ -114,9 +114,10 @@ type termIndex struct {
 type index struct {
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
-	reads    []contextReads // the context attributes each policy reads
-	guards   []guard        // each policy's conditions, as far as a guard decides them (guard.go)
-	attrs    []types.String // the entity attributes the guards read, by slot
+	reads    []contextReads  // the context attributes each policy reads
+	guards   []*guard        // each policy's conditions, as far as a guard decides them (guard.go)
+	scopes   []*cedar.Policy // each policy without its conditions, where its guard can prove them all
+	attrs    []types.String  // the entity attributes the guards read, by slot
 	words    int
 	terms    [terms]termIndex
 }
@@ -133,7 +134,8 @@ func newIndex(set *cedar.PolicySet) *index {
 	ix.words = (n + 63) / 64
 	ix.policies = make([]*cedar.Policy, n)
 	ix.reads = make([]contextReads, n)
-	ix.guards = make([]guard, n)
+	ix.guards = make([]*guard, n)
+	ix.scopes = make([]*cedar.Policy, n)
 	gc := &guardCompiler{}
 	named := [terms]map[types.EntityUID][]int{}
 	for t := range terms {
@@ -146,6 +148,11 @@ func newIndex(set *cedar.PolicySet) *index {
 		a := (*cedarast.Policy)(p.AST())
 		ix.reads[i] = readsOf(a)
 		ix.guards[i] = gc.guard(a)
+		if g := ix.guards[i]; g != nil && g.whole {
+			scope := *p.AST()
+			scope.Conditions = nil
+			ix.scopes[i] = cedar.NewPolicyFromAST(&scope)
+		}
 		for t, scope := range [terms]cedarast.IsScopeNode{a.Principal, a.Action, a.Resource} {
 			ti := &ix.terms[t]
 			switch s := scope.(type) {
@@ -292,24 +299,37 @@ func collect(dst []int32, typed sparse, p *scope, a bitset, r *scope) []int32 {
 	return dst
 }
 
-// exclude removes from positions, in place, the policies whose guard
-// excludes the request of f.
-func (ix *index) exclude(positions []int32, f *facts) []int32 {
+// scopeOnlyBit marks a position whose policy Cedar evaluates without its
+// conditions (index.scopes).
+const scopeOnlyBit = 1 << 30
+
+// refine applies the guards to positions, in place: it removes the
+// policies their guard excludes for the request of f, and marks with
+// scopeOnlyBit those whose conditions it proves.
+func (ix *index) refine(positions []int32, f *facts) []int32 {
 	kept := positions[:0]
 	for _, i := range positions {
-		if g := ix.guards[i]; g == nil || !g.excludes(f) {
-			kept = append(kept, i)
+		if g := ix.guards[i]; g != nil && g.whole {
+			switch g.verdict(f) {
+			case exclude:
+				continue
+			case scopeOnly:
+				i |= scopeOnlyBit
+			}
 		}
+		kept = append(kept, i)
 	}
 	return kept
 }
 
 // readsAll is the union of the context attributes read by the policies
-// at positions.
+// at positions (none for a scope alone).
 func (ix *index) readsAll(positions []int32) contextReads {
 	var r contextReads
 	for _, i := range positions {
-		r |= ix.reads[i]
+		if i&scopeOnlyBit == 0 {
+			r |= ix.reads[i]
+		}
 	}
 	return r
 }
@@ -333,12 +353,17 @@ func newCandidates() *candidates {
 	return c
 }
 
-// All yields the candidate policies in policy id order.
+// All yields the candidate policies in policy id order, a policy whose
+// guard proves its conditions as its scope alone.
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return c.seq }
 
 func (c *candidates) each(yield func(cedar.PolicyID, *cedar.Policy) bool) {
 	for _, i := range c.positions {
-		if !yield(c.ix.ids[i], c.ix.policies[i]) {
+		p := c.ix.policies[i&^scopeOnlyBit]
+		if i&scopeOnlyBit != 0 {
+			p = c.ix.scopes[i&^scopeOnlyBit]
+		}
+		if !yield(c.ix.ids[i&^scopeOnlyBit], p) {
 			return
 		}
 	}
