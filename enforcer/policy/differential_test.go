@@ -345,8 +345,9 @@ func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subje
 		one.Add(ix.ids[i], pol)
 		return cedar.Authorize(one, e.entities, req)
 	}
-	for i, g := range ix.guards {
-		if g == nil {
+	for i := range ix.guards {
+		g := &ix.guards[i]
+		if g.clauses == nil {
 			continue
 		}
 		switch g.verdict(f) {

@@ -122,8 +122,8 @@ type clause struct {
 }
 
 // guard holds the leading clauses of a policy that a guard can evaluate:
-// up to the first whose body it cannot compute at all. whole is set when
-// that is every clause.
+// up to the first whose body it cannot compute at all (none: no guard).
+// whole is set when that is every clause.
 type guard struct {
 	clauses []clause
 	whole   bool
@@ -177,10 +177,10 @@ func (gc *guardCompiler) slot(name types.String) int {
 	return len(gc.attrs) - 1
 }
 
-// guard compiles the conditions of a policy; nil when it has none, or
-// its first clause cannot be computed for any request.
-func (gc *guardCompiler) guard(p *cedarast.Policy) *guard {
-	g := &guard{whole: true}
+// guard compiles the conditions of a policy; no clauses when it has none,
+// or its first clause cannot be computed for any request.
+func (gc *guardCompiler) guard(p *cedarast.Policy) guard {
+	g := guard{whole: true}
 	for _, c := range p.Conditions {
 		body := gc.expr(c.Body)
 		if body == nil {
@@ -190,7 +190,7 @@ func (gc *guardCompiler) guard(p *cedarast.Policy) *guard {
 		g.clauses = append(g.clauses, clause{unless: c.Condition == cedarast.ConditionUnless, body: body})
 	}
 	if len(g.clauses) == 0 {
-		return nil
+		return guard{}
 	}
 	return g
 }

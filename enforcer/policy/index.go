@@ -115,7 +115,7 @@ type index struct {
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
 	reads    []contextReads  // the context attributes each policy reads
-	guards   []*guard        // each policy's conditions, as far as a guard decides them (guard.go)
+	guards   []guard         // each policy's conditions, as far as a guard decides them (guard.go)
 	scopes   []*cedar.Policy // each policy without its conditions, where its guard can prove them all
 	attrs    []types.String  // the entity attributes the guards read, by slot
 	words    int
@@ -134,7 +134,7 @@ func newIndex(set *cedar.PolicySet) *index {
 	ix.words = (n + 63) / 64
 	ix.policies = make([]*cedar.Policy, n)
 	ix.reads = make([]contextReads, n)
-	ix.guards = make([]*guard, n)
+	ix.guards = make([]guard, n)
 	ix.scopes = make([]*cedar.Policy, n)
 	gc := &guardCompiler{}
 	named := [terms]map[types.EntityUID][]int{}
@@ -148,7 +148,7 @@ func newIndex(set *cedar.PolicySet) *index {
 		a := (*cedarast.Policy)(p.AST())
 		ix.reads[i] = readsOf(a)
 		ix.guards[i] = gc.guard(a)
-		if g := ix.guards[i]; g != nil && g.whole {
+		if g := ix.guards[i]; g.clauses != nil && g.whole {
 			scope := *p.AST()
 			scope.Conditions = nil
 			ix.scopes[i] = cedar.NewPolicyFromAST(&scope)
@@ -309,7 +309,7 @@ const scopeOnlyBit = 1 << 30
 func (ix *index) refine(positions []int32, f *facts) []int32 {
 	kept := positions[:0]
 	for _, i := range positions {
-		if g := ix.guards[i]; g != nil && g.whole {
+		if g := &ix.guards[i]; g.clauses != nil {
 			switch g.verdict(f) {
 			case exclude:
 				continue
