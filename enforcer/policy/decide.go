@@ -61,6 +61,9 @@ func (e *Engine) Decide(r Request) Decision {
 	}
 	decision, diag := e.authorize(p, a, res, &r.Context, whole)
 	var d Decision
+	if n := len(diag.Errors) + len(diag.Reasons); n > 1 {
+		d.PolicyIDs = make([]string, 0, n) // one allocation, not one per growth
+	}
 	for _, de := range diag.Errors {
 		d.Errors = append(d.Errors, fmt.Sprintf("%s: %s", de.PolicyID, de.Message))
 		d.PolicyIDs = append(d.PolicyIDs, string(de.PolicyID))
