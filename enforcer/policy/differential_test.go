@@ -347,7 +347,7 @@ func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subje
 	}
 	for i := range ix.guards {
 		g := &ix.guards[i]
-		if g.clauses == nil {
+		if !g.ok() {
 			continue
 		}
 		switch g.verdict(f) {

@@ -43,9 +43,10 @@ const (
 	vValue                // v: any other Cedar value
 )
 
-// val is a value as Cedar would compute it, when kind is not vUnknown.
-// Booleans, longs, strings and decimals are never held in v, so two vals
-// of different kinds are different Cedar values (vStrings aside).
+// val is a value as Cedar would compute it, when kind is not vUnknown
+// (the zero val is unknown). A boolean, long, string or decimal always has
+// its own kind, never vValue, so two vals of different kinds are different
+// Cedar values (vStrings aside).
 type val struct {
 	kind vkind
 	n    int64
@@ -55,8 +56,6 @@ type val struct {
 	// entity attributes of the other kinds (contains needs it boxed).
 	v types.Value
 }
-
-var unknown = val{}
 
 func boolVal(b bool) val {
 	if b {
@@ -81,7 +80,7 @@ func valOf(v types.Value) val {
 	case types.Decimal:
 		return val{kind: vDecimal, d: x, v: v}
 	case nil:
-		return unknown
+		return val{}
 	}
 	return val{kind: vValue, v: v}
 }
@@ -128,6 +127,9 @@ type guard struct {
 	clauses []clause
 	whole   bool
 }
+
+// ok reports whether there is a guard.
+func (g *guard) ok() bool { return g.clauses != nil }
 
 // verdict is what a guard concludes for a request.
 type verdict uint8
@@ -244,7 +246,7 @@ func apply(f *facts, o op, a, b *val) val {
 		return contains(f, a, b)
 	case opDecimalLess, opDecimalLessEqual, opDecimalGreater, opDecimalGreaterEqual:
 		if a.kind != vDecimal || b.kind != vDecimal {
-			return unknown
+			return val{}
 		}
 		c := a.d.Compare(b.d)
 		switch o {
@@ -260,7 +262,7 @@ func apply(f *facts, o op, a, b *val) val {
 	// On longs only: anything else is an error, or a comparison of
 	// datetimes or durations, left to Cedar.
 	if a.kind != vLong || b.kind != vLong {
-		return unknown
+		return val{}
 	}
 	x, y := a.n, b.n
 	switch o {
@@ -288,7 +290,7 @@ func apply(f *facts, o op, a, b *val) val {
 			return val{kind: vLong, n: r}
 		}
 	}
-	return unknown
+	return val{}
 }
 
 // equal is == (!= when not): Cedar values of different types are never
@@ -297,7 +299,7 @@ func equal(a, b *val, not bool) val {
 	var eq bool
 	switch {
 	case a.kind == vStrings || b.kind == vStrings:
-		return unknown // comparing sets: left to Cedar
+		return val{} // comparing sets: left to Cedar
 	case a.kind != b.kind:
 		eq = false
 	case a.kind == vBool || a.kind == vLong:
@@ -322,15 +324,15 @@ func contains(f *facts, set, x *val) val {
 		}
 		return boolVal(x.kind == vString && slices.Contains(ss, x.s))
 	case set.kind != vValue:
-		return unknown
+		return val{}
 	}
 	s, ok := set.v.(types.Set)
 	if !ok {
-		return unknown
+		return val{}
 	}
 	xv, ok := x.boxed()
 	if !ok {
-		return unknown
+		return val{}
 	}
 	return boolVal(s.Contains(xv))
 }
@@ -357,7 +359,7 @@ func (gc *guardCompiler) expr(n cedarast.IsNode) expr {
 			if v := arg(f); v.kind == vBool {
 				return boolVal(v.n == 0)
 			}
-			return unknown
+			return val{}
 		}
 	case cedarast.NodeTypeAnd:
 		return gc.andOr(n.Left, n.Right, false)
@@ -372,13 +374,13 @@ func (gc *guardCompiler) expr(n cedarast.IsNode) expr {
 			c := cond(f)
 			switch {
 			case c.kind != vBool:
-				return unknown
+				return val{}
 			case c.n != 0 && then != nil:
 				return then(f)
 			case c.n == 0 && els != nil:
 				return els(f)
 			}
-			return unknown
+			return val{}
 		}
 	case cedarast.NodeTypeEquals:
 		return gc.binary(opEqual, n.Left, n.Right)
@@ -409,7 +411,7 @@ func (gc *guardCompiler) expr(n cedarast.IsNode) expr {
 			if v := arg(f); v.kind == vLong && v.n != math.MinInt64 {
 				return val{kind: vLong, n: -v.n}
 			}
-			return unknown
+			return val{}
 		}
 	case cedarast.NodeTypeLike:
 		arg, pattern := gc.expr(n.Arg), n.Value
@@ -420,7 +422,7 @@ func (gc *guardCompiler) expr(n cedarast.IsNode) expr {
 			if v := arg(f); v.kind == vString {
 				return boolVal(pattern.Match(types.String(v.s)))
 			}
-			return unknown
+			return val{}
 		}
 	case cedarast.NodeTypeExtensionCall:
 		return gc.extension(n)
@@ -439,18 +441,18 @@ func (gc *guardCompiler) andOr(left, right cedarast.IsNode, or bool) expr {
 	return func(f *facts) val {
 		a := l(f)
 		if a.kind != vBool {
-			return unknown
+			return val{}
 		}
 		if (a.n != 0) == or {
 			return a
 		}
 		if r == nil {
-			return unknown
+			return val{}
 		}
 		if b := r(f); b.kind == vBool {
 			return b
 		}
-		return unknown
+		return val{}
 	}
 }
 
@@ -465,7 +467,7 @@ func (gc *guardCompiler) binary(o op, left, right cedarast.IsNode) expr {
 		return func(f *facts) val {
 			a := l(f)
 			if a.kind == vUnknown {
-				return unknown
+				return val{}
 			}
 			return apply(f, o, &a, &b)
 		}
@@ -477,11 +479,11 @@ func (gc *guardCompiler) binary(o op, left, right cedarast.IsNode) expr {
 	return func(f *facts) val {
 		a := l(f)
 		if a.kind == vUnknown {
-			return unknown
+			return val{}
 		}
 		b := r(f)
 		if b.kind == vUnknown {
-			return unknown
+			return val{}
 		}
 		return apply(f, o, &a, &b)
 	}
@@ -496,23 +498,23 @@ func constant(n cedarast.IsNode) (val, bool) {
 		return v, v.kind != vUnknown
 	case cedarast.NodeTypeExtensionCall:
 		if n.Name != "decimal" || len(n.Args) != 1 {
-			return unknown, false
+			return val{}, false
 		}
 		lit, ok := n.Args[0].(cedarast.NodeValue)
 		if !ok {
-			return unknown, false
+			return val{}, false
 		}
 		s, ok := lit.Value.(types.String)
 		if !ok {
-			return unknown, false
+			return val{}, false
 		}
 		d, err := types.ParseDecimal(string(s))
 		if err != nil {
-			return unknown, false
+			return val{}, false
 		}
 		return valOf(d), true
 	}
-	return unknown, false
+	return val{}, false
 }
 
 // extension handles decimal("…") of a literal and the decimal

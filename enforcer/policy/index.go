@@ -148,7 +148,7 @@ func newIndex(set *cedar.PolicySet) *index {
 		a := (*cedarast.Policy)(p.AST())
 		ix.reads[i] = readsOf(a)
 		ix.guards[i] = gc.guard(a)
-		if g := ix.guards[i]; g.clauses != nil && g.whole {
+		if g := &ix.guards[i]; g.ok() && g.whole {
 			scope := *p.AST()
 			scope.Conditions = nil
 			ix.scopes[i] = cedar.NewPolicyFromAST(&scope)
@@ -300,7 +300,8 @@ func collect(dst []int32, typed sparse, p *scope, a bitset, r *scope) []int32 {
 }
 
 // scopeOnlyBit marks a position whose policy Cedar evaluates without its
-// conditions (index.scopes).
+// conditions (index.scopes). Positions stay below it: a set of a billion
+// policies is not compiled.
 const scopeOnlyBit = 1 << 30
 
 // refine applies the guards to positions, in place: it removes the
@@ -309,7 +310,7 @@ const scopeOnlyBit = 1 << 30
 func (ix *index) refine(positions []int32, f *facts) []int32 {
 	kept := positions[:0]
 	for _, i := range positions {
-		if g := &ix.guards[i]; g.clauses != nil {
+		if g := &ix.guards[i]; g.ok() {
 			switch g.verdict(f) {
 			case exclude:
 				continue
