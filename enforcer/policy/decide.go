@@ -42,8 +42,10 @@ func (e *Engine) Set() *Set { return e.set }
 // and so is a request that does not match the schema.
 //
 // Only the policies whose scope can match the request are evaluated (see
-// index.go), and the context record holds only the attributes they read:
-// the decision, its policies and its errors are those of evaluating every
+// index.go), less those whose guard proves a condition false, and those
+// whose guard proves every condition true as their scope alone (see
+// guard.go); the context record holds only the attributes they read: the
+// decision, its policies and its errors are those of evaluating every
 // policy with the whole record.
 func (e *Engine) Decide(r Request) Decision {
 	if r.Principal == nil || r.Resource == nil {
