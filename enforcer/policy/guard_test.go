@@ -2,7 +2,11 @@ package policy
 
 import (
 	"math/bits"
+	"slices"
 	"testing"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
 )
 
 // TestGuardsNarrowTheCandidates checks what the guards are for, on the
@@ -53,5 +57,81 @@ func TestGuardsNarrowTheCandidates(t *testing.T) {
 			t.Errorf("%s: the guards leave %.1f of %.1f candidates, reading %.2f attributes; want at most %.1f and %.1f",
 				tc.name, float64(kept)/n, float64(before)/n, float64(reads)/n, tc.maxKept, tc.maxReads)
 		}
+	}
+}
+
+// TestGuardVerdict shows what a guard concludes for one policy and one
+// hop (an agent research of team t1 tagged x, invoking an agent writer):
+// exclude (false without an error), scopeOnly (every condition true
+// without an error), or keep (Cedar decides: a clause the guard does not
+// compute, or one Cedar fails on).
+func TestGuardVerdict(t *testing.T) {
+	entities := types.EntityMap{}
+	for _, id := range []types.String{"research", "writer"} {
+		u := types.NewEntityUID("Agent", id)
+		entities[u] = types.Entity{UID: u, Attributes: types.NewRecord(types.RecordMap{
+			"team": types.String("t1"), "tags": types.NewSet(types.String("x")),
+		})}
+	}
+	v, err := newValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := Context{Depth: 2, HopsSoFar: 10, Workflow: "default", Ancestry: []string{"tomas", "research"}, CostSoFar: 1.25,
+		QuotaUsed: func() int64 { return 50 }}
+	tests := []struct {
+		name, conditions string
+		want             verdict
+	}{
+		{"no condition", "", keep},
+		{"comparison false", "when { context.depth > 12 }", exclude},
+		{"comparison true", "when { context.depth > 1 }", scopeOnly},
+		{"unless true", "unless { context.depth > 1 }", exclude},
+		{"&& false on its left", `when { context.tainted && principal.nosuch == 1 }`, exclude},
+		{"&& true on its left, error on its right", `when { context.depth > 1 && principal.nosuch == 1 }`, keep},
+		{"|| true on its left", `when { context.depth > 1 || context.weather }`, scopeOnly},
+		{"missing context attribute", "when { context.weather == 1 }", keep},
+		{"missing entity attribute", "when { principal.nosuch == 1 }", keep},
+		{"has", "when { context has depth && !(principal has nosuch) }", scopeOnly},
+		{"type error", `when { context.workflow < 3 }`, keep},
+		{"different types are unequal", `when { context.depth == "2" }`, exclude},
+		{"overflow", "when { context.hops_so_far + 9223372036854775800 > 0 }", keep},
+		{"quota_used is left to Cedar", "when { context.quota_used > 80 }", keep},
+		{"entity set", `when { principal.tags.contains("x") && resource.team == principal.team }`, scopeOnly},
+		{"context set", `when { context.ancestry.contains("tomas") }`, scopeOnly},
+		{"decimal", `when { context.cost_so_far.greaterThan(decimal("1.5")) }`, exclude},
+		{"like", `when { context.workflow like "def*" }`, scopeOnly},
+		{"if", `when { if context.depth > 1 then context.tainted else true }`, exclude},
+		{"first clause false, second not computed", `when { context.depth > 12 } when { principal == Agent::"writer" }`, exclude},
+		{"first clause true, second not computed", `when { context.depth > 1 } when { principal == Agent::"writer" }`, keep},
+		{"first clause not computed", `when { principal == Agent::"writer" } when { context.depth > 12 }`, keep},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := `forbid (principal, action, resource) ` + tc.conditions + ";"
+			list, err := cedar.NewPolicyListFromBytes("t.cedar", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := cedar.NewPolicySet()
+			ps.Add("p", list[0])
+			e := newEngine(&Set{policies: ps, index: newIndex(ps), validator: v}, entities)
+			p, r := e.subjectOf(types.NewEntityUID("Agent", "research")), e.subjectOf(types.NewEntityUID("Agent", "writer"))
+			got := keep
+			if g := &e.set.index.guards[0]; g.ok() {
+				got = g.verdict(&facts{ctx: ctx, p: p, r: r})
+			}
+			if got != tc.want {
+				t.Errorf("%s: verdict %d, want %d", src, got, tc.want)
+			}
+			// And the positions Cedar is given: none, the policy, or its scope.
+			positions := e.set.index.refine([]int32{0}, &facts{ctx: ctx, p: p, r: r})
+			switch {
+			case tc.want == exclude && len(positions) != 0,
+				tc.want == keep && !slices.Equal(positions, []int32{0}),
+				tc.want == scopeOnly && !slices.Equal(positions, []int32{scopeOnlyBit}):
+				t.Errorf("%s: refine gives %v", src, positions)
+			}
+		})
 	}
 }
