@@ -10,7 +10,11 @@ import (
 // BenchmarkDecide measures one decision with 1,000 agents and the shipped
 // policies alone, 200 and 2,000 policies (see scalePolicies), in the same run on the full scan
 // (path=scan: decideScan, Decide as it was before the policy index) and on
-// Decide (path=decide). Figures in docs/benchmarks.md.
+// Decide (path=decide). path=decide-firing is Decide on the same requests
+// with a context that makes the conditions of the type-level forbids true
+// (tainted, deep, cyclic, a quarantined ancestor: see firingRequests),
+// where the guards (guard.go) exclude far fewer candidates. Figures in
+// docs/benchmarks.md.
 //
 // Each path decides every request once before it is timed: what is
 // measured is the steady state of an enforcer deciding hop after hop, not
@@ -22,6 +26,7 @@ func BenchmarkDecide(b *testing.B) {
 	const agents = 1000
 	dir := scaleDirectory(b, agents)
 	reqs := scaleRequests(b, dir, agents, 1024)
+	firing := firingRequests(reqs)
 	for _, n := range []int{0, 200, 2000} {
 		set, err := Compile(scalePolicies(b, n, agents))
 		if err != nil {
@@ -49,6 +54,16 @@ func BenchmarkDecide(b *testing.B) {
 			i := 0
 			cputime.Loop(b, func() {
 				e.Decide(reqs[i%len(reqs)])
+				i++
+			})
+		})
+		b.Run(fmt.Sprintf("policies=%d/path=decide-firing", n), func(b *testing.B) {
+			for _, r := range firing {
+				e.Decide(r)
+			}
+			i := 0
+			cputime.Loop(b, func() {
+				e.Decide(firing[i%len(firing)])
 				i++
 			})
 		})

@@ -42,8 +42,10 @@ func (e *Engine) Set() *Set { return e.set }
 // and so is a request that does not match the schema.
 //
 // Only the policies whose scope can match the request are evaluated (see
-// index.go), and the context record holds only the attributes they read:
-// the decision, its policies and its errors are those of evaluating every
+// index.go), less those whose guard proves a condition false, and those
+// whose guard proves every condition true as their scope alone (see
+// guard.go); the context record holds only the attributes they read: the
+// decision, its policies and its errors are those of evaluating every
 // policy with the whole record.
 func (e *Engine) Decide(r Request) Decision {
 	if r.Principal == nil || r.Resource == nil {
@@ -61,6 +63,9 @@ func (e *Engine) Decide(r Request) Decision {
 	}
 	decision, diag := e.authorize(p, a, res, &r.Context, whole)
 	var d Decision
+	if n := len(diag.Errors) + len(diag.Reasons); n > 1 {
+		d.PolicyIDs = make([]string, 0, n) // one allocation, not one per growth
+	}
 	for _, de := range diag.Errors {
 		d.Errors = append(d.Errors, fmt.Sprintf("%s: %s", de.PolicyID, de.Message))
 		d.PolicyIDs = append(d.PolicyIDs, string(de.PolicyID))
@@ -78,17 +83,23 @@ func (e *Engine) Decide(r Request) Decision {
 }
 
 // authorize evaluates with Cedar the policies whose scope can match the
-// request, with a context record of the attributes they read (whole, when
-// given, instead).
+// request and whose guard does not exclude it, with a context record of
+// the attributes they read (whole, when given, instead).
 func (e *Engine) authorize(p *subject, a *action, res *subject, ctx *Context, whole *types.Record) (cedar.Decision, cedar.Diagnostic) {
 	c := candidatePool.Get().(*candidates)
 	defer func() {
-		c.ix, c.entities = nil, requestEntities{}
+		c.ix, c.entities, c.facts = nil, requestEntities{}, facts{}
 		candidatePool.Put(c)
 	}()
 	c.ix = e.set.index
 	c.entities = requestEntities{p: p, r: res, all: e.entities}
 	c.positions = collect(c.positions[:0], e.typed(p, a, res), &p.as[principalTerm], a.candidates, &res.as[resourceTerm])
+	c.facts = facts{ctx: *ctx, p: p, r: res}
+	c.positions = c.ix.refine(c.positions, &c.facts)
+	if len(c.positions) == 0 {
+		// What Cedar answers over no policies, without its allocations.
+		return cedar.Deny, cedar.Diagnostic{}
+	}
 	req := types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid}
 	if whole != nil {
 		req.Context = *whole

@@ -114,6 +114,28 @@ func (g *gen) condition() string {
 		`if context.is_cycle then principal.team == "t1" else context.depth < 3`,
 		"true",
 		"false",
+		// Shapes the guards compute (guard.go): arithmetic, ||, decimals,
+		// has and like on entities, sets of entity attributes.
+		fmt.Sprintf("context.depth - %d < 0", g.rng.IntN(3)),
+		"-context.depth > -2",
+		fmt.Sprintf("context.hops_so_far <= %d", g.rng.IntN(10)),
+		fmt.Sprintf("context.edge_calls * %d >= 3", g.rng.IntN(4)),
+		"context.tokens_so_far + context.hops_so_far > 1500",
+		"context.edge_calls * 4611686018427387904 > 0",
+		fmt.Sprintf("context.tainted || context.depth > %d", g.rng.IntN(4)),
+		`context.taint_sources.contains("ingress") || context.ancestry.contains("e1")`,
+		`context.cost_so_far.lessThanOrEqual(decimal("0.5"))`,
+		`context.cost_so_far.greaterThanOrEqual(decimal("2.0")) && !context.tainted`,
+		`context.cost_so_far == decimal("1.0")`,
+		`context.workflow != "default"`,
+		`context.run_id like "r*a"`,
+		`principal.team like "t*"`,
+		"principal has team",
+		"resource has tags",
+		"principal.tags.contains(context.on_behalf_of)",
+		"resource.tags == principal.tags",
+		`if context.depth > 1 then context.tainted else principal.team == "t2"`,
+		fmt.Sprintf("context.quota_used > %d", 10*g.rng.IntN(10)),
 	}
 	if g.loose {
 		conds = append(conds,
@@ -124,6 +146,22 @@ func (g *gen) condition() string {
 			"resource in principal",
 			`principal in Group::"e1"`,
 			"action in "+g.action(),
+			// Type errors, and what short-circuits past them.
+			`context.depth == "x"`,
+			"context.workflow < 3",
+			"context.ancestry == principal.tags",
+			"context.tainted && 3",
+			"!context.depth",
+			"context.depth.contains(1)",
+			"context.taint_sources.contains(3)",
+			"resource has nosuch",
+			"if context.tainted then 1 else false",
+			"context.cost_so_far.greaterThan(1)",
+			`decimal("bad").lessThan(context.cost_so_far)`,
+			"context.depth > 1 || context.weather",
+			"context.depth < 1 && context.weather == 1",
+			"principal.team < 3",
+			`principal.tags.contains("x") || principal.nosuch`,
 		)
 	}
 	return g.pick(conds...)
@@ -150,6 +188,10 @@ func (g *gen) context() Context {
 	}
 	if c.Tainted {
 		c.TaintSources = append(c.TaintSources, g.pick("ingress", "untrusted:e1", "guardrail:exfiltration/secret"))
+	}
+	if g.rng.IntN(2) == 0 {
+		used := g.rng.Int64N(100)
+		c.QuotaUsed = func() int64 { return used }
 	}
 	switch g.rng.IntN(20) {
 	case 0:
@@ -276,6 +318,7 @@ func TestDecideMatchesFullScan(t *testing.T) {
 			action := schemas.Action(g.pick("invoke", "invoke", "invoke", "call_tool", "call_tool", "call_model", "call_model", "bogus"))
 			r := Request{Principal: identity(appliesTo[action][0]), Action: action, Resource: identity(appliesTo[action][1]), Context: g.context()}
 			got, want := e.Decide(r), e.decideScan(r)
+			checkGuards(t, c, e, e.subject(r.Principal), e.action(r.Action), e.subject(r.Resource), r.Context, cov)
 			slices.Sort(want.Errors)
 			if got.Allow != want.Allow || !slices.Equal(got.PolicyIDs, want.PolicyIDs) || !slices.Equal(sorted(got.Errors), want.Errors) {
 				t.Fatalf("case %d: %s %s %s %+v\n got %+v\nwant %+v\npolicies:\n%s", c, uid(r.Principal), r.Action, uid(r.Resource), r.Context, got, want, src)
@@ -283,7 +326,55 @@ func TestDecideMatchesFullScan(t *testing.T) {
 			cov.count(got)
 		}
 	}
-	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "schema refusal")
+	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "schema refusal",
+		"guard excludes", "guard keeps", "guard excludes a forbid",
+		"guard proves the conditions", "guard proves the conditions of a policy that applies")
+}
+
+// checkGuards holds every guard to Cedar, with the whole context record: a
+// policy a guard excludes for a request must evaluate, alone, to false
+// without an error; one whose conditions it proves must evaluate, alone,
+// without an error and as its scope alone does.
+func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subject, ctx Context, cov coverage) {
+	t.Helper()
+	ix := e.set.index
+	f := &facts{ctx: ctx, p: p, r: r}
+	req := types.Request{Principal: p.uid, Action: a.uid, Resource: r.uid, Context: ctx.scanRecord()}
+	alone := func(pol *cedar.Policy, i int) (cedar.Decision, cedar.Diagnostic) {
+		one := cedar.NewPolicySet()
+		one.Add(ix.ids[i], pol)
+		return cedar.Authorize(one, e.entities, req)
+	}
+	for i := range ix.guards {
+		g := &ix.guards[i]
+		if !g.ok() {
+			continue
+		}
+		switch g.verdict(f) {
+		case keep:
+			cov["guard keeps"]++
+		case exclude:
+			cov["guard excludes"]++
+			if _, diag := alone(ix.policies[i], i); len(diag.Reasons) > 0 || len(diag.Errors) > 0 {
+				t.Fatalf("case %d: the guard excludes %s for %s %s %s %+v, but Cedar gives %v %v\n%s",
+					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, reasonIDs(diag), errorTexts(diag), ix.policies[i].MarshalCedar())
+			}
+			if ix.policies[i].Effect() == cedar.Forbid {
+				cov["guard excludes a forbid"]++
+			}
+		case scopeOnly:
+			got, gotDiag := alone(ix.scopes[i], i)
+			want, wantDiag := alone(ix.policies[i], i)
+			if got != want || !slices.Equal(reasonIDs(gotDiag), reasonIDs(wantDiag)) || len(wantDiag.Errors) > 0 {
+				t.Fatalf("case %d: the guard proves the conditions of %s for %s %s %s %+v, but Cedar gives %v %v %v, its scope %v %v\n%s",
+					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, want, reasonIDs(wantDiag), errorTexts(wantDiag), got, reasonIDs(gotDiag), ix.policies[i].MarshalCedar())
+			}
+			cov["guard proves the conditions"]++
+			if len(wantDiag.Reasons) > 0 {
+				cov["guard proves the conditions of a policy that applies"]++
+			}
+		}
+	}
 }
 
 func (c coverage) count(d Decision) {
@@ -359,6 +450,7 @@ func TestIndexMatchesFullSet(t *testing.T) {
 			a := e.action(schemas.Action(g.pick("invoke", "call_tool", "call_model", "delegate", "all", "admin")))
 			ctx := g.context()
 			got, gotDiag := e.authorize(p, a, res, &ctx, nil)
+			checkGuards(t, c, e, p, a, res, ctx, cov)
 			want, wantDiag := cedar.Authorize(ps, entities, types.Request{Principal: p.uid, Action: a.uid, Resource: res.uid, Context: ctx.scanRecord()})
 			if got != want || !slices.Equal(reasonIDs(gotDiag), reasonIDs(wantDiag)) || !slices.Equal(errorTexts(gotDiag), errorTexts(wantDiag)) {
 				t.Fatalf("case %d: %s %s %s %+v\n got %v %v %v\nwant %v %v %v\npolicies:\n%sentities: %v", c, p.uid, a.uid, res.uid, ctx,
@@ -381,7 +473,9 @@ func TestIndexMatchesFullSet(t *testing.T) {
 			}
 		}
 	}
-	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "principal in a group, through the hierarchy")
+	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "principal in a group, through the hierarchy",
+		"guard excludes", "guard keeps", "guard excludes a forbid",
+		"guard proves the conditions", "guard proves the conditions of a policy that applies")
 }
 
 // entities draws an entity map: identities and groups, some without

@@ -41,6 +41,8 @@ type subject struct {
 	kind   int  // in Engine.kinds, -1 when unknown
 	// as holds its candidates as principal and as resource.
 	as [terms]scope
+	// attrs are its entity's attributes the guards read (index.attrs).
+	attrs []val
 }
 
 // action is an action as the engine knows it.
@@ -144,6 +146,7 @@ func (e *Engine) denseMask(t term, typ types.EntityType) bitset {
 func (e *Engine) newSubject(u types.EntityUID) *subject {
 	s := &subject{uid: u, kind: -1}
 	s.entity, s.known = e.entities[u]
+	s.attrs = entityAttrs(s.entity, s.known, e.set.index.attrs)
 	if k, ok := e.kinds[u.Type]; ok {
 		s.kind = k
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,22 @@ func scaleRequests(tb testing.TB, dir *broker.Directory, agents, n int) []Reques
 		case k == 2:
 			r.Principal = get("u%d", rng.IntN(10))
 		}
+		out[i] = r
+	}
+	return out
+}
+
+// firingRequests are reqs with a context that makes the conditions of
+// scalePolicies' type-level forbids on the context true: tainted from the
+// ingress, deep, long, cyclic, with a quarantined ancestor.
+func firingRequests(reqs []Request) []Request {
+	out := make([]Request, len(reqs))
+	for i, r := range reqs {
+		c := &r.Context
+		c.Tainted, c.TaintSources = true, []string{"ingress"}
+		c.Depth, c.HopsSoFar, c.TokensSoFar = 13, 10001, 60000000
+		c.IsCycle, c.EdgeCalls = true, 4
+		c.Ancestry = append(slices.Clone(c.Ancestry), "quarantined")
 		out[i] = r
 	}
 	return out

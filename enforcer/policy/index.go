@@ -114,7 +114,10 @@ type termIndex struct {
 type index struct {
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
-	reads    []contextReads // the context attributes each policy reads
+	reads    []contextReads  // the context attributes each policy reads
+	guards   []guard         // each policy's conditions, as far as a guard decides them (guard.go)
+	scopes   []*cedar.Policy // each policy without its conditions, where its guard can prove them all
+	attrs    []types.String  // the entity attributes the guards read, by slot
 	words    int
 	terms    [terms]termIndex
 }
@@ -131,6 +134,9 @@ func newIndex(set *cedar.PolicySet) *index {
 	ix.words = (n + 63) / 64
 	ix.policies = make([]*cedar.Policy, n)
 	ix.reads = make([]contextReads, n)
+	ix.guards = make([]guard, n)
+	ix.scopes = make([]*cedar.Policy, n)
+	gc := &guardCompiler{}
 	named := [terms]map[types.EntityUID][]int{}
 	for t := range terms {
 		ix.terms[t] = termIndex{any: make(bitset, ix.words), byType: map[types.EntityType]bitset{}}
@@ -141,6 +147,12 @@ func newIndex(set *cedar.PolicySet) *index {
 		ix.policies[i] = p
 		a := (*cedarast.Policy)(p.AST())
 		ix.reads[i] = readsOf(a)
+		ix.guards[i] = gc.guard(a)
+		if g := &ix.guards[i]; g.ok() && g.whole {
+			scope := *p.AST()
+			scope.Conditions = nil
+			ix.scopes[i] = cedar.NewPolicyFromAST(&scope)
+		}
 		for t, scope := range [terms]cedarast.IsScopeNode{a.Principal, a.Action, a.Resource} {
 			ti := &ix.terms[t]
 			switch s := scope.(type) {
@@ -168,6 +180,7 @@ func newIndex(set *cedar.PolicySet) *index {
 			}
 		}
 	}
+	ix.attrs = gc.attrs
 	for t := range terms {
 		ix.terms[t].byEntity = make(map[types.EntityUID]sparse, len(named[t]))
 		for e, positions := range named[t] {
@@ -286,12 +299,38 @@ func collect(dst []int32, typed sparse, p *scope, a bitset, r *scope) []int32 {
 	return dst
 }
 
+// scopeOnlyBit marks a position whose policy Cedar evaluates without its
+// conditions (index.scopes). Positions stay below it: a set of a billion
+// policies is not compiled.
+const scopeOnlyBit = 1 << 30
+
+// refine applies the guards to positions, in place: it removes the
+// policies their guard excludes for the request of f, and marks with
+// scopeOnlyBit those whose conditions it proves.
+func (ix *index) refine(positions []int32, f *facts) []int32 {
+	kept := positions[:0]
+	for _, i := range positions {
+		if g := &ix.guards[i]; g.ok() {
+			switch g.verdict(f) {
+			case exclude:
+				continue
+			case scopeOnly:
+				i |= scopeOnlyBit
+			}
+		}
+		kept = append(kept, i)
+	}
+	return kept
+}
+
 // readsAll is the union of the context attributes read by the policies
-// at positions.
+// at positions (none for a scope alone).
 func (ix *index) readsAll(positions []int32) contextReads {
 	var r contextReads
 	for _, i := range positions {
-		r |= ix.reads[i]
+		if i&scopeOnlyBit == 0 {
+			r |= ix.reads[i]
+		}
 	}
 	return r
 }
@@ -303,8 +342,10 @@ type candidates struct {
 	ix        *index
 	positions []int32
 	seq       iter.Seq2[cedar.PolicyID, *cedar.Policy]
-	// entities is the decision's entity getter, kept here to be recycled too.
+	// entities is the decision's entity getter, and facts what its guards
+	// read, kept here to be recycled too.
 	entities requestEntities
+	facts    facts
 }
 
 func newCandidates() *candidates {
@@ -313,12 +354,17 @@ func newCandidates() *candidates {
 	return c
 }
 
-// All yields the candidate policies in policy id order.
+// All yields the candidate policies in policy id order, a policy whose
+// guard proves its conditions as its scope alone.
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return c.seq }
 
 func (c *candidates) each(yield func(cedar.PolicyID, *cedar.Policy) bool) {
 	for _, i := range c.positions {
-		if !yield(c.ix.ids[i], c.ix.policies[i]) {
+		p := c.ix.policies[i&^scopeOnlyBit]
+		if i&scopeOnlyBit != 0 {
+			p = c.ix.scopes[i&^scopeOnlyBit]
+		}
+		if !yield(c.ix.ids[i&^scopeOnlyBit], p) {
 			return
 		}
 	}
