@@ -217,8 +217,8 @@ func (p *Projector) read(ctx context.Context, pl *pipeline, out chan<- *batch) {
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			if cur.pending > 0 && full.extend(ctx, p.cfg.FlushInterval, p.cfg.AckWait/3) {
-				continue // a backlog: fill the batch rather than insert a small one
+			if cur.pending >= uint64(p.cfg.BatchSize-cur.info.Events) && full.extend(ctx, p.cfg.FlushInterval, p.cfg.AckWait/3) {
+				continue // a backlog that fills the batch: no small insert
 			}
 			if !send() {
 				return
@@ -255,15 +255,17 @@ func (p *Projector) read(ctx context.Context, pl *pipeline, out chan<- *batch) {
 // per batch, where a timeout per Next would cost a timer per message.
 //
 // A batch is written when it is full, or once its first event has waited
-// the flush interval; but while the consumer has a backlog (the broker
-// still holds events it has not delivered), waiting does not make those
-// later events any earlier, and a small batch costs ClickHouse almost as
-// much as a full one (a part per table, its files and buffers: about a
-// quarter of a second of the server's CPU per batch on 18.16, whatever
-// its size). So with a backlog the deadline is extended, interval by
-// interval, until the batch is full or its first event has waited a third
-// of AckWait (which leaves the rest for the queue and the insert, before
-// the broker would deliver the events again).
+// the flush interval; but while the consumer has a backlog that would
+// fill the batch (the broker holds at least as many undelivered events as
+// the batch has room for), waiting does not make those events any later,
+// and a small batch costs ClickHouse almost as much as a full one (a part
+// per table, its files and buffers: about a quarter of a second of the
+// server's CPU per batch on 18.16, whatever its size). So then the
+// deadline is extended, interval by interval, until the batch is full or
+// its first event has waited a third of AckWait (which leaves the rest for
+// the queue and the insert, before the broker would deliver the events
+// again). Live traffic, a few events pending at a time, is flushed by the
+// interval as before.
 type flushDeadline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
