@@ -29,7 +29,9 @@ import (
 // embedded NATS server; ClickHouse runs apart) spends per event, which
 // neighbours on a shared machine disturb less than the rates.
 // PROJ_BATCH overrides the batch size; PROJ_CPUPROFILE writes a CPU
-// profile of the projection. Run it with a fixed count, e.g.
+// profile of the projection; PROJ_CLICKHOUSE_PID (the pid of the
+// ClickHouse server, e.g. `pgrep -f clickhouse-server`) adds the server's
+// CPU time per event during the projection, which shares the machine. Run it with a fixed count, e.g.
 //
 //	go test -run '^$' -bench BenchmarkIngest -benchtime 220000x ./projections
 func BenchmarkIngest(b *testing.B) {
@@ -59,6 +61,8 @@ func BenchmarkIngest(b *testing.B) {
 		pprof.StartCPUProfile(out)
 		defer pprof.StopCPUProfile()
 	}
+	chPid, _ := strconv.Atoi(os.Getenv("PROJ_CLICKHOUSE_PID"))
+	ch0 := clickhouseCPU(b, chPid)
 	start, cpu1 := time.Now(), cputime.Now(b)
 	if err := p.Start(context.Background()); err != nil {
 		b.Fatal(err)
@@ -72,6 +76,7 @@ func BenchmarkIngest(b *testing.B) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed, cpu := time.Since(start), cputime.Now(b)-cpu1
+	chCPU := clickhouseCPU(b, chPid) - ch0
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -89,7 +94,24 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/float64(events), "cpu-µs/event")
 	b.ReportMetric(float64(baselineCPU.Microseconds())/float64(events), "baseline-cpu-µs/event")
 	b.ReportMetric(float64(maxLag), "max-lag-events")
+	if chPid > 0 {
+		b.ReportMetric(float64(chCPU.Microseconds())/float64(events), "clickhouse-cpu-µs/event")
+	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// clickhouseCPU is the CPU time the ClickHouse server of pid has used, 0
+// when pid is not set.
+func clickhouseCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	if pid <= 0 {
+		return 0
+	}
+	d, err := cputime.Of(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
 }
 
 // BenchmarkLiveLag publishes synthetic runs at a steady rate (PROJ_RATE

@@ -37,10 +37,13 @@ func newPipeline(cfg Config, l *ledger.Ledger) (*pipeline, error) {
 }
 
 // batch is a batch being filled or written: its rows, and the messages to
-// ack once ClickHouse has them (none when replaying without acks).
+// ack once ClickHouse has them (none when replaying without acks). Only a
+// message's reply subject is kept, to ack it by: holding the message
+// would hold its data (the signed envelope, most of its bytes) until the
+// batch is written.
 type batch struct {
 	rows *rows.Batch
-	msgs []jetstream.Msg
+	acks []string
 	info BatchInfo
 	// skipped counts events that cannot be projected (acked all the same).
 	skipped int
@@ -68,7 +71,7 @@ func (p *pipeline) add(ctx context.Context, b *batch, m jetstream.Msg, ack bool)
 	b.info.Events++
 	b.info.LastStreamSeq, b.lastStored, b.pending = seq, meta.Timestamp, meta.NumPending
 	if ack {
-		b.msgs = append(b.msgs, m)
+		b.acks = append(b.acks, m.Reply())
 	}
 	d, err := p.decoder.Decode(m.Data(), seq)
 	if err == nil {

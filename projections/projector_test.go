@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,6 +119,52 @@ func TestCrashMidBatchThenRestart(t *testing.T) {
 	e.waitCaughtUp(t, broker.ProjectorConsumer)
 	if got, want := e.totals(t), wantTotals(6); got != want {
 		t.Fatalf("after restart\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestBacklogFillsBatches: while the broker holds events the projector has
+// not received yet, a batch is not cut short by the flush interval (here
+// 1 ms, far less than it takes to fill one): every batch but the last is
+// full, and every total is exact.
+func TestBacklogFillsBatches(t *testing.T) {
+	e := newEnv(t)
+	const runs, size = 60, 200
+	appendRuns(t, e.l, runs)
+	var mu sync.Mutex
+	var sizes []int
+	cfg := e.db.Config
+	cfg.BatchSize, cfg.FlushInterval, cfg.AckWait = size, time.Millisecond, time.Minute
+	cfg.Hooks.AfterInsert = func(table string, b projections.BatchInfo) error {
+		if table == "events" {
+			mu.Lock()
+			sizes = append(sizes, b.Events)
+			mu.Unlock()
+		}
+		return nil
+	}
+	p, err := projections.New(e.l, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	e.waitCaughtUp(t, broker.ProjectorConsumer)
+	if got, want := e.totals(t), wantTotals(runs); got != want {
+		t.Fatalf("totals\n got %+v\nwant %+v", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for i, n := range sizes {
+		total += n
+		if i < len(sizes)-1 && n != size {
+			t.Errorf("batch %d of %d holds %d events, want %d (batches %v)", i+1, len(sizes), n, size, sizes)
+		}
+	}
+	if total != runs*runEvents {
+		t.Fatalf("batches hold %d events, want %d", total, runs*runEvents)
 	}
 }
 

@@ -3,6 +3,7 @@ package rows
 import (
 	"bytes"
 	"fmt"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -37,6 +38,7 @@ type Decoder struct {
 	in  bytes.Reader
 	dec *jsontext.Decoder
 	out []byte // the data without its wire members
+	esc []byte // a member name with escapes, unquoted
 }
 
 // NewDecoder returns a decoder.
@@ -81,29 +83,29 @@ func (x *Decoder) decodeEvent(wire []byte, d *Decoded) error {
 		return fmt.Errorf("event is not an object")
 	}
 	for x.dec.PeekKind() != '}' {
-		name, err := x.dec.ReadToken()
+		name, err := x.name()
 		if err != nil {
 			return err
 		}
-		key := name.String() // the token is void after the next read
 		var into any
-		switch key {
+		var str *string
+		switch string(name) { // compared without a copy
 		case "v":
 			into = &ev.Version
 		case "run_id":
-			into = &ev.RunID
+			str = &ev.RunID
 		case "seq":
 			into = &ev.Seq
 		case "type":
-			into = &ev.Type
+			str = (*string)(&ev.Type)
 		case "at":
 			into = &ev.At
 		case "hop_id":
-			into = &ev.HopID
+			str = &ev.HopID
 		case "prev_hash":
-			into = &ev.PrevHash
+			str = &ev.PrevHash
 		case "hash":
-			into = &ev.Hash
+			str = &ev.Hash
 		case "data":
 			if err := x.readData(wire, d); err != nil {
 				return err
@@ -115,8 +117,13 @@ func (x *Decoder) decodeEvent(wire []byte, d *Decoded) error {
 			}
 			continue
 		}
-		if err := jsonv2.UnmarshalDecode(x.dec, into); err != nil {
-			return fmt.Errorf("member %q: %w", key, err)
+		if str != nil {
+			err = x.readString(str)
+		} else {
+			err = jsonv2.UnmarshalDecode(x.dec, into)
+		}
+		if err != nil {
+			return fmt.Errorf("member %q: %w", name, err)
 		}
 	}
 	if _, err := x.dec.ReadToken(); err != nil {
@@ -204,11 +211,11 @@ func (x *Decoder) cut(wire []byte) ([]byte, error) {
 	kept := false                      // a member was kept before this one
 	for x.dec.PeekKind() != '}' {
 		before := int(x.dec.InputOffset()) // after the previous member, before its comma
-		name, err := x.dec.ReadToken()
+		name, err := x.name()
 		if err != nil {
 			return nil, err
 		}
-		wireMember := wireMembers[name.String()] // the token is void after the next read
+		wireMember := wireMembers[string(name)] // looked up without a copy; void after the next read
 		if err := x.dec.SkipValue(); err != nil {
 			return nil, err
 		}
@@ -234,4 +241,40 @@ func (x *Decoder) cut(wire []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append(x.out, wire[copied:x.dec.InputOffset()]...), nil
+}
+
+// name reads an object member's name. The bytes are the name as written,
+// unquoted only when it holds escapes, so that matching names costs no
+// allocation; they are void after the decoder's next read.
+func (x *Decoder) name() ([]byte, error) {
+	v, err := x.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	if len(v) < 2 || v[0] != '"' {
+		return nil, fmt.Errorf("member name %s is not a string", v)
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return v[1 : len(v)-1], nil
+	}
+	// The decoder has checked the string's syntax, so the only error left
+	// is invalid UTF-8, which decodeOptions allow: it comes out as U+FFFD,
+	// as it would from the decoder's own tokens.
+	x.esc, _ = jsontext.AppendUnquote(x.esc[:0], v)
+	return x.esc, nil
+}
+
+// readString reads a string member into s. A plain string (no escapes,
+// valid UTF-8, which is how the ledger writes every one) is copied as it
+// is; anything else goes through the JSON decoder, with its rules.
+func (x *Decoder) readString(s *string) error {
+	v, err := x.dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+		*s = string(v[1 : len(v)-1])
+		return nil
+	}
+	return jsonv2.Unmarshal(v, s, decodeOptions)
 }
