@@ -25,6 +25,15 @@ var guardSeeds = []string{
 	`principal.n + 1 > principal.n`,
 	`principal.n - 1 < resource.n`,
 	`principal.n * resource.n >= 0`,
+	`principal.n * principal.n > 0`,
+	`principal.n * 3 > 0`,
+	`principal.n + principal.n > 0`,
+	`principal.n - resource.n > 0`,
+	`principal.u like "e*"`,
+	`principal.tags.contains(principal.u)`,
+	`context.ancestry.contains(principal.n)`,
+	`context.taint_sources.contains(principal.b)`,
+	`context.ancestry.contains(principal.x)`,
 	`-(-9223372036854775807 - 1) > 0`,
 	`context.tokens_so_far * context.tokens_so_far > 0`,
 	`context.tokens_so_far - 9223372036854775807 < 0`,
@@ -58,6 +67,10 @@ var guardSeeds = []string{
 	`principal.b && resource.b`,
 	`if principal.b then principal.n else 0 > 1`,
 	`if principal.b then context.ancestry.contains("e1") else resource.b`,
+	`principal has n`,
+	`!(resource has d)`,
+	`principal.d == resource.d`,
+	`context.cost_so_far == decimal("0.0")`,
 	`principal has n && principal.n > 0`,
 	`resource has n || resource.n == 0`,
 	`principal has d && principal.d.lessThan(decimal("1.5"))`,
@@ -85,7 +98,7 @@ func fuzzValues() []types.Value {
 	ip6, _ := types.ParseIPAddr("::1")
 	return []types.Value{
 		types.Long(0), types.Long(1), types.Long(-1), types.Long(2),
-		types.Long(math.MinInt64), types.Long(math.MaxInt64), types.Long(math.MinInt64 / 2),
+		types.Long(math.MinInt64), types.Long(math.MaxInt64), types.Long(math.MinInt64 / 2), types.Long(3), types.Long(math.MaxInt64 / 2),
 		d1, dmin, dmax,
 		types.String("a*b"), types.String("ab"), types.String("e1"), types.String("t1"), types.String(""), types.String(`a\b`),
 		types.Boolean(true), types.Boolean(false),
@@ -111,14 +124,52 @@ func (g *gen) fuzzEntities(values []types.Value) types.EntityMap {
 			rec[k] = v
 		}
 		for _, name := range []types.String{"n", "d", "s", "b", "u", "r", "x", "ip", "dt", "dur", "team"} {
-			if g.rng.IntN(3) > 0 {
-				rec[name] = values[g.rng.IntN(len(values))]
+			if g.rng.IntN(3) == 0 {
+				continue
 			}
+			v := values[g.rng.IntN(len(values))]
+			// Mostly of the type its name says, so that the guards
+			// compute, now and then of another.
+			for range 8 {
+				if g.rng.IntN(4) == 0 || fuzzType(name, v) {
+					break
+				}
+				v = values[g.rng.IntN(len(values))]
+			}
+			rec[name] = v
 		}
 		e.Attributes = types.NewRecord(rec)
 		m[u] = e
 	}
 	return m
+}
+
+// fuzzType reports whether v is of the type the fuzz entities' attribute
+// name mostly holds.
+func fuzzType(name types.String, v types.Value) bool {
+	switch v.(type) {
+	case types.Long:
+		return name == "n"
+	case types.Decimal:
+		return name == "d"
+	case types.String:
+		return name == "s" || name == "team"
+	case types.Boolean:
+		return name == "b"
+	case types.EntityUID:
+		return name == "u"
+	case types.Record:
+		return name == "r"
+	case types.Set:
+		return name == "x"
+	case types.IPAddr:
+		return name == "ip"
+	case types.Datetime:
+		return name == "dt"
+	case types.Duration:
+		return name == "dur"
+	}
+	return false
 }
 
 // fuzzContext is gen.context with the longs at their edges now and then.
@@ -168,7 +219,11 @@ func FuzzGuardsMatchCedar(f *testing.F) {
 			text := g.policy()
 			if i < len(fuzzed) && fuzzed[i] != "" {
 				var b strings.Builder
-				fmt.Fprintf(&b, "%s (%s, %s, %s)", g.pick("permit", "forbid"), g.scope("principal"), g.actionScope(), g.scope("resource"))
+				if g.rng.IntN(2) == 0 { // a scope that matches every request: the guard decides alone
+					fmt.Fprintf(&b, "%s (principal, action, resource)", g.pick("permit", "forbid"))
+				} else {
+					fmt.Fprintf(&b, "%s (%s, %s, %s)", g.pick("permit", "forbid"), g.scope("principal"), g.actionScope(), g.scope("resource"))
+				}
 				if g.rng.IntN(3) == 0 {
 					fmt.Fprintf(&b, " %s { %s }", g.pick("when", "unless"), g.condition())
 				}
