@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -387,6 +388,10 @@ func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subje
 			if got != want || !slices.Equal(reasonIDs(gotDiag), reasonIDs(wantDiag)) || len(wantDiag.Errors) > 0 {
 				t.Fatalf("case %d: the guard proves the conditions of %s for %s %s %s %+v, but Cedar gives %v %v %v, its scope %v %v\n%s",
 					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, want, reasonIDs(wantDiag), errorTexts(wantDiag), got, reasonIDs(gotDiag), ix.policies[i].MarshalCedar())
+			}
+			if sc, pol := ix.scopes[i], ix.policies[i]; sc.Effect() != pol.Effect() || sc.Position() != pol.Position() ||
+				!maps.Equal(sc.Annotations(), pol.Annotations()) || len(sc.AST().Conditions) != 0 {
+				t.Fatalf("case %d: the scope of %s is not the policy without its conditions:\n%s\n%s", c, ix.ids[i], sc.MarshalCedar(), pol.MarshalCedar())
 			}
 			cov["guard proves the conditions"]++
 			if len(wantDiag.Reasons) > 0 {
