@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -46,7 +47,19 @@ func (g *gen) pick(from ...string) string { return from[g.rng.IntN(len(from))] }
 
 func (g *gen) typ() string { return g.pick(g.types...) }
 
-func (g *gen) entity() string { return fmt.Sprintf("%s::%q", g.typ(), g.pick(g.ids...)) }
+// entity is an entity uid: a tool, half the time, as a tool of an MCP
+// server is named (Tool::"<server>/<tool>", Identity.ResourceID).
+func (g *gen) entity() string {
+	typ, id := g.typ(), g.pick(g.ids...)
+	if typ == "Tool" && g.rng.IntN(2) == 0 {
+		id = toolResource(id)
+	}
+	return fmt.Sprintf("%s::%q", typ, id)
+}
+
+// toolResource is the resource name the tests give a tool of id served
+// by an MCP server.
+func toolResource(id string) string { return id + "/fetch" }
 
 func (g *gen) action() string {
 	names := []string{"invoke", "call_tool", "call_model"}
@@ -278,7 +291,11 @@ func TestDecideMatchesFullScan(t *testing.T) {
 			if i < len(first) {
 				typ = schemas.PrincipalType(first[i])
 			}
-			ids = append(ids, broker.Identity{ID: id, Type: typ, Team: g.team(), Tags: g.tags()})
+			ident := broker.Identity{ID: id, Type: typ, Team: g.team(), Tags: g.tags()}
+			if typ == schemas.TypeTool && g.rng.IntN(2) == 0 {
+				ident.Resource = toolResource(id) // Tool::"<server>/<tool>" in Cedar
+			}
+			ids = append(ids, ident)
 		}
 		dir, err := broker.NewDirectory(ids)
 		if err != nil {
@@ -324,9 +341,12 @@ func TestDecideMatchesFullScan(t *testing.T) {
 				t.Fatalf("case %d: %s %s %s %+v\n got %+v\nwant %+v\npolicies:\n%s", c, uid(r.Principal), r.Action, uid(r.Resource), r.Context, got, want, src)
 			}
 			cov.count(got)
+			if r.Resource.Resource != "" && len(got.PolicyIDs) > 0 && len(got.Errors) == 0 {
+				cov["a policy decides on a tool of a server"]++
+			}
 		}
 	}
-	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "schema refusal",
+	cov.require(t, "allow", "forbid", "default deny", "evaluation error", "schema refusal", "a policy decides on a tool of a server",
 		"guard excludes", "guard keeps", "guard excludes a forbid",
 		"guard proves the conditions", "guard proves the conditions of a policy that applies")
 }
@@ -368,6 +388,10 @@ func checkGuards(t *testing.T, c int, e *Engine, p *subject, a *action, r *subje
 			if got != want || !slices.Equal(reasonIDs(gotDiag), reasonIDs(wantDiag)) || len(wantDiag.Errors) > 0 {
 				t.Fatalf("case %d: the guard proves the conditions of %s for %s %s %s %+v, but Cedar gives %v %v %v, its scope %v %v\n%s",
 					c, ix.ids[i], p.uid, a.uid, r.uid, ctx, want, reasonIDs(wantDiag), errorTexts(wantDiag), got, reasonIDs(gotDiag), ix.policies[i].MarshalCedar())
+			}
+			if sc, pol := ix.scopes[i], ix.policies[i]; sc.Effect() != pol.Effect() || sc.Position() != pol.Position() ||
+				!maps.Equal(sc.Annotations(), pol.Annotations()) || len(sc.AST().Conditions) != 0 {
+				t.Fatalf("case %d: the scope of %s is not the policy without its conditions:\n%s\n%s", c, ix.ids[i], sc.MarshalCedar(), pol.MarshalCedar())
 			}
 			cov["guard proves the conditions"]++
 			if len(wantDiag.Reasons) > 0 {
@@ -478,7 +502,8 @@ func TestIndexMatchesFullSet(t *testing.T) {
 		"guard proves the conditions", "guard proves the conditions of a policy that applies")
 }
 
-// entities draws an entity map: identities and groups, some without
+// entities draws an entity map: identities (tools of a server among
+// them) and groups, some without
 // attributes, with random parents (cycles and parents that are not
 // entities included), and an action hierarchy.
 func (g *gen) entities() types.EntityMap {
@@ -488,7 +513,11 @@ func (g *gen) entities() types.EntityMap {
 		if g.rng.IntN(3) == 0 {
 			continue
 		}
-		all = append(all, types.NewEntityUID(types.EntityType(g.typ()), types.String(id)))
+		typ := g.typ()
+		if typ == "Tool" && g.rng.IntN(2) == 0 {
+			id = toolResource(id)
+		}
+		all = append(all, types.NewEntityUID(types.EntityType(typ), types.String(id)))
 	}
 	for _, u := range all {
 		e := types.Entity{UID: u}

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"testing"
@@ -133,5 +135,59 @@ func TestGuardVerdict(t *testing.T) {
 				t.Errorf("%s: refine gives %v", src, positions)
 			}
 		})
+	}
+}
+
+// TestGuardContextMatchesRecord holds the guards' reading of the context
+// (contextAttribute) to the record Cedar is given (Context.attribute):
+// the same value of the same type for every attribute but quota_used,
+// which the guards leave to Cedar, at the edges of each field's range.
+func TestGuardContextMatchesRecord(t *testing.T) {
+	contexts := []Context{
+		{},
+		{RunID: "r1", Workflow: "w", Depth: 3, Ancestry: []string{"a", "b", "a"}, OnBehalfOf: "u", IsCycle: true, HopsSoFar: 7,
+			TokensSoFar: 1000, CostSoFar: 1.25, EdgeCalls: 2, Tainted: true, TaintSources: []string{"ingress"}},
+		{Depth: math.MinInt, HopsSoFar: math.MaxInt, TokensSoFar: math.MinInt64, EdgeCalls: -1, CostSoFar: math.NaN(), TaintSources: []string{"x"}},
+		{Depth: math.MaxInt, HopsSoFar: math.MinInt, TokensSoFar: math.MaxInt64, EdgeCalls: math.MaxInt, CostSoFar: math.Inf(1), Ancestry: []string{"x"}},
+		{CostSoFar: -1e300},
+		{CostSoFar: 0.00005},
+		{CostSoFar: 922337203685477.5807},
+	}
+	for i, name := range hopContext {
+		get := contextAttribute(name)
+		if name == "quota_used" {
+			if get != nil {
+				t.Errorf("the guards read quota_used, which costs a call")
+			}
+			continue
+		}
+		if get == nil {
+			t.Errorf("the guards do not read context.%s", name)
+			continue
+		}
+		for _, c := range contexts {
+			want := c.attribute(i)
+			got := get(&facts{ctx: c})
+			var v types.Value
+			switch got.kind {
+			case vStrings:
+				ss := c.Ancestry
+				if got.n == 1 {
+					ss = c.TaintSources
+				}
+				v = stringSet(ss)
+			default:
+				var ok bool
+				if v, ok = got.boxed(); !ok {
+					t.Fatalf("context.%s: the guard computes nothing for %+v", name, c)
+				}
+			}
+			if !v.Equal(want) || fmt.Sprintf("%T", v) != fmt.Sprintf("%T", want) {
+				t.Errorf("context.%s for %+v: the guard reads %T %v, the record holds %T %v", name, c, v, v, want, want)
+			}
+		}
+	}
+	if contextAttribute("weather") != nil {
+		t.Errorf("the guards read an attribute the record does not have")
 	}
 }

@@ -12,12 +12,15 @@ import (
 // the request and its whole context record built per call, validated
 // against the schema, and every policy of the set evaluated. It is the
 // reference of the differential test and the "scan" path of the
-// benchmarks. Its Errors are in the order Cedar met the policies.
+// benchmarks. Its Errors are in the order Cedar met the policies. A tool
+// of an MCP server is Tool::"<server>/<tool>" (Identity.ResourceID), as
+// in the directory's entities (since 3f31a51): with its bare id, a policy
+// naming the tool would never match it here.
 func (e *Engine) decideScan(r Request) Decision {
 	req := types.Request{
-		Principal: types.NewEntityUID(types.EntityType(r.Principal.Type), types.String(r.Principal.ID)),
+		Principal: types.NewEntityUID(types.EntityType(r.Principal.Type), types.String(r.Principal.ResourceID())),
 		Action:    types.NewEntityUID("Action", types.String(r.Action)),
-		Resource:  types.NewEntityUID(types.EntityType(r.Resource.Type), types.String(r.Resource.ID)),
+		Resource:  types.NewEntityUID(types.EntityType(r.Resource.Type), types.String(r.Resource.ResourceID())),
 		Context:   r.Context.scanRecord(),
 	}
 	if err := e.set.validator.Request(req); err != nil {
