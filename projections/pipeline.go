@@ -37,13 +37,10 @@ func newPipeline(cfg Config, l *ledger.Ledger) (*pipeline, error) {
 }
 
 // batch is a batch being filled or written: its rows, and the messages to
-// ack once ClickHouse has them (none when replaying without acks). Only a
-// message's reply subject is kept, to ack it by: holding the message
-// would hold its data (the signed envelope, most of its bytes) until the
-// batch is written.
+// ack once ClickHouse has them (none when replaying without acks).
 type batch struct {
 	rows *rows.Batch
-	acks []string
+	msgs []jetstream.Msg
 	info BatchInfo
 	// skipped counts events that cannot be projected (acked all the same).
 	skipped int
@@ -71,7 +68,7 @@ func (p *pipeline) add(ctx context.Context, b *batch, m jetstream.Msg, ack bool)
 	b.info.Events++
 	b.info.LastStreamSeq, b.lastStored, b.pending = seq, meta.Timestamp, meta.NumPending
 	if ack {
-		b.acks = append(b.acks, m.Reply())
+		b.msgs = append(b.msgs, m)
 	}
 	d, err := p.decoder.Decode(m.Data(), seq)
 	if err == nil {

@@ -296,14 +296,9 @@ func (d *flushDeadline) stop() {
 	}
 }
 
-// ackPayload acks one message of a consumer with AckExplicitPolicy: what
-// jetstream.Msg.Ack publishes to the message's reply subject.
-var ackPayload = []byte("+ACK")
-
 // write inserts each batch and then acks its events.
 func (p *Projector) write(ctx context.Context, pl *pipeline, in <-chan *batch) {
 	defer close(p.done)
-	nc := p.ledger.JetStream().Conn()
 	for b := range in {
 		if err := pl.write(ctx, p.st, b, -1); err != nil {
 			if ctx.Err() == nil {
@@ -313,8 +308,8 @@ func (p *Projector) write(ctx context.Context, pl *pipeline, in <-chan *batch) {
 			}
 			return
 		}
-		for _, reply := range b.acks {
-			if err := nc.Publish(reply, ackPayload); err != nil {
+		for _, m := range b.msgs {
+			if err := m.Ack(); err != nil {
 				// The event is in ClickHouse; a redelivery rewrites the same rows.
 				p.cfg.Logger.Warn("ack ledger event", "err", err)
 			}
