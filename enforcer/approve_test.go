@@ -240,22 +240,6 @@ func TestApprovalSurvivesARestart(t *testing.T) {
 // connection: only the signature can tell it is not fin's.
 func forged(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run, hop string) schemas.ApprovalReply {
 	t.Helper()
-	req := schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: "fin", Approve: true, SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, kp.Sign)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := g.Conn.Request(g.Subjects.CtlApprove(run), signed, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r schemas.ApprovalReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return signedControl[schemas.ApprovalReply](t, g, kp.Sign, g.Subjects.CtlApprove(run),
+		&schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: "fin", Approve: true, SentAt: time.Now().UTC()})
 }

@@ -1,7 +1,6 @@
 package enforcer_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -17,24 +16,8 @@ import (
 // operatorHalt halts run as operator "ops" with a signed request.
 func operatorHalt(t *testing.T, g *enforcertest.Gateway, kp nkeys.KeyPair, run string) schemas.HaltReply {
 	t.Helper()
-	req := schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: "ops", Reason: "runaway stream", SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, kp.Sign)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := g.Conn.Request(g.Subjects.CtlHalt(run), signed, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r schemas.HaltReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return signedControl[schemas.HaltReply](t, g, kp.Sign, g.Subjects.CtlHalt(run),
+		&schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: "ops", Reason: "runaway stream", SentAt: time.Now().UTC()})
 }
 
 // TestHaltSettleChargesQuota: a settle (the late reply of a hop a halt

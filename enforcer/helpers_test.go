@@ -244,3 +244,28 @@ func rejectionEntry(t testing.TB, g *enforcertest.Gateway, seq uint64) string {
 	t.Fatalf("no ledger entry %s* for the rejected submission", prefix)
 	return ""
 }
+
+// signedControl signs req with sign as an operator's control request,
+// sends it over the gateway's own connection to subject and decodes the
+// reply into R. The key need not be the operator's: tests forge with
+// others.
+func signedControl[R any](t *testing.T, g *enforcertest.Gateway, sign func([]byte) ([]byte, error), subject string, req any) R {
+	t.Helper()
+	body, err := schemas.Encode(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := g.Conn.Request(subject, signed, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r R
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

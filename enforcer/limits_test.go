@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/ratelimit"
 	"github.com/tollgate/tollgate/enforcer"
@@ -439,27 +440,9 @@ func TestKillSwitch(t *testing.T) {
 	run, root := openRun(t, tomas)
 	delegate(t, orch, run, root, "research")
 
-	send := func(kp interface {
-		Sign([]byte) ([]byte, error)
-	}, by string) schemas.HaltReply {
-		req := schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: by, Reason: "runaway spend", SentAt: time.Now().UTC()}
-		body, err := schemas.Encode(&req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, kp.Sign)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := g.Conn.Request(g.Subjects.CtlHalt(run), signed, 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r schemas.HaltReply
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			t.Fatal(err)
-		}
-		return r
+	send := func(kp nkeys.KeyPair, by string) schemas.HaltReply {
+		return signedControl[schemas.HaltReply](t, g, kp.Sign, g.Subjects.CtlHalt(run),
+			&schemas.HaltRequest{Version: 1, Cmd: schemas.CmdHalt, RunID: run, By: by, Reason: "runaway spend", SentAt: time.Now().UTC()})
 	}
 	_, forger := mustOtherKey(t)
 	if r := send(forger, "ops"); r.OK || !strings.Contains(r.Error, "signature") {

@@ -84,27 +84,16 @@ func (c *Client) Halt(ctx context.Context, run, reason string) (*schemas.HaltRep
 	if reason == "" {
 		return nil, errors.New("operator: a halt needs a reason: the ledger and the alert record it")
 	}
-	req := schemas.HaltRequest{Version: schemas.Version, Cmd: schemas.CmdHalt, RunID: run, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
+	what := "halt " + run
+	reply, err := command[schemas.HaltReply](ctx, c, c.subj.CtlHalt(run), what,
+		&schemas.HaltRequest{Version: schemas.Version, Cmd: schemas.CmdHalt, RunID: run, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()})
 	if err != nil {
 		return nil, err
 	}
-	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
-	if err != nil {
-		return nil, fmt.Errorf("sign halt: %w", err)
-	}
-	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlHalt(run), signed)
-	if err != nil {
-		return nil, fmt.Errorf("halt %s: %w (%w)", run, ErrNoAnswer, err)
-	}
-	var reply schemas.HaltReply
-	if err := json.Unmarshal(m.Data, &reply); err != nil {
-		return nil, fmt.Errorf("halt %s: unreadable answer: %w", run, err)
-	}
 	if reply.Error != "" && !reply.OK {
-		return &reply, fmt.Errorf("%w: halt %s: %s", ErrRefused, run, reply.Error)
+		return reply, fmt.Errorf("%w: %s: %s", ErrRefused, what, reply.Error)
 	}
-	return &reply, nil
+	return reply, nil
 }
 
 // Approve releases a hop held for approval: the gateway records
@@ -130,27 +119,16 @@ func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note
 	if !approve {
 		verb = "reject"
 	}
-	req := schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: c.cfg.ID, Approve: approve, Note: note, SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
+	what := fmt.Sprintf("%s hop %s of run %s", verb, hop, run)
+	reply, err := command[schemas.ApprovalReply](ctx, c, c.subj.CtlApprove(run), what,
+		&schemas.ApprovalRequest{Version: schemas.Version, Cmd: schemas.CmdApprove, RunID: run, HopID: hop, By: c.cfg.ID, Approve: approve, Note: note, SentAt: time.Now().UTC()})
 	if err != nil {
 		return nil, err
 	}
-	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
-	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", verb, err)
-	}
-	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlApprove(run), signed)
-	if err != nil {
-		return nil, fmt.Errorf("%s hop %s of run %s: %w (%w)", verb, hop, run, ErrNoAnswer, err)
-	}
-	var reply schemas.ApprovalReply
-	if err := json.Unmarshal(m.Data, &reply); err != nil {
-		return nil, fmt.Errorf("%s hop %s: unreadable answer: %w", verb, hop, err)
-	}
 	if !reply.OK {
-		return &reply, fmt.Errorf("%w: %s hop %s of run %s: %s", ErrRefused, verb, hop, run, reply.Error)
+		return reply, fmt.Errorf("%w: %s: %s", ErrRefused, what, reply.Error)
 	}
-	return &reply, nil
+	return reply, nil
 }
 
 // Reload asks the gateways to re-read their config file (policies, audit
@@ -158,27 +136,15 @@ func (c *Client) answer(ctx context.Context, run, hop string, approve bool, note
 // logged. A config that fails validation is refused with every problem
 // listed (wrapping ErrRefused) and the running one stays.
 func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadReply, error) {
-	req := schemas.ReloadRequest{Version: schemas.Version, Cmd: schemas.CmdReload, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
+	reply, err := command[schemas.ReloadReply](ctx, c, c.subj.CtlReload(), "reload",
+		&schemas.ReloadRequest{Version: schemas.Version, Cmd: schemas.CmdReload, By: c.cfg.ID, Reason: reason, SentAt: time.Now().UTC()})
 	if err != nil {
 		return nil, err
 	}
-	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
-	if err != nil {
-		return nil, fmt.Errorf("sign reload: %w", err)
-	}
-	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlReload(), signed)
-	if err != nil {
-		return nil, fmt.Errorf("reload: %w (%w)", ErrNoAnswer, err)
-	}
-	var reply schemas.ReloadReply
-	if err := json.Unmarshal(m.Data, &reply); err != nil {
-		return nil, fmt.Errorf("reload: unreadable answer: %w", err)
-	}
 	if !reply.OK {
-		return &reply, fmt.Errorf("%w: reload: %s", ErrRefused, reply.Error)
+		return reply, fmt.Errorf("%w: reload: %s", ErrRefused, reply.Error)
 	}
-	return &reply, nil
+	return reply, nil
 }
 
 // QuotaStatus asks the gateway for the state of every spend quota, read
@@ -187,25 +153,36 @@ func (c *Client) Reload(ctx context.Context, reason string) (*schemas.ReloadRepl
 // (not a registered operator, a bad signature) wraps ErrRefused; no answer
 // in time, ErrNoAnswer.
 func (c *Client) QuotaStatus(ctx context.Context) (*schemas.QuotaStatusReply, error) {
-	req := schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: c.cfg.ID, SentAt: time.Now().UTC()}
-	body, err := schemas.Encode(&req)
+	reply, err := command[schemas.QuotaStatusReply](ctx, c, c.subj.CtlQuota(), "quota status",
+		&schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: c.cfg.ID, SentAt: time.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	if !reply.OK {
+		return reply, fmt.Errorf("%w: quota status: %s", ErrRefused, reply.Error)
+	}
+	return reply, nil
+}
+
+// command signs req as this operator's control request, sends it to
+// subject and decodes the gateway's answer; what names the command in
+// errors. No answer in time wraps ErrNoAnswer.
+func command[R any](ctx context.Context, c *Client, subject, what string, req any) (*R, error) {
+	body, err := schemas.Encode(req)
 	if err != nil {
 		return nil, err
 	}
 	signed, _, err := schemas.SignObject(body, schemas.ControlSigningContext, c.cfg.Key.Sign)
 	if err != nil {
-		return nil, fmt.Errorf("sign quota status: %w", err)
+		return nil, fmt.Errorf("sign %s: %w", what, err)
 	}
-	m, err := c.nc.RequestWithContext(ctx, c.subj.CtlQuota(), signed)
+	m, err := c.nc.RequestWithContext(ctx, subject, signed)
 	if err != nil {
-		return nil, fmt.Errorf("quota status: %w (%w)", ErrNoAnswer, err)
+		return nil, fmt.Errorf("%s: %w (%w)", what, ErrNoAnswer, err)
 	}
-	var reply schemas.QuotaStatusReply
+	var reply R
 	if err := json.Unmarshal(m.Data, &reply); err != nil {
-		return nil, fmt.Errorf("quota status: unreadable answer: %w", err)
-	}
-	if !reply.OK {
-		return &reply, fmt.Errorf("%w: quota status: %s", ErrRefused, reply.Error)
+		return nil, fmt.Errorf("%s: unreadable answer: %w", what, err)
 	}
 	return &reply, nil
 }
