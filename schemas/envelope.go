@@ -486,15 +486,18 @@ func readA2AMessage(raw []byte) (a2aMessage, error) {
 	return m, typeErr
 }
 
+// a2aFields are the members a2aMessage reads.
+var a2aFields = [...]string{"kind", "messageId", "role", "parts"}
+
 // a2aField is the a2aMessage field name matches: exactly, or else
 // case-insensitively, or "" for none.
 func a2aField(name string) string {
-	for _, f := range [...]string{"kind", "messageId", "role", "parts"} {
+	for _, f := range a2aFields {
 		if name == f {
 			return f
 		}
 	}
-	for _, f := range [...]string{"kind", "messageId", "role", "parts"} {
+	for _, f := range a2aFields {
 		if strings.EqualFold(name, f) {
 			return f
 		}
