@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -150,7 +151,7 @@ func (en *spendEntry) merge(d *spendDelta, cfg limits.SpendSpikes, now time.Time
 		en.First = d.first
 	}
 	for _, sl := range d.slots {
-		i, found := sort.Find(len(en.Slots), func(i int) int { return cmpInt(sl.At, en.Slots[i].At) })
+		i, found := sort.Find(len(en.Slots), func(i int) int { return cmp.Compare(sl.At, en.Slots[i].At) })
 		if !found {
 			en.Slots = append(en.Slots, spendSlot{})
 			copy(en.Slots[i+1:], en.Slots[i:])
@@ -176,16 +177,6 @@ func (en *spendEntry) merge(d *spendDelta, cfg limits.SpendSpikes, now time.Time
 		}
 	}
 	en.Slots = kept
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // costliest sorts items costliest first and keeps n.

@@ -1,6 +1,7 @@
 package a2ahttp
 
 import (
+	"cmp"
 	"container/heap"
 	"container/list"
 	"context"
@@ -343,7 +344,7 @@ func (x *taskList) attach(run string, st *ledger.State) *foldedRun {
 				return
 			}
 		}
-	}, func(a, b *ledger.Hop) int { return compareSeq(a.DecisionStreamSeq, b.DecisionStreamSeq) })
+	}, func(a, b *ledger.Hop) int { return cmp.Compare(a.DecisionStreamSeq, b.DecisionStreamSeq) })
 	for _, h := range hops {
 		if t := r.tasks[h.ID]; t != nil {
 			t.hop = h
@@ -354,16 +355,6 @@ func (x *taskList) attach(run string, st *ledger.State) *foldedRun {
 	}
 	x.touch(r)
 	return r
-}
-
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // add lists hop h of run r under its caller and agent, dropping the
@@ -409,7 +400,7 @@ func (x *taskList) trim() {
 func (x *taskList) insert(t *listedTask) {
 	l := x.byKey[t.key]
 	i, _ := slices.BinarySearchFunc(l, t.hop.DecisionStreamSeq, func(e *listedTask, seq uint64) int {
-		return compareSeq(e.hop.DecisionStreamSeq, seq)
+		return cmp.Compare(e.hop.DecisionStreamSeq, seq)
 	})
 	l = slices.Insert(l, i, t)
 	for len(l) > x.cfg.PerCaller {
