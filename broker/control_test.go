@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/brokertest"
 	"github.com/tollgate/tollgate/schemas"
 )
 
@@ -36,14 +37,7 @@ func signControl(t *testing.T, kp nkeys.KeyPair, v any) []byte {
 // command only; one that names no command (the format before commands
 // were bound) is refused.
 func TestControlRequestsBoundToTheirCommand(t *testing.T) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kp, pub := brokertest.NewKey(t)
 	now := time.Now().UTC()
 	const window = 5 * time.Minute
 	quotaReq := signControl(t, kp, &schemas.QuotaStatusRequest{Version: schemas.Version, Cmd: schemas.CmdQuotaStatus, By: "ops", SentAt: now})

@@ -189,11 +189,7 @@ func signRaw(t testing.TB, kp nkeys.KeyPair, body []byte) []byte {
 // mustOtherKey returns a key no identity is registered with.
 func mustOtherKey(t testing.TB) (string, nkeys.KeyPair) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
+	kp, pub := brokertest.NewKey(t)
 	return pub, kp
 }
 

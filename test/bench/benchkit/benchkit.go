@@ -222,6 +222,30 @@ func (e *env) submissions(w Workload, runs int, f func(*nats.Msg) error) error {
 // the enforcer's does.
 const benchHopHeader = "Tg-Bench-Hop"
 
+// drain measures the workload's drain: it starts what start starts, waits
+// until SUBMIT is empty, and returns the wall time and the process's CPU
+// time that took, with the workload's CPU profile (if any) covering
+// exactly that.
+func (e *env) drain(ctx context.Context, w Workload, start func() error) (elapsed, cpu time.Duration, err error) {
+	cpu0, err := cputime.Process()
+	if err != nil {
+		return 0, 0, err
+	}
+	stopProfile, err := w.startProfile()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stopProfile()
+	t0 := time.Now()
+	if err := start(); err != nil {
+		return 0, 0, err
+	}
+	err = e.drained(ctx)
+	elapsed = time.Since(t0)
+	cpu1, _ := cputime.Process()
+	return elapsed, cpu1 - cpu0, err
+}
+
 // drained waits until SUBMIT is empty (every submission acked).
 func (e *env) drained(ctx context.Context) error {
 	s, err := e.js.Stream(ctx, e.subjects.Stream(broker.StreamSubmit))
@@ -292,27 +316,17 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 		}
 		extra = append(extra, enf)
 	}
-	cpu0, err := cputime.Process()
-	if err != nil {
-		return Result{}, err
-	}
-	stopProfile, err := w.startProfile()
-	if err != nil {
-		return Result{}, err
-	}
-	start := time.Now()
-	if err := e.g.StartEnforcer(ctx, cfg); err != nil {
-		return Result{}, err
-	}
-	for _, enf := range extra {
-		if err := enf.Start(ctx); err != nil {
-			return Result{}, err
+	elapsed, cpu, err := e.drain(ctx, w, func() error {
+		if err := e.g.StartEnforcer(ctx, cfg); err != nil {
+			return err
 		}
-	}
-	err = e.drained(ctx)
-	elapsed := time.Since(start)
-	cpu1, _ := cputime.Process()
-	stopProfile()
+		for _, enf := range extra {
+			if err := enf.Start(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	stored, serr := e.stored(ctx)
 	enfs := append([]*enforcer.Enforcer{e.g.Enforcer()}, extra...)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -336,7 +350,7 @@ func Governed(ctx context.Context, w Workload) (Result, error) {
 	if serr != nil {
 		return Result{}, serr
 	}
-	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
+	return Result{Name: "governed", Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu, Stored: stored}}, nil
 }
 
 // RawRelay measures a plain JetStream relay on the same workload: consume,
@@ -374,25 +388,14 @@ func relay(ctx context.Context, w Workload, floor bool) (Result, error) {
 		return Result{}, err
 	}
 	defer e.close()
-	cpu0, err := cputime.Process()
-	if err != nil {
-		return Result{}, err
+	var stop func()
+	elapsed, cpu, err := e.drain(ctx, w, func() (err error) {
+		stop, err = e.startRelay(ctx, w.Shards, floor)
+		return err
+	})
+	if stop != nil {
+		stop()
 	}
-	stopProfile, err := w.startProfile()
-	if err != nil {
-		return Result{}, err
-	}
-	start := time.Now()
-	stop, err := e.startRelay(ctx, w.Shards, floor)
-	if err != nil {
-		stopProfile()
-		return Result{}, err
-	}
-	err = e.drained(ctx)
-	elapsed := time.Since(start)
-	cpu1, _ := cputime.Process()
-	stopProfile()
-	stop()
 	if err != nil {
 		return Result{}, err
 	}
@@ -404,7 +407,7 @@ func relay(ctx context.Context, w Workload, floor bool) (Result, error) {
 	if floor {
 		name = "floor"
 	}
-	return Result{Name: name, Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu1 - cpu0, Stored: stored}}, nil
+	return Result{Name: name, Messages: w.Total(), Elapsed: elapsed, Cost: Cost{CPU: cpu, Stored: stored}}, nil
 }
 
 // startRelay starts the raw relay on SUBMIT over shards workers (0: 64)
